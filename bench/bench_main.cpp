@@ -1,0 +1,179 @@
+// Benchmarks of what a user waits for: one training step (forward, gating
+// loss, backward, SGD step) and evaluation throughput of every model kind,
+// the data pipeline, and the peak memory of a short training run. Every
+// model's figures are also reported as a ratio to the float model's,
+// measured in the same run.
+#include "dnn_gating/data/loader.h"
+#include "dnn_gating/models/resnet.h"
+#include "dnn_gating/train/gating_loss.h"
+#include "dnn_gating/train/optimizer.h"
+#include "dnn_gating/train/step.h"
+
+#include <benchmark/benchmark.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <map>
+#include <thread>
+
+namespace dg = dnn_gating;
+using dg::models::BlockKind;
+using dg::models::ResNetOptions;
+
+namespace {
+
+constexpr int64_t kBatch = 128;
+
+struct ModelSpec {
+  const char* name;
+  ResNetOptions options;
+  dg::train::GatingLoss loss;
+  bool cg_recipe;
+};
+
+const std::vector<ModelSpec>& specs() {
+  using dg::train::GatingLoss;
+  using dg::train::GatingLossForm;
+  static const std::vector<ModelSpec> all{
+      {"float", ResNetOptions(BlockKind::kQuantized), GatingLoss{GatingLossForm::kNorm, 0.001, 1.0}, false},
+      {"quantized_w8a3_pact", ResNetOptions(BlockKind::kQuantized).wbits(8).abits(3).pact(true),
+       GatingLoss{GatingLossForm::kNorm, 0.001, 1.0}, false},
+      {"pg_w8a3pb2_spbp_pact",
+       ResNetOptions(BlockKind::kPrecisionGated).wbits(8).abits(3).pred_bits(2).sparse_bp(true).pact(true),
+       GatingLoss{GatingLossForm::kNorm, 0.001, 1.0}, false},
+      {"cg_p4_group_spbp",
+       ResNetOptions(BlockKind::kChannelGated).partitions(4).use_group(true).sparse_bp(true),
+       GatingLoss{GatingLossForm::kSquaredSum, 1e-4, 1.0}, true},
+      {"cg_postact_p2_group",
+       ResNetOptions(BlockKind::kChannelGatedPostAct).partitions(2).use_group(true).sparse_bp(true),
+       GatingLoss{GatingLossForm::kSquaredSum, 1e-4, 0.6}, true},
+  };
+  return all;
+}
+
+struct Fixture {
+  dg::models::ResNet model;
+  std::unique_ptr<torch::optim::SGD> sgd;
+  dg::train::Classifier classifier;
+  torch::Tensor x, y;
+};
+
+Fixture make_fixture(const ModelSpec& spec) {
+  torch::manual_seed(0);
+  dg::models::ResNet model(spec.options);
+  auto sgd = dg::train::make_sgd(*model, {0.1, 0.9, 1e-4, spec.cg_recipe});
+  dg::train::Classifier classifier{model.ptr(), [model](const torch::Tensor& in) mutable {
+                                     return model->forward(in);
+                                   }};
+  return {model, std::move(sgd), classifier, torch::randn({kBatch, 3, 32, 32}),
+          torch::randint(0, 10, {kBatch})};
+}
+
+void train_step(benchmark::State& state, const ModelSpec& spec) {
+  Fixture f = make_fixture(spec);
+  for (int i = 0; i < 2; ++i) dg::train::train_step(f.classifier, *f.sgd, spec.loss, f.x, f.y);
+  for (auto _ : state) {
+    auto r = dg::train::train_step(f.classifier, *f.sgd, spec.loss, f.x, f.y);
+    benchmark::DoNotOptimize(r.ce_loss);
+  }
+  state.SetItemsProcessed(state.iterations() * kBatch);
+}
+
+void evaluation(benchmark::State& state, const ModelSpec& spec) {
+  Fixture f = make_fixture(spec);
+  torch::NoGradGuard no_grad;
+  f.model->eval();
+  for (int i = 0; i < 2; ++i) f.model->forward(f.x);
+  for (auto _ : state) benchmark::DoNotOptimize(f.model->forward(f.x).data_ptr());
+  state.SetItemsProcessed(state.iterations() * kBatch);
+}
+
+void data_pipeline(benchmark::State& state) {
+  dg::data::ImageSet set;
+  set.images = torch::randint(0, 256, {50000, 3, 32, 32}, torch::kUInt8);
+  set.labels = torch::randint(0, 10, {50000}, torch::kLong);
+  set.mean = {0.485f, 0.456f, 0.406f};
+  set.std = {0.229f, 0.224f, 0.225f};
+  set.class_names.assign(10, "c");
+  dg::data::BatchLoader loader(set, dg::data::LoaderOptions(kBatch).augment(true).shuffle(true));
+  loader.start_epoch(0);
+  int64_t b = 0;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(loader.batch(b).images.data_ptr());
+    b = (b + 1) % loader.num_batches();
+  }
+  state.SetItemsProcessed(state.iterations() * kBatch);
+}
+
+// Peak resident memory of 5 training steps, in a child process so every
+// model starts from a clean heap.
+double peak_rss_mib(const ModelSpec& spec) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    Fixture f = make_fixture(spec);
+    for (int i = 0; i < 5; ++i) dg::train::train_step(f.classifier, *f.sgd, spec.loss, f.x, f.y);
+    _exit(0);
+  }
+  int status = 0;
+  rusage usage{};
+  wait4(pid, &status, 0, &usage);
+  return usage.ru_maxrss / 1024.0;
+}
+
+// Prints the ratio table from the run's own measurements.
+class RatioReporter : public benchmark::ConsoleReporter {
+ public:
+  void ReportRuns(const std::vector<Run>& runs) override {
+    ConsoleReporter::ReportRuns(runs);
+    for (const auto& run : runs) {
+      if (run.run_type == Run::RT_Iteration) times_[run.benchmark_name()] = run.GetAdjustedRealTime();
+    }
+  }
+  void Finalize() override {
+    ConsoleReporter::Finalize();
+    std::printf("\n%-24s %14s %8s %14s %8s %12s %8s\n", "model", "step ms", "x float", "eval img/s",
+                "x float", "peak MiB", "x float");
+    const double float_step = times_["train_step/float"];
+    const double float_eval = times_["evaluation/float"];
+    const double float_rss = rss_["float"];
+    for (const auto& spec : specs()) {
+      const double step = times_["train_step/" + std::string(spec.name)];
+      const double eval = times_["evaluation/" + std::string(spec.name)];
+      std::printf("%-24s %14.1f %8.2f %14.0f %8.2f %12.0f %8.2f\n", spec.name, step, step / float_step,
+                  kBatch * 1000.0 / eval, eval / float_eval, rss_[spec.name], rss_[spec.name] / float_rss);
+    }
+    const double data = times_["data_pipeline"];
+    if (data > 0) {
+      std::printf("\ndata pipeline: %.2f ms per augmented batch of %lld (%.0f images/s), %.1f %% of the float step\n",
+                  data, static_cast<long long>(kBatch), kBatch * 1000.0 / data, 100.0 * data / float_step);
+    }
+    std::printf("(eval column 'x float' is the time ratio; threads: %d)\n", torch::get_num_threads());
+  }
+  std::map<std::string, double> rss_;
+
+ private:
+  std::map<std::string, double> times_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  torch::set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  RatioReporter reporter;
+  for (const auto& spec : specs()) reporter.rss_[spec.name] = peak_rss_mib(spec);
+  for (const auto& spec : specs()) {
+    benchmark::RegisterBenchmark(("train_step/" + std::string(spec.name)).c_str(), train_step, spec)
+        ->Unit(benchmark::kMillisecond)->MinTime(3.0)->UseRealTime();
+  }
+  for (const auto& spec : specs()) {
+    benchmark::RegisterBenchmark(("evaluation/" + std::string(spec.name)).c_str(), evaluation, spec)
+        ->Unit(benchmark::kMillisecond)->MinTime(2.0)->UseRealTime();
+  }
+  benchmark::RegisterBenchmark("data_pipeline", data_pipeline)->Unit(benchmark::kMillisecond)->UseRealTime();
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  benchmark::Shutdown();
+  return 0;
+}

@@ -1,0 +1,72 @@
+#pragma once
+/// Channel gating (Hua et al., NeurIPS 2019): a convolution that first sums
+/// over a fixed subset of its input channels (the base path) and computes the
+/// full sum only where a learned per-channel gate on that partial sum opens.
+
+#include "dnn_gating/layers/gated_layer.h"
+
+#include <torch/torch.h>
+
+#include <cstdint>
+
+namespace dnn_gating::layers {
+
+/// Options for `CGConv2d`.
+struct CGConv2dOptions {
+  CGConv2dOptions(int64_t in_channels, int64_t out_channels, torch::ExpandingArray<2> kernel_size)
+      : in_channels_(in_channels), out_channels_(out_channels), kernel_size_(kernel_size) {}
+  /// Input channels.
+  TORCH_ARG(int64_t, in_channels);
+  /// Output channels.
+  TORCH_ARG(int64_t, out_channels);
+  /// Kernel height and width.
+  TORCH_ARG(torch::ExpandingArray<2>, kernel_size);
+  /// Stride of the convolution.
+  TORCH_ARG(torch::ExpandingArray<2>, stride) = 1;
+  /// Zero padding on each side.
+  TORCH_ARG(torch::ExpandingArray<2>, padding) = 0;
+  /// p: the base path sees 1/p of the input channels; must divide both channel counts.
+  TORCH_ARG(int64_t, partitions) = 4;
+  /// Initial value of the gate thresholds.
+  TORCH_ARG(double, ginit) = 0.0;
+  /// Steepness of the sigmoid that the gate's gradient follows.
+  TORCH_ARG(double, alpha) = 2.0;
+  /// Block-diagonal base path (p groups) instead of the first 1/p input channels.
+  TORCH_ARG(bool, use_group) = false;
+  /// Channel-shuffle the input with p groups first.
+  TORCH_ARG(bool, shuffle) = false;
+  /// Back-propagate through the gate only where it is open.
+  TORCH_ARG(bool, sparse_bp) = false;
+  /// Compute the base path as a dense convolution with the masked weight, as
+  /// the original does, instead of a convolution over the unmasked channels
+  /// only. Same sums in another order; kept to pin the reference numerics.
+  TORCH_ARG(bool, dense_base_path) = false;
+};
+
+/// y = Y * d + Yp * (1 - d) with Yp the base-path partial sum, Y the full
+/// convolution and d = [sigmoid(alpha (bn(Yp) - threshold)) > 0.5].
+/// State: `weight`, `mask` (buffer), `threshold` [1, out, 1, 1], `bn` (no affine).
+class CGConv2dImpl : public torch::nn::Cloneable<CGConv2dImpl>, public GatedLayer {
+ public:
+  explicit CGConv2dImpl(CGConv2dOptions options);
+  void reset() override;
+  void pretty_print(std::ostream& stream) const override;
+  torch::Tensor forward(const torch::Tensor& x);
+  GateCost gate_cost() const override;
+
+  CGConv2dOptions options;
+  torch::Tensor weight;
+  /// 1 where a weight belongs to the base path (saved, never trained).
+  torch::Tensor mask;
+  torch::Tensor threshold;
+  torch::nn::BatchNorm2d bn{nullptr};
+
+ private:
+  torch::Tensor base_path(const torch::Tensor& x) const;
+};
+TORCH_MODULE(CGConv2d);
+
+/// Channel shuffle with `groups` groups: [N, g, C/g, H, W] -> swap 1, 2 -> [N, C, H, W].
+torch::Tensor channel_shuffle(const torch::Tensor& x, int64_t groups);
+
+}  // namespace dnn_gating::layers

@@ -1,0 +1,66 @@
+#pragma once
+/// Precision gating (Zhang et al., ICLR 2020): a convolution that computes
+/// every output from the most significant bits of its input first and adds
+/// the least significant bits' contribution only where a learned per-channel
+/// threshold says the output matters.
+
+#include "dnn_gating/layers/gated_layer.h"
+
+#include <torch/torch.h>
+
+#include <cstdint>
+
+namespace dnn_gating::layers {
+
+/// Options for `PGConv2d`.
+struct PGConv2dOptions {
+  PGConv2dOptions(int64_t in_channels, int64_t out_channels, torch::ExpandingArray<2> kernel_size)
+      : in_channels_(in_channels), out_channels_(out_channels), kernel_size_(kernel_size) {}
+  /// Input channels.
+  TORCH_ARG(int64_t, in_channels);
+  /// Output channels.
+  TORCH_ARG(int64_t, out_channels);
+  /// Kernel height and width.
+  TORCH_ARG(torch::ExpandingArray<2>, kernel_size);
+  /// Stride of the convolution.
+  TORCH_ARG(torch::ExpandingArray<2>, stride) = 1;
+  /// Zero padding on each side.
+  TORCH_ARG(torch::ExpandingArray<2>, padding) = 0;
+  /// Weight bits (0: full precision, 1: binary).
+  TORCH_ARG(int64_t, wbits) = 8;
+  /// Input activation bits B; must exceed pred_bits.
+  TORCH_ARG(int64_t, abits) = 8;
+  /// Prediction (MSB) bits Bhb, 0 < pred_bits < abits.
+  TORCH_ARG(int64_t, pred_bits) = 4;
+  /// Back-propagate through the gate only where it is open.
+  TORCH_ARG(bool, sparse_bp) = false;
+  /// Steepness of the sigmoid that the gate's gradient follows.
+  TORCH_ARG(double, alpha) = 5.0;
+};
+
+/// y = out_msb + mask * out_lsb with out_msb = conv(T(x), Wq),
+/// out_lsb = conv(Q(x) - T(x), Wq), mask = [sigmoid(alpha (out_msb - threshold)) > 0.5].
+/// Parameters: `weight` [out, in, kh, kw] and `threshold` [1, out, 1, 1] (init 0).
+class PGConv2dImpl : public torch::nn::Cloneable<PGConv2dImpl>, public GatedLayer {
+ public:
+  explicit PGConv2dImpl(PGConv2dOptions options);
+  void reset() override;
+  void pretty_print(std::ostream& stream) const override;
+  torch::Tensor forward(const torch::Tensor& x);
+  GateCost gate_cost() const override;
+
+  PGConv2dOptions options;
+  torch::Tensor weight;
+  torch::Tensor threshold;
+};
+TORCH_MODULE(PGConv2d);
+
+/// The prediction and update convolutions of PG as one differentiable op:
+/// returns {conv(T(x), w), conv(Q(x) - T(x), w)}. Its backward takes the input
+/// gradient from the prediction path alone (the update path's is exactly zero
+/// under the straight-through estimators) and both weight gradients at once.
+std::vector<torch::Tensor> pg_convolution(const torch::Tensor& x, const torch::Tensor& weight,
+                                          torch::IntArrayRef stride, torch::IntArrayRef padding,
+                                          int64_t abits, int64_t pred_bits);
+
+}  // namespace dnn_gating::layers

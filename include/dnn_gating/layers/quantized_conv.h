@@ -1,0 +1,83 @@
+#pragma once
+/// Convolution and linear layers with quantized weights and inputs.
+
+#include <torch/torch.h>
+
+#include <cstdint>
+
+namespace dnn_gating::layers {
+
+/// Options for `QuantizedConv2d`: y = conv2d(Q_abits(x), Q_wbits(W) * r),
+/// r = sqrt(1 / (k*k*in)) for binary weights, else 1. 0 bits = full precision.
+struct QuantizedConv2dOptions {
+  QuantizedConv2dOptions(int64_t in_channels, int64_t out_channels,
+                         torch::ExpandingArray<2> kernel_size)
+      : in_channels_(in_channels), out_channels_(out_channels), kernel_size_(kernel_size) {}
+  /// Input channels.
+  TORCH_ARG(int64_t, in_channels);
+  /// Output channels.
+  TORCH_ARG(int64_t, out_channels);
+  /// Kernel height and width.
+  TORCH_ARG(torch::ExpandingArray<2>, kernel_size);
+  /// Stride of the convolution.
+  TORCH_ARG(torch::ExpandingArray<2>, stride) = 1;
+  /// Zero padding on each side.
+  TORCH_ARG(torch::ExpandingArray<2>, padding) = 0;
+  /// Weight bits (0: full precision, 1: binary).
+  TORCH_ARG(int64_t, wbits) = 0;
+  /// Input activation bits (0: full precision).
+  TORCH_ARG(int64_t, abits) = 0;
+};
+
+/// A bias-free convolution on quantized weights and inputs (`weight` only).
+class QuantizedConv2dImpl : public torch::nn::Cloneable<QuantizedConv2dImpl> {
+ public:
+  explicit QuantizedConv2dImpl(QuantizedConv2dOptions options);
+  void reset() override;
+  void pretty_print(std::ostream& stream) const override;
+  torch::Tensor forward(const torch::Tensor& x);
+
+  QuantizedConv2dOptions options;
+  /// [out, in, kh, kw], Kaiming-normal initialised (fan-in, ReLU gain).
+  torch::Tensor weight;
+};
+TORCH_MODULE(QuantizedConv2d);
+
+/// Options for `QuantizedLinear`: y = linear(Q_abits(x), Q_wbits(W) * r, b),
+/// r = sqrt(1 / in) for binary weights, else 1.
+struct QuantizedLinearOptions {
+  QuantizedLinearOptions(int64_t in_features, int64_t out_features)
+      : in_features_(in_features), out_features_(out_features) {}
+  /// Input features.
+  TORCH_ARG(int64_t, in_features);
+  /// Output features.
+  TORCH_ARG(int64_t, out_features);
+  /// Whether to learn an additive bias.
+  TORCH_ARG(bool, bias) = true;
+  /// Weight bits (0: full precision, 1: binary).
+  TORCH_ARG(int64_t, wbits) = 0;
+  /// Input bits (0: full precision).
+  TORCH_ARG(int64_t, abits) = 0;
+};
+
+/// A linear layer on quantized weights and inputs (`weight`, `bias`).
+class QuantizedLinearImpl : public torch::nn::Cloneable<QuantizedLinearImpl> {
+ public:
+  explicit QuantizedLinearImpl(QuantizedLinearOptions options);
+  void reset() override;
+  void pretty_print(std::ostream& stream) const override;
+  torch::Tensor forward(const torch::Tensor& x);
+
+  QuantizedLinearOptions options;
+  torch::Tensor weight;
+  torch::Tensor bias;
+};
+TORCH_MODULE(QuantizedLinear);
+
+/// Q_wbits(weight) * r with r = sqrt(1 / fan_in) for binary weights, else 1.
+torch::Tensor quantize_weight(const torch::Tensor& weight, int64_t wbits);
+
+/// Checks a bit width (0 = full precision) and names the option in the error.
+void check_bit_width(const char* name, int64_t bits);
+
+}  // namespace dnn_gating::layers

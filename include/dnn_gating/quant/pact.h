@@ -1,0 +1,32 @@
+#pragma once
+/// PACT: a ReLU clipped at a learned upper bound (Choi et al., 2018).
+
+#include <torch/torch.h>
+
+namespace dnn_gating::quant {
+
+/// clamp(x, 0, upper_bound) whose gradient reaches `upper_bound` from the
+/// inputs above it: grad_x = g where 0 <= x <= u, grad_u = sum(g where x > u).
+torch::Tensor pact_relu(const torch::Tensor& x, const torch::Tensor& upper_bound);
+
+/// Options for `PactReLU`.
+struct PactReLUOptions {
+  /// Initial value of the learned clipping bound.
+  TORCH_ARG(double, upper_bound) = 6.0;
+};
+
+/// ReLU with a learned clipping bound, registered as `upper_bound`.
+class PactReLUImpl : public torch::nn::Cloneable<PactReLUImpl> {
+ public:
+  explicit PactReLUImpl(PactReLUOptions options = {});
+  void reset() override;
+  void pretty_print(std::ostream& stream) const override;
+  torch::Tensor forward(const torch::Tensor& x);
+
+  PactReLUOptions options;
+  /// Scalar clipping bound (a 1-element tensor, as in the original).
+  torch::Tensor upper_bound;
+};
+TORCH_MODULE(PactReLU);
+
+}  // namespace dnn_gating::quant

@@ -1,0 +1,33 @@
+#pragma once
+/// SGD set-up of the two trainers and the step-wise learning-rate schedule.
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+namespace dnn_gating::train {
+
+/// SGD settings.
+struct SgdSettings {
+  double lr = 0.1;
+  double momentum = 0.9;
+  double weight_decay = 1e-4;
+  /// CG trainer: no weight decay for thresholds and 1-D parameters (the PG
+  /// trainer decays every parameter).
+  bool exempt_thresholds_and_1d = false;
+};
+
+/// SGD over the trainable parameters of `model` (buffers such as CG's `mask`
+/// are never included), grouped as `settings` says.
+std::unique_ptr<torch::optim::SGD> make_sgd(torch::nn::Module& model, const SgdSettings& settings);
+
+/// Learning rate of epoch `epoch` (0-based): base * gamma^(milestones passed).
+double scheduled_lr(double base_lr, const std::vector<int64_t>& milestones, int64_t epoch,
+                    double gamma = 0.1);
+
+/// Sets every parameter group's learning rate.
+void set_lr(torch::optim::SGD& optimizer, double lr);
+
+}  // namespace dnn_gating::train

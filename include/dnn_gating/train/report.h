@@ -1,0 +1,37 @@
+#pragma once
+/// The text a job prints after an evaluation: the original's accuracy,
+/// sparsity and per-class lines, then the per-layer gate table and the cost
+/// figures (average activation bits for PG, FLOP reduction for CG).
+
+#include "dnn_gating/train/step.h"
+
+#include <string>
+#include <vector>
+
+namespace dnn_gating::train {
+
+/// Model-level cost figures of an evaluation.
+struct CostFigures {
+  double sparsity = 0;           ///< update-phase sparsity, percent
+  int64_t dense_macs = 0;        ///< whole network, per image
+  double effective_macs = 0;     ///< ungated layers + sum over gated layers of C_l
+  bool has_pg = false;
+  double pg_average_bits = 0;    ///< sum(F_l B_l) / sum(F_l) over PG layers
+  int64_t pg_full_bits = 0;      ///< abits of the PG layers
+  bool has_cg = false;
+  double cg_flop_reduction = 1;  ///< dense_macs / effective_macs
+};
+
+/// Cost figures of `evaluation` for a network of `dense_macs` per image.
+CostFigures cost_figures(const Evaluation& evaluation, int64_t dense_macs);
+
+/// The original's final lines, exactly: accuracy over N test images,
+/// sparsity of the update phase, then `Accuracy of <class> : x %` per class.
+std::vector<std::string> accuracy_lines(const Evaluation& evaluation,
+                                        const std::vector<std::string>& class_names);
+
+/// Per-layer table (name, positions, on %, dense MACs, effective MACs) and
+/// the model figures; empty for a model without gates.
+std::vector<std::string> gate_report_lines(const Evaluation& evaluation, const CostFigures& costs);
+
+}  // namespace dnn_gating::train

@@ -1,0 +1,65 @@
+#pragma once
+/// One optimisation step and one evaluation pass of a classifier.
+
+#include "dnn_gating/data/loader.h"
+#include "dnn_gating/layers/gated_layer.h"
+#include "dnn_gating/train/gating_loss.h"
+
+#include <torch/torch.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace dnn_gating::train {
+
+/// The model as the loop sees it: its module tree and its forward function.
+struct Classifier {
+  std::shared_ptr<torch::nn::Module> module;
+  std::function<torch::Tensor(const torch::Tensor&)> forward;
+};
+
+/// What one training step computed.
+struct StepResult {
+  torch::Tensor logits;  ///< training-mode logits (detached)
+  double ce_loss = 0;
+  double gating_loss = 0;
+  int64_t correct = 0;
+};
+
+/// Forward in training mode, cross entropy + gating loss, backward, optimiser step.
+StepResult train_step(const Classifier& model, torch::optim::Optimizer& optimizer,
+                      const GatingLoss& gating_loss, const torch::Tensor& images,
+                      const torch::Tensor& labels);
+
+/// Gate counts of one layer over an evaluation.
+struct LayerGateStats {
+  std::string name;             ///< state-dict prefix, e.g. "layer2.0.conv1"
+  layers::GateCounts counts;    ///< summed over every evaluated image
+  int64_t dense_macs_per_image = 0;
+  layers::GateCost cost;
+};
+
+/// Accuracy (overall and per class) and gate statistics over a whole split.
+struct Evaluation {
+  int64_t images = 0;
+  int64_t correct = 0;
+  std::vector<int64_t> class_correct;
+  std::vector<int64_t> class_total;
+  std::vector<LayerGateStats> layers;
+  /// The confusion matrix: rows are true classes, columns predictions.
+  std::vector<std::vector<int64_t>> confusion;
+
+  /// Test accuracy in percent.
+  double accuracy() const;
+  /// Update-phase sparsity in percent: 100 - 100 * sum(num_on) / sum(num_out)
+  /// over all gated layers (0 for a model without gates).
+  double sparsity() const;
+};
+
+/// Evaluates in eval mode without gradients over every batch of `loader`;
+/// gate counters are reset first, so the counts cover exactly this split.
+Evaluation evaluate(const Classifier& model, const data::BatchLoader& loader,
+                    const torch::Device& device, int64_t num_classes);
+
+}  // namespace dnn_gating::train

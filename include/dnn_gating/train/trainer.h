@@ -1,0 +1,63 @@
+#pragma once
+/// A whole training or evaluation job, as the two trainer programs run it.
+
+#include "dnn_gating/models/resnet.h"
+#include "dnn_gating/train/gating_loss.h"
+#include "dnn_gating/train/optimizer.h"
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace dnn_gating::train {
+
+/// Everything a job needs, independent of how it was asked for.
+struct JobConfig {
+  /// Program name for messages and checkpoints ("pg-cifar10", "cg-cifar10").
+  std::string program;
+  models::ResNetOptions model;
+  SgdSettings sgd;
+  GatingLoss gating_loss;
+  int64_t epochs = 200;
+  /// Epochs (0-based) at whose start the learning rate drops 10x.
+  std::vector<int64_t> milestones;
+  int64_t batch_size = 128;
+  uint64_t seed = 0;
+  /// "cifar10" or "fashion-mnist", read from `data_dir`.
+  std::string dataset = "cifar10";
+  std::string data_dir;
+  /// Use only the first N images of a split (0: all).
+  int64_t train_limit = 0;
+  int64_t test_limit = 0;
+  /// Evaluate only (`-t`).
+  bool test_only = false;
+  /// Checkpoint to start from or to evaluate (`-p`), "" for none.
+  std::string load_path;
+  /// Save a checkpoint at the end of training (`-s`) into `save_dir`.
+  bool save = false;
+  std::string save_dir = "save_CIFAR10_model";
+  torch::Device device = torch::kCPU;
+  /// Test accuracy is reported every this many epochs.
+  int64_t eval_every = 10;
+  /// A progress line every this many batches.
+  int64_t log_every = 50;
+};
+
+/// What a finished job measured.
+struct JobResult {
+  double test_accuracy = 0;
+  double sparsity = 0;
+  std::string checkpoint_path;  ///< where `-s` saved, "" if not saved
+};
+
+/// Loads data and model, trains (unless test_only), saves, evaluates on the
+/// whole test split and logs the report. Throws c10::Error / std::exception
+/// with one clear message for bad input.
+JobResult run_job(const JobConfig& config);
+
+/// Path of the checkpoint a job saves: <save_dir>/model_resnet-<depth>.pt.
+std::string checkpoint_file(const JobConfig& config);
+
+}  // namespace dnn_gating::train

@@ -1,0 +1,80 @@
+#include "dnn_gating/layers/cg_conv.h"
+
+#include "dnn_gating/quant/gate.h"
+
+namespace dnn_gating::layers {
+
+torch::Tensor channel_shuffle(const torch::Tensor& x, int64_t groups) {
+  const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+  return x.view({n, groups, c / groups, h, w}).transpose(1, 2).contiguous().view({n, c, h, w});
+}
+
+CGConv2dImpl::CGConv2dImpl(CGConv2dOptions options_) : options(std::move(options_)) { reset(); }
+
+void CGConv2dImpl::reset() {
+  const int64_t in = options.in_channels(), out = options.out_channels();
+  const int64_t p = options.partitions();
+  TORCH_CHECK(in > 0 && out > 0, "CGConv2d channels must be positive, got in=", in, " out=", out);
+  TORCH_CHECK(p >= 1, "CGConv2d partitions must be at least 1, got ", p);
+  TORCH_CHECK(in % p == 0 && out % p == 0, "CGConv2d partitions=", p,
+              " must divide the input and output channels (in=", in, ", out=", out, ")");
+  TORCH_CHECK(options.alpha() > 0, "CGConv2d alpha must be positive, got ", options.alpha());
+  const auto k = *options.kernel_size();
+  weight = register_parameter("weight", torch::empty({out, in, k[0], k[1]}));
+  torch::nn::init::kaiming_normal_(weight, 0.0, torch::kFanIn, torch::kReLU);
+
+  torch::Tensor m = torch::zeros_like(weight);
+  const int64_t ic = in / p, oc = out / p;
+  if (options.use_group()) {
+    for (int64_t i = 0; i < p; ++i) m.narrow(0, i * oc, oc).narrow(1, i * ic, ic).fill_(1);
+  } else {
+    m.narrow(1, 0, ic).fill_(1);
+  }
+  mask = register_buffer("mask", m);
+  threshold = register_parameter("threshold", torch::full({1, out, 1, 1}, options.ginit()));
+  bn = register_module("bn", torch::nn::BatchNorm2d(torch::nn::BatchNorm2dOptions(out).affine(false)));
+}
+
+void CGConv2dImpl::pretty_print(std::ostream& stream) const {
+  stream << "dnn_gating::CGConv2d(" << options.in_channels() << ", " << options.out_channels()
+         << ", kernel_size=" << options.kernel_size() << ", stride=" << options.stride()
+         << ", padding=" << options.padding() << ", partitions=" << options.partitions()
+         << ", use_group=" << options.use_group() << ", shuffle=" << options.shuffle()
+         << ", sparse_bp=" << options.sparse_bp() << ")";
+}
+
+torch::Tensor CGConv2dImpl::base_path(const torch::Tensor& x) const {
+  const auto stride = *options.stride();
+  const auto padding = *options.padding();
+  if (options.dense_base_path()) return torch::conv2d(x, weight * mask, {}, stride, padding);
+  const int64_t p = options.partitions();
+  const int64_t ic = options.in_channels() / p;
+  if (!options.use_group()) {
+    return torch::conv2d(x.narrow(1, 0, ic), weight.narrow(1, 0, ic), {}, stride, padding);
+  }
+  // Block i of the block-diagonal mask is group i of a grouped convolution.
+  const int64_t oc = options.out_channels() / p;
+  std::vector<torch::Tensor> blocks;
+  blocks.reserve(p);
+  for (int64_t i = 0; i < p; ++i) blocks.push_back(weight.narrow(0, i * oc, oc).narrow(1, i * ic, ic));
+  return torch::conv2d(x, torch::cat(blocks), {}, stride, padding, /*dilation=*/1, /*groups=*/p);
+}
+
+GateCost CGConv2dImpl::gate_cost() const {
+  return {1.0 / static_cast<double>(options.partitions()), 0};
+}
+
+torch::Tensor CGConv2dImpl::forward(const torch::Tensor& input) {
+  const torch::Tensor x =
+      options.shuffle() ? layers::channel_shuffle(input, options.partitions()) : input;
+  const torch::Tensor partial = base_path(x);
+  const torch::Tensor d = quant::gate_step(
+      torch::sigmoid(options.alpha() * (bn->forward(partial) - threshold)) - 0.5, 0.0,
+      options.sparse_bp());
+  const auto k = *options.kernel_size();
+  record_gate(d, options.in_channels(), k[0] * k[1]);
+  const torch::Tensor full = torch::conv2d(x, weight, {}, *options.stride(), *options.padding());
+  return full * d + partial * (1 - d);
+}
+
+}  // namespace dnn_gating::layers

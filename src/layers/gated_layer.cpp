@@ -1,0 +1,35 @@
+#include "dnn_gating/layers/gated_layer.h"
+
+namespace dnn_gating::layers {
+
+void GatedLayer::record_gate(const torch::Tensor& mask, int64_t in_channels_per_group,
+                             int64_t kernel_elements) {
+  // mask: [N, C_out, H, W]; one sum per forward is the only synchronisation.
+  last_.num_out = mask.numel();
+  last_.num_on = mask.gt(0).sum().item<int64_t>();
+  total_ += last_;
+  const int64_t per_image = mask.size(0) == 0 ? 0 : mask.numel() / mask.size(0);
+  dense_macs_ = per_image * in_channels_per_group * kernel_elements;
+}
+
+std::vector<std::pair<std::string, GatedLayer*>> gated_layers(torch::nn::Module& root) {
+  std::vector<std::pair<std::string, GatedLayer*>> out;
+  for (const auto& item : root.named_modules(/*name_prefix=*/"", /*include_self=*/true)) {
+    if (auto* gated = dynamic_cast<GatedLayer*>(item.value().get())) {
+      out.emplace_back(item.key(), gated);
+    }
+  }
+  return out;
+}
+
+GateCounts total_counts(torch::nn::Module& root) {
+  GateCounts sum;
+  for (const auto& [name, layer] : gated_layers(root)) sum += layer->total_counts();
+  return sum;
+}
+
+void reset_counts(torch::nn::Module& root) {
+  for (const auto& [name, layer] : gated_layers(root)) layer->reset_counts();
+}
+
+}  // namespace dnn_gating::layers

@@ -1,0 +1,82 @@
+#include "dnn_gating/layers/quantized_conv.h"
+
+#include "dnn_gating/quant/quantize.h"
+
+#include <cmath>
+
+namespace dnn_gating::layers {
+
+void check_bit_width(const char* name, int64_t bits) {
+  TORCH_CHECK(bits >= 0 && bits <= 16, name, " must be between 0 (full precision) and 16, got ",
+              bits);
+}
+
+torch::Tensor quantize_weight(const torch::Tensor& weight, int64_t wbits) {
+  torch::Tensor wq = quant::quantize(weight, wbits);
+  if (wbits != 1) return wq;
+  const int64_t fan_in = weight.numel() / weight.size(0);
+  return wq * std::sqrt(1.0 / static_cast<double>(fan_in));
+}
+
+QuantizedConv2dImpl::QuantizedConv2dImpl(QuantizedConv2dOptions options_)
+    : options(std::move(options_)) {
+  reset();
+}
+
+void QuantizedConv2dImpl::reset() {
+  TORCH_CHECK(options.in_channels() > 0 && options.out_channels() > 0,
+              "QuantizedConv2d channels must be positive, got in=", options.in_channels(),
+              " out=", options.out_channels());
+  check_bit_width("wbits", options.wbits());
+  check_bit_width("abits", options.abits());
+  const auto k = *options.kernel_size();
+  weight = register_parameter(
+      "weight", torch::empty({options.out_channels(), options.in_channels(), k[0], k[1]}));
+  torch::nn::init::kaiming_normal_(weight, 0.0, torch::kFanIn, torch::kReLU);
+}
+
+void QuantizedConv2dImpl::pretty_print(std::ostream& stream) const {
+  stream << "dnn_gating::QuantizedConv2d(" << options.in_channels() << ", "
+         << options.out_channels() << ", kernel_size=" << options.kernel_size()
+         << ", stride=" << options.stride() << ", padding=" << options.padding()
+         << ", wbits=" << options.wbits() << ", abits=" << options.abits() << ")";
+}
+
+torch::Tensor QuantizedConv2dImpl::forward(const torch::Tensor& x) {
+  return torch::conv2d(quant::quantize(x, options.abits()),
+                       quantize_weight(weight, options.wbits()), /*bias=*/{},
+                       *options.stride(), *options.padding());
+}
+
+QuantizedLinearImpl::QuantizedLinearImpl(QuantizedLinearOptions options_)
+    : options(std::move(options_)) {
+  reset();
+}
+
+void QuantizedLinearImpl::reset() {
+  TORCH_CHECK(options.in_features() > 0 && options.out_features() > 0,
+              "QuantizedLinear features must be positive, got in=", options.in_features(),
+              " out=", options.out_features());
+  check_bit_width("wbits", options.wbits());
+  check_bit_width("abits", options.abits());
+  weight = register_parameter("weight",
+                              torch::empty({options.out_features(), options.in_features()}));
+  torch::nn::init::kaiming_normal_(weight, 0.0, torch::kFanIn, torch::kReLU);
+  if (options.bias()) {
+    const double bound = 1.0 / std::sqrt(static_cast<double>(options.in_features()));
+    bias = register_parameter("bias", torch::empty({options.out_features()}).uniform_(-bound, bound));
+  }
+}
+
+void QuantizedLinearImpl::pretty_print(std::ostream& stream) const {
+  stream << "dnn_gating::QuantizedLinear(" << options.in_features() << ", "
+         << options.out_features() << ", bias=" << options.bias()
+         << ", wbits=" << options.wbits() << ", abits=" << options.abits() << ")";
+}
+
+torch::Tensor QuantizedLinearImpl::forward(const torch::Tensor& x) {
+  return torch::linear(quant::quantize(x, options.abits()),
+                       quantize_weight(weight, options.wbits()), bias);
+}
+
+}  // namespace dnn_gating::layers

@@ -1,0 +1,202 @@
+#include "dnn_gating/quant/quantize.h"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+
+namespace dnn_gating::quant {
+namespace {
+
+constexpr float kScaleEpsilon = 1e-7f;
+constexpr int64_t kGrain = 16384;
+
+void check_bits(int64_t bits) {
+  TORCH_CHECK(bits >= 0 && bits <= 24, "quantization bits must be in [0, 24], got ", bits);
+}
+
+void check_truncation(int64_t bits, int64_t high_bits) {
+  TORCH_CHECK(bits > high_bits && high_bits > 0,
+              "truncation needs bits > high_bits > 0, got bits=", bits, " high_bits=", high_bits);
+  check_bits(bits);
+}
+
+double levels(int64_t bits) { return static_cast<double>((int64_t{1} << bits) - 1); }
+
+// The fused kernels below run on contiguous float CPU tensors; anything else
+// (a CUDA tensor, double precision) takes the ATen reference path.
+bool fusable(const torch::Tensor& x) {
+  return x.device().is_cpu() && x.scalar_type() == torch::kFloat && x.numel() > 0;
+}
+
+float scale_of(const float* data, int64_t n) {
+  float max_abs = at::parallel_reduce(
+      0, n, kGrain, 0.0f,
+      [data](int64_t begin, int64_t end, float acc) {
+        for (int64_t i = begin; i < end; ++i) acc = std::max(acc, std::fabs(data[i]));
+        return acc;
+      },
+      [](float a, float b) { return std::max(a, b); });
+  return max_abs + kScaleEpsilon;
+}
+
+// Applies `fn(value, scale)` to every element, writing one or two outputs.
+template <typename Fn>
+void map_scaled(const torch::Tensor& x, Fn fn) {
+  const float* data = x.data_ptr<float>();
+  const int64_t n = x.numel();
+  const float m = scale_of(data, n);
+  at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) fn(i, data[i], m);
+  });
+}
+
+// The normalised magnitude clamp(|v| / m, 0, 1), computed as ATen does.
+inline float unit_magnitude(float v, float m) {
+  return std::min(std::max(std::fabs(v) / m, 0.0f), 1.0f);
+}
+
+// Restores scale and sign: value_on_grid / levels * m * sign(v).
+inline float restore(float grid, float n, float m, float v) {
+  const float q = grid / n * m;
+  return v > 0.0f ? q : (v < 0.0f ? -q : 0.0f);
+}
+
+torch::Tensor quantize_values(const torch::Tensor& x_in, int64_t bits) {
+  check_bits(bits);
+  if (bits == 0) return x_in;
+  if (!fusable(x_in)) return reference::quantize(x_in, bits);
+  const torch::Tensor x = x_in.contiguous();
+  torch::Tensor y = torch::empty_like(x);
+  float* out = y.data_ptr<float>();
+  if (bits == 1) {
+    const float* data = x.data_ptr<float>();
+    at::parallel_for(0, x.numel(), kGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const float c = std::min(std::max(data[i], -1.0f), 1.0f);
+        out[i] = 2.0f * std::nearbyint((c + 1.0f) / 2.0f) - 1.0f;
+      }
+    });
+    return y;
+  }
+  const float n = static_cast<float>(levels(bits));
+  map_scaled(x, [&](int64_t i, float v, float m) {
+    out[i] = restore(std::nearbyint(unit_magnitude(v, m) * n), n, m, v);
+  });
+  return y;
+}
+
+torch::Tensor truncate_values(const torch::Tensor& x_in, int64_t bits, int64_t high_bits) {
+  check_truncation(bits, high_bits);
+  if (!fusable(x_in)) return reference::truncate(x_in, bits, high_bits);
+  const torch::Tensor x = x_in.contiguous();
+  torch::Tensor y = torch::empty_like(x);
+  float* out = y.data_ptr<float>();
+  const float n = static_cast<float>(levels(bits));
+  const float step = static_cast<float>(int64_t{1} << (bits - high_bits));
+  map_scaled(x, [&](int64_t i, float v, float m) {
+    const float code = std::nearbyint(unit_magnitude(v, m) * n);
+    out[i] = restore(std::floor(code / step) * step, n, m, v);
+  });
+  return y;
+}
+
+// Gradient of an STE quantizer: g where x != 0 (everywhere for 1 bit).
+torch::Tensor ste_grad(const torch::Tensor& grad, const torch::Tensor& x, bool binary) {
+  return binary ? grad : grad.masked_fill(x == 0, 0);
+}
+
+struct QuantizeFunction : torch::autograd::Function<QuantizeFunction> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
+                               int64_t bits) {
+    ctx->saved_data["bits"] = bits;
+    ctx->save_for_backward({x});
+    return quantize_values(x, bits);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const bool binary = ctx->saved_data["bits"].toInt() == 1;
+    return {ste_grad(grads[0], ctx->get_saved_variables()[0], binary), torch::Tensor()};
+  }
+};
+
+struct TruncateFunction : torch::autograd::Function<TruncateFunction> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
+                               int64_t bits, int64_t high_bits) {
+    ctx->save_for_backward({x});
+    return truncate_values(x, bits, high_bits);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    return {ste_grad(grads[0], ctx->get_saved_variables()[0], false), torch::Tensor(),
+            torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+torch::Tensor quantize(const torch::Tensor& x, int64_t bits) {
+  check_bits(bits);
+  if (bits == 0) return x;
+  return QuantizeFunction::apply(x, bits);
+}
+
+torch::Tensor truncate(const torch::Tensor& x, int64_t bits, int64_t high_bits) {
+  check_truncation(bits, high_bits);
+  return TruncateFunction::apply(x, bits, high_bits);
+}
+
+torch::Tensor split_msb_lsb(const torch::Tensor& x_in, int64_t bits, int64_t high_bits) {
+  check_truncation(bits, high_bits);
+  torch::NoGradGuard no_grad;
+  if (!fusable(x_in)) {
+    torch::Tensor msb = reference::truncate(x_in, bits, high_bits);
+    return torch::stack({msb, reference::quantize(x_in, bits) - msb});
+  }
+  const torch::Tensor x = x_in.contiguous();
+  std::vector<int64_t> shape{2};
+  shape.insert(shape.end(), x.sizes().begin(), x.sizes().end());
+  torch::Tensor both = torch::empty(shape, x.options());
+  float* hi = both.data_ptr<float>();
+  float* lo = hi + x.numel();
+  const float n = static_cast<float>(levels(bits));
+  const float step = static_cast<float>(int64_t{1} << (bits - high_bits));
+  map_scaled(x, [&](int64_t i, float v, float m) {
+    const float code = std::nearbyint(unit_magnitude(v, m) * n);
+    hi[i] = restore(std::floor(code / step) * step, n, m, v);
+    lo[i] = restore(code, n, m, v) - hi[i];
+  });
+  return both;
+}
+
+namespace reference {
+
+// m = max|x| + 1e-7 as a 0-dim tensor and |x| / m clamped to [0, 1], exactly
+// the original's sequence of operations.
+static std::pair<torch::Tensor, torch::Tensor> scale_and_unit(const torch::Tensor& x) {
+  torch::Tensor m = x.abs().max() + kScaleEpsilon;
+  return {m, torch::clamp(x.abs() / m, 0, 1)};
+}
+
+torch::Tensor quantize(const torch::Tensor& x, int64_t bits) {
+  check_bits(bits);
+  torch::NoGradGuard no_grad;
+  if (bits == 0) return x;
+  if (bits == 1) return torch::round((torch::clamp(x, -1, 1) + 1) / 2) * 2 - 1;
+  auto [m, c] = scale_and_unit(x);
+  const double n = levels(bits);
+  return torch::round(c * n) / n * m * torch::sign(x);
+}
+
+torch::Tensor truncate(const torch::Tensor& x, int64_t bits, int64_t high_bits) {
+  check_truncation(bits, high_bits);
+  torch::NoGradGuard no_grad;
+  auto [m, c] = scale_and_unit(x);
+  const double n = levels(bits);
+  const double step = static_cast<double>(int64_t{1} << (bits - high_bits));
+  torch::Tensor code = torch::round(c * n);
+  return torch::floor(code / step) * step / n * m * torch::sign(x);
+}
+
+}  // namespace reference
+}  // namespace dnn_gating::quant

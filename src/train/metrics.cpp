@@ -1,0 +1,326 @@
+#include "dnn_gating/train/metrics.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <stdexcept>
+
+namespace dnn_gating::train {
+namespace fs = std::filesystem;
+// Ordered so that a line reads in the documented field order and the layers
+// keep the model's order through a round trip.
+using Json = nlohmann::ordered_json;
+
+namespace {
+
+// ---- writing ----
+
+void open_for_writing(std::ofstream& out, const std::string& path) {
+  const fs::path target(path);
+  if (target.has_parent_path()) {
+    std::error_code error;
+    fs::create_directories(target.parent_path(), error);
+    if (error) {
+      throw std::runtime_error(path + ": cannot create the directory " + target.parent_path().string() +
+                               " (" + error.message() + ")");
+    }
+  }
+  errno = 0;
+  out.open(path, std::ios::out | std::ios::trunc);
+  if (!out.is_open()) {
+    // errno is set by the failed open() underneath on the libraries we build with.
+    const std::string reason = errno != 0 ? std::string(" (") + std::strerror(errno) + ")" : "";
+    throw std::runtime_error(path + ": cannot open the metrics file for writing" + reason);
+  }
+}
+
+// Shortest text that reads back as the same double, so the CSV loses nothing.
+std::string csv_number(double value) {
+  char buffer[64];
+  const auto result = std::to_chars(buffer, buffer + sizeof buffer, value);
+  return std::string(buffer, result.ptr);
+}
+
+std::string csv_number(const std::optional<double>& value) {
+  return value ? csv_number(*value) : std::string();
+}
+
+Json layers_json(const std::vector<std::pair<std::string, double>>& layers) {
+  Json out = Json::object();
+  for (const auto& [name, fraction] : layers) out[name] = fraction;
+  return out;
+}
+
+void put_optional(Json& j, const char* key, const std::optional<double>& value) {
+  if (value) j[key] = *value;
+}
+
+Json epoch_json(const EpochRecord& r) {
+  Json j;
+  j["type"] = "epoch";
+  j["epoch"] = r.epoch;
+  j["lr"] = r.lr;
+  j["train_loss"] = r.train_loss;
+  j["train_accuracy"] = r.train_accuracy;
+  put_optional(j, "test_accuracy", r.test_accuracy);
+  put_optional(j, "sparsity", r.sparsity);
+  // Only evaluated epochs measure the gates; an empty object would say "no gates".
+  if (!r.layer_on_fraction.empty()) j["layer_on_fraction"] = layers_json(r.layer_on_fraction);
+  put_optional(j, "pg_average_bits", r.pg_average_bits);
+  put_optional(j, "cg_flop_reduction", r.cg_flop_reduction);
+  j["seconds"] = r.seconds;
+  j["images_per_second"] = r.images_per_second;
+  return j;
+}
+
+Json final_json(const FinalRecord& r) {
+  Json j;
+  j["type"] = "final";
+  j["program"] = r.program;
+  j["epochs"] = r.epochs;
+  j["test_images"] = r.test_images;
+  j["test_accuracy"] = r.test_accuracy;
+  j["sparsity"] = r.sparsity;
+  put_optional(j, "pg_average_bits", r.pg_average_bits);
+  put_optional(j, "cg_flop_reduction", r.cg_flop_reduction);
+  j["layer_on_fraction"] = layers_json(r.layer_on_fraction);
+  j["confusion"] = r.confusion;
+  j["class_names"] = r.class_names;
+  j["checkpoint"] = r.checkpoint;
+  return j;
+}
+
+std::string dump_line(const Json& j) {
+  // A class or layer name that is not UTF-8 must not lose the whole record.
+  return j.dump(-1, ' ', /*ensure_ascii=*/false, Json::error_handler_t::replace);
+}
+
+// ---- reading ----
+
+// Where a record came from, for error messages.
+struct Where {
+  const std::string& path;
+  int64_t line;
+};
+
+[[noreturn]] void fail(const Where& where, const std::string& what) {
+  throw std::runtime_error(where.path + ", line " + std::to_string(where.line) + ": " + what);
+}
+
+const Json& required(const Json& record, const char* key, const Where& where) {
+  const auto it = record.find(key);
+  if (it == record.end()) fail(where, std::string("missing field \"") + key + "\"");
+  return *it;
+}
+
+// null stands for a non-finite number (JSON has no NaN).
+double as_number(const Json& value, const char* key, const Where& where) {
+  if (value.is_null()) return std::numeric_limits<double>::quiet_NaN();
+  if (!value.is_number()) {
+    fail(where, std::string("field \"") + key + "\" must be a number, not " + value.type_name());
+  }
+  return value.get<double>();
+}
+
+double number(const Json& record, const char* key, const Where& where) {
+  return as_number(required(record, key, where), key, where);
+}
+
+std::optional<double> optional_number(const Json& record, const char* key, const Where& where) {
+  const auto it = record.find(key);
+  if (it == record.end()) return std::nullopt;
+  return as_number(*it, key, where);
+}
+
+int64_t as_integer(const Json& value, const std::string& key, const Where& where) {
+  const bool too_big = value.is_number_unsigned() &&
+                       value.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
+  if (!value.is_number_integer() || too_big) {
+    fail(where, "field \"" + key + "\" must be an integer, not " +
+                    (value.is_number() ? std::string("the number ") + value.dump() : value.type_name()));
+  }
+  return value.get<int64_t>();
+}
+
+int64_t integer(const Json& record, const char* key, const Where& where) {
+  return as_integer(required(record, key, where), key, where);
+}
+
+std::string text(const Json& record, const char* key, const Where& where) {
+  const Json& value = required(record, key, where);
+  if (!value.is_string()) {
+    fail(where, std::string("field \"") + key + "\" must be a string, not " + value.type_name());
+  }
+  return value.get<std::string>();
+}
+
+std::vector<std::pair<std::string, double>> layers(const Json& record, const Where& where) {
+  std::vector<std::pair<std::string, double>> out;
+  const auto it = record.find("layer_on_fraction");
+  if (it == record.end()) return out;
+  if (!it->is_object()) {
+    fail(where, std::string("field \"layer_on_fraction\" must be an object of layer -> fraction, not ") +
+                    it->type_name());
+  }
+  for (const auto& [name, fraction] : it->items()) {
+    out.emplace_back(name, as_number(fraction, "layer_on_fraction", where));
+  }
+  return out;
+}
+
+std::vector<std::vector<int64_t>> confusion(const Json& record, const Where& where) {
+  std::vector<std::vector<int64_t>> out;
+  const auto it = record.find("confusion");
+  if (it == record.end()) return out;
+  if (!it->is_array()) fail(where, std::string("field \"confusion\" must be an array, not ") + it->type_name());
+  for (const auto& row : *it) {
+    if (!row.is_array()) {
+      fail(where, std::string("field \"confusion\" must hold arrays of counts, not ") + row.type_name());
+    }
+    std::vector<int64_t> counts;
+    for (const auto& count : row) counts.push_back(as_integer(count, "confusion", where));
+    out.push_back(std::move(counts));
+  }
+  return out;
+}
+
+std::vector<std::string> class_names(const Json& record, const Where& where) {
+  std::vector<std::string> out;
+  const auto it = record.find("class_names");
+  if (it == record.end()) return out;
+  if (!it->is_array()) fail(where, std::string("field \"class_names\" must be an array, not ") + it->type_name());
+  for (const auto& name : *it) {
+    if (!name.is_string()) {
+      fail(where, std::string("field \"class_names\" must hold strings, not ") + name.type_name());
+    }
+    out.push_back(name.get<std::string>());
+  }
+  return out;
+}
+
+EpochRecord read_epoch(const Json& j, const Where& where) {
+  EpochRecord r;
+  r.epoch = integer(j, "epoch", where);
+  r.lr = number(j, "lr", where);
+  r.train_loss = number(j, "train_loss", where);
+  r.train_accuracy = number(j, "train_accuracy", where);
+  r.test_accuracy = optional_number(j, "test_accuracy", where);
+  r.sparsity = optional_number(j, "sparsity", where);
+  r.layer_on_fraction = layers(j, where);
+  r.pg_average_bits = optional_number(j, "pg_average_bits", where);
+  r.cg_flop_reduction = optional_number(j, "cg_flop_reduction", where);
+  r.seconds = number(j, "seconds", where);
+  r.images_per_second = number(j, "images_per_second", where);
+  return r;
+}
+
+FinalRecord read_final(const Json& j, const Where& where) {
+  FinalRecord r;
+  r.program = text(j, "program", where);
+  r.epochs = integer(j, "epochs", where);
+  r.test_images = integer(j, "test_images", where);
+  r.test_accuracy = number(j, "test_accuracy", where);
+  r.sparsity = number(j, "sparsity", where);
+  r.pg_average_bits = optional_number(j, "pg_average_bits", where);
+  r.cg_flop_reduction = optional_number(j, "cg_flop_reduction", where);
+  r.layer_on_fraction = layers(j, where);
+  r.confusion = confusion(j, where);
+  r.class_names = class_names(j, where);
+  r.checkpoint = j.contains("checkpoint") ? text(j, "checkpoint", where) : std::string();
+  return r;
+}
+
+// nlohmann's message starts "[json.exception.parse_error.101] parse error at
+// line 1, column 7: ..."; the line and column within one record would only
+// confuse next to the file's line number, so keep the explanation alone.
+std::string parse_problem(const nlohmann::json::parse_error& e) {
+  std::string what = e.what();
+  const auto bracket = what.find("] ");
+  if (bracket != std::string::npos) what = what.substr(bracket + 2);
+  const auto colon = what.find(": ");
+  if (what.rfind("parse error", 0) == 0 && colon != std::string::npos) what = what.substr(colon + 2);
+  return "not valid JSON at column " + std::to_string(e.byte) + " (" + what + ")";
+}
+
+bool blank(const std::string& line) {
+  return line.find_first_not_of(" \t\r") == std::string::npos;
+}
+
+}  // namespace
+
+MetricsWriter::MetricsWriter(const std::string& jsonl_path, const std::string& csv_path)
+    : jsonl_path_(jsonl_path), csv_path_(csv_path) {
+  if (!jsonl_path_.empty()) open_for_writing(jsonl_, jsonl_path_);
+  if (!csv_path_.empty()) {
+    open_for_writing(csv_, csv_path_);
+    write_line(csv_, csv_path_, kMetricsCsvHeader);
+  }
+}
+
+void MetricsWriter::write_epoch(const EpochRecord& r) {
+  if (jsonl_.is_open()) write_line(jsonl_, jsonl_path_, dump_line(epoch_json(r)));
+  if (csv_.is_open()) {
+    const std::string row = std::to_string(r.epoch) + ',' + csv_number(r.lr) + ',' +
+                            csv_number(r.train_loss) + ',' + csv_number(r.train_accuracy) + ',' +
+                            csv_number(r.test_accuracy) + ',' + csv_number(r.sparsity) + ',' +
+                            csv_number(r.pg_average_bits) + ',' + csv_number(r.cg_flop_reduction) +
+                            ',' + csv_number(r.seconds) + ',' + csv_number(r.images_per_second);
+    write_line(csv_, csv_path_, row);
+  }
+}
+
+void MetricsWriter::write_final(const FinalRecord& r) {
+  if (jsonl_.is_open()) write_line(jsonl_, jsonl_path_, dump_line(final_json(r)));
+}
+
+void MetricsWriter::write_line(std::ofstream& out, const std::string& path, const std::string& line) {
+  out << line << '\n';
+  // Flushed per line: the history of a run that crashes later is already on disk.
+  out.flush();
+  if (!out.good()) throw std::runtime_error(path + ": writing the metrics file failed (disk full?)");
+}
+
+MetricsLog read_metrics(const std::string& jsonl_path) {
+  std::ifstream in(jsonl_path);
+  if (!in.is_open()) {
+    throw std::runtime_error(jsonl_path + ": cannot open the metrics file (no such file?)");
+  }
+  MetricsLog log;
+  int64_t final_line = 0;
+  std::string line;
+  for (int64_t number = 1; std::getline(in, line); ++number) {
+    if (blank(line)) continue;
+    const Where where{jsonl_path, number};
+    Json record;
+    try {
+      record = Json::parse(line);
+    } catch (const nlohmann::json::parse_error& e) {
+      fail(where, parse_problem(e));
+    }
+    if (!record.is_object()) fail(where, std::string("expected a JSON object, not ") + record.type_name());
+    const std::string type = text(record, "type", where);
+    try {
+      if (type == "epoch") {
+        log.epochs.push_back(read_epoch(record, where));
+      } else if (type == "final") {
+        if (log.final_record) {
+          fail(where, "a second final record (the first is on line " + std::to_string(final_line) + ")");
+        }
+        log.final_record = read_final(record, where);
+        final_line = number;
+      }
+      // Other types are left to newer readers.
+    } catch (const nlohmann::json::exception& e) {
+      fail(where, e.what());  // the checks above should leave nothing for nlohmann to reject
+    }
+  }
+  if (in.bad()) throw std::runtime_error(jsonl_path + ": reading the metrics file failed");
+  return log;
+}
+
+}  // namespace dnn_gating::train

@@ -1,0 +1,64 @@
+#include "dnn_gating/train/model_meta.h"
+
+#include <nlohmann/json.hpp>
+
+namespace dnn_gating::train {
+namespace {
+
+using models::ResNetOptions;
+using json = nlohmann::json;
+
+// One table of fields serves writing, reading and comparing.
+template <typename Visitor>
+void for_each_field(ResNetOptions& o, Visitor&& visit) {
+  visit("depth", o.depth());
+  visit("in_channels", o.in_channels());
+  visit("num_classes", o.num_classes());
+  visit("wbits", o.wbits());
+  visit("abits", o.abits());
+  visit("pact", o.pact());
+  visit("pred_bits", o.pred_bits());
+  visit("sparse_bp", o.sparse_bp());
+  visit("pg_alpha", o.pg_alpha());
+  visit("partitions", o.partitions());
+  visit("ginit", o.ginit());
+  visit("cg_alpha", o.cg_alpha());
+  visit("use_group", o.use_group());
+  visit("shuffle", o.shuffle());
+}
+
+json to_json_object(ResNetOptions o) {
+  json j;
+  j["kind"] = models::to_string(o.kind());
+  for_each_field(o, [&](const char* name, auto& value) { j[name] = value; });
+  return j;
+}
+
+}  // namespace
+
+std::string model_to_json(const ResNetOptions& options) { return to_json_object(options).dump(); }
+
+ResNetOptions model_from_json(const std::string& text) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::exception& e) {
+    TORCH_CHECK(false, "model description is not valid JSON: ", e.what());
+  }
+  ResNetOptions o(models::block_kind_from_string(j.value("kind", std::string("quantized"))));
+  for_each_field(o, [&](const char* name, auto& value) {
+    if (j.contains(name)) value = j.at(name).get<std::decay_t<decltype(value)>>();
+  });
+  return o;
+}
+
+std::vector<std::string> differing_fields(const ResNetOptions& a, const ResNetOptions& b) {
+  const json ja = to_json_object(a), jb = to_json_object(b);
+  std::vector<std::string> out;
+  for (const auto& item : ja.items()) {
+    if (item.value() != jb.at(item.key())) out.push_back(item.key());
+  }
+  return out;
+}
+
+}  // namespace dnn_gating::train

@@ -1,0 +1,44 @@
+#include "dnn_gating/train/optimizer.h"
+
+namespace dnn_gating::train {
+
+std::unique_ptr<torch::optim::SGD> make_sgd(torch::nn::Module& model, const SgdSettings& settings) {
+  auto base = torch::optim::SGDOptions(settings.lr).momentum(settings.momentum);
+  if (!settings.exempt_thresholds_and_1d) {
+    std::vector<torch::Tensor> params;
+    for (const auto& p : model.parameters()) {
+      if (p.requires_grad()) params.push_back(p);
+    }
+    return std::make_unique<torch::optim::SGD>(params, base.weight_decay(settings.weight_decay));
+  }
+  std::vector<torch::Tensor> decayed, exempt;
+  for (const auto& p : model.named_parameters()) {
+    if (!p.value().requires_grad()) continue;
+    const bool no_decay =
+        p.key().find("threshold") != std::string::npos || p.value().dim() <= 1;
+    (no_decay ? exempt : decayed).push_back(p.value());
+  }
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(decayed, std::make_unique<torch::optim::SGDOptions>(
+                                   torch::optim::SGDOptions(base).weight_decay(settings.weight_decay)));
+  groups.emplace_back(exempt, std::make_unique<torch::optim::SGDOptions>(
+                                  torch::optim::SGDOptions(base).weight_decay(0.0)));
+  return std::make_unique<torch::optim::SGD>(std::move(groups), base);
+}
+
+double scheduled_lr(double base_lr, const std::vector<int64_t>& milestones, int64_t epoch,
+                    double gamma) {
+  double lr = base_lr;
+  for (int64_t m : milestones) {
+    if (epoch >= m) lr *= gamma;
+  }
+  return lr;
+}
+
+void set_lr(torch::optim::SGD& optimizer, double lr) {
+  for (auto& group : optimizer.param_groups()) {
+    static_cast<torch::optim::SGDOptions&>(group.options()).lr(lr);
+  }
+}
+
+}  // namespace dnn_gating::train

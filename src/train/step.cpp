@@ -1,0 +1,66 @@
+#include "dnn_gating/train/step.h"
+
+namespace dnn_gating::train {
+
+StepResult train_step(const Classifier& model, torch::optim::Optimizer& optimizer,
+                      const GatingLoss& gating_loss, const torch::Tensor& images,
+                      const torch::Tensor& labels) {
+  model.module->train();
+  optimizer.zero_grad();
+  torch::Tensor logits = model.forward(images);
+  torch::Tensor ce = torch::nn::functional::cross_entropy(logits, labels);
+  torch::Tensor gating = gating_loss(*model.module);
+  (ce + gating).backward();
+  optimizer.step();
+  StepResult result;
+  result.logits = logits.detach();
+  result.ce_loss = ce.item<double>();
+  result.gating_loss = gating.item<double>();
+  result.correct = result.logits.argmax(1).eq(labels).sum().item<int64_t>();
+  return result;
+}
+
+double Evaluation::accuracy() const {
+  return images == 0 ? 0.0 : 100.0 * static_cast<double>(correct) / static_cast<double>(images);
+}
+
+double Evaluation::sparsity() const {
+  layers::GateCounts sum;
+  for (const auto& layer : layers) sum += layer.counts;
+  return sum.num_out == 0 ? 0.0 : 100.0 - 100.0 * sum.on_fraction();
+}
+
+Evaluation evaluate(const Classifier& model, const data::BatchLoader& loader,
+                    const torch::Device& device, int64_t num_classes) {
+  torch::NoGradGuard no_grad;
+  model.module->eval();
+  layers::reset_counts(*model.module);
+  Evaluation result;
+  result.class_correct.assign(num_classes, 0);
+  result.class_total.assign(num_classes, 0);
+  torch::Tensor confusion = torch::zeros({num_classes * num_classes}, torch::kLong);
+  for (int64_t b = 0; b < loader.num_batches(); ++b) {
+    const data::Batch batch = loader.batch(b);
+    const torch::Tensor predicted = model.forward(batch.images.to(device)).argmax(1).cpu();
+    confusion.index_add_(0, batch.labels * num_classes + predicted,
+                         torch::ones_like(predicted));
+    result.images += batch.labels.size(0);
+  }
+  auto c = confusion.view({num_classes, num_classes});
+  result.confusion.assign(num_classes, std::vector<int64_t>(num_classes, 0));
+  for (int64_t t = 0; t < num_classes; ++t) {
+    for (int64_t p = 0; p < num_classes; ++p) {
+      result.confusion[t][p] = c[t][p].item<int64_t>();
+      result.class_total[t] += result.confusion[t][p];
+    }
+    result.class_correct[t] = result.confusion[t][t];
+    result.correct += result.class_correct[t];
+  }
+  for (const auto& [name, layer] : layers::gated_layers(*model.module)) {
+    result.layers.push_back(
+        {name, layer->total_counts(), layer->dense_macs_per_image(), layer->gate_cost()});
+  }
+  return result;
+}
+
+}  // namespace dnn_gating::train

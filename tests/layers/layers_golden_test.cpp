@@ -1,0 +1,159 @@
+// Layer-level golden vectors of the original implementation: forward output,
+// input and parameter gradients, gate counters and (CG) BatchNorm statistics.
+#include "dnn_gating/layers/cg_conv.h"
+#include "dnn_gating/layers/pg_conv.h"
+#include "dnn_gating/layers/quantized_conv.h"
+#include "test_support.h"
+
+namespace dg = dnn_gating;
+using dnn_gating::testing::all_close;
+using dnn_gating::testing::GoldenCase;
+
+namespace {
+
+constexpr double kRtol = 1e-5;
+constexpr double kAtol = 1e-6;
+
+int64_t config_int(const GoldenCase& golden, const std::string& key) {
+  const std::string needle = "\"" + key + "\": ";
+  const auto pos = golden.config.find(needle);
+  if (pos == std::string::npos) throw std::runtime_error("config has no " + key);
+  return std::stoll(golden.config.substr(pos + needle.size()));
+}
+
+bool config_bool(const GoldenCase& golden, const std::string& key) {
+  return golden.config.find("\"" + key + "\": true") != std::string::npos;
+}
+
+// Loads the initial state, runs forward + backward, compares everything recorded.
+void check_layer(torch::nn::Module& layer, const GoldenCase& golden,
+                 const std::function<torch::Tensor(const torch::Tensor&)>& forward) {
+  dg::testing::load_state(layer, golden.with_prefix("init__"));
+  layer.train(config_bool(golden, "train"));
+  torch::Tensor x = golden.at("x").clone().requires_grad_(true);
+  torch::Tensor y = forward(x);
+  EXPECT_TRUE(all_close(y, golden.at("y"), kRtol, kAtol)) << "output";
+  y.backward(golden.at("grad_y"));
+  EXPECT_TRUE(all_close(x.grad(), golden.at("grad_x"), kRtol, kAtol)) << "grad_x";
+  for (const auto& [name, grad] : golden.with_prefix("grad__")) {
+    EXPECT_TRUE(all_close(layer.named_parameters()[name].grad(), grad, kRtol, kAtol))
+        << "grad of " << name;
+  }
+  auto buffers = layer.named_buffers();
+  for (const auto& [name, value] : golden.with_prefix("after__")) {
+    if (buffers.contains(name)) {
+      EXPECT_TRUE(all_close(buffers[name], value, kRtol, kAtol)) << "after " << name;
+    }
+  }
+}
+
+void check_counts(const dg::layers::GatedLayer& layer, const GoldenCase& golden) {
+  EXPECT_EQ(layer.last_counts().num_out, golden.at("num_out").item<int64_t>());
+  EXPECT_EQ(layer.last_counts().num_on, golden.at("num_on").item<int64_t>());
+}
+
+}  // namespace
+
+class QuantizedConvGolden : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(QuantizedConvGolden, MatchesOriginal) {
+  DG_LOAD_GOLDEN_OR_SKIP(GetParam(), golden);
+  dg::layers::QuantizedConv2d conv(
+      dg::layers::QuantizedConv2dOptions(config_int(golden, "in_channels"),
+                                         config_int(golden, "out_channels"),
+                                         config_int(golden, "kernel_size"))
+          .stride(config_int(golden, "stride"))
+          .padding(config_int(golden, "padding"))
+          .wbits(config_int(golden, "wbits"))
+          .abits(config_int(golden, "abits")));
+  check_layer(*conv, golden, [&](const torch::Tensor& x) { return conv(x); });
+}
+INSTANTIATE_TEST_SUITE_P(Cases, QuantizedConvGolden,
+                         ::testing::Values("qconv_w8_a3", "qconv_w1_a2_s2"));
+
+class PGConvGolden : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(PGConvGolden, MatchesOriginal) {
+  DG_LOAD_GOLDEN_OR_SKIP(GetParam(), golden);
+  dg::layers::PGConv2d conv(dg::layers::PGConv2dOptions(config_int(golden, "in_channels"),
+                                                        config_int(golden, "out_channels"),
+                                                        config_int(golden, "kernel_size"))
+                                .stride(config_int(golden, "stride"))
+                                .padding(config_int(golden, "padding"))
+                                .wbits(config_int(golden, "wbits"))
+                                .abits(config_int(golden, "abits"))
+                                .pred_bits(config_int(golden, "pred_bits"))
+                                .sparse_bp(config_bool(golden, "sparse_bp")));
+  check_layer(*conv, golden, [&](const torch::Tensor& x) { return conv(x); });
+  check_counts(*conv, golden);
+}
+INSTANTIATE_TEST_SUITE_P(Cases, PGConvGolden,
+                         ::testing::Values("pgconv_w8_a3_pb2_sparse", "pgconv_w8_a4_pb2_dense_s2"));
+
+// Both base-path implementations: the dense masked convolution of the
+// original and the narrowed/grouped convolution used by default.
+class CGConvGolden : public ::testing::TestWithParam<std::tuple<std::string, bool>> {};
+
+TEST_P(CGConvGolden, MatchesOriginal) {
+  const auto& [name, dense] = GetParam();
+  DG_LOAD_GOLDEN_OR_SKIP(name, golden);
+  dg::layers::CGConv2d conv(dg::layers::CGConv2dOptions(config_int(golden, "in_channels"),
+                                                        config_int(golden, "out_channels"),
+                                                        config_int(golden, "kernel_size"))
+                                .stride(config_int(golden, "stride"))
+                                .padding(config_int(golden, "padding"))
+                                .partitions(config_int(golden, "partitions"))
+                                .use_group(config_bool(golden, "use_group"))
+                                .shuffle(config_bool(golden, "shuffle"))
+                                .sparse_bp(config_bool(golden, "sparse_bp"))
+                                .dense_base_path(dense));
+  // The mask is built from the options; it must equal the recorded one.
+  EXPECT_TRUE(torch::equal(conv->mask, golden.at("init__mask")));
+  check_layer(*conv, golden, [&](const torch::Tensor& x) { return conv(x); });
+  check_counts(*conv, golden);
+}
+INSTANTIATE_TEST_SUITE_P(Cases, CGConvGolden,
+                         ::testing::Combine(::testing::Values("cgconv_p4_group_sparse",
+                                                              "cgconv_p2_dense_s2",
+                                                              "cgconv_p4_group_shuffle",
+                                                              "cgconv_p4_group_eval"),
+                                            ::testing::Bool()));
+
+TEST(LayerOptions, RejectInvalidSettingsWithClearMessages) {
+  auto message_of = [](const std::function<void()>& make) -> std::string {
+    try {
+      make();
+    } catch (const c10::Error& e) {
+      return e.what_without_backtrace();
+    }
+    return "no error";
+  };
+  EXPECT_NE(message_of([] { dg::layers::PGConv2d(dg::layers::PGConv2dOptions(4, 4, 3).abits(3).pred_bits(3)); })
+                .find("0 < pred_bits < abits, got pred_bits=3 abits=3"),
+            std::string::npos);
+  EXPECT_NE(message_of([] { dg::layers::CGConv2d(dg::layers::CGConv2dOptions(6, 8, 3).partitions(4)); })
+                .find("partitions=4 must divide"),
+            std::string::npos);
+  EXPECT_NE(message_of([] { dg::layers::CGConv2d(dg::layers::CGConv2dOptions(8, 8, 3).partitions(0)); })
+                .find("at least 1, got 0"),
+            std::string::npos);
+  EXPECT_NE(message_of([] { dg::layers::QuantizedConv2d(dg::layers::QuantizedConv2dOptions(4, 4, 3).wbits(-2)); })
+                .find("wbits must be between 0"),
+            std::string::npos);
+}
+
+TEST(CGConv, MaskPatterns) {
+  dg::layers::CGConv2d grouped(dg::layers::CGConv2dOptions(4, 4, 1).partitions(2).use_group(true));
+  EXPECT_TRUE(torch::equal(grouped->mask.view({4, 4}),
+                           torch::tensor({{1.f, 1.f, 0.f, 0.f}, {1.f, 1.f, 0.f, 0.f},
+                                          {0.f, 0.f, 1.f, 1.f}, {0.f, 0.f, 1.f, 1.f}})));
+  dg::layers::CGConv2d first(dg::layers::CGConv2dOptions(4, 2, 1).partitions(4));
+  EXPECT_TRUE(torch::equal(first->mask.view({2, 4}),
+                           torch::tensor({{1.f, 0.f, 0.f, 0.f}, {1.f, 0.f, 0.f, 0.f}})));
+}
+
+TEST(CGConv, ChannelShuffleInterleavesGroups) {
+  torch::Tensor x = torch::arange(6, torch::kFloat).view({1, 6, 1, 1});
+  EXPECT_TRUE(torch::equal(dg::layers::channel_shuffle(x, 2).flatten(),
+                           torch::tensor({0.f, 3.f, 1.f, 4.f, 2.f, 5.f})));
+}

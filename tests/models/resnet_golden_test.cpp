@@ -1,0 +1,176 @@
+// Whole-model golden vectors: the original's ResNet-20 variants, their eval
+// and training logits, losses, and the state after one SGD step taken with
+// this project's own optimiser and gating-loss code.
+#include "dnn_gating/layers/gated_layer.h"
+#include "dnn_gating/models/resnet.h"
+#include "dnn_gating/train/gating_loss.h"
+#include "dnn_gating/train/optimizer.h"
+#include "dnn_gating/train/step.h"
+#include "test_support.h"
+
+#include <nlohmann/json.hpp>
+
+namespace dg = dnn_gating;
+using dnn_gating::testing::all_close;
+using nlohmann::json;
+
+namespace {
+
+constexpr double kTol = 1e-4;
+
+dg::models::ResNetOptions options_from(const json& c) {
+  using dg::models::BlockKind;
+  if (c.value("cg", false)) {
+    const bool postact = c.at("model") == "resnet20_postact";
+    return dg::models::ResNetOptions(postact ? BlockKind::kChannelGatedPostAct : BlockKind::kChannelGated)
+        .partitions(c.at("partitions"))
+        .cg_alpha(c.at("alpha"))
+        .use_group(c.at("use_group"))
+        .shuffle(c.at("shuffle"))
+        .sparse_bp(c.at("sparse_bp"));
+  }
+  return dg::models::ResNetOptions(c.at("pg") ? BlockKind::kPrecisionGated : BlockKind::kQuantized)
+      .wbits(c.at("wbits"))
+      .abits(c.at("abits"))
+      .pact(c.at("pact"))
+      .pred_bits(c.value("pred_bits", 4))
+      .sparse_bp(c.value("sparse_bp", false));
+}
+
+struct ModelCase {
+  std::string name;
+  bool dense_base_path;
+};
+
+std::string case_name(const ::testing::TestParamInfo<ModelCase>& info) {
+  std::string name = info.param.name + (info.param.dense_base_path ? "_dense_base" : "");
+  for (char& ch : name) {
+    if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+  }
+  return name;
+}
+
+}  // namespace
+
+class ResNetGolden : public ::testing::TestWithParam<ModelCase> {};
+
+TEST_P(ResNetGolden, LogitsLossesAndOneSgdStep) {
+  DG_LOAD_GOLDEN_OR_SKIP(GetParam().name, golden);
+  const json config = json::parse(golden.config);
+  dg::models::ResNet model(options_from(config).dense_base_path(GetParam().dense_base_path));
+
+  // Same keys and shapes as the original's state dict, nothing more.
+  const auto initial = golden.with_prefix("sd__");
+  size_t ours = model->named_parameters().size() + model->named_buffers().size();
+  EXPECT_EQ(ours, initial.size());
+  dg::testing::load_state(*model, initial);
+
+  const torch::Tensor x = golden.at("x");
+  {
+    torch::NoGradGuard no_grad;
+    model->eval();
+    EXPECT_TRUE(all_close(model->forward(x), golden.at("logits_eval"), kTol, kTol)) << "eval logits";
+  }
+  if (!golden.has("loss_ce")) {  // forward-only case
+    model->train();
+    EXPECT_TRUE(all_close(model->forward(x), golden.at("logits_train"), kTol, kTol))
+        << "train logits";
+    return;
+  }
+
+  const bool cg = config.value("cg", false);
+  const double gtarget = config.at("gtarget");
+  dg::train::GatingLoss loss =
+      cg ? dg::train::GatingLoss{dg::train::GatingLossForm::kSquaredSum, 1e-4, gtarget}
+         : dg::train::GatingLoss{dg::train::GatingLossForm::kNorm, config.at("sigma").get<double>(), gtarget};
+  auto optimizer = dg::train::make_sgd(
+      *model, {config.at("lr").get<double>(), config.at("momentum").get<double>(),
+               config.at("weight_decay").get<double>(), /*exempt_thresholds_and_1d=*/cg});
+  const dg::train::Classifier classifier{model.ptr(),
+                                         [&](const torch::Tensor& in) { return model->forward(in); }};
+  const auto step = dg::train::train_step(classifier, *optimizer, loss, x, golden.at("labels"));
+  EXPECT_TRUE(all_close(step.logits, golden.at("logits_train"), kTol, kTol)) << "train logits";
+  EXPECT_NEAR(step.ce_loss, golden.at("loss_ce").item<double>(), kTol);
+  EXPECT_NEAR(step.gating_loss, golden.at("loss_gating").item<double>(), kTol);
+
+  auto params = model->named_parameters();
+  auto buffers = model->named_buffers();
+  for (const auto& [key, expected] : golden.with_prefix("step__")) {
+    const torch::Tensor* actual = params.find(key);
+    if (actual == nullptr) actual = buffers.find(key);
+    ASSERT_NE(actual, nullptr) << key;
+    EXPECT_TRUE(all_close(*actual, expected, kTol, kTol)) << "after one step: " << key;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, ResNetGolden,
+    ::testing::Values(ModelCase{"resnet20_quant_w8_a3_pact", false},
+                      ModelCase{"resnet20_pg_w8_a3_pb2_pact_spbp", false},
+                      ModelCase{"resnet20_cg_p4_group_spbp", false},
+                      ModelCase{"resnet20_cg_p4_group_spbp", true},
+                      ModelCase{"resnet20_cg_postact_p2_group", false},
+                      ModelCase{"resnet20_cg_postact_p2_group", true}),
+    case_name);
+
+TEST(ResNet, GatedLayerCountsAndNames) {
+  dg::models::ResNet pg(dg::models::ResNetOptions(dg::models::BlockKind::kPrecisionGated).wbits(8).abits(3).pred_bits(2));
+  auto layers = dg::layers::gated_layers(*pg);
+  ASSERT_EQ(layers.size(), 9u);
+  EXPECT_EQ(layers[3].first, "layer2.0.conv1");
+  dg::models::ResNet postact(dg::models::ResNetOptions(dg::models::BlockKind::kChannelGatedPostAct).partitions(2));
+  EXPECT_EQ(dg::layers::gated_layers(*postact).size(), 18u);
+  dg::models::ResNet deep(dg::models::ResNetOptions(dg::models::BlockKind::kChannelGated).depth(56));
+  EXPECT_EQ(dg::layers::gated_layers(*deep).size(), 27u);
+}
+
+TEST(ResNet, DenseMacsOfResNet20) {
+  // Stem 3*16*9*1024 + stage1 6 convs of 16*16*9*1024 + stage2 (16*32 + 5*32*32)*9*256
+  // + stage3 (32*64 + 5*64*64)*9*64 + linear 640.
+  dg::models::ResNet model{dg::models::ResNetOptions()};
+  const int64_t expected = 3 * 16 * 9 * 1024 + 6 * 16 * 16 * 9 * 1024 +
+                           (16 * 32 + 5 * 32 * 32) * 9 * 256 + (32 * 64 + 5 * 64 * 64) * 9 * 64 + 640;
+  EXPECT_EQ(model->dense_macs_per_image(32, 32), expected);
+}
+
+TEST(ResNet, RejectsInvalidConfigurations) {
+  using dg::models::BlockKind;
+  auto message = [](const dg::models::ResNetOptions& o) -> std::string {
+    try {
+      dg::models::validate(o);
+    } catch (const c10::Error& e) {
+      return e.what_without_backtrace();
+    }
+    return "no error";
+  };
+  EXPECT_NE(message(dg::models::ResNetOptions().depth(21)).find("depth must be 6n+2"), std::string::npos);
+  EXPECT_NE(message(dg::models::ResNetOptions(BlockKind::kPrecisionGated).abits(0)).find("-pg"),
+            std::string::npos);
+  EXPECT_NE(message(dg::models::ResNetOptions(BlockKind::kPrecisionGated).abits(3).pred_bits(3))
+                .find("prediction bits (-pb)"),
+            std::string::npos);
+  EXPECT_NE(message(dg::models::ResNetOptions(BlockKind::kChannelGated).partitions(3)).find("-pt"),
+            std::string::npos);
+  EXPECT_NE(message(dg::models::ResNetOptions().wbits(-1)).find("weight bits (-w)"), std::string::npos);
+}
+
+// The post-activated model must train (the original's in-place add cannot
+// back-propagate): a few steps on a fixed batch lower the loss.
+TEST(ResNet, PostActivatedModelTrains) {
+  torch::manual_seed(0);
+  dg::models::ResNet model(dg::models::ResNetOptions(dg::models::BlockKind::kChannelGatedPostAct)
+                               .partitions(2).use_group(true).sparse_bp(true));
+  auto optimizer = dg::train::make_sgd(*model, {0.05, 0.9, 3e-4, true});
+  const dg::train::Classifier classifier{model.ptr(),
+                                         [&](const torch::Tensor& in) { return model->forward(in); }};
+  const torch::Tensor x = torch::randn({16, 3, 32, 32});
+  const torch::Tensor y = torch::arange(16) % 10;
+  const dg::train::GatingLoss loss{dg::train::GatingLossForm::kSquaredSum, 1e-4, 0.6};
+  std::vector<double> losses;
+  for (int i = 0; i < 6; ++i) {
+    const auto step = dg::train::train_step(classifier, *optimizer, loss, x, y);
+    ASSERT_TRUE(std::isfinite(step.ce_loss));
+    losses.push_back(step.ce_loss);
+  }
+  EXPECT_LT(losses.back(), losses.front() * 0.8);
+}

@@ -1,0 +1,119 @@
+#include "dnn_gating/quant/gate.h"
+#include "dnn_gating/quant/pact.h"
+#include "dnn_gating/quant/quantize.h"
+#include "test_support.h"
+
+namespace dg = dnn_gating;
+using dnn_gating::testing::all_close;
+
+namespace {
+
+// Runs `op` on the golden input with the golden upstream gradient and checks
+// output and input gradient.
+template <typename Op>
+void check_op(const dg::testing::GoldenCase& golden, Op op) {
+  torch::Tensor x = golden.at("x").clone().requires_grad_(true);
+  torch::Tensor y = op(x);
+  EXPECT_TRUE(all_close(y, golden.at("y"), 1e-5, 1e-6));
+  y.backward(golden.at("grad_y"));
+  EXPECT_TRUE(all_close(x.grad(), golden.at("grad_x"), 1e-5, 1e-6));
+}
+
+}  // namespace
+
+class QuantizeGolden : public ::testing::TestWithParam<int> {};
+
+TEST_P(QuantizeGolden, MatchesOriginal) {
+  const int bits = GetParam();
+  DG_LOAD_GOLDEN_OR_SKIP("quantize_b" + std::to_string(bits), golden);
+  check_op(golden, [&](const torch::Tensor& x) { return dg::quant::quantize(x, bits); });
+  EXPECT_TRUE(torch::equal(dg::quant::reference::quantize(golden.at("x"), bits), golden.at("y")));
+}
+INSTANTIATE_TEST_SUITE_P(Bits, QuantizeGolden, ::testing::Values(1, 3, 8));
+
+TEST(TruncateGolden, MatchesOriginal) {
+  for (auto [b, bh] : {std::pair{3, 2}, std::pair{8, 4}}) {
+    DG_LOAD_GOLDEN_OR_SKIP("truncate_b" + std::to_string(b) + "_bh" + std::to_string(bh), golden);
+    check_op(golden, [&, b = b, bh = bh](const torch::Tensor& x) {
+      return dg::quant::truncate(x, b, bh);
+    });
+  }
+}
+
+TEST(PactGolden, MatchesOriginalIncludingBoundGradient) {
+  DG_LOAD_GOLDEN_OR_SKIP("pact_ub1.5", golden);
+  dg::quant::PactReLU pact(dg::quant::PactReLUOptions().upper_bound(1.5));
+  torch::Tensor x = golden.at("x").clone().requires_grad_(true);
+  torch::Tensor y = pact(x);
+  EXPECT_TRUE(all_close(y, golden.at("y"), 1e-5, 1e-6));
+  y.backward(golden.at("grad_y"));
+  EXPECT_TRUE(all_close(x.grad(), golden.at("grad_x"), 1e-5, 1e-6));
+  EXPECT_TRUE(all_close(pact->upper_bound.grad(), golden.at("grad__upper_bound").reshape({1}),
+                        1e-5, 1e-6));
+}
+
+// The fused kernels must reproduce the ATen reference bit for bit: a value
+// that moves across a rounding boundary would change a quantized activation.
+TEST(QuantizeFused, BitIdenticalToReference) {
+  torch::manual_seed(3);
+  for (int trial = 0; trial < 4; ++trial) {
+    torch::Tensor x = torch::randn({64, 16, 9, 9}) * (trial + 0.5);
+    x.index_put_({torch::rand({64, 16, 9, 9}) < 0.1}, 0.0);
+    for (int bits : {1, 2, 3, 4, 8}) {
+      EXPECT_TRUE(torch::equal(dg::quant::quantize(x, bits), dg::quant::reference::quantize(x, bits)))
+          << "bits=" << bits;
+    }
+    for (auto [b, bh] : {std::pair{3, 2}, std::pair{4, 2}, std::pair{8, 4}}) {
+      torch::Tensor msb = dg::quant::reference::truncate(x, b, bh);
+      EXPECT_TRUE(torch::equal(dg::quant::truncate(x, b, bh), msb));
+      torch::Tensor parts = dg::quant::split_msb_lsb(x, b, bh);
+      EXPECT_TRUE(torch::equal(parts[0], msb));
+      EXPECT_TRUE(torch::equal(parts[1], dg::quant::reference::quantize(x, b) - msb));
+    }
+  }
+}
+
+TEST(Quantize, HandDerivedValues) {
+  // m = 1 + 1e-7; 2 bits: levels {0, 1/3, 2/3, 1} * m.
+  torch::Tensor x = torch::tensor({-1.0f, -0.5f, 0.0f, 0.2f, 0.5f, 1.0f});
+  torch::Tensor y = dg::quant::quantize(x, 2);
+  const float m = 1.0f + 1e-7f;
+  torch::Tensor expected = torch::tensor({-m, -2.0f / 3 * m, 0.0f, 1.0f / 3 * m, 2.0f / 3 * m, m});
+  EXPECT_TRUE(all_close(y, expected, 1e-6, 1e-7));
+  // Binarisation: x = 0 rounds (0 + 1) / 2 = 0.5 to 0, giving -1.
+  EXPECT_TRUE(torch::equal(dg::quant::quantize(torch::tensor({-3.0f, 0.0f, 0.4f, 2.0f}), 1),
+                           torch::tensor({-1.0f, -1.0f, 1.0f, 1.0f})));
+}
+
+TEST(Quantize, StraightThroughGradientZeroOnlyAtZero) {
+  torch::Tensor x = torch::tensor({-2.0f, 0.0f, 0.3f, 5.0f}, torch::requires_grad());
+  dg::quant::quantize(x, 3).backward(torch::tensor({1.0f, 2.0f, 3.0f, 4.0f}));
+  EXPECT_TRUE(torch::equal(x.grad(), torch::tensor({1.0f, 0.0f, 3.0f, 4.0f})));
+  torch::Tensor z = torch::tensor({-2.0f, 0.0f, 5.0f}, torch::requires_grad());
+  dg::quant::quantize(z, 1).backward(torch::tensor({1.0f, 2.0f, 3.0f}));
+  EXPECT_TRUE(torch::equal(z.grad(), torch::tensor({1.0f, 2.0f, 3.0f})));
+}
+
+TEST(Quantize, RejectsBadBitWidths) {
+  torch::Tensor x = torch::randn({4});
+  EXPECT_THROW(dg::quant::quantize(x, -1), c10::Error);
+  EXPECT_THROW(dg::quant::truncate(x, 3, 3), c10::Error);
+  EXPECT_THROW(dg::quant::truncate(x, 3, 0), c10::Error);
+  try {
+    dg::quant::truncate(x, 2, 4);
+    FAIL() << "expected an error";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what_without_backtrace()).find("bits=2 high_bits=4"), std::string::npos);
+  }
+}
+
+TEST(GateStep, SparseBackpropZeroesClosedGates) {
+  torch::Tensor x = torch::tensor({0.2f, 0.5f, 0.7f}, torch::requires_grad());
+  torch::Tensor y = dg::quant::gate_step(x, 0.5, /*sparse_bp=*/true);
+  EXPECT_TRUE(torch::equal(y, torch::tensor({0.0f, 0.0f, 1.0f})));
+  y.backward(torch::tensor({1.0f, 2.0f, 3.0f}));
+  EXPECT_TRUE(torch::equal(x.grad(), torch::tensor({0.0f, 2.0f, 3.0f})));
+  torch::Tensor z = torch::tensor({0.2f, 0.7f}, torch::requires_grad());
+  dg::quant::gate_step(z, 0.5, /*sparse_bp=*/false).backward(torch::tensor({1.0f, 3.0f}));
+  EXPECT_TRUE(torch::equal(z.grad(), torch::tensor({1.0f, 3.0f})));
+}

@@ -1,0 +1,119 @@
+#include "test_support.h"
+
+#include <array>
+#include <cstdio>
+#include <fstream>
+#include <random>
+#include <sys/wait.h>
+
+namespace dnn_gating::testing {
+namespace fs = std::filesystem;
+
+const torch::Tensor& GoldenCase::at(const std::string& name) const {
+  auto it = tensors.find(name);
+  if (it == tensors.end()) throw std::runtime_error("golden case has no tensor '" + name + "'");
+  return it->second;
+}
+
+std::map<std::string, torch::Tensor> GoldenCase::with_prefix(const std::string& prefix) const {
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& [name, tensor] : tensors) {
+    if (name.rfind(prefix, 0) != 0) continue;
+    std::string key = name.substr(prefix.size());
+    for (size_t pos; (pos = key.find("__")) != std::string::npos;) key.replace(pos, 2, ".");
+    out[key] = tensor;
+  }
+  return out;
+}
+
+bool load_golden(const std::string& name, GoldenCase& out) {
+  const fs::path file = fs::path(DG_GOLDEN_DIR) / (name + ".pt");
+  if (!fs::exists(file)) return false;
+  torch::jit::Module module = torch::jit::load(file.string());
+  for (const auto& buffer : module.named_buffers()) out.tensors[buffer.name] = buffer.value;
+  out.config = module.attr("config").toStringRef();
+  return true;
+}
+
+::testing::AssertionResult all_close(const torch::Tensor& actual, const torch::Tensor& expected,
+                                     double rtol, double atol) {
+  if (actual.sizes() != expected.sizes()) {
+    return ::testing::AssertionFailure()
+           << "shape " << actual.sizes() << " != expected " << expected.sizes();
+  }
+  torch::Tensor a = actual.detach().to(torch::kDouble);
+  torch::Tensor e = expected.detach().to(torch::kDouble);
+  if (torch::allclose(a, e, rtol, atol)) return ::testing::AssertionSuccess();
+  torch::Tensor excess = (a - e).abs() - (e.abs() * rtol + atol);
+  const int64_t worst = excess.flatten().argmax().item<int64_t>();
+  return ::testing::AssertionFailure()
+         << "not allclose(rtol=" << rtol << ", atol=" << atol << "): "
+         << (excess > 0).sum().item<int64_t>() << " of " << a.numel()
+         << " elements differ; worst at flat index " << worst << ": "
+         << a.flatten()[worst].item<double>() << " vs " << e.flatten()[worst].item<double>();
+}
+
+void load_state(torch::nn::Module& module, const std::map<std::string, torch::Tensor>& state) {
+  torch::NoGradGuard no_grad;
+  auto params = module.named_parameters();
+  auto buffers = module.named_buffers();
+  for (const auto& [key, value] : state) {
+    torch::Tensor* target = params.find(key);
+    if (target == nullptr) target = buffers.find(key);
+    if (target == nullptr) throw std::runtime_error("module has no parameter or buffer '" + key + "'");
+    if (target->sizes() != value.sizes()) {
+      throw std::runtime_error("shape mismatch for '" + key + "'");
+    }
+    target->copy_(value);
+  }
+}
+
+TempDir::TempDir() {
+  static std::mt19937_64 rng{std::random_device{}()};
+  path_ = fs::path(DG_BINARY_DIR) / "test-tmp" / ("t" + std::to_string(rng()));
+  fs::create_directories(path_);
+}
+
+TempDir::~TempDir() {
+  std::error_code ignored;
+  fs::remove_all(path_, ignored);
+}
+
+RunResult run_command(const std::string& command) {
+  std::string output;
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return {-1, "popen failed"};
+  std::array<char, 4096> buffer{};
+  size_t n;
+  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) output.append(buffer.data(), n);
+  const int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
+
+void write_cifar_file(const fs::path& file, int64_t records, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::ofstream out(file, std::ios::binary);
+  std::vector<char> record(3073);
+  for (int64_t i = 0; i < records; ++i) {
+    const int label = static_cast<int>(rng() % 10);
+    record[0] = static_cast<char>(label);
+    // Class-dependent colour so a model can learn something in one epoch.
+    for (int c = 0; c < 3; ++c) {
+      const int base = (label * (c + 3) * 37) % 256;
+      for (int p = 0; p < 1024; ++p) {
+        record[1 + c * 1024 + p] = static_cast<char>((base + static_cast<int>(rng() % 48)) % 256);
+      }
+    }
+    out.write(record.data(), static_cast<std::streamsize>(record.size()));
+  }
+}
+
+void write_cifar_dir(const fs::path& dir, int64_t per_file) {
+  fs::create_directories(dir);
+  for (int b = 1; b <= 5; ++b) {
+    write_cifar_file(dir / ("data_batch_" + std::to_string(b) + ".bin"), per_file, b);
+  }
+  write_cifar_file(dir / "test_batch.bin", per_file, 99);
+}
+
+}  // namespace dnn_gating::testing

@@ -1,0 +1,74 @@
+#pragma once
+// Shared test helpers: golden-vector loading, temporary directories, running
+// the trainer executables.
+
+#include <torch/script.h>
+#include <torch/torch.h>
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <map>
+#include <string>
+
+namespace dnn_gating::testing {
+
+/// One recorded case of ../shared/golden: every tensor by name and the JSON config.
+struct GoldenCase {
+  std::map<std::string, torch::Tensor> tensors;
+  std::string config;
+
+  /// The tensor `name` (a `.` in a state-dict key is written `__`); fails the test if absent.
+  const torch::Tensor& at(const std::string& name) const;
+  bool has(const std::string& name) const { return tensors.count(name) > 0; }
+  /// The tensors whose names start with `prefix`, keyed by the state-dict key
+  /// after it (with `__` turned back into `.`).
+  std::map<std::string, torch::Tensor> with_prefix(const std::string& prefix) const;
+};
+
+/// Loads `name`.pt from the golden directory. Returns false (and the test
+/// should return) when the directory is absent: skipped on a user's machine,
+/// failed when the CI environment variable is set.
+bool load_golden(const std::string& name, GoldenCase& out);
+
+#define DG_LOAD_GOLDEN_OR_SKIP(name, var)                           \
+  ::dnn_gating::testing::GoldenCase var;                            \
+  if (!::dnn_gating::testing::load_golden(name, var)) {             \
+    if (std::getenv("CI") != nullptr) {                             \
+      FAIL() << "golden vectors missing (CI is set): " << (name);   \
+    }                                                               \
+    GTEST_SKIP() << "golden vectors not found (../shared/golden absent): " << (name); \
+  }
+
+/// Asserts allclose and reports the largest difference on failure.
+::testing::AssertionResult all_close(const torch::Tensor& actual, const torch::Tensor& expected,
+                                     double rtol, double atol);
+
+/// Copies the named tensors into a module's parameters and buffers (by state-dict key).
+void load_state(torch::nn::Module& module, const std::map<std::string, torch::Tensor>& state);
+
+/// A fresh directory under the build tree, removed at destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+/// Result of running a program: exit code and everything it printed (stdout+stderr).
+struct RunResult {
+  int exit_code;
+  std::string output;
+};
+RunResult run_command(const std::string& command);
+
+/// Writes a CIFAR-10 binary file of `records` random images with labels
+/// `label_of(i)`; returns its path.
+void write_cifar_file(const std::filesystem::path& file, int64_t records, uint64_t seed);
+/// A directory holding data_batch_1..5.bin and test_batch.bin of `per_file` records each.
+void write_cifar_dir(const std::filesystem::path& dir, int64_t per_file);
+
+}  // namespace dnn_gating::testing
