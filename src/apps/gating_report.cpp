@@ -1,16 +1,16 @@
 // gating-report: summarises a trainer's --metrics file and draws or converts
 // it after the fact (the run need not have asked for --plot or --metrics-csv).
-#include "dnn_gating/train/metrics.h"
-#include "dnn_gating/train/plot.h"
-
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <optional>
 #include <string>
+
+#include "dnn_gating/train/metrics.h"
+#include "dnn_gating/train/plot.h"
 
 namespace {
 namespace fs = std::filesystem;
@@ -67,7 +67,8 @@ void log_final(const std::optional<FinalRecord>& final_record) {
   const FinalRecord& f = *final_record;
   spdlog::info("");
   spdlog::info(format("%s, %lld epochs: accuracy on %lld test images %.2f %%", f.program.c_str(),
-                      static_cast<long long>(f.epochs), static_cast<long long>(f.test_images), f.test_accuracy));
+                      static_cast<long long>(f.epochs), static_cast<long long>(f.test_images),
+                      f.test_accuracy));
   spdlog::info(format("Sparsity of the update phase: %.2f %%", f.sparsity));
   if (f.pg_average_bits) spdlog::info(format("PG average activation bits: %.3f", *f.pg_average_bits));
   if (f.cg_flop_reduction) spdlog::info(format("CG FLOP reduction: %.3fx", *f.cg_flop_reduction));
@@ -76,8 +77,9 @@ void log_final(const std::optional<FinalRecord>& final_record) {
     for (const int64_t count : f.confusion[c]) total += count;
     const int64_t correct = c < f.confusion[c].size() ? f.confusion[c][c] : 0;
     const std::string name = c < f.class_names.size() ? f.class_names[c] : std::to_string(c);
-    spdlog::info(format("Accuracy of %5s : %.1f %%", name.c_str(),
-                        total == 0 ? 0.0 : 100.0 * static_cast<double>(correct) / static_cast<double>(total)));
+    spdlog::info(
+        format("Accuracy of %5s : %.1f %%", name.c_str(),
+               total == 0 ? 0.0 : 100.0 * static_cast<double>(correct) / static_cast<double>(total)));
   }
   if (!f.layer_on_fraction.empty()) {
     spdlog::info(format("%-16s %7s", "gated layer", "on %"));

@@ -13,8 +13,6 @@
 namespace dnn_gating::cli {
 namespace {
 
-constexpr const char* kCifarDir = "data/cifar-10-batches-bin";
-constexpr const char* kFashionDir = "/usr/share/datasets/fashion-mnist";
 
 // The original's single-dash spellings of several letters.
 const std::vector<Spelling>& spellings(Trainer trainer) {
@@ -81,8 +79,8 @@ void add_common_flags(CLI::App& app, Invocation& inv, CommonFlags& common) {
   app.add_option("--dataset", job.dataset, "cifar10 or fashion-mnist")
       ->check(CLI::IsMember({"cifar10", "fashion-mnist"}))->capture_default_str();
   app.add_option("--data-dir", common.data_dir,
-                 std::string("Data directory (default: ") + kCifarDir + " for cifar10, " +
-                     kFashionDir + " for fashion-mnist)");
+                 "Data directory (default: " + train::default_data_dir("cifar10") + " for cifar10, " +
+                     train::default_data_dir("fashion-mnist") + " for fashion-mnist)");
   app.add_option("--train-limit", job.train_limit, "Use only the first N training images (0: all)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--test-limit", job.test_limit, "Use only the first N test images (0: all)")
@@ -93,6 +91,9 @@ void add_common_flags(CLI::App& app, Invocation& inv, CommonFlags& common) {
   app.add_option("--threads", inv.threads, "Intra-op threads (default: every core)")
       ->check(CLI::Range(1, 1024));
   app.add_flag("--quiet", inv.quiet, "Print only warnings, errors and the final report");
+  app.add_option("--metrics", job.metrics_path, "Write per-epoch and final metrics as JSON lines");
+  app.add_option("--metrics-csv", job.metrics_csv_path, "Write the per-epoch scalars as CSV");
+  app.add_option("--plot", job.plot_path, "Write the training curves as an SVG file");
 }
 
 void finish_common(Invocation& inv, const CommonFlags& common, double first, double second) {
@@ -102,9 +103,7 @@ void finish_common(Invocation& inv, const CommonFlags& common, double first, dou
   job.milestones = common.milestones.empty()
                        ? default_milestones(job.epochs, first, second)
                        : parse_milestones(common.milestones, job.epochs);
-  job.data_dir = !common.data_dir.empty() ? common.data_dir
-                 : job.dataset == "cifar10" ? kCifarDir
-                                            : kFashionDir;
+  job.data_dir = common.data_dir;
   TORCH_CHECK(!job.test_only || !job.load_path.empty(),
               "-t/--test evaluates a saved model: give its checkpoint with -p FILE");
 }
@@ -245,6 +244,19 @@ Invocation parse_command_line(Trainer trainer, const std::vector<std::string>& r
     finish_cg(inv, cg_flags);
     finish_common(inv, common, 0.6, 0.8);
   }
+  // Which model settings the user gave, for checking them against a checkpoint.
+  const std::vector<std::pair<std::string, std::string>> model_flags =
+      pg ? std::vector<std::pair<std::string, std::string>>{
+               {"--wbits", "wbits"}, {"--abits", "abits"}, {"--ispact", "pact"}, {"--ispg", "kind"},
+               {"--pbits", "pred_bits"}, {"--sparse_bp", "sparse_bp"}, {"--depth", "depth"}}
+         : std::vector<std::pair<std::string, std::string>>{
+               {"--partitions", "partitions"}, {"--ginit", "ginit"}, {"--alpha", "cg_alpha"},
+               {"--use_group", "use_group"}, {"--sparse_bp", "sparse_bp"}, {"--use_cg", "kind"},
+               {"--use_shuffle", "shuffle"}, {"--use_postact", "kind"}, {"--depth", "depth"}};
+  for (const auto& [flag, field] : model_flags) {
+    if (app.count(flag) > 0) inv.job.explicit_settings[field] = flag;
+  }
+  if (app.count("--dataset") > 0) inv.job.explicit_settings["dataset"] = "--dataset";
   models::validate(inv.job.model);
   return inv;
 }
@@ -266,7 +278,7 @@ int run_program(Trainer trainer, int argc, char** argv) {
     std::cerr << program << ": error: " << error_text(e) << "\n";
     return 2;
   }
-  if (inv.quiet) spdlog::set_level(spdlog::level::warn);
+  if (inv.quiet) inv.job.progress = train::ProgressStyle::kQuiet;
   const int threads =
       inv.threads > 0 ? inv.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   torch::set_num_threads(threads);

@@ -1,13 +1,12 @@
 #include "dnn_gating/train/metrics.h"
 
-#include <nlohmann/json.hpp>
-
 #include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <stdexcept>
 
 namespace dnn_gating::train {
@@ -177,7 +176,8 @@ std::vector<std::vector<int64_t>> confusion(const Json& record, const Where& whe
   std::vector<std::vector<int64_t>> out;
   const auto it = record.find("confusion");
   if (it == record.end()) return out;
-  if (!it->is_array()) fail(where, std::string("field \"confusion\" must be an array, not ") + it->type_name());
+  if (!it->is_array())
+    fail(where, std::string("field \"confusion\" must be an array, not ") + it->type_name());
   for (const auto& row : *it) {
     if (!row.is_array()) {
       fail(where, std::string("field \"confusion\" must hold arrays of counts, not ") + row.type_name());
@@ -193,7 +193,8 @@ std::vector<std::string> class_names(const Json& record, const Where& where) {
   std::vector<std::string> out;
   const auto it = record.find("class_names");
   if (it == record.end()) return out;
-  if (!it->is_array()) fail(where, std::string("field \"class_names\" must be an array, not ") + it->type_name());
+  if (!it->is_array())
+    fail(where, std::string("field \"class_names\" must be an array, not ") + it->type_name());
   for (const auto& name : *it) {
     if (!name.is_string()) {
       fail(where, std::string("field \"class_names\" must hold strings, not ") + name.type_name());
@@ -247,9 +248,7 @@ std::string parse_problem(const nlohmann::json::parse_error& e) {
   return "not valid JSON at column " + std::to_string(e.byte) + " (" + what + ")";
 }
 
-bool blank(const std::string& line) {
-  return line.find_first_not_of(" \t\r") == std::string::npos;
-}
+bool blank(const std::string& line) { return line.find_first_not_of(" \t\r") == std::string::npos; }
 
 }  // namespace
 
@@ -268,8 +267,8 @@ void MetricsWriter::write_epoch(const EpochRecord& r) {
     const std::string row = std::to_string(r.epoch) + ',' + csv_number(r.lr) + ',' +
                             csv_number(r.train_loss) + ',' + csv_number(r.train_accuracy) + ',' +
                             csv_number(r.test_accuracy) + ',' + csv_number(r.sparsity) + ',' +
-                            csv_number(r.pg_average_bits) + ',' + csv_number(r.cg_flop_reduction) +
-                            ',' + csv_number(r.seconds) + ',' + csv_number(r.images_per_second);
+                            csv_number(r.pg_average_bits) + ',' + csv_number(r.cg_flop_reduction) + ',' +
+                            csv_number(r.seconds) + ',' + csv_number(r.images_per_second);
     write_line(csv_, csv_path_, row);
   }
 }

@@ -40,11 +40,21 @@ std::string escape_xml(const std::string& text) {
   std::string out;
   for (const char c : text) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&apos;"; break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&apos;";
+        break;
       default:
         // Control characters other than tab and newline are not allowed in XML 1.0 at all.
         if (static_cast<unsigned char>(c) < 0x20 && c != '\t' && c != '\n') {
@@ -88,7 +98,8 @@ Axis nice_axis(double lo, double hi, int target, bool integer_steps) {
   const double magnitude = std::pow(10, std::floor(std::log10(raw)));
   const double norm = raw / magnitude;
   double step = (norm <= 1 ? 1 : norm <= 2 ? 2 : norm <= 2.5 ? 2.5 : norm <= 5 ? 5 : 10) * magnitude;
-  if (integer_steps) step = std::max(1.0, std::round(step));
+  // Below 10 the only fractional steps are 2.5 and those under 1.
+  if (integer_steps && step != std::floor(step)) step = step < 1 ? 1 : 5;
   Axis axis;
   axis.step = step;
   axis.lo = std::floor(lo / step + 1e-9) * step;
@@ -244,8 +255,9 @@ std::string training_plot_svg(const std::vector<EpochRecord>& epochs, const std:
                               [](const EpochRecord& r) { return r.pg_average_bits.has_value(); });
   Curve loss = make_curve("train_loss", "train loss", "#1f77b4", &loss_axis, epochs,
                           [](const EpochRecord& r) { return std::optional<double>(r.train_loss); });
-  Curve train_accuracy = make_curve("train_accuracy", "train accuracy %", "#2ca02c", &accuracy_axis, epochs,
-                                    [](const EpochRecord& r) { return std::optional<double>(r.train_accuracy); });
+  Curve train_accuracy =
+      make_curve("train_accuracy", "train accuracy %", "#2ca02c", &accuracy_axis, epochs,
+                 [](const EpochRecord& r) { return std::optional<double>(r.train_accuracy); });
   Curve test_accuracy = make_curve("test_accuracy", "test accuracy %", "#d62728", &accuracy_axis, epochs,
                                    [](const EpochRecord& r) { return r.test_accuracy; });
   Curve sparsity = make_curve("sparsity", "sparsity %", "#9467bd", &sparsity_axis, epochs,
@@ -263,7 +275,8 @@ std::string training_plot_svg(const std::vector<EpochRecord>& epochs, const std:
     first = i ? std::min(first, e) : e;
     last = i ? std::max(last, e) : e;
   }
-  const Axis x_axis = epochs.empty() ? Axis{0, 1, 1} : nice_axis(first, last, /*target=*/8, /*integer_steps=*/true);
+  const Axis x_axis =
+      epochs.empty() ? Axis{0, 1, 1} : nice_axis(first, last, /*target=*/8, /*integer_steps=*/true);
 
   SvgWriter svg(x_axis);
   auto& out = svg.out();
@@ -272,7 +285,8 @@ std::string training_plot_svg(const std::vector<EpochRecord>& epochs, const std:
       << "\" viewBox=\"0 0 " << kWidth << " " << kHeight
       << "\" font-family=\"sans-serif\" font-size=\"12\" fill=\"#222\">\n"
       << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
-  if (!title.empty()) svg.text(kWidth / 2, 26, title, " text-anchor=\"middle\" font-size=\"15\" font-weight=\"bold\"");
+  if (!title.empty())
+    svg.text(kWidth / 2, 26, title, " text-anchor=\"middle\" font-size=\"15\" font-weight=\"bold\"");
 
   const Panel top{kTopPanel};
   const Panel bottom{kBottomPanel};

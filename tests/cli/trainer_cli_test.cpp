@@ -48,7 +48,11 @@ TEST(PgCommandLine, OriginalScriptVerbatim) {
   EXPECT_FALSE(inv.job.sgd.exempt_thresholds_and_1d);
   EXPECT_DOUBLE_EQ(inv.job.sgd.weight_decay, 1e-4);
   EXPECT_EQ(inv.job.batch_size, 128);
-  EXPECT_EQ(inv.job.data_dir, "data/cifar-10-batches-bin");
+  EXPECT_EQ(inv.job.data_dir, "");  // the dataset's default
+  EXPECT_EQ(dg::train::default_data_dir("cifar10"), "data/cifar-10-batches-bin");
+  EXPECT_EQ(inv.job.explicit_settings.at("wbits"), "--wbits");
+  EXPECT_EQ(inv.job.explicit_settings.at("kind"), "--ispg");
+  EXPECT_EQ(inv.job.explicit_settings.count("depth"), 0u);
 }
 
 TEST(PgCommandLine, LongSpellingsAndDefaults) {
@@ -101,8 +105,7 @@ TEST(PgCommandLine, Additions) {
   EXPECT_TRUE(inv.quiet);
   EXPECT_EQ(parse(Trainer::kPrecisionGating, {"--epochs", "20", "--milestones", "3,12"}).job.milestones,
             (std::vector<int64_t>{3, 12}));
-  EXPECT_EQ(parse(Trainer::kPrecisionGating, {"--dataset", "fashion-mnist"}).job.data_dir,
-            "/usr/share/datasets/fashion-mnist");
+  EXPECT_EQ(dg::train::default_data_dir("fashion-mnist"), "/usr/share/datasets/fashion-mnist");
   // A one-epoch run keeps the initial learning rate throughout.
   EXPECT_EQ(parse(Trainer::kPrecisionGating, {"--epochs", "1"}).job.milestones,
             (std::vector<int64_t>{1, 1}));

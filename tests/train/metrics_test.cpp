@@ -1,7 +1,4 @@
 #include "dnn_gating/train/metrics.h"
-#include "dnn_gating/train/plot.h"
-
-#include <nlohmann/json.hpp>
 
 #include <cctype>
 #include <cmath>
@@ -9,18 +6,19 @@
 #include <fstream>
 #include <iomanip>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "dnn_gating/train/plot.h"
 #include "test_support.h"
 
 namespace dnn_gating::train {
 namespace {
 
 namespace fs = std::filesystem;
-using ::testing::HasSubstr;
 using dnn_gating::testing::TempDir;
 
 std::string read_text(const fs::path& file) {
@@ -46,6 +44,12 @@ size_t count(const std::string& haystack, const std::string& needle) {
   size_t n = 0;
   for (size_t at = haystack.find(needle); at != std::string::npos; at = haystack.find(needle, at + 1)) ++n;
   return n;
+}
+
+/// Whether `text` contains `part`; on failure shows both.
+::testing::AssertionResult has_substr(const std::string& text, const std::string& part) {
+  if (text.find(part) != std::string::npos) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "\"" << part << "\" not found in:\n" << text;
 }
 
 /// The message of the std::runtime_error that `f` throws ("" if none).
@@ -198,7 +202,7 @@ TEST(MetricsFiles, DivergedLossIsNullAndReadsBackAsNaN) {
     MetricsWriter writer(jsonl, csv);
     writer.write_epoch(diverged);
   }
-  EXPECT_THAT(read_text(jsonl), HasSubstr("\"train_loss\":null"));
+  EXPECT_TRUE(has_substr(read_text(jsonl), "\"train_loss\":null"));
   EXPECT_EQ(lines_of(read_text(csv)).at(1), "1,0.1,nan,31.5,,inf,,,12.5,4000");
   const MetricsLog log = read_metrics(jsonl);
   ASSERT_EQ(log.epochs.size(), 1u);
@@ -230,9 +234,8 @@ TEST(MetricsFiles, JsonLinesAreObjectsWithTypeAndOmitAbsentOptionals) {
   }
   EXPECT_EQ(types, (std::vector<std::string>{"epoch", "epoch", "final"}));
   // Field order as documented, absent optionals left out, doubles shortest.
-  EXPECT_EQ(lines[0],
-            R"({"type":"epoch","epoch":1,"lr":0.1,"train_loss":2.25,"train_accuracy":31.5,)"
-            R"("seconds":12.5,"images_per_second":4000.0})");
+  EXPECT_EQ(lines[0], R"({"type":"epoch","epoch":1,"lr":0.1,"train_loss":2.25,"train_accuracy":31.5,)"
+                      R"("seconds":12.5,"images_per_second":4000.0})");
   EXPECT_EQ(lines[2],
             R"({"type":"final","program":"cg-cifar10","epochs":0,"test_images":10000,"test_accuracy":91.5,)"
             R"("sparsity":60.25,"cg_flop_reduction":3.5,"layer_on_fraction":{},"confusion":[],)"
@@ -242,7 +245,7 @@ TEST(MetricsFiles, JsonLinesAreObjectsWithTypeAndOmitAbsentOptionals) {
   EXPECT_EQ(full["pg_average_bits"].get<double>(), 2.125);
   EXPECT_FALSE(full.contains("cg_flop_reduction"));
   EXPECT_EQ(full["layer_on_fraction"]["layer1.0.conv1"].get<double>(), 0.5);
-  EXPECT_THAT(lines[1], HasSubstr(R"("layer_on_fraction":{"layer3.0.conv2":0.125,"layer1.0.conv1":0.5,)"));
+  EXPECT_TRUE(has_substr(lines[1], R"("layer_on_fraction":{"layer3.0.conv2":0.125,"layer1.0.conv1":0.5,)"));
 }
 
 TEST(MetricsFiles, CsvHeaderAndRowsExact) {
@@ -290,7 +293,8 @@ TEST(MetricsFiles, EmptyPathsWriteNothing) {
     csv_only.write_epoch(bare_epoch());
   }
   std::vector<std::string> names;
-  for (const auto& entry : fs::directory_iterator(dir.path())) names.push_back(entry.path().filename().string());
+  for (const auto& entry : fs::directory_iterator(dir.path()))
+    names.push_back(entry.path().filename().string());
   EXPECT_EQ(names, std::vector<std::string>{"only.csv"});
   EXPECT_EQ(lines_of(read_text(csv)).size(), 2u);
 }
@@ -299,12 +303,13 @@ TEST(MetricsFiles, WriterErrorsNameTheFile) {
   TempDir dir;
   // A directory cannot be opened as a file.
   const std::string directory = dir.path().string();
-  EXPECT_THAT(error_of([&] { MetricsWriter writer(directory, ""); }),
-              HasSubstr(directory + ": cannot open the metrics file for writing"));
+  EXPECT_TRUE(has_substr(error_of([&] { MetricsWriter writer(directory, ""); }),
+                         directory + ": cannot open the metrics file for writing"));
   // A parent that is a file cannot become a directory.
   write_text(dir.path() / "plain", "x");
   const std::string below_file = (dir.path() / "plain" / "m.csv").string();
-  EXPECT_THAT(error_of([&] { MetricsWriter writer("", below_file); }), HasSubstr(below_file + ": cannot create"));
+  EXPECT_TRUE(
+      has_substr(error_of([&] { MetricsWriter writer("", below_file); }), below_file + ": cannot create"));
 }
 
 TEST(MetricsFiles, MissingFileIsNamed) {
@@ -324,13 +329,14 @@ TEST(MetricsFiles, BadLinesNameFileAndLine) {
     write_text(file, text);
     return error_of([&] { read_metrics(path); });
   };
-  EXPECT_THAT(error_for(good + "\n" + good + "\n{\"type\":\"epoch\", oops\n"),
-              HasSubstr(path + ", line 3: not valid JSON at column 17 ("));
+  EXPECT_TRUE(has_substr(error_for(good + "\n" + good + "\n{\"type\":\"epoch\", oops\n"),
+                         path + ", line 3: not valid JSON at column 18 (syntax error"));
   // A run killed in the middle of a line.
-  EXPECT_THAT(error_for(good + "\n" + good.substr(0, 40)), HasSubstr(path + ", line 2: not valid JSON"));
+  EXPECT_TRUE(has_substr(error_for(good + "\n" + good.substr(0, 40)), path + ", line 2: not valid JSON"));
   EXPECT_EQ(error_for("\n" + good + "\n[1, 2]\n"), path + ", line 3: expected a JSON object, not array");
   EXPECT_EQ(error_for(R"({"epoch":1})"), path + ", line 1: missing field \"type\"");
-  EXPECT_EQ(error_for(good + "\n" + R"({"type":"epoch","epoch":2})"), path + ", line 2: missing field \"lr\"");
+  EXPECT_EQ(error_for(good + "\n" + R"({"type":"epoch","epoch":2})"),
+            path + ", line 2: missing field \"lr\"");
   EXPECT_EQ(error_for(R"({"type":"epoch","epoch":1,"lr":"fast"})"),
             path + ", line 1: field \"lr\" must be a number, not string");
   EXPECT_EQ(error_for(R"({"type":"epoch","epoch":1.5})"),
@@ -338,7 +344,8 @@ TEST(MetricsFiles, BadLinesNameFileAndLine) {
   EXPECT_EQ(error_for(R"({"type":"final","program":"pg-cifar10","epochs":1,"test_images":1,)"
                       R"("test_accuracy":1,"sparsity":1,"confusion":[[1,"2"]]})"),
             path + ", line 1: field \"confusion\" must be an integer, not string");
-  const std::string final_line = R"({"type":"final","program":"p","epochs":1,"test_images":1,"test_accuracy":1,"sparsity":1})";
+  const std::string final_line =
+      R"({"type":"final","program":"p","epochs":1,"test_images":1,"test_accuracy":1,"sparsity":1})";
   EXPECT_EQ(error_for(good + "\n" + final_line + "\n\n" + final_line + "\n"),
             path + ", line 4: a second final record (the first is on line 2)");
 }
@@ -346,10 +353,11 @@ TEST(MetricsFiles, BadLinesNameFileAndLine) {
 TEST(MetricsFiles, SkipsBlankLinesAndOtherRecordTypes) {
   TempDir dir;
   const fs::path file = dir.path() / "m.jsonl";
-  write_text(file,
-             "\n{\"type\":\"config\",\"anything\":[1,2]}\r\n"
-             R"({"type":"epoch","epoch":3,"lr":0.5,"train_loss":1,"train_accuracy":2,"seconds":3,"images_per_second":4})"
-             "\r\n   \n");
+  write_text(
+      file,
+      "\n{\"type\":\"config\",\"anything\":[1,2]}\r\n"
+      R"({"type":"epoch","epoch":3,"lr":0.5,"train_loss":1,"train_accuracy":2,"seconds":3,"images_per_second":4})"
+      "\r\n   \n");
   const MetricsLog log = read_metrics(file.string());
   ASSERT_EQ(log.epochs.size(), 1u);
   EXPECT_EQ(log.epochs[0].epoch, 3);
@@ -366,8 +374,8 @@ bool valid_entities(const std::string& text) {
     if (end == std::string::npos) return false;
     const std::string name = text.substr(at + 1, end - at - 1);
     static const std::set<std::string> kNamed{"amp", "lt", "gt", "quot", "apos"};
-    const bool numeric = name.size() > 1 && name[0] == '#' &&
-                         name.find_first_not_of("0123456789", 1) == std::string::npos;
+    const bool numeric =
+        name.size() > 1 && name[0] == '#' && name.find_first_not_of("0123456789", 1) == std::string::npos;
     if (!numeric && kNamed.count(name) == 0) return false;
   }
   return true;
@@ -380,13 +388,16 @@ std::string xml_problem(const std::string& doc) {
   std::vector<std::string> open;
   bool root_seen = false;
   size_t i = 0;
-  const auto is_name_char = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == ':' || c == '.'; };
+  const auto is_name_char = [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == ':' || c == '.';
+  };
   if (doc.rfind("<?xml ", 0) == 0) i = doc.find("?>") + 2;
   while (i < doc.size()) {
     if (doc[i] != '<') {
       const size_t end = std::min(doc.find('<', i), doc.size());
       const std::string text = doc.substr(i, end - i);
-      if (open.empty() && text.find_first_not_of(" \t\r\n") != std::string::npos) return "text outside the root";
+      if (open.empty() && text.find_first_not_of(" \t\r\n") != std::string::npos)
+        return "text outside the root";
       if (!valid_entities(text)) return "bad entity in text: " + text;
       i = end;
       continue;
@@ -433,7 +444,8 @@ std::string xml_problem(const std::string& doc) {
       const size_t name_start = j;
       while (j < doc.size() && is_name_char(doc[j])) ++j;
       const std::string attribute = doc.substr(name_start, j - name_start);
-      if (attribute.empty() || j + 1 >= doc.size() || doc[j] != '=' || (doc[j + 1] != '"' && doc[j + 1] != '\'')) {
+      if (attribute.empty() || j + 1 >= doc.size() || doc[j] != '=' ||
+          (doc[j + 1] != '"' && doc[j + 1] != '\'')) {
         return "bad attribute in <" + name + ">";
       }
       if (!attributes.insert(attribute).second) return "attribute " + attribute + " twice in <" + name + ">";
@@ -500,7 +512,9 @@ TEST(XmlCheck, RejectsBrokenDocuments) {
 TEST(TrainingPlot, PgRunHasFiveCurvesOnSharedAxes) {
   const std::string svg = training_plot_svg(pg_run(), "pg-cifar10: metrics.jsonl");
   ASSERT_EQ(xml_problem(svg), "");
-  EXPECT_EQ(svg.rfind("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\"", 0), 0u);
+  EXPECT_EQ(
+      svg.rfind("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\"", 0),
+      0u);
   EXPECT_EQ(svg.find("href"), std::string::npos);  // nothing external
   EXPECT_EQ(count(svg, "<polyline"), 5u);
   EXPECT_EQ(count(svg, "<circle"), 0u);
@@ -510,7 +524,7 @@ TEST(TrainingPlot, PgRunHasFiveCurvesOnSharedAxes) {
   EXPECT_EQ(count(svg, "cg_flop_reduction"), 0u);
   for (const char* label : {">train loss<", ">train accuracy %<", ">test accuracy %<", ">sparsity %<",
                             ">PG average bits<", ">accuracy (%)<", ">average bits<", ">epoch<"}) {
-    EXPECT_THAT(svg, HasSubstr(label));
+    EXPECT_TRUE(has_substr(svg, label));
   }
 
   const auto train = polyline_points(svg, "train_accuracy");
@@ -533,7 +547,7 @@ TEST(TrainingPlot, PgRunHasFiveCurvesOnSharedAxes) {
   EXPECT_EQ(loss[1].second, train[1].second);
   EXPECT_NEAR(loss[2].second, train[0].second + 0.25 * (train[2].second - train[0].second), 0.011);
   for (const char* tick : {">0.0<", ">0.5<", ">1.0<", ">1.5<", ">2.0<", ">0<", ">20<", ">100<"}) {
-    EXPECT_THAT(svg, HasSubstr(tick));
+    EXPECT_TRUE(has_substr(svg, tick));
   }
 
   // Bottom panel: sparsity 80, 90 on 0..100; bits 3.0, 2.5 on 0..3 (step 1).
@@ -560,8 +574,8 @@ TEST(TrainingPlot, CgRunDrawsFlopReduction) {
   EXPECT_EQ(count(svg, "<polyline"), 5u);
   EXPECT_EQ(count(svg, "<polyline id=\"cg_flop_reduction\""), 1u);
   EXPECT_EQ(count(svg, "pg_average_bits"), 0u);
-  EXPECT_THAT(svg, HasSubstr(">CG FLOP reduction (x)<"));
-  EXPECT_THAT(svg, HasSubstr(">FLOP reduction (x)<"));
+  EXPECT_TRUE(has_substr(svg, ">CG FLOP reduction (x)<"));
+  EXPECT_TRUE(has_substr(svg, ">FLOP reduction (x)<"));
 }
 
 TEST(TrainingPlot, AccuracyOnlyRunHasThreeCurves) {
@@ -574,7 +588,7 @@ TEST(TrainingPlot, AccuracyOnlyRunHasThreeCurves) {
   ASSERT_EQ(xml_problem(svg), "");
   EXPECT_EQ(count(svg, "<polyline"), 3u);
   EXPECT_EQ(polyline_points(svg, "sparsity").size(), 0u);
-  EXPECT_THAT(svg, HasSubstr(">no sparsity or cost figures recorded<"));
+  EXPECT_TRUE(has_substr(svg, ">no sparsity or cost figures recorded<"));
   EXPECT_EQ(count(svg, "average bits"), 0u);  // no cost axis without a cost curve
 
   for (auto& r : epochs) r.test_accuracy.reset();
@@ -591,9 +605,9 @@ TEST(TrainingPlot, SinglePointCurveGetsAMarker) {
   ASSERT_EQ(test.size(), 1u);
   ASSERT_EQ(count(svg, "<circle"), 1u);
   std::ostringstream marker;
-  marker << std::fixed << std::setprecision(2) << "<circle cx=\"" << test[0].first << "\" cy=\"" << test[0].second
-         << "\"";
-  EXPECT_THAT(svg, HasSubstr(marker.str()));
+  marker << std::fixed << std::setprecision(2) << "<circle cx=\"" << test[0].first << "\" cy=\""
+         << test[0].second << "\"";
+  EXPECT_TRUE(has_substr(svg, marker.str()));
 
   // A one-epoch run: every curve is a single point.
   const std::string one = training_plot_svg({epochs[2]}, "one");
@@ -617,13 +631,13 @@ TEST(TrainingPlot, NoEpochsStillMakesAValidPicture) {
   const std::string svg = training_plot_svg({}, "empty");
   ASSERT_EQ(xml_problem(svg), "");
   EXPECT_EQ(count(svg, "<polyline"), 0u);
-  EXPECT_THAT(svg, HasSubstr(">no epochs recorded<"));
+  EXPECT_TRUE(has_substr(svg, ">no epochs recorded<"));
 }
 
 TEST(TrainingPlot, TitleIsEscaped) {
   const std::string svg = training_plot_svg(pg_run(), "a<b & \"c\" 'd'\x01");
   ASSERT_EQ(xml_problem(svg), "");
-  EXPECT_THAT(svg, HasSubstr(">a&lt;b &amp; &quot;c&quot; &apos;d&apos; </text>"));
+  EXPECT_TRUE(has_substr(svg, ">a&lt;b &amp; &quot;c&quot; &apos;d&apos; </text>"));
 }
 
 TEST(TrainingPlot, WritesTheFileThroughATemporary) {
@@ -635,21 +649,22 @@ TEST(TrainingPlot, WritesTheFileThroughATemporary) {
   write_training_plot({}, svg.string(), "again");
   EXPECT_EQ(read_text(svg), training_plot_svg({}, "again"));
   std::vector<std::string> names;
-  for (const auto& entry : fs::directory_iterator(svg.parent_path())) names.push_back(entry.path().filename().string());
+  for (const auto& entry : fs::directory_iterator(svg.parent_path()))
+    names.push_back(entry.path().filename().string());
   EXPECT_EQ(names, std::vector<std::string>{"run.svg"});
 
   write_text(dir.path() / "plain", "x");
   const std::string below_file = (dir.path() / "plain" / "run.svg").string();
-  EXPECT_THAT(error_of([&] { write_training_plot(pg_run(), below_file, "t"); }),
-              HasSubstr(below_file + ": cannot create the directory"));
+  EXPECT_TRUE(has_substr(error_of([&] { write_training_plot(pg_run(), below_file, "t"); }),
+                         below_file + ": cannot create the directory"));
 }
 
 // ---------------------------------------------------------------- gating-report
 
 /// The gating-report program beside the trainers; skipped when only the
 /// test executable was built.
-#define DG_REPORT_BINARY_OR_SKIP(var)                                                   \
-  const std::string var = std::string(DG_BINARY_DIR) + "/gating-report";               \
+#define DG_REPORT_BINARY_OR_SKIP(var)                                    \
+  const std::string var = std::string(DG_BINARY_DIR) + "/gating-report"; \
   if (!fs::exists(var)) GTEST_SKIP() << "gating-report not built (make gating-report)"
 
 TEST(GatingReport, SummarisesPlotsAndConverts) {
@@ -663,14 +678,15 @@ TEST(GatingReport, SummarisesPlotsAndConverts) {
   }
   const std::string svg = (dir.path() / "out" / "plot.svg").string();
   const std::string csv = (dir.path() / "out.csv").string();
-  const auto run = dnn_gating::testing::run_command(binary + " " + jsonl + " --plot " + svg + " --csv " + csv);
+  const auto run =
+      dnn_gating::testing::run_command(binary + " " + jsonl + " --plot " + svg + " --csv " + csv);
   ASSERT_EQ(run.exit_code, 0) << run.output;
-  EXPECT_THAT(run.output, HasSubstr("pg-cifar10, 2 epochs: accuracy on 20 test images 45.00 %"));
-  EXPECT_THAT(run.output, HasSubstr("Sparsity of the update phase: 91.25 %"));
-  EXPECT_THAT(run.output, HasSubstr("PG average activation bits: 2.375"));
-  EXPECT_THAT(run.output, HasSubstr("Accuracy of   car : 62.5 %"));
-  EXPECT_THAT(run.output, HasSubstr("layer1.0.conv1     75.00"));
-  EXPECT_THAT(run.output, HasSubstr("    3       0.1   0.5000   100.00  100.00      90.00     2.500"));
+  EXPECT_TRUE(has_substr(run.output, "pg-cifar10, 2 epochs: accuracy on 20 test images 45.00 %"));
+  EXPECT_TRUE(has_substr(run.output, "Sparsity of the update phase: 91.25 %"));
+  EXPECT_TRUE(has_substr(run.output, "PG average activation bits: 2.375"));
+  EXPECT_TRUE(has_substr(run.output, "Accuracy of   car : 62.5 %"));
+  EXPECT_TRUE(has_substr(run.output, "layer1.0.conv1     75.00"));
+  EXPECT_TRUE(has_substr(run.output, "    3       0.1   0.5000   100.00  100.00      90.00     2.500"));
   EXPECT_EQ(xml_problem(read_text(svg)), "");
   EXPECT_EQ(read_text(svg), training_plot_svg(pg_run(), "pg-cifar10: metrics.jsonl"));
   EXPECT_EQ(lines_of(read_text(csv)).size(), 4u);
@@ -683,13 +699,14 @@ TEST(GatingReport, ErrorsAreOneLineWithExitCode) {
   const std::string missing = (dir.path() / "absent.jsonl").string();
   auto run = dnn_gating::testing::run_command(binary + " " + missing);
   EXPECT_EQ(run.exit_code, 1);
-  EXPECT_EQ(run.output, "gating-report: error: " + missing + ": cannot open the metrics file (no such file?)\n");
+  EXPECT_EQ(run.output,
+            "gating-report: error: " + missing + ": cannot open the metrics file (no such file?)\n");
 
   write_text(dir.path() / "m.jsonl", "{}\n");
   run = dnn_gating::testing::run_command(binary + " " + (dir.path() / "m.jsonl").string() + " --csv " +
                                          (dir.path() / "m.jsonl").string());
   EXPECT_EQ(run.exit_code, 1);
-  EXPECT_THAT(run.output, HasSubstr("that is the metrics file being read"));
+  EXPECT_TRUE(has_substr(run.output, "that is the metrics file being read"));
   EXPECT_EQ(read_text(dir.path() / "m.jsonl"), "{}\n");
 
   run = dnn_gating::testing::run_command(binary + " --bogus");

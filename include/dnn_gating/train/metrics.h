@@ -35,11 +35,11 @@ struct EpochRecord {
 
 /// The final record: the report of the final evaluation.
 struct FinalRecord {
-  std::string program;      ///< "pg-cifar10" or "cg-cifar10"
-  int64_t epochs = 0;       ///< epochs trained (0 for an evaluation-only run)
-  int64_t test_images = 0;  ///< images the evaluation saw
-  double test_accuracy = 0;  ///< percent
-  double sparsity = 0;       ///< update-phase sparsity, percent
+  std::string program;                      ///< "pg-cifar10" or "cg-cifar10"
+  int64_t epochs = 0;                       ///< epochs trained (0 for an evaluation-only run)
+  int64_t test_images = 0;                  ///< images the evaluation saw
+  double test_accuracy = 0;                 ///< percent
+  double sparsity = 0;                      ///< update-phase sparsity, percent
   std::optional<double> pg_average_bits;    ///< PG cost figure
   std::optional<double> cg_flop_reduction;  ///< CG cost figure (x)
   /// Gated layer -> on fraction, in the model's layer order.
@@ -85,8 +85,8 @@ class MetricsWriter {
 
 /// What a JSON-lines metrics file holds.
 struct MetricsLog {
-  std::vector<EpochRecord> epochs;           ///< in file order
-  std::optional<FinalRecord> final_record;   ///< absent if the run did not finish
+  std::vector<EpochRecord> epochs;          ///< in file order
+  std::optional<FinalRecord> final_record;  ///< absent if the run did not finish
 };
 
 /// Reads the epoch records (and the final record if present) of a JSON-lines

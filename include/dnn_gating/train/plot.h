@@ -12,10 +12,10 @@
 /// a curve of a single point also gets a circle so that it shows. Non-finite
 /// values are left out.
 
-#include "dnn_gating/train/metrics.h"
-
 #include <string>
 #include <vector>
+
+#include "dnn_gating/train/metrics.h"
 
 namespace dnn_gating::train {
 

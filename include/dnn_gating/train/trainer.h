@@ -4,10 +4,12 @@
 #include "dnn_gating/models/resnet.h"
 #include "dnn_gating/train/gating_loss.h"
 #include "dnn_gating/train/optimizer.h"
+#include "dnn_gating/train/progress.h"
 
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -27,6 +29,7 @@ struct JobConfig {
   uint64_t seed = 0;
   /// "cifar10" or "fashion-mnist", read from `data_dir`.
   std::string dataset = "cifar10";
+  /// "" for the dataset's default directory (see default_data_dir).
   std::string data_dir;
   /// Use only the first N images of a split (0: all).
   int64_t train_limit = 0;
@@ -41,9 +44,25 @@ struct JobConfig {
   torch::Device device = torch::kCPU;
   /// Test accuracy is reported every this many epochs.
   int64_t eval_every = 10;
-  /// A progress line every this many batches.
+  /// A progress line every this many batches (periodic style).
   int64_t log_every = 50;
+  /// Live line, periodic lines, or quiet (then only the final report).
+  ProgressStyle progress = ProgressStyle::kAuto;
+  /// JSON-lines metrics file (`--metrics`), "" for none.
+  std::string metrics_path;
+  /// CSV of the per-epoch scalars (`--metrics-csv`), "" for none.
+  std::string metrics_csv_path;
+  /// SVG training curves written at the end (`--plot`), "" for none.
+  std::string plot_path;
+  /// Model settings given explicitly on the command line: ResNetOptions
+  /// field name (as in model_to_json) -> the flag that set it. A checkpoint
+  /// that describes its model overrides every other field; an explicit one
+  /// that contradicts it is refused. "dataset" marks an explicit --dataset.
+  std::map<std::string, std::string> explicit_settings;
 };
+
+/// Where a dataset is read from when --data-dir is not given.
+std::string default_data_dir(const std::string& dataset);
 
 /// What a finished job measured.
 struct JobResult {
