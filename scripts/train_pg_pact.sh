@@ -3,4 +3,4 @@
 # them for prediction, PACT, sparse back-propagation. Extra arguments are
 # passed through (e.g. --epochs 1 --data-dir DIR).
 cd "$(dirname "$0")/.." || exit 1
-exec build/pg-cifar10 -pg -w 8 -a 3 -pb 2 -gtar 1 -spbp -pact -gpu 0 "$@"
+exec "${DNN_GATING_BUILD_DIR:-build}"/pg-cifar10 -pg -w 8 -a 3 -pb 2 -gtar 1 -spbp -pact -gpu 0 "$@"

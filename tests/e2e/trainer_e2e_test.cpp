@@ -11,6 +11,11 @@ namespace {
 
 std::string quote(const fs::path& p) { return "'" + p.string() + "'"; }
 
+// Runs one of scripts/ against the executables of this build.
+std::string script(const std::string& name) {
+  return "DNN_GATING_BUILD_DIR=" + quote(DG_BINARY_DIR) + " " + quote(fs::path(DG_SOURCE_DIR) / "scripts" / name);
+}
+
 // Pulls "<value>" out of "<prefix><value> %" lines.
 double percent_after(const std::string& output, const std::string& prefix) {
   const std::regex re(prefix + "([0-9.]+) %");
@@ -57,17 +62,17 @@ TEST_F(TrainerEndToEnd, PgTrainsSavesAndEvaluatesCheckpoint) {
 }
 
 TEST_F(TrainerEndToEnd, CgScriptsTrainAndEvaluate) {
-  for (const std::string script : {"train_cg.sh", "train_cg_postact.sh"}) {
-    const fs::path save_dir = tmp_.path() / ("save-" + script);
-    const auto train = dgt::run_command(std::string(DG_SOURCE_DIR) + "/scripts/" + script +
-                                        " --epochs 1 -s" + data_flags() + "--save-dir " + quote(save_dir));
-    ASSERT_EQ(train.exit_code, 0) << script << "\n" << train.output;
+  for (const std::string name : {"train_cg.sh", "train_cg_postact.sh"}) {
+    const fs::path save_dir = tmp_.path() / ("save-" + name);
+    const auto train = dgt::run_command(script(name) + " --epochs 1 -s" + data_flags() + "--save-dir " +
+                                        quote(save_dir));
+    ASSERT_EQ(train.exit_code, 0) << name << "\n" << train.output;
     const double sparsity = percent_after(train.output, "Sparsity of the update phase: ");
     EXPECT_GE(sparsity, 0.0) << train.output;
     const fs::path ckpt = save_dir / "model_resnet-20.pt";
     ASSERT_TRUE(fs::exists(ckpt));
     // Consistent flags are accepted alongside the checkpoint's own description.
-    const std::string model_flags = script == "train_cg.sh" ? " -cg -pt 4 --use_group" : " -cg -pt 2 --use_group -postact";
+    const std::string model_flags = name == "train_cg.sh" ? " -cg -pt 4 --use_group" : " -cg -pt 2 --use_group -postact";
     const auto test = dgt::run_command(std::string(DG_CG_BINARY) + model_flags + " -t -p " + quote(ckpt) + data_flags());
     ASSERT_EQ(test.exit_code, 0) << test.output;
     EXPECT_DOUBLE_EQ(percent_after(test.output, "Sparsity of the update phase: "), sparsity);
@@ -75,8 +80,8 @@ TEST_F(TrainerEndToEnd, CgScriptsTrainAndEvaluate) {
 }
 
 TEST_F(TrainerEndToEnd, PgScriptParsesAndRuns) {
-  const auto run = dgt::run_command(std::string(DG_SOURCE_DIR) + "/scripts/train_pg_pact.sh --epochs 1" +
-                                    data_flags() + "--train-limit 64 --test-limit 32");
+  const auto run = dgt::run_command(script("train_pg_pact.sh") + " --epochs 1" + data_flags() +
+                                    "--train-limit 64 --test-limit 32");
   ASSERT_EQ(run.exit_code, 0) << run.output;
   EXPECT_NE(run.output.find("Accuracy of the network on the 32 test images: "), std::string::npos);
 }

@@ -667,6 +667,12 @@ TEST(TrainingPlot, WritesTheFileThroughATemporary) {
   const std::string var = std::string(DG_BINARY_DIR) + "/gating-report"; \
   if (!fs::exists(var)) GTEST_SKIP() << "gating-report not built (make gating-report)"
 
+/// Runs the program with `arguments`. ctest sets OMP_NUM_THREADS to "", which
+/// makes libgomp print a complaint into the output these tests read.
+dnn_gating::testing::RunResult run_report(const std::string& binary, const std::string& arguments) {
+  return dnn_gating::testing::run_command("env -u OMP_NUM_THREADS " + binary + " " + arguments);
+}
+
 TEST(GatingReport, SummarisesPlotsAndConverts) {
   DG_REPORT_BINARY_OR_SKIP(binary);
   TempDir dir;
@@ -678,8 +684,7 @@ TEST(GatingReport, SummarisesPlotsAndConverts) {
   }
   const std::string svg = (dir.path() / "out" / "plot.svg").string();
   const std::string csv = (dir.path() / "out.csv").string();
-  const auto run =
-      dnn_gating::testing::run_command(binary + " " + jsonl + " --plot " + svg + " --csv " + csv);
+  const auto run = run_report(binary, jsonl + " --plot " + svg + " --csv " + csv);
   ASSERT_EQ(run.exit_code, 0) << run.output;
   EXPECT_TRUE(has_substr(run.output, "pg-cifar10, 2 epochs: accuracy on 20 test images 45.00 %"));
   EXPECT_TRUE(has_substr(run.output, "Sparsity of the update phase: 91.25 %"));
@@ -697,19 +702,18 @@ TEST(GatingReport, ErrorsAreOneLineWithExitCode) {
   DG_REPORT_BINARY_OR_SKIP(binary);
   TempDir dir;
   const std::string missing = (dir.path() / "absent.jsonl").string();
-  auto run = dnn_gating::testing::run_command(binary + " " + missing);
+  auto run = run_report(binary, missing);
   EXPECT_EQ(run.exit_code, 1);
   EXPECT_EQ(run.output,
             "gating-report: error: " + missing + ": cannot open the metrics file (no such file?)\n");
 
   write_text(dir.path() / "m.jsonl", "{}\n");
-  run = dnn_gating::testing::run_command(binary + " " + (dir.path() / "m.jsonl").string() + " --csv " +
-                                         (dir.path() / "m.jsonl").string());
+  run = run_report(binary, (dir.path() / "m.jsonl").string() + " --csv " + (dir.path() / "m.jsonl").string());
   EXPECT_EQ(run.exit_code, 1);
   EXPECT_TRUE(has_substr(run.output, "that is the metrics file being read"));
   EXPECT_EQ(read_text(dir.path() / "m.jsonl"), "{}\n");
 
-  run = dnn_gating::testing::run_command(binary + " --bogus");
+  run = run_report(binary, "--bogus");
   EXPECT_EQ(run.exit_code, 2);
   EXPECT_EQ(count(run.output, "\n"), 1u) << run.output;
   EXPECT_EQ(run.output.rfind("gating-report: error: ", 0), 0u) << run.output;
