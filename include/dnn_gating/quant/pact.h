@@ -24,7 +24,7 @@ class PactReLUImpl : public torch::nn::Cloneable<PactReLUImpl> {
   torch::Tensor forward(const torch::Tensor& x);
 
   PactReLUOptions options;
-  /// Scalar clipping bound (a 1-element tensor, as in the original).
+  /// Scalar clipping bound (a 0-dim tensor, as in the original's state dict).
   torch::Tensor upper_bound;
 };
 TORCH_MODULE(PactReLU);
