@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cmath>
 #include <iostream>
 #include <sstream>
@@ -254,7 +255,14 @@ Invocation parse_command_line(Trainer trainer, const std::vector<std::string>& r
                {"--use_group", "use_group"}, {"--sparse_bp", "sparse_bp"}, {"--use_cg", "kind"},
                {"--use_shuffle", "shuffle"}, {"--use_postact", "kind"}, {"--depth", "depth"}};
   for (const auto& [flag, field] : model_flags) {
-    if (app.count(flag) > 0) inv.job.explicit_settings[field] = flag;
+    if (app.count(flag) == 0) continue;
+    // Named in messages as the user may have typed it, e.g. "-pg/--ispg", "-w/--wbits".
+    std::string names = app.get_option(flag)->get_name(false, true);
+    std::replace(names.begin(), names.end(), ',', '/');
+    for (const auto& spelling : spellings(trainer)) {
+      if (spelling.long_flag == flag) names = spelling.original + "/" + names;
+    }
+    inv.job.explicit_settings[field] = names;
   }
   if (app.count("--dataset") > 0) inv.job.explicit_settings["dataset"] = "--dataset";
   models::validate(inv.job.model);

@@ -50,8 +50,8 @@ TEST(PgCommandLine, OriginalScriptVerbatim) {
   EXPECT_EQ(inv.job.batch_size, 128);
   EXPECT_EQ(inv.job.data_dir, "");  // the dataset's default
   EXPECT_EQ(dg::train::default_data_dir("cifar10"), "data/cifar-10-batches-bin");
-  EXPECT_EQ(inv.job.explicit_settings.at("wbits"), "--wbits");
-  EXPECT_EQ(inv.job.explicit_settings.at("kind"), "--ispg");
+  EXPECT_EQ(inv.job.explicit_settings.at("wbits"), "-w/--wbits");
+  EXPECT_EQ(inv.job.explicit_settings.at("kind"), "-pg/--ispg");
   EXPECT_EQ(inv.job.explicit_settings.count("depth"), 0u);
 }
 

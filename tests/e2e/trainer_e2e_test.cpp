@@ -77,6 +77,21 @@ TEST_F(TrainerEndToEnd, CgScriptsTrainAndEvaluate) {
     ASSERT_EQ(test.exit_code, 0) << test.output;
     EXPECT_DOUBLE_EQ(percent_after(test.output, "Sparsity of the update phase: "), sparsity);
   }
+  // Gate counts cover every test image exactly, whatever the batch size and
+  // thread count: the per-layer table is identical (CG's gate sees each
+  // image alone in eval mode).
+  const fs::path ckpt = tmp_.path() / "save-train_cg.sh" / "model_resnet-20.pt";
+  auto table = [&](const std::string& flags) {
+    const auto r = dgt::run_command(std::string(DG_CG_BINARY) + " -t -p " + quote(ckpt) + " --data-dir " +
+                                    quote(tmp_.path() / "cifar") + flags);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    const auto begin = r.output.find("gated layer");
+    return begin == std::string::npos ? std::string() : r.output.substr(begin);
+  };
+  const std::string by_7 = table(" --batch-size 7 --threads 1");
+  // layer3.2.conv1 evaluates 64 images x 64 channels x 8 x 8 positions.
+  EXPECT_NE(by_7.find("layer3.2.conv1         262144"), std::string::npos) << by_7;
+  EXPECT_EQ(by_7, table(" --batch-size 128 --threads 2"));
 }
 
 TEST_F(TrainerEndToEnd, PgScriptParsesAndRuns) {
