@@ -7,6 +7,7 @@
 #include "dnn_gating/models/resnet.h"
 #include "dnn_gating/train/gating_loss.h"
 #include "dnn_gating/train/optimizer.h"
+#include "dnn_gating/train/runtime.h"
 #include "dnn_gating/train/step.h"
 
 #include <benchmark/benchmark.h>
@@ -16,7 +17,6 @@
 
 #include <cstdio>
 #include <map>
-#include <thread>
 
 namespace dg = dnn_gating;
 using dg::models::BlockKind;
@@ -128,7 +128,7 @@ class RatioReporter : public benchmark::ConsoleReporter {
   void ReportRuns(const std::vector<Run>& runs) override {
     ConsoleReporter::ReportRuns(runs);
     for (const auto& run : runs) {
-      if (run.run_type == Run::RT_Iteration) times_[run.benchmark_name()] = run.GetAdjustedRealTime();
+      if (run.run_type == Run::RT_Iteration) times_[run.run_name.function_name] = run.GetAdjustedRealTime();
     }
   }
   void Finalize() override {
@@ -160,7 +160,7 @@ class RatioReporter : public benchmark::ConsoleReporter {
 }  // namespace
 
 int main(int argc, char** argv) {
-  torch::set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  dg::train::configure_runtime(/*threads=*/0);  // as the trainers run
   RatioReporter reporter;
   for (const auto& spec : specs()) reporter.rss_[spec.name] = peak_rss_mib(spec);
   for (const auto& spec : specs()) {

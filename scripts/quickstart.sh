@@ -8,23 +8,23 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 
 out=runs/quickstart
+# Sized for about ten minutes of training on two cores; override to taste.
+epochs=${QUICKSTART_EPOCHS:-3}
+train_limit=${QUICKSTART_TRAIN_LIMIT:-20000}
 mkdir -p "$out"
 if scripts/get_cifar10.sh data >"$out/get_cifar10.log" 2>&1; then
   dataset=cifar10
   data_dir=data/cifar-10-batches-bin
   echo "quickstart: using CIFAR-10 ($data_dir)"
-  # 2 epochs on the first 20000 training images.
-  size_flags=(--epochs 2 --train-limit 20000)
 else
   dataset=fashion-mnist
   data_dir=/usr/share/datasets/fashion-mnist
   echo "quickstart: CIFAR-10 is not here and could not be fetched ($(tail -n1 "$out/get_cifar10.log"))"
   echo "quickstart: using Fashion-MNIST from $data_dir instead"
-  size_flags=(--epochs 2 --train-limit 20000)
 fi
 
 flags=(-pg -w 8 -a 3 -pb 2 -gtar 1 -spbp -pact)
-build/pg-cifar10 "${flags[@]}" --dataset "$dataset" --data-dir "$data_dir" "${size_flags[@]}" \
+build/pg-cifar10 "${flags[@]}" --dataset "$dataset" --data-dir "$data_dir" --epochs "$epochs" --train-limit "$train_limit" \
   -s --save-dir "$out" --metrics "$out/metrics.jsonl" --plot "$out/curves.svg" | tee "$out/train.log"
 echo
 echo "quickstart: evaluating the saved checkpoint $out/model_resnet-20.pt"

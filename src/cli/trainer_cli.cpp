@@ -1,6 +1,7 @@
 #include "dnn_gating/cli/trainer_cli.h"
 
 #include "dnn_gating/cli/flags.h"
+#include "dnn_gating/train/runtime.h"
 
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
@@ -9,7 +10,6 @@
 #include <cmath>
 #include <iostream>
 #include <sstream>
-#include <thread>
 
 namespace dnn_gating::cli {
 namespace {
@@ -287,9 +287,7 @@ int run_program(Trainer trainer, int argc, char** argv) {
     return 2;
   }
   if (inv.quiet) inv.job.progress = train::ProgressStyle::kQuiet;
-  const int threads =
-      inv.threads > 0 ? inv.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  torch::set_num_threads(threads);
+  train::configure_runtime(inv.threads);
   try {
     inv.job.device = choose_device(inv.gpus);
     train::run_job(inv.job);

@@ -1,7 +1,42 @@
 #include "dnn_gating/quant/pact.h"
 
+#include <ATen/Parallel.h>
+
 namespace dnn_gating::quant {
 namespace {
+
+// grad_x = g where 0 <= x <= u, grad_u = sum of g where x > u, in one pass
+// over contiguous float CPU tensors (the ATen fallback takes four).
+std::pair<torch::Tensor, torch::Tensor> pact_backward(const torch::Tensor& g_in,
+                                                      const torch::Tensor& x_in,
+                                                      const torch::Tensor& u) {
+  if (!(g_in.device().is_cpu() && g_in.scalar_type() == torch::kFloat &&
+        x_in.scalar_type() == torch::kFloat)) {
+    const torch::Tensor above = x_in > u;
+    return {g_in.masked_fill(above.logical_or(x_in < 0), 0),
+            g_in.masked_fill(above.logical_not(), 0).sum().reshape(u.sizes())};
+  }
+  const torch::Tensor g = g_in.contiguous();
+  const torch::Tensor x = x_in.contiguous();
+  torch::Tensor grad_x = torch::empty_like(g);
+  const float* gp = g.data_ptr<float>();
+  const float* xp = x.data_ptr<float>();
+  float* out = grad_x.data_ptr<float>();
+  const float bound = u.item<float>();
+  const double above_sum = at::parallel_reduce(
+      0, g.numel(), 16384, 0.0,
+      [&](int64_t begin, int64_t end, double acc) {
+        double partial = 0.0;
+        for (int64_t i = begin; i < end; ++i) {
+          const bool above = xp[i] > bound;
+          out[i] = (xp[i] < 0.0f || above) ? 0.0f : gp[i];
+          partial += above ? gp[i] : 0.0f;
+        }
+        return acc + partial;
+      },
+      std::plus<double>());
+  return {grad_x, torch::full(u.sizes(), above_sum, u.options())};
+}
 
 struct PactFunction : torch::autograd::Function<PactFunction> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
@@ -12,12 +47,7 @@ struct PactFunction : torch::autograd::Function<PactFunction> {
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    const torch::Tensor& x = saved[0];
-    const torch::Tensor& u = saved[1];
-    const torch::Tensor& g = grads[0];
-    const torch::Tensor above = x > u;
-    torch::Tensor grad_x = g.masked_fill(above.logical_or(x < 0), 0);
-    torch::Tensor grad_u = g.masked_fill(above.logical_not(), 0).sum().reshape(u.sizes());
+    auto [grad_x, grad_u] = pact_backward(grads[0], saved[0], saved[1]);
     return {grad_x, grad_u};
   }
 };

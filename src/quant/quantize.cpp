@@ -40,26 +40,77 @@ float scale_of(const float* data, int64_t n) {
   return max_abs + kScaleEpsilon;
 }
 
-// Applies `fn(value, scale)` to every element, writing one or two outputs.
-template <typename Fn>
-void map_scaled(const torch::Tensor& x, Fn fn) {
-  const float* data = x.data_ptr<float>();
-  const int64_t n = x.numel();
-  const float m = scale_of(data, n);
-  at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) fn(i, data[i], m);
-  });
+// Round half to even of a value in [0, 2^23): adding and subtracting 2^23
+// leaves exactly the rounded integer under the default rounding mode, the
+// same result as std::nearbyint (and torch::round) without a libm call per
+// element, so the loops vectorise.
+inline float round_non_negative(float v) {
+  constexpr float kTwo23 = 8388608.0f;
+  return (v + kTwo23) - kTwo23;
 }
+
+// floor of a non-negative value below 2^31.
+inline float floor_non_negative(float v) { return static_cast<float>(static_cast<int32_t>(v)); }
 
 // The normalised magnitude clamp(|v| / m, 0, 1), computed as ATen does.
 inline float unit_magnitude(float v, float m) {
-  return std::min(std::max(std::fabs(v) / m, 0.0f), 1.0f);
+  const float c = std::fabs(v) / m;
+  const float low = c < 0.0f ? 0.0f : c;
+  return low > 1.0f ? 1.0f : low;
 }
 
-// Restores scale and sign: value_on_grid / levels * m * sign(v).
+// Restores scale and sign: value_on_grid / levels * m * sign(v), branch-free.
 inline float restore(float grid, float n, float m, float v) {
-  const float q = grid / n * m;
-  return v > 0.0f ? q : (v < 0.0f ? -q : 0.0f);
+  const float sign = static_cast<float>((v > 0.0f) - (v < 0.0f));
+  return grid / n * m * sign;
+}
+
+// The element loops take everything as plain arguments (no captures that a
+// store could alias) so that they vectorise.
+struct Grid {
+  float levels;  // 2^bits - 1
+  float step;    // 2^(bits - high_bits) for truncation
+};
+
+void quantize_kernel(const float* __restrict x, float* __restrict y, float* /*unused*/,
+                     int64_t begin, int64_t end, float m, Grid g) {
+  for (int64_t i = begin; i < end; ++i) {
+    y[i] = restore(round_non_negative(unit_magnitude(x[i], m) * g.levels), g.levels, m, x[i]);
+  }
+}
+
+void truncate_kernel(const float* __restrict x, float* __restrict y, float* /*unused*/,
+                     int64_t begin, int64_t end, float m, Grid g) {
+  for (int64_t i = begin; i < end; ++i) {
+    const float code = round_non_negative(unit_magnitude(x[i], m) * g.levels);
+    y[i] = restore(floor_non_negative(code / g.step) * g.step, g.levels, m, x[i]);
+  }
+}
+
+void split_kernel(const float* __restrict x, float* __restrict hi, float* __restrict lo,
+                  int64_t begin, int64_t end, float m, Grid g) {
+  for (int64_t i = begin; i < end; ++i) {
+    const float code = round_non_negative(unit_magnitude(x[i], m) * g.levels);
+    const float msb = restore(floor_non_negative(code / g.step) * g.step, g.levels, m, x[i]);
+    hi[i] = msb;
+    lo[i] = restore(code, g.levels, m, x[i]) - msb;
+  }
+}
+
+// Computes the scale m = max|x| + 1e-7, then runs `kernel` over x in parallel.
+template <typename Kernel>
+void run_scaled(const torch::Tensor& x, float* out0, float* out1, Grid grid, Kernel kernel) {
+  const float* data = x.data_ptr<float>();
+  const int64_t n = x.numel();
+  const float m = scale_of(data, n);
+  at::parallel_for(0, n, kGrain, [=](int64_t begin, int64_t end) {
+    kernel(data, out0, out1, begin, end, m, grid);
+  });
+}
+
+Grid grid_of(int64_t bits, int64_t high_bits) {
+  return {static_cast<float>(levels(bits)),
+          static_cast<float>(int64_t{1} << (bits - (high_bits > 0 ? high_bits : bits)))};
 }
 
 torch::Tensor quantize_values(const torch::Tensor& x_in, int64_t bits) {
@@ -74,15 +125,12 @@ torch::Tensor quantize_values(const torch::Tensor& x_in, int64_t bits) {
     at::parallel_for(0, x.numel(), kGrain, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
         const float c = std::min(std::max(data[i], -1.0f), 1.0f);
-        out[i] = 2.0f * std::nearbyint((c + 1.0f) / 2.0f) - 1.0f;
+        out[i] = 2.0f * round_non_negative((c + 1.0f) / 2.0f) - 1.0f;
       }
     });
     return y;
   }
-  const float n = static_cast<float>(levels(bits));
-  map_scaled(x, [&](int64_t i, float v, float m) {
-    out[i] = restore(std::nearbyint(unit_magnitude(v, m) * n), n, m, v);
-  });
+  run_scaled(x, out, nullptr, grid_of(bits, 0), quantize_kernel);
   return y;
 }
 
@@ -92,12 +140,7 @@ torch::Tensor truncate_values(const torch::Tensor& x_in, int64_t bits, int64_t h
   const torch::Tensor x = x_in.contiguous();
   torch::Tensor y = torch::empty_like(x);
   float* out = y.data_ptr<float>();
-  const float n = static_cast<float>(levels(bits));
-  const float step = static_cast<float>(int64_t{1} << (bits - high_bits));
-  map_scaled(x, [&](int64_t i, float v, float m) {
-    const float code = std::nearbyint(unit_magnitude(v, m) * n);
-    out[i] = restore(std::floor(code / step) * step, n, m, v);
-  });
+  run_scaled(x, out, nullptr, grid_of(bits, high_bits), truncate_kernel);
   return y;
 }
 
@@ -158,14 +201,7 @@ torch::Tensor split_msb_lsb(const torch::Tensor& x_in, int64_t bits, int64_t hig
   shape.insert(shape.end(), x.sizes().begin(), x.sizes().end());
   torch::Tensor both = torch::empty(shape, x.options());
   float* hi = both.data_ptr<float>();
-  float* lo = hi + x.numel();
-  const float n = static_cast<float>(levels(bits));
-  const float step = static_cast<float>(int64_t{1} << (bits - high_bits));
-  map_scaled(x, [&](int64_t i, float v, float m) {
-    const float code = std::nearbyint(unit_magnitude(v, m) * n);
-    hi[i] = restore(std::floor(code / step) * step, n, m, v);
-    lo[i] = restore(code, n, m, v) - hi[i];
-  });
+  run_scaled(x, hi, hi + x.numel(), grid_of(bits, high_bits), split_kernel);
   return both;
 }
 

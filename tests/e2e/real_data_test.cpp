@@ -3,10 +3,10 @@
 // all 10000 test images. A silently wrong gradient shows up here as an
 // accuracy near chance. Each run takes about a minute on two CPU cores.
 //
-// Measured with this project (seeds 0-3): PG 43.7-54.1 %, CG 54.0-... %; the
-// float model reaches 57 % on the first 2000 test images. One epoch of 47
-// steps at LR 0.1 is in its noisiest phase, so the bar is set below the
-// lowest seed measured (40 %), far above what a broken gradient gives.
+// Measured with this project, seeds 0/1/2/3: PG 43.7/54.1/37.4/59.0 %, CG
+// 54.0/63.9/50.1/43.6 %. One epoch of 47 steps at LR 0.1 is training's
+// noisiest phase, so the bar (seed 0) sits below every seed measured and far
+// above the 10-20 % that a broken gradient leaves.
 #include "test_support.h"
 
 #include <regex>
@@ -16,7 +16,7 @@ namespace dgt = dnn_gating::testing;
 namespace {
 
 constexpr const char* kFashionDir = "/usr/share/datasets/fashion-mnist";
-constexpr double kMinAccuracy = 40.0;
+constexpr double kMinAccuracy = 35.0;
 
 double accuracy_of(const std::string& output) {
   std::smatch m;
