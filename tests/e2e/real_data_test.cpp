@@ -41,19 +41,22 @@ std::string common_flags() {
     GTEST_SKIP() << "Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)"; \
   }
 
+// Runs a trainer's one-epoch job and checks it finished above the bar.
+std::string run_and_expect_learning(const std::string& binary, const std::string& model_flags) {
+  const auto run = dgt::run_command(binary + model_flags + common_flags());
+  EXPECT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_GE(accuracy_of(run.output), kMinAccuracy) << run.output;
+  return run.output;
+}
+
 TEST(RealData, PrecisionGatedResNet20LearnsFashionMnistInOneEpoch) {
   DG_REQUIRE_FASHION_MNIST();
-  const auto run = dgt::run_command(std::string(DG_PG_BINARY) + " -pg -w 8 -a 3 -pb 2 -gtar 1 -spbp -pact" +
-                                    common_flags());
-  ASSERT_EQ(run.exit_code, 0) << run.output;
-  EXPECT_GE(accuracy_of(run.output), kMinAccuracy) << run.output;
-  EXPECT_NE(run.output.find("Accuracy of Trouser : "), std::string::npos) << run.output;
+  const std::string output =
+      run_and_expect_learning(DG_PG_BINARY, " -pg -w 8 -a 3 -pb 2 -gtar 1 -spbp -pact");
+  EXPECT_NE(output.find("Accuracy of Trouser : "), std::string::npos) << output;
 }
 
 TEST(RealData, ChannelGatedResNet20LearnsFashionMnistInOneEpoch) {
   DG_REQUIRE_FASHION_MNIST();
-  const auto run = dgt::run_command(std::string(DG_CG_BINARY) + " -cg -pt 4 -gi 0 -gtar 1 -spbp -group -lr 0.1" +
-                                    common_flags());
-  ASSERT_EQ(run.exit_code, 0) << run.output;
-  EXPECT_GE(accuracy_of(run.output), kMinAccuracy) << run.output;
+  run_and_expect_learning(DG_CG_BINARY, " -cg -pt 4 -gi 0 -gtar 1 -spbp -group -lr 0.1");
 }
