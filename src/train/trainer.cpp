@@ -127,15 +127,16 @@ class Job {
     dense_macs_ = model_->dense_macs_per_image(32, 32);
     metrics_.emplace(config_.metrics_path, config_.metrics_csv_path);
 
-    JobResult result;
-    if (!config_.test_only) result.checkpoint_path = train();
-    const Evaluation evaluation = evaluate_split();
+    // Training ends with an evaluation of the final model; reuse it.
+    const Evaluation evaluation = config_.test_only ? evaluate_split() : train();
     const CostFigures costs = cost_figures(evaluation, dense_macs_);
     log_lines(accuracy_lines(evaluation, test_set_.class_names));
     log_lines(gate_report_lines(evaluation, costs));
+    JobResult result;
     result.test_accuracy = evaluation.accuracy();
     result.sparsity = evaluation.sparsity();
-    if (!result.checkpoint_path.empty()) {
+    if (!config_.test_only && config_.save) {
+      result.checkpoint_path = checkpoint_file(config_);
       save_checkpoint(result.checkpoint_path, *model_,
                       checkpoint_meta(config_, config_.epochs, result.test_accuracy, result.sparsity));
       spdlog::info("Saved checkpoint {}", result.checkpoint_path);
@@ -154,8 +155,8 @@ class Job {
     return evaluate(classifier_, *test_loader_, config_.device, config_.model.num_classes());
   }
 
-  // Trains every epoch; returns the checkpoint path when saving.
-  std::string train() {
+  // Trains every epoch; returns the evaluation after the last one.
+  Evaluation train() {
     const data::ImageSet train_set = load_split(config_, data::Split::kTrain, config_.train_limit);
     data::BatchLoader loader(
         train_set, data::LoaderOptions(config_.batch_size).augment(true).shuffle(true).seed(config_.seed));
@@ -165,7 +166,7 @@ class Job {
     spdlog::info("Training {} ({}-layer {}) on {} ({} images) for {} epochs, {} batches of {}",
                  config_.program, config_.model.depth(), models::to_string(config_.model.kind()),
                  train_set.name, train_set.size(), config_.epochs, loader.num_batches(), config_.batch_size);
-    double last_accuracy = 0, last_sparsity = 0;
+    std::optional<Evaluation> latest;
     for (int64_t epoch = 0; epoch < config_.epochs; ++epoch) {
       EpochRecord record;
       record.epoch = epoch + 1;
@@ -201,28 +202,22 @@ class Job {
       }
       const bool last = epoch + 1 == config_.epochs;
       if ((epoch + 1) % config_.eval_every == 0 || last) {
-        const Evaluation evaluation = evaluate_split();
-        const CostFigures costs = cost_figures(evaluation, dense_macs_);
-        last_accuracy = evaluation.accuracy();
-        last_sparsity = evaluation.sparsity();
-        record.test_accuracy = last_accuracy;
-        record.sparsity = last_sparsity;
-        record.layer_on_fraction = on_fractions(evaluation);
+        latest = evaluate_split();
+        const CostFigures costs = cost_figures(*latest, dense_macs_);
+        record.test_accuracy = latest->accuracy();
+        record.sparsity = latest->sparsity();
+        record.layer_on_fraction = on_fractions(*latest);
         set_cost_figures(record, costs);
         if (!last && verbose) {
-          spdlog::info("Epoch {}: test accuracy {:.1f} %, sparsity {:.1f} %", epoch + 1, last_accuracy,
-                       last_sparsity);
-          log_lines(gate_report_lines(evaluation, costs));
+          spdlog::info("Epoch {}: test accuracy {:.1f} %, sparsity {:.1f} %", epoch + 1,
+                       *record.test_accuracy, *record.sparsity);
+          log_lines(gate_report_lines(*latest, costs));
         }
       }
       metrics_->write_epoch(record);
       history_.push_back(record);
     }
-    if (!config_.save) return "";
-    const std::string path = checkpoint_file(config_);
-    // Saved before the final report so a failure there loses no training.
-    save_checkpoint(path, *model_, checkpoint_meta(config_, config_.epochs, last_accuracy, last_sparsity));
-    return path;
+    return *latest;  // the last epoch always evaluates
   }
 
   void write_final_record(const Evaluation& evaluation, const CostFigures& costs,
