@@ -57,7 +57,8 @@ class GatedLayer {
   virtual GateCost gate_cost() const = 0;
 
  protected:
-  /// Records the gate `mask` (1 = on) of a forward whose output has shape `out_shape`.
+  /// Records the gate `mask` [N, C_out, H, W] (1 = on) of one forward pass; the
+  /// dense cost per image is C_out * H * W * in_channels_per_group * kernel_elements.
   void record_gate(const torch::Tensor& mask, int64_t in_channels_per_group,
                    int64_t kernel_elements);
 
