@@ -1,8 +1,41 @@
 #include "dnn_gating/layers/cg_conv.h"
 
 #include "dnn_gating/quant/gate.h"
+#include "layers/gate_kernels.h"
 
 namespace dnn_gating::layers {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// The CG gate and output selection on the fused kernels: returns {y, number
+// of open gates} from the full and partial sums and the gate input bn(partial).
+struct CGGateFunction : torch::autograd::Function<CGGateFunction> {
+  static variable_list forward(AutogradContext* ctx, const torch::Tensor& full,
+                               const torch::Tensor& partial, const torch::Tensor& gate_input,
+                               const torch::Tensor& threshold, double alpha, bool sparse_bp) {
+    const torch::Tensor s = gate_kernels::gate_sigmoid(gate_input, threshold, alpha);
+    auto [y, open] = gate_kernels::cg_select(s, full, partial);
+    ctx->save_for_backward({s, full, partial});
+    ctx->saved_data["alpha"] = alpha;
+    ctx->saved_data["sparse_bp"] = sparse_bp;
+    torch::Tensor count = torch::scalar_tensor(open, torch::kLong);
+    ctx->mark_non_differentiable({count});
+    return {y, count};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    auto [grad_full, grad_partial, grad_input, grad_threshold] = gate_kernels::cg_select_backward(
+        grads[0], saved[0], saved[1], saved[2], ctx->saved_data["alpha"].toDouble(),
+        ctx->saved_data["sparse_bp"].toBool());
+    return {grad_full, grad_partial, grad_input, grad_threshold.view({1, -1, 1, 1}),
+            torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
 
 torch::Tensor channel_shuffle(const torch::Tensor& x, int64_t groups) {
   const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
@@ -46,7 +79,7 @@ void CGConv2dImpl::pretty_print(std::ostream& stream) const {
 torch::Tensor CGConv2dImpl::base_path(const torch::Tensor& x) const {
   const auto stride = *options.stride();
   const auto padding = *options.padding();
-  if (options.dense_base_path()) return torch::conv2d(x, weight * mask, {}, stride, padding);
+  if (options.reference_ops()) return torch::conv2d(x, weight * mask, {}, stride, padding);
   const int64_t p = options.partitions();
   const int64_t ic = options.in_channels() / p;
   if (!options.use_group()) {
@@ -68,12 +101,18 @@ torch::Tensor CGConv2dImpl::forward(const torch::Tensor& input) {
   const torch::Tensor x =
       options.shuffle() ? layers::channel_shuffle(input, options.partitions()) : input;
   const torch::Tensor partial = base_path(x);
-  const torch::Tensor d = quant::gate_step(
-      torch::sigmoid(options.alpha() * (bn->forward(partial) - threshold)) - 0.5, 0.0,
-      options.sparse_bp());
-  const auto k = *options.kernel_size();
-  record_gate(d, options.in_channels(), k[0] * k[1]);
+  const torch::Tensor gate_input = bn->forward(partial);
   const torch::Tensor full = torch::conv2d(x, weight, {}, *options.stride(), *options.padding());
+  const auto k = *options.kernel_size();
+  if (!options.reference_ops() && gate_kernels::supported(full)) {
+    const auto outs = CGGateFunction::apply(full, partial, gate_input, threshold, options.alpha(),
+                                            options.sparse_bp());
+    record_gate(outs[1].item<int64_t>(), outs[0].sizes(), options.in_channels(), k[0] * k[1]);
+    return outs[0];
+  }
+  const torch::Tensor d = quant::gate_step(
+      torch::sigmoid(options.alpha() * (gate_input - threshold)) - 0.5, 0.0, options.sparse_bp());
+  record_gate(d, options.in_channels(), k[0] * k[1]);
   return full * d + partial * (1 - d);
 }
 

@@ -4,11 +4,16 @@ namespace dnn_gating::layers {
 
 void GatedLayer::record_gate(const torch::Tensor& mask, int64_t in_channels_per_group,
                              int64_t kernel_elements) {
-  // mask: [N, C_out, H, W]; one sum per forward is the only synchronisation.
-  last_.num_out = mask.numel();
-  last_.num_on = mask.gt(0).sum().item<int64_t>();
+  record_gate(mask.gt(0).sum().item<int64_t>(), mask.sizes(), in_channels_per_group,
+              kernel_elements);
+}
+
+void GatedLayer::record_gate(int64_t num_on, torch::IntArrayRef shape,
+                             int64_t in_channels_per_group, int64_t kernel_elements) {
+  const int64_t num_out = c10::multiply_integers(shape);
+  last_ = {num_out, num_on};
   total_ += last_;
-  const int64_t per_image = mask.size(0) == 0 ? 0 : mask.numel() / mask.size(0);
+  const int64_t per_image = shape[0] == 0 ? 0 : num_out / shape[0];
   dense_macs_ = per_image * in_channels_per_group * kernel_elements;
 }
 

@@ -3,6 +3,7 @@
 #include "dnn_gating/layers/quantized_conv.h"
 #include "dnn_gating/quant/gate.h"
 #include "dnn_gating/quant/quantize.h"
+#include "layers/gate_kernels.h"
 
 #include <ATen/ATen.h>
 
@@ -12,47 +13,116 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+// The prediction and update convolutions as one batch of 2N: the input's
+// MSB part [N] then its LSB part [N], both from one quantization pass.
+struct StackedConvolution {
+  torch::Tensor input;   // [2N, C, H, W]
+  torch::Tensor output;  // [2N, C_out, H', W']
+};
+
+StackedConvolution stacked_forward(const torch::Tensor& x, const torch::Tensor& weight,
+                                   at::IntArrayRef stride, at::IntArrayRef padding, int64_t abits,
+                                   int64_t pred_bits) {
+  torch::Tensor input = quant::split_msb_lsb(x, abits, pred_bits).flatten(0, 1);
+  torch::Tensor output = torch::conv2d(input, weight, {}, stride, padding);
+  return {input, output};
+}
+
+void save_convolution(AutogradContext* ctx, at::IntArrayRef stride, at::IntArrayRef padding) {
+  ctx->saved_data["stride"] = stride.vec();
+  ctx->saved_data["padding"] = padding.vec();
+}
+
+// Gradients of the stacked convolution from dL/d(output) [2N]: the input
+// gradient flows through the prediction path alone (the update path's is
+// exactly zero under the straight-through estimators), then through the
+// STE of T (g where x != 0); both weight gradients come from one call.
+std::pair<torch::Tensor, torch::Tensor> stacked_backward(AutogradContext* ctx,
+                                                         const torch::Tensor& grad_output,
+                                                         const torch::Tensor& x,
+                                                         const torch::Tensor& input,
+                                                         const torch::Tensor& weight) {
+  const auto stride = ctx->saved_data["stride"].toIntVector();
+  const auto padding = ctx->saved_data["padding"].toIntVector();
+  const int64_t n = x.size(0);
+  const std::vector<int64_t> dilation{1, 1};
+  const std::vector<int64_t> output_padding{0, 0};
+  torch::Tensor grad_x;
+  if (ctx->needs_input_grad(0)) {
+    grad_x = std::get<0>(at::convolution_backward(
+        grad_output.narrow(0, 0, n), input.narrow(0, 0, n), weight, c10::nullopt, stride,
+        padding, dilation, /*transposed=*/false, output_padding, /*groups=*/1,
+        {true, false, false}));
+    grad_x = quant::ste_gradient(grad_x, x);
+  }
+  torch::Tensor grad_w;
+  if (ctx->needs_input_grad(1)) {
+    grad_w = std::get<1>(at::convolution_backward(
+        grad_output, input, weight, c10::nullopt, stride, padding, dilation,
+        /*transposed=*/false, output_padding, /*groups=*/1, {false, true, false}));
+  }
+  return {grad_x, grad_w};
+}
+
 struct PGConvolutionFunction : torch::autograd::Function<PGConvolutionFunction> {
   static variable_list forward(AutogradContext* ctx, const torch::Tensor& x,
                                const torch::Tensor& weight, std::vector<int64_t> stride,
                                std::vector<int64_t> padding, int64_t abits, int64_t pred_bits) {
-    // [2, N, C, H, W]: MSB part then LSB part, convolved as one batch of 2N.
-    const torch::Tensor parts = quant::split_msb_lsb(x, abits, pred_bits);
+    const auto conv = stacked_forward(x, weight, stride, padding, abits, pred_bits);
+    ctx->save_for_backward({x, conv.input, weight});
+    save_convolution(ctx, stride, padding);
     const int64_t n = x.size(0);
-    const torch::Tensor stacked = parts.flatten(0, 1);
-    const torch::Tensor out = torch::conv2d(stacked, weight, {}, stride, padding);
-    ctx->save_for_backward({x, stacked, weight});
-    ctx->saved_data["stride"] = stride;
-    ctx->saved_data["padding"] = padding;
-    return {out.narrow(0, 0, n), out.narrow(0, n, n)};
+    return {conv.output.narrow(0, 0, n), conv.output.narrow(0, n, n)};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    auto [grad_x, grad_w] =
+        stacked_backward(ctx, torch::cat({grads[0], grads[1]}), saved[0], saved[1], saved[2]);
+    return {grad_x, grad_w, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+// The whole PG layer after weight quantization, on the fused gate kernels:
+// returns {y, number of open gates}. Its backward writes the gate's
+// gradients for both halves straight into one [2N] buffer for the stacked
+// convolution's backward.
+struct PGConvGateFunction : torch::autograd::Function<PGConvGateFunction> {
+  static variable_list forward(AutogradContext* ctx, const torch::Tensor& x,
+                               const torch::Tensor& weight, const torch::Tensor& threshold,
+                               std::vector<int64_t> stride, std::vector<int64_t> padding,
+                               int64_t abits, int64_t pred_bits, double alpha, bool sparse_bp) {
+    const auto conv = stacked_forward(x, weight, stride, padding, abits, pred_bits);
+    const int64_t n = x.size(0);
+    const torch::Tensor msb = conv.output.narrow(0, 0, n);
+    const torch::Tensor lsb = conv.output.narrow(0, n, n);
+    const torch::Tensor s = gate_kernels::gate_sigmoid(msb, threshold, alpha);
+    auto [y, open] = gate_kernels::pg_select(s, msb, lsb);
+    ctx->save_for_backward({x, conv.input, weight, s, lsb});
+    save_convolution(ctx, stride, padding);
+    ctx->saved_data["alpha"] = alpha;
+    ctx->saved_data["sparse_bp"] = sparse_bp;
+    torch::Tensor count = torch::scalar_tensor(open, torch::kLong);
+    ctx->mark_non_differentiable({count});
+    return {y, count};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
     const torch::Tensor& x = saved[0];
-    const torch::Tensor& stacked = saved[1];
-    const torch::Tensor& weight = saved[2];
-    const auto stride = ctx->saved_data["stride"].toIntVector();
-    const auto padding = ctx->saved_data["padding"].toIntVector();
+    const torch::Tensor& s = saved[3];
     const int64_t n = x.size(0);
-    const std::vector<int64_t> dilation{1, 1};
-    const std::vector<int64_t> output_padding{0, 0};
-
-    // Input gradient: prediction path only, then the STE of T (g where x != 0).
-    torch::Tensor grad_x;
-    if (ctx->needs_input_grad(0)) {
-      grad_x = std::get<0>(at::convolution_backward(
-          grads[0].contiguous(), stacked.narrow(0, 0, n), weight, c10::nullopt, stride, padding,
-          dilation, /*transposed=*/false, output_padding, /*groups=*/1, {true, false, false}));
-      grad_x.masked_fill_(x == 0, 0);
-    }
-    torch::Tensor grad_w;
-    if (ctx->needs_input_grad(1)) {
-      grad_w = std::get<1>(at::convolution_backward(
-          torch::cat({grads[0], grads[1]}), stacked, weight, c10::nullopt, stride, padding,
-          dilation, /*transposed=*/false, output_padding, /*groups=*/1, {false, true, false}));
-    }
-    return {grad_x, grad_w, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    std::vector<int64_t> shape = grads[0].sizes().vec();
+    shape[0] = 2 * n;
+    torch::Tensor grad_output = torch::empty(shape, grads[0].options());
+    const torch::Tensor grad_threshold = gate_kernels::pg_select_backward(
+        grads[0], s, saved[4], ctx->saved_data["alpha"].toDouble(),
+        ctx->saved_data["sparse_bp"].toBool(), grad_output.narrow(0, 0, n),
+        grad_output.narrow(0, n, n));
+    auto [grad_x, grad_w] = stacked_backward(ctx, grad_output, x, saved[1], saved[2]);
+    return {grad_x,          grad_w,          grad_threshold.view({1, -1, 1, 1}),
+            torch::Tensor(), torch::Tensor(), torch::Tensor(),
+            torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -98,13 +168,23 @@ GateCost PGConv2dImpl::gate_cost() const {
 
 torch::Tensor PGConv2dImpl::forward(const torch::Tensor& x) {
   const torch::Tensor wq = quantize_weight(weight, options.wbits());
+  const auto k = *options.kernel_size();
+  if (!options.reference_ops() && gate_kernels::supported(x)) {
+    const auto outs = PGConvGateFunction::apply(x, wq, threshold,
+                                                torch::IntArrayRef(*options.stride()).vec(),
+                                                torch::IntArrayRef(*options.padding()).vec(),
+                                                options.abits(),
+                                                options.pred_bits(), options.alpha(),
+                                                options.sparse_bp());
+    record_gate(outs[1].item<int64_t>(), outs[0].sizes(), options.in_channels(), k[0] * k[1]);
+    return outs[0];
+  }
   const auto outs = pg_convolution(x, wq, *options.stride(), *options.padding(), options.abits(),
                                    options.pred_bits());
   const torch::Tensor& out_msb = outs[0];
   const torch::Tensor& out_lsb = outs[1];
   const torch::Tensor mask = quant::gate_step(
       torch::sigmoid(options.alpha() * (out_msb - threshold)), 0.5, options.sparse_bp());
-  const auto k = *options.kernel_size();
   record_gate(mask, options.in_channels(), k[0] * k[1]);
   return out_msb + mask * out_lsb;
 }

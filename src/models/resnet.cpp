@@ -44,7 +44,8 @@ torch::nn::AnyModule pg_conv(const ResNetOptions& o, int64_t in, int64_t out, in
                                                    .abits(o.abits())
                                                    .pred_bits(o.pred_bits())
                                                    .sparse_bp(o.sparse_bp())
-                                                   .alpha(o.pg_alpha())));
+                                                   .alpha(o.pg_alpha())
+                                                   .reference_ops(o.reference_ops())));
 }
 
 torch::nn::AnyModule cg_conv(const ResNetOptions& o, int64_t in, int64_t out, int64_t stride) {
@@ -57,7 +58,7 @@ torch::nn::AnyModule cg_conv(const ResNetOptions& o, int64_t in, int64_t out, in
                                                    .use_group(o.use_group())
                                                    .shuffle(o.shuffle())
                                                    .sparse_bp(o.sparse_bp())
-                                                   .dense_base_path(o.dense_base_path())));
+                                                   .reference_ops(o.reference_ops())));
 }
 
 }  // namespace

@@ -1,12 +1,29 @@
 #include "dnn_gating/quant/pact.h"
 
+#include "simd.h"
+
 #include <ATen/Parallel.h>
+
+#include <algorithm>
 
 namespace dnn_gating::quant {
 namespace {
 
-// grad_x = g where 0 <= x <= u, grad_u = sum of g where x > u, in one pass
-// over contiguous float CPU tensors (the ATen fallback takes four).
+// Over one block: grad_x = g where 0 <= x <= u, and returns the sum of g
+// where x > u.
+DNN_GATING_SIMD_CLONES
+float pact_backward_kernel(const float* __restrict g, const float* __restrict x,
+                           float* __restrict grad_x, int64_t begin, int64_t end, float bound) {
+  return simd::lane_sum(begin, end, [=](int64_t i) {
+    const bool above = x[i] > bound;
+    grad_x[i] = (x[i] < 0.0f || above) ? 0.0f : g[i];
+    return above ? g[i] : 0.0f;
+  });
+}
+
+// grad_x and grad_u in one pass over contiguous float CPU tensors (the ATen
+// fallback takes four). Blocks of kBlock elements are summed in float, the
+// blocks in double.
 std::pair<torch::Tensor, torch::Tensor> pact_backward(const torch::Tensor& g_in,
                                                       const torch::Tensor& x_in,
                                                       const torch::Tensor& u) {
@@ -16,6 +33,7 @@ std::pair<torch::Tensor, torch::Tensor> pact_backward(const torch::Tensor& g_in,
     return {g_in.masked_fill(above.logical_or(x_in < 0), 0),
             g_in.masked_fill(above.logical_not(), 0).sum().reshape(u.sizes())};
   }
+  constexpr int64_t kBlock = 4096;
   const torch::Tensor g = g_in.contiguous();
   const torch::Tensor x = x_in.contiguous();
   torch::Tensor grad_x = torch::empty_like(g);
@@ -23,16 +41,14 @@ std::pair<torch::Tensor, torch::Tensor> pact_backward(const torch::Tensor& g_in,
   const float* xp = x.data_ptr<float>();
   float* out = grad_x.data_ptr<float>();
   const float bound = u.item<float>();
+  const int64_t n = g.numel();
   const double above_sum = at::parallel_reduce(
-      0, g.numel(), 16384, 0.0,
-      [&](int64_t begin, int64_t end, double acc) {
-        double partial = 0.0;
-        for (int64_t i = begin; i < end; ++i) {
-          const bool above = xp[i] > bound;
-          out[i] = (xp[i] < 0.0f || above) ? 0.0f : gp[i];
-          partial += above ? gp[i] : 0.0f;
+      0, (n + kBlock - 1) / kBlock, 4, 0.0,
+      [=](int64_t first, int64_t last, double acc) {
+        for (int64_t b = first; b < last; ++b) {
+          acc += pact_backward_kernel(gp, xp, out, b * kBlock, std::min(n, (b + 1) * kBlock), bound);
         }
-        return acc + partial;
+        return acc;
       },
       std::plus<double>());
   return {grad_x, torch::full(u.sizes(), above_sum, u.options())};

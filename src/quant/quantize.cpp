@@ -1,9 +1,12 @@
 #include "dnn_gating/quant/quantize.h"
 
+#include "simd.h"
+
 #include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 namespace dnn_gating::quant {
 namespace {
@@ -29,12 +32,39 @@ bool fusable(const torch::Tensor& x) {
   return x.device().is_cpu() && x.scalar_type() == torch::kFloat && x.numel() > 0;
 }
 
+// max |x| over [begin, end), one running maximum per lane. Compares the bit
+// patterns with the sign cleared: for floats that are not NaN, integer order
+// is numeric order, and integer maxima vectorise where float ones do not.
+DNN_GATING_SIMD_CLONES
+float max_abs_kernel(const float* __restrict x, int64_t begin, int64_t end) {
+  using simd::kLanes;
+  constexpr uint32_t kMagnitude = 0x7fffffffu;
+  uint32_t lanes[kLanes] = {};
+  int64_t i = begin;
+  for (; i + kLanes <= end; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) {
+      uint32_t bits;
+      std::memcpy(&bits, x + i + j, sizeof bits);
+      lanes[j] = std::max(lanes[j], bits & kMagnitude);
+    }
+  }
+  uint32_t result = 0;
+  for (const uint32_t lane : lanes) result = std::max(result, lane);
+  for (; i < end; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, x + i, sizeof bits);
+    result = std::max(result, bits & kMagnitude);
+  }
+  float max_abs;
+  std::memcpy(&max_abs, &result, sizeof max_abs);
+  return max_abs;
+}
+
 float scale_of(const float* data, int64_t n) {
-  float max_abs = at::parallel_reduce(
+  const float max_abs = at::parallel_reduce(
       0, n, kGrain, 0.0f,
       [data](int64_t begin, int64_t end, float acc) {
-        for (int64_t i = begin; i < end; ++i) acc = std::max(acc, std::fabs(data[i]));
-        return acc;
+        return std::max(acc, max_abs_kernel(data, begin, end));
       },
       [](float a, float b) { return std::max(a, b); });
   return max_abs + kScaleEpsilon;
@@ -72,6 +102,7 @@ struct Grid {
   float step;    // 2^(bits - high_bits) for truncation
 };
 
+DNN_GATING_SIMD_CLONES
 void quantize_kernel(const float* __restrict x, float* __restrict y, float* /*unused*/,
                      int64_t begin, int64_t end, float m, Grid g) {
   for (int64_t i = begin; i < end; ++i) {
@@ -79,6 +110,7 @@ void quantize_kernel(const float* __restrict x, float* __restrict y, float* /*un
   }
 }
 
+DNN_GATING_SIMD_CLONES
 void truncate_kernel(const float* __restrict x, float* __restrict y, float* /*unused*/,
                      int64_t begin, int64_t end, float m, Grid g) {
   for (int64_t i = begin; i < end; ++i) {
@@ -87,6 +119,7 @@ void truncate_kernel(const float* __restrict x, float* __restrict y, float* /*un
   }
 }
 
+DNN_GATING_SIMD_CLONES
 void split_kernel(const float* __restrict x, float* __restrict hi, float* __restrict lo,
                   int64_t begin, int64_t end, float m, Grid g) {
   for (int64_t i = begin; i < end; ++i) {
@@ -95,6 +128,21 @@ void split_kernel(const float* __restrict x, float* __restrict hi, float* __rest
     hi[i] = msb;
     lo[i] = restore(code, g.levels, m, x[i]) - msb;
   }
+}
+
+DNN_GATING_SIMD_CLONES
+void binarize_kernel(const float* __restrict x, float* __restrict y, int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < end; ++i) {
+    const float c = std::min(std::max(x[i], -1.0f), 1.0f);
+    y[i] = 2.0f * round_non_negative((c + 1.0f) / 2.0f) - 1.0f;
+  }
+}
+
+// g where x != 0, else 0: masked_fill(g, x == 0, 0) in one pass.
+DNN_GATING_SIMD_CLONES
+void ste_kernel(const float* __restrict g, const float* __restrict x, float* __restrict out,
+                int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < end; ++i) out[i] = x[i] != 0.0f ? g[i] : 0.0f;
 }
 
 // Computes the scale m = max|x| + 1e-7, then runs `kernel` over x in parallel.
@@ -123,10 +171,7 @@ torch::Tensor quantize_values(const torch::Tensor& x_in, int64_t bits) {
   if (bits == 1) {
     const float* data = x.data_ptr<float>();
     at::parallel_for(0, x.numel(), kGrain, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        const float c = std::min(std::max(data[i], -1.0f), 1.0f);
-        out[i] = 2.0f * round_non_negative((c + 1.0f) / 2.0f) - 1.0f;
-      }
+      binarize_kernel(data, out, begin, end);
     });
     return y;
   }
@@ -146,7 +191,7 @@ torch::Tensor truncate_values(const torch::Tensor& x_in, int64_t bits, int64_t h
 
 // Gradient of an STE quantizer: g where x != 0 (everywhere for 1 bit).
 torch::Tensor ste_grad(const torch::Tensor& grad, const torch::Tensor& x, bool binary) {
-  return binary ? grad : grad.masked_fill(x == 0, 0);
+  return binary ? grad : ste_gradient(grad, x);
 }
 
 struct QuantizeFunction : torch::autograd::Function<QuantizeFunction> {
@@ -177,6 +222,21 @@ struct TruncateFunction : torch::autograd::Function<TruncateFunction> {
 };
 
 }  // namespace
+
+torch::Tensor ste_gradient(const torch::Tensor& grad_in, const torch::Tensor& x_in) {
+  TORCH_CHECK(grad_in.sizes() == x_in.sizes(), "ste_gradient: gradient shape ", grad_in.sizes(),
+              " differs from input shape ", x_in.sizes());
+  if (!fusable(grad_in) || !fusable(x_in)) return grad_in.masked_fill(x_in == 0, 0);
+  const torch::Tensor g = grad_in.contiguous();
+  const torch::Tensor x = x_in.contiguous();
+  torch::Tensor out = torch::empty_like(g);
+  const float* gp = g.data_ptr<float>();
+  const float* xp = x.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  at::parallel_for(0, g.numel(), kGrain,
+                   [=](int64_t begin, int64_t end) { ste_kernel(gp, xp, op, begin, end); });
+  return out;
+}
 
 torch::Tensor quantize(const torch::Tensor& x, int64_t bits) {
   check_bits(bits);

@@ -71,10 +71,13 @@ TEST_P(QuantizedConvGolden, MatchesOriginal) {
 INSTANTIATE_TEST_SUITE_P(Cases, QuantizedConvGolden,
                          ::testing::Values("qconv_w8_a3", "qconv_w1_a2_s2"));
 
-class PGConvGolden : public ::testing::TestWithParam<std::string> {};
+// Both implementations of the gated layers: the fused kernels used by
+// default and the original's chain of operations (reference_ops).
+class PGConvGolden : public ::testing::TestWithParam<std::tuple<std::string, bool>> {};
 
 TEST_P(PGConvGolden, MatchesOriginal) {
-  DG_LOAD_GOLDEN_OR_SKIP(GetParam(), golden);
+  const auto& [name, reference] = GetParam();
+  DG_LOAD_GOLDEN_OR_SKIP(name, golden);
   dg::layers::PGConv2d conv(dg::layers::PGConv2dOptions(config_int(golden, "in_channels"),
                                                         config_int(golden, "out_channels"),
                                                         config_int(golden, "kernel_size"))
@@ -83,19 +86,20 @@ TEST_P(PGConvGolden, MatchesOriginal) {
                                 .wbits(config_int(golden, "wbits"))
                                 .abits(config_int(golden, "abits"))
                                 .pred_bits(config_int(golden, "pred_bits"))
-                                .sparse_bp(config_bool(golden, "sparse_bp")));
+                                .sparse_bp(config_bool(golden, "sparse_bp"))
+                                .reference_ops(reference));
   check_layer(*conv, golden, [&](const torch::Tensor& x) { return conv(x); });
   check_counts(*conv, golden);
 }
 INSTANTIATE_TEST_SUITE_P(Cases, PGConvGolden,
-                         ::testing::Values("pgconv_w8_a3_pb2_sparse", "pgconv_w8_a4_pb2_dense_s2"));
+                         ::testing::Combine(::testing::Values("pgconv_w8_a3_pb2_sparse",
+                                                              "pgconv_w8_a4_pb2_dense_s2"),
+                                            ::testing::Bool()));
 
-// Both base-path implementations: the dense masked convolution of the
-// original and the narrowed/grouped convolution used by default.
 class CGConvGolden : public ::testing::TestWithParam<std::tuple<std::string, bool>> {};
 
 TEST_P(CGConvGolden, MatchesOriginal) {
-  const auto& [name, dense] = GetParam();
+  const auto& [name, reference] = GetParam();
   DG_LOAD_GOLDEN_OR_SKIP(name, golden);
   dg::layers::CGConv2d conv(dg::layers::CGConv2dOptions(config_int(golden, "in_channels"),
                                                         config_int(golden, "out_channels"),
@@ -106,7 +110,7 @@ TEST_P(CGConvGolden, MatchesOriginal) {
                                 .use_group(config_bool(golden, "use_group"))
                                 .shuffle(config_bool(golden, "shuffle"))
                                 .sparse_bp(config_bool(golden, "sparse_bp"))
-                                .dense_base_path(dense));
+                                .reference_ops(reference));
   // The mask is built from the options; it must equal the recorded one.
   EXPECT_TRUE(torch::equal(conv->mask, golden.at("init__mask")));
   check_layer(*conv, golden, [&](const torch::Tensor& x) { return conv(x); });

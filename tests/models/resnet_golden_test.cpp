@@ -39,11 +39,11 @@ dg::models::ResNetOptions options_from(const json& c) {
 
 struct ModelCase {
   std::string name;
-  bool dense_base_path;
+  bool reference_ops;
 };
 
 std::string case_name(const ::testing::TestParamInfo<ModelCase>& info) {
-  std::string name = info.param.name + (info.param.dense_base_path ? "_dense_base" : "");
+  std::string name = info.param.name + (info.param.reference_ops ? "_reference_ops" : "");
   for (char& ch : name) {
     if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
   }
@@ -57,7 +57,7 @@ class ResNetGolden : public ::testing::TestWithParam<ModelCase> {};
 TEST_P(ResNetGolden, LogitsLossesAndOneSgdStep) {
   DG_LOAD_GOLDEN_OR_SKIP(GetParam().name, golden);
   const json config = json::parse(golden.config);
-  dg::models::ResNet model(options_from(config).dense_base_path(GetParam().dense_base_path));
+  dg::models::ResNet model(options_from(config).reference_ops(GetParam().reference_ops));
 
   // Same keys and shapes as the original's state dict, nothing more.
   const auto initial = golden.with_prefix("sd__");
@@ -107,6 +107,7 @@ INSTANTIATE_TEST_SUITE_P(
     Cases, ResNetGolden,
     ::testing::Values(ModelCase{"resnet20_quant_w8_a3_pact", false},
                       ModelCase{"resnet20_pg_w8_a3_pb2_pact_spbp", false},
+                      ModelCase{"resnet20_pg_w8_a3_pb2_pact_spbp", true},
                       ModelCase{"resnet20_cg_p4_group_spbp", false},
                       ModelCase{"resnet20_cg_p4_group_spbp", true},
                       ModelCase{"resnet20_cg_postact_p2_group", false},

@@ -55,9 +55,12 @@ TEST(PactGolden, MatchesOriginalIncludingBoundGradient) {
 // that moves across a rounding boundary would change a quantized activation.
 TEST(QuantizeFused, BitIdenticalToReference) {
   torch::manual_seed(3);
-  for (int trial = 0; trial < 4; ++trial) {
-    torch::Tensor x = torch::randn({64, 16, 9, 9}) * (trial + 0.5);
-    x.index_put_({torch::rand({64, 16, 9, 9}) < 0.1}, 0.0);
+  // Even and odd sizes, so that every kernel's vector body and scalar tail run.
+  const std::vector<std::vector<int64_t>> shapes{{64, 16, 9, 9}, {7, 3, 5, 11}, {13}};
+  for (int trial = 0; trial < 6; ++trial) {
+    const auto& shape = shapes[trial % shapes.size()];
+    torch::Tensor x = torch::randn(shape) * (trial + 0.5);
+    x.index_put_({torch::rand(shape) < 0.1}, 0.0);
     for (int bits : {1, 2, 3, 4, 8}) {
       EXPECT_TRUE(torch::equal(dg::quant::quantize(x, bits), dg::quant::reference::quantize(x, bits)))
           << "bits=" << bits;
@@ -92,6 +95,35 @@ TEST(Quantize, StraightThroughGradientZeroOnlyAtZero) {
   torch::Tensor z = torch::tensor({-2.0f, 0.0f, 5.0f}, torch::requires_grad());
   dg::quant::quantize(z, 1).backward(torch::tensor({1.0f, 2.0f, 3.0f}));
   EXPECT_TRUE(torch::equal(z.grad(), torch::tensor({1.0f, 2.0f, 3.0f})));
+}
+
+TEST(Quantize, FusedStraightThroughGradientMatchesMaskedFill) {
+  torch::manual_seed(4);
+  for (const auto& shape : {std::vector<int64_t>{32, 16, 8, 8}, std::vector<int64_t>{5, 7, 3}}) {
+    torch::Tensor x = torch::randn(shape);
+    x.index_put_({torch::rand(shape) < 0.3}, 0.0);
+    const torch::Tensor g = torch::randn(shape);
+    EXPECT_TRUE(torch::equal(dg::quant::ste_gradient(g, x), g.masked_fill(x == 0, 0)));
+    // A non-contiguous gradient (a transposed view) gives the same result.
+    const torch::Tensor gt = g.transpose(0, 1).contiguous().transpose(0, 1);
+    EXPECT_TRUE(torch::equal(dg::quant::ste_gradient(gt, x), g.masked_fill(x == 0, 0)));
+  }
+}
+
+TEST(Pact, FusedBackwardMatchesClampGradient) {
+  torch::manual_seed(5);
+  for (const auto& shape : {std::vector<int64_t>{64, 16, 16, 16}, std::vector<int64_t>{3, 5, 7}}) {
+    const torch::Tensor x0 = torch::randn(shape) * 2;
+    const torch::Tensor g = torch::randn(shape);
+    torch::Tensor x = x0.clone().requires_grad_(true);
+    dg::quant::PactReLU pact(dg::quant::PactReLUOptions().upper_bound(1.5));
+    pact(x).backward(g);
+    const torch::Tensor above = x0 > 1.5;
+    EXPECT_TRUE(torch::equal(x.grad(), g.masked_fill(above.logical_or(x0 < 0), 0)));
+    const torch::Tensor expected_bound =
+        g.to(torch::kDouble).masked_fill(above.logical_not(), 0).sum().to(torch::kFloat);
+    EXPECT_TRUE(all_close(pact->upper_bound.grad(), expected_bound, 1e-5, 1e-5));
+  }
 }
 
 TEST(Quantize, RejectsBadBitWidths) {

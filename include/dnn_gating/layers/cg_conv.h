@@ -37,10 +37,11 @@ struct CGConv2dOptions {
   TORCH_ARG(bool, shuffle) = false;
   /// Back-propagate through the gate only where it is open.
   TORCH_ARG(bool, sparse_bp) = false;
-  /// Compute the base path as a dense convolution with the masked weight, as
-  /// the original does, instead of a convolution over the unmasked channels
-  /// only. Same sums in another order; kept to pin the reference numerics.
-  TORCH_ARG(bool, dense_base_path) = false;
+  /// Compute as the original does: the base path as a dense convolution with
+  /// the masked weight (instead of a convolution over the unmasked channels
+  /// only) and the gate as its chain of ATen operations (instead of the fused
+  /// kernels). Same sums in another order; kept to pin the reference numerics.
+  TORCH_ARG(bool, reference_ops) = false;
 };
 
 /// y = Y * d + Yp * (1 - d) with Yp the base-path partial sum, Y the full

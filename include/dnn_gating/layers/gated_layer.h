@@ -61,6 +61,9 @@ class GatedLayer {
   /// dense cost per image is C_out * H * W * in_channels_per_group * kernel_elements.
   void record_gate(const torch::Tensor& mask, int64_t in_channels_per_group,
                    int64_t kernel_elements);
+  /// The same from a count: `num_on` open gates among outputs of `shape`.
+  void record_gate(int64_t num_on, torch::IntArrayRef shape, int64_t in_channels_per_group,
+                   int64_t kernel_elements);
 
  private:
   GateCounts last_;

@@ -36,6 +36,10 @@ struct PGConv2dOptions {
   TORCH_ARG(bool, sparse_bp) = false;
   /// Steepness of the sigmoid that the gate's gradient follows.
   TORCH_ARG(double, alpha) = 5.0;
+  /// Compute the gate with the original's chain of ATen operations instead of
+  /// the fused kernels. Same forward values, gradients equal to float
+  /// rounding; kept to pin the reference numerics.
+  TORCH_ARG(bool, reference_ops) = false;
 };
 
 /// y = out_msb + mask * out_lsb with out_msb = conv(T(x), Wq),

@@ -58,8 +58,10 @@ struct ResNetOptions {
   TORCH_ARG(bool, use_group) = false;
   /// CG channel shuffle.
   TORCH_ARG(bool, shuffle) = false;
-  /// CG base path as a dense masked convolution (the reference numerics).
-  TORCH_ARG(bool, dense_base_path) = false;
+  /// Gated layers compute as the original does (PG and CG gates as ATen
+  /// chains, the CG base path as a dense masked convolution) instead of on
+  /// the fused kernels: the reference numerics.
+  TORCH_ARG(bool, reference_ops) = false;
 };
 
 /// Checks a configuration and throws one clear message naming the bad setting.

@@ -21,6 +21,10 @@ torch::Tensor quantize(const torch::Tensor& x, int64_t bits);
 /// Requires bits > high_bits > 0. Differentiable (STE).
 torch::Tensor truncate(const torch::Tensor& x, int64_t bits, int64_t high_bits);
 
+/// The straight-through gradient of `quantize` and `truncate` (2 or more
+/// bits): `grad` where x != 0 and 0 elsewhere, in one pass.
+torch::Tensor ste_gradient(const torch::Tensor& grad, const torch::Tensor& x);
+
 /// The two halves of a precision-gated activation, computed in one pass and
 /// stacked as [2, *x.shape]: [0] = T_{bits,high_bits}(x) (the MSB part) and
 /// [1] = Q_bits(x) - T_{bits,high_bits}(x) (the LSB part). Not

@@ -1,0 +1,223 @@
+#include "layers/gate_kernels.h"
+
+#include "simd.h"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+
+namespace dnn_gating::layers::gate_kernels {
+namespace {
+
+// Elements of one [N, C, ...] tensor grouped by plane: plane p = (n, c) covers
+// elements [p * size, (p + 1) * size) and uses threshold c = p % channels.
+struct Planes {
+  int64_t count;
+  int64_t size;
+  int64_t channels;
+};
+
+Planes planes_of(const torch::Tensor& t) {
+  TORCH_CHECK(t.dim() >= 2, "gate tensors need [N, C, ...], got ", t.sizes());
+  const int64_t count = t.size(0) * t.size(1);
+  return {count, count == 0 ? 0 : t.numel() / count, t.size(1)};
+}
+
+// Calls fn(plane, channel, begin, end) for every plane, in parallel.
+template <typename Fn>
+void for_each_plane(const Planes& planes, Fn fn) {
+  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(planes.size, 1));
+  at::parallel_for(0, planes.count, grain, [&](int64_t first, int64_t last) {
+    for (int64_t p = first; p < last; ++p) {
+      fn(p, p % planes.channels, p * planes.size, (p + 1) * planes.size);
+    }
+  });
+}
+
+// The threshold as C contiguous floats.
+torch::Tensor per_channel(const torch::Tensor& threshold, int64_t channels) {
+  TORCH_CHECK(threshold.numel() == channels, "gate threshold has ", threshold.numel(),
+              " values for ", channels, " channels");
+  return threshold.detach().reshape({channels}).contiguous();
+}
+
+DNN_GATING_SIMD_CLONES
+void logit_kernel(const float* __restrict a, float* __restrict z, int64_t begin, int64_t end,
+                  float threshold, float alpha) {
+  for (int64_t i = begin; i < end; ++i) z[i] = alpha * (a[i] - threshold);
+}
+
+DNN_GATING_SIMD_CLONES
+float pg_select_kernel(const float* __restrict s, const float* __restrict msb,
+                       const float* __restrict lsb, float* __restrict y, int64_t begin,
+                       int64_t end) {
+  return simd::lane_sum(begin, end, [=](int64_t i) {
+    const float open = s[i] > 0.5f ? 1.0f : 0.0f;
+    y[i] = msb[i] + open * lsb[i];
+    return open;
+  });
+}
+
+// The original opens the CG gate where s - 0.5 > 0, which is s > 0.5.
+DNN_GATING_SIMD_CLONES
+float cg_select_kernel(const float* __restrict s, const float* __restrict full,
+                       const float* __restrict partial, float* __restrict y, int64_t begin,
+                       int64_t end) {
+  return simd::lane_sum(begin, end, [=](int64_t i) {
+    const float open = s[i] > 0.5f ? 1.0f : 0.0f;
+    y[i] = full[i] * open + partial[i] * (1.0f - open);
+    return open;
+  });
+}
+
+// dL/d(gate input) through the sigmoid, as ATen's chain computes it: the
+// straight-through step passes dL/ds (cut where s < 0.5 under sparse_bp),
+// sigmoid_backward gives g * (1 - s) * s, the scalar product times alpha.
+inline float sigmoid_path(float grad_s, float s, float alpha, bool sparse_bp) {
+  const float passed = (sparse_bp && s < 0.5f) ? 0.0f : grad_s;
+  return passed * (1.0f - s) * s * alpha;
+}
+
+// Returns the plane's sum of the sigmoid-path gradient.
+DNN_GATING_SIMD_CLONES
+float pg_backward_kernel(const float* __restrict gy, const float* __restrict s,
+                         const float* __restrict lsb, float* __restrict grad_msb,
+                         float* __restrict grad_lsb, int64_t begin, int64_t end, float alpha,
+                         bool sparse_bp) {
+  return simd::lane_sum(begin, end, [=](int64_t i) {
+    const float open = s[i] > 0.5f ? 1.0f : 0.0f;
+    const float through_gate = sigmoid_path(gy[i] * lsb[i], s[i], alpha, sparse_bp);
+    grad_msb[i] = gy[i] + through_gate;
+    grad_lsb[i] = gy[i] * open;
+    return through_gate;
+  });
+}
+
+DNN_GATING_SIMD_CLONES
+float cg_backward_kernel(const float* __restrict gy, const float* __restrict s,
+                         const float* __restrict full, const float* __restrict partial,
+                         float* __restrict grad_full, float* __restrict grad_partial,
+                         float* __restrict grad_a, int64_t begin, int64_t end, float alpha,
+                         bool sparse_bp) {
+  return simd::lane_sum(begin, end, [=](int64_t i) {
+    const float open = s[i] > 0.5f ? 1.0f : 0.0f;
+    grad_full[i] = gy[i] * open;
+    grad_partial[i] = gy[i] * (1.0f - open);
+    const float through_gate = sigmoid_path(gy[i] * full[i] - gy[i] * partial[i], s[i], alpha, sparse_bp);
+    grad_a[i] = through_gate;
+    return through_gate;
+  });
+}
+
+// Sums per-plane values [N * C] to per-channel threshold gradients [C],
+// negated (the threshold enters as a - threshold).
+torch::Tensor threshold_grad(const torch::Tensor& plane_sums, const Planes& planes) {
+  return -plane_sums.view({-1, planes.channels}).sum(0).to(torch::kFloat);
+}
+
+}  // namespace
+
+bool supported(const torch::Tensor& t) {
+  return t.device().is_cpu() && t.scalar_type() == torch::kFloat;
+}
+
+torch::Tensor gate_sigmoid(const torch::Tensor& a_in, const torch::Tensor& threshold,
+                           double alpha) {
+  const torch::Tensor a = a_in.contiguous();
+  const Planes planes = planes_of(a);
+  const torch::Tensor t = per_channel(threshold, planes.channels);
+  torch::Tensor z = torch::empty_like(a);
+  const float* ap = a.data_ptr<float>();
+  const float* tp = t.data_ptr<float>();
+  float* zp = z.data_ptr<float>();
+  const auto alpha_f = static_cast<float>(alpha);
+  for_each_plane(planes, [=](int64_t, int64_t c, int64_t begin, int64_t end) {
+    logit_kernel(ap, zp, begin, end, tp[c], alpha_f);
+  });
+  return z.sigmoid_();
+}
+
+std::pair<torch::Tensor, int64_t> pg_select(const torch::Tensor& s, const torch::Tensor& msb_in,
+                                            const torch::Tensor& lsb_in) {
+  const torch::Tensor msb = msb_in.contiguous();
+  const torch::Tensor lsb = lsb_in.contiguous();
+  torch::Tensor y = torch::empty_like(msb);
+  const float* sp = s.data_ptr<float>();
+  const float* mp = msb.data_ptr<float>();
+  const float* lp = lsb.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  const int64_t open = at::parallel_reduce(
+      0, y.numel(), 32768, int64_t{0},
+      [=](int64_t begin, int64_t end, int64_t acc) {
+        return acc + static_cast<int64_t>(pg_select_kernel(sp, mp, lp, yp, begin, end));
+      },
+      std::plus<int64_t>());
+  return {y, open};
+}
+
+std::pair<torch::Tensor, int64_t> cg_select(const torch::Tensor& s, const torch::Tensor& full_in,
+                                            const torch::Tensor& partial_in) {
+  const torch::Tensor full = full_in.contiguous();
+  const torch::Tensor partial = partial_in.contiguous();
+  torch::Tensor y = torch::empty_like(full);
+  const float* sp = s.data_ptr<float>();
+  const float* fp = full.data_ptr<float>();
+  const float* pp = partial.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  const int64_t open = at::parallel_reduce(
+      0, y.numel(), 32768, int64_t{0},
+      [=](int64_t begin, int64_t end, int64_t acc) {
+        return acc + static_cast<int64_t>(cg_select_kernel(sp, fp, pp, yp, begin, end));
+      },
+      std::plus<int64_t>());
+  return {y, open};
+}
+
+torch::Tensor pg_select_backward(const torch::Tensor& grad_y_in, const torch::Tensor& s,
+                                 const torch::Tensor& lsb_in, double alpha, bool sparse_bp,
+                                 const torch::Tensor& grad_msb, const torch::Tensor& grad_lsb) {
+  const torch::Tensor gy = grad_y_in.contiguous();
+  const torch::Tensor lsb = lsb_in.contiguous();
+  const Planes planes = planes_of(gy);
+  torch::Tensor sums = torch::empty({planes.count}, gy.options().dtype(torch::kDouble));
+  const float* gp = gy.data_ptr<float>();
+  const float* sp = s.data_ptr<float>();
+  const float* lp = lsb.data_ptr<float>();
+  float* gm = grad_msb.data_ptr<float>();
+  float* gl = grad_lsb.data_ptr<float>();
+  double* out = sums.data_ptr<double>();
+  const auto alpha_f = static_cast<float>(alpha);
+  for_each_plane(planes, [=](int64_t p, int64_t, int64_t begin, int64_t end) {
+    out[p] = pg_backward_kernel(gp, sp, lp, gm, gl, begin, end, alpha_f, sparse_bp);
+  });
+  return threshold_grad(sums, planes);
+}
+
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor> cg_select_backward(
+    const torch::Tensor& grad_y_in, const torch::Tensor& s, const torch::Tensor& full_in,
+    const torch::Tensor& partial_in, double alpha, bool sparse_bp) {
+  const torch::Tensor gy = grad_y_in.contiguous();
+  const torch::Tensor full = full_in.contiguous();
+  const torch::Tensor partial = partial_in.contiguous();
+  const Planes planes = planes_of(gy);
+  torch::Tensor grad_full = torch::empty_like(gy);
+  torch::Tensor grad_partial = torch::empty_like(gy);
+  torch::Tensor grad_a = torch::empty_like(gy);
+  torch::Tensor sums = torch::empty({planes.count}, gy.options().dtype(torch::kDouble));
+  const float* gp = gy.data_ptr<float>();
+  const float* sp = s.data_ptr<float>();
+  const float* fp = full.data_ptr<float>();
+  const float* pp = partial.data_ptr<float>();
+  float* gf = grad_full.data_ptr<float>();
+  float* gpart = grad_partial.data_ptr<float>();
+  float* ga = grad_a.data_ptr<float>();
+  double* out = sums.data_ptr<double>();
+  const auto alpha_f = static_cast<float>(alpha);
+  for_each_plane(planes, [=](int64_t p, int64_t, int64_t begin, int64_t end) {
+    out[p] = cg_backward_kernel(gp, sp, fp, pp, gf, gpart, ga, begin, end, alpha_f, sparse_bp);
+  });
+  return {grad_full, grad_partial, grad_a,
+          threshold_grad(sums, planes)};
+}
+
+}  // namespace dnn_gating::layers::gate_kernels

@@ -1,0 +1,36 @@
+#pragma once
+// Element loops marked DNN_GATING_SIMD_CLONES are compiled for AVX-512, AVX2
+// and the x86-64 baseline; the dynamic loader picks the best one the CPU
+// supports. Files using it are compiled with -ffp-contract=off so that no
+// clone fuses a multiply and an add into one rounding: every clone computes
+// the same bits as the ATen operations it replaces.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define DNN_GATING_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define DNN_GATING_SIMD_CLONES
+#endif
+
+#include <cstdint>
+
+namespace dnn_gating::simd {
+
+/// Independent accumulators in the reduction loops: one AVX-512 register's
+/// worth, so that the loops vectorise.
+constexpr int kLanes = 16;
+
+/// The sum of term(i) over [begin, end), one partial sum per lane. Inlined
+/// into a DNN_GATING_SIMD_CLONES loop, it vectorises with that clone's ISA.
+template <typename Term>
+inline float lane_sum(int64_t begin, int64_t end, Term term) {
+  float lanes[kLanes] = {};
+  int64_t i = begin;
+  for (; i + kLanes <= end; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) lanes[j] += term(i + j);
+  }
+  float sum = 0.0f;
+  for (const float lane : lanes) sum += lane;
+  for (; i < end; ++i) sum += term(i);
+  return sum;
+}
+
+}  // namespace dnn_gating::simd
