@@ -79,9 +79,15 @@ void CGConv2dImpl::pretty_print(std::ostream& stream) const {
 torch::Tensor CGConv2dImpl::base_path(const torch::Tensor& x) const {
   const auto stride = *options.stride();
   const auto padding = *options.padding();
-  if (options.reference_ops()) return torch::conv2d(x, weight * mask, {}, stride, padding);
   const int64_t p = options.partitions();
   const int64_t ic = options.in_channels() / p;
+  // Below 8 input channels per group, oneDNN's grouped convolution is slower
+  // than the dense one (16 channels in 4 groups, batch 128 at 32x32: forward
+  // and backward 19.9 ms grouped, 8.5 ms dense), so such layers take the
+  // original's dense masked convolution.
+  constexpr int64_t kMinGroupChannels = 8;
+  const bool dense = options.reference_ops() || (options.use_group() && ic < kMinGroupChannels);
+  if (dense) return torch::conv2d(x, weight * mask, {}, stride, padding);
   if (!options.use_group()) {
     return torch::conv2d(x.narrow(1, 0, ic), weight.narrow(1, 0, ic), {}, stride, padding);
   }
