@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <map>
 
@@ -25,6 +26,7 @@ using dg::models::ResNetOptions;
 namespace {
 
 constexpr int64_t kBatch = 128;
+constexpr int kRepetitions = 3;
 
 struct ModelSpec {
   const char* name;
@@ -122,13 +124,21 @@ double peak_rss_mib(const ModelSpec& spec) {
   return usage.ru_maxrss / 1024.0;
 }
 
-// Prints the ratio table from the run's own measurements.
+// Prints the ratio table from the run's own measurements: the median of each
+// benchmark's repetitions, so that one disturbed repetition on a shared
+// machine does not set a ratio.
 class RatioReporter : public benchmark::ConsoleReporter {
  public:
   void ReportRuns(const std::vector<Run>& runs) override {
     ConsoleReporter::ReportRuns(runs);
     for (const auto& run : runs) {
-      if (run.run_type == Run::RT_Iteration) times_[run.run_name.function_name] = run.GetAdjustedRealTime();
+      if (run.run_type == Run::RT_Iteration) {
+        repetitions_[run.run_name.function_name].push_back(run.GetAdjustedRealTime());
+      }
+    }
+    for (auto& [name, values] : repetitions_) {
+      std::sort(values.begin(), values.end());
+      times_[name] = values[values.size() / 2];
     }
   }
   void Finalize() override {
@@ -154,6 +164,7 @@ class RatioReporter : public benchmark::ConsoleReporter {
   std::map<std::string, double> rss_;
 
  private:
+  std::map<std::string, std::vector<double>> repetitions_;
   std::map<std::string, double> times_;
 };
 
@@ -165,14 +176,21 @@ int main(int argc, char** argv) {
   for (const auto& spec : specs()) reporter.rss_[spec.name] = peak_rss_mib(spec);
   for (const auto& spec : specs()) {
     benchmark::RegisterBenchmark(("train_step/" + std::string(spec.name)).c_str(), train_step, spec)
-        ->Unit(benchmark::kMillisecond)->MinTime(3.0)->UseRealTime();
+        ->Unit(benchmark::kMillisecond)->MinTime(1.5)->Repetitions(kRepetitions)->UseRealTime();
   }
   for (const auto& spec : specs()) {
     benchmark::RegisterBenchmark(("evaluation/" + std::string(spec.name)).c_str(), evaluation, spec)
-        ->Unit(benchmark::kMillisecond)->MinTime(2.0)->UseRealTime();
+        ->Unit(benchmark::kMillisecond)->MinTime(1.0)->Repetitions(kRepetitions)->UseRealTime();
   }
   benchmark::RegisterBenchmark("data_pipeline", data_pipeline)->Unit(benchmark::kMillisecond)->UseRealTime();
-  benchmark::Initialize(&argc, argv);
+  // Repetitions of different benchmarks are interleaved (in random order), so
+  // that a slow spell of a shared machine spreads over every model instead of
+  // skewing one model's ratio. Flags given on the command line come later and win.
+  std::vector<char*> args(argv, argv + argc);
+  std::string interleave = "--benchmark_enable_random_interleaving=true";
+  args.insert(args.begin() + 1, interleave.data());
+  int count = static_cast<int>(args.size());
+  benchmark::Initialize(&count, args.data());
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();
   return 0;

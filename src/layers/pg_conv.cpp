@@ -15,35 +15,37 @@ using torch::autograd::variable_list;
 
 // The prediction and update convolutions as one batch of 2N: the input's
 // MSB part [N] then its LSB part [N], both from one quantization pass.
-struct StackedConvolution {
-  torch::Tensor input;   // [2N, C, H, W]
-  torch::Tensor output;  // [2N, C_out, H', W']
-};
-
-StackedConvolution stacked_forward(const torch::Tensor& x, const torch::Tensor& weight,
-                                   at::IntArrayRef stride, at::IntArrayRef padding, int64_t abits,
-                                   int64_t pred_bits) {
-  torch::Tensor input = quant::split_msb_lsb(x, abits, pred_bits).flatten(0, 1);
-  torch::Tensor output = torch::conv2d(input, weight, {}, stride, padding);
-  return {input, output};
+// Returns the [2N, C_out, H', W'] output.
+torch::Tensor stacked_forward(const torch::Tensor& x, const torch::Tensor& weight,
+                              at::IntArrayRef stride, at::IntArrayRef padding, int64_t abits,
+                              int64_t pred_bits) {
+  return torch::conv2d(quant::split_msb_lsb(x, abits, pred_bits).flatten(0, 1), weight, {},
+                       stride, padding);
 }
 
-void save_convolution(AutogradContext* ctx, at::IntArrayRef stride, at::IntArrayRef padding) {
+void save_convolution(AutogradContext* ctx, at::IntArrayRef stride, at::IntArrayRef padding,
+                      int64_t abits, int64_t pred_bits) {
   ctx->saved_data["stride"] = stride.vec();
   ctx->saved_data["padding"] = padding.vec();
+  ctx->saved_data["abits"] = abits;
+  ctx->saved_data["pred_bits"] = pred_bits;
 }
 
 // Gradients of the stacked convolution from dL/d(output) [2N]: the input
 // gradient flows through the prediction path alone (the update path's is
 // exactly zero under the straight-through estimators), then through the
-// STE of T (g where x != 0); both weight gradients come from one call.
+// STE of T (g where x != 0); both weight gradients come from one call. The
+// stacked input is recomputed from x (one pass) rather than kept from the
+// forward pass: it is twice the size of x.
 std::pair<torch::Tensor, torch::Tensor> stacked_backward(AutogradContext* ctx,
                                                          const torch::Tensor& grad_output,
                                                          const torch::Tensor& x,
-                                                         const torch::Tensor& input,
                                                          const torch::Tensor& weight) {
   const auto stride = ctx->saved_data["stride"].toIntVector();
   const auto padding = ctx->saved_data["padding"].toIntVector();
+  const torch::Tensor input = quant::split_msb_lsb(x, ctx->saved_data["abits"].toInt(),
+                                                   ctx->saved_data["pred_bits"].toInt())
+                                  .flatten(0, 1);
   const int64_t n = x.size(0);
   const std::vector<int64_t> dilation{1, 1};
   const std::vector<int64_t> output_padding{0, 0};
@@ -68,17 +70,17 @@ struct PGConvolutionFunction : torch::autograd::Function<PGConvolutionFunction> 
   static variable_list forward(AutogradContext* ctx, const torch::Tensor& x,
                                const torch::Tensor& weight, std::vector<int64_t> stride,
                                std::vector<int64_t> padding, int64_t abits, int64_t pred_bits) {
-    const auto conv = stacked_forward(x, weight, stride, padding, abits, pred_bits);
-    ctx->save_for_backward({x, conv.input, weight});
-    save_convolution(ctx, stride, padding);
+    const torch::Tensor out = stacked_forward(x, weight, stride, padding, abits, pred_bits);
+    ctx->save_for_backward({x, weight});
+    save_convolution(ctx, stride, padding, abits, pred_bits);
     const int64_t n = x.size(0);
-    return {conv.output.narrow(0, 0, n), conv.output.narrow(0, n, n)};
+    return {out.narrow(0, 0, n), out.narrow(0, n, n)};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
     auto [grad_x, grad_w] =
-        stacked_backward(ctx, torch::cat({grads[0], grads[1]}), saved[0], saved[1], saved[2]);
+        stacked_backward(ctx, torch::cat({grads[0], grads[1]}), saved[0], saved[1]);
     return {grad_x, grad_w, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
@@ -92,14 +94,15 @@ struct PGConvGateFunction : torch::autograd::Function<PGConvGateFunction> {
                                const torch::Tensor& weight, const torch::Tensor& threshold,
                                std::vector<int64_t> stride, std::vector<int64_t> padding,
                                int64_t abits, int64_t pred_bits, double alpha, bool sparse_bp) {
-    const auto conv = stacked_forward(x, weight, stride, padding, abits, pred_bits);
+    const torch::Tensor out = stacked_forward(x, weight, stride, padding, abits, pred_bits);
     const int64_t n = x.size(0);
-    const torch::Tensor msb = conv.output.narrow(0, 0, n);
-    const torch::Tensor lsb = conv.output.narrow(0, n, n);
+    const torch::Tensor msb = out.narrow(0, 0, n);
+    const torch::Tensor lsb = out.narrow(0, n, n);
     const torch::Tensor s = gate_kernels::gate_sigmoid(msb, threshold, alpha);
     auto [y, open] = gate_kernels::pg_select(s, msb, lsb);
-    ctx->save_for_backward({x, conv.input, weight, s, lsb});
-    save_convolution(ctx, stride, padding);
+    // A copy of the LSB half lets the rest of the [2N] output go.
+    ctx->save_for_backward({x, weight, s, lsb.clone()});
+    save_convolution(ctx, stride, padding, abits, pred_bits);
     ctx->saved_data["alpha"] = alpha;
     ctx->saved_data["sparse_bp"] = sparse_bp;
     torch::Tensor count = torch::scalar_tensor(open, torch::kLong);
@@ -110,16 +113,16 @@ struct PGConvGateFunction : torch::autograd::Function<PGConvGateFunction> {
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
     const torch::Tensor& x = saved[0];
-    const torch::Tensor& s = saved[3];
+    const torch::Tensor& s = saved[2];
     const int64_t n = x.size(0);
     std::vector<int64_t> shape = grads[0].sizes().vec();
     shape[0] = 2 * n;
     torch::Tensor grad_output = torch::empty(shape, grads[0].options());
     const torch::Tensor grad_threshold = gate_kernels::pg_select_backward(
-        grads[0], s, saved[4], ctx->saved_data["alpha"].toDouble(),
+        grads[0], s, saved[3], ctx->saved_data["alpha"].toDouble(),
         ctx->saved_data["sparse_bp"].toBool(), grad_output.narrow(0, 0, n),
         grad_output.narrow(0, n, n));
-    auto [grad_x, grad_w] = stacked_backward(ctx, grad_output, x, saved[1], saved[2]);
+    auto [grad_x, grad_w] = stacked_backward(ctx, grad_output, x, saved[1]);
     return {grad_x,          grad_w,          grad_threshold.view({1, -1, 1, 1}),
             torch::Tensor(), torch::Tensor(), torch::Tensor(),
             torch::Tensor(), torch::Tensor(), torch::Tensor()};

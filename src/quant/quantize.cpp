@@ -103,16 +103,28 @@ struct Grid {
 };
 
 DNN_GATING_SIMD_CLONES
-void quantize_kernel(const float* __restrict x, float* __restrict y, float* /*unused*/,
-                     int64_t begin, int64_t end, float m, Grid g) {
+void quantize_kernel(const float* __restrict x, float* __restrict y, int64_t begin, int64_t end,
+                     float m, Grid g) {
   for (int64_t i = begin; i < end; ++i) {
     y[i] = restore(round_non_negative(unit_magnitude(x[i], m) * g.levels), g.levels, m, x[i]);
   }
 }
 
+// Q_bits(x) that also marks where x != 0, the support of its gradient: one
+// byte per element to keep for the backward pass instead of x itself.
 DNN_GATING_SIMD_CLONES
-void truncate_kernel(const float* __restrict x, float* __restrict y, float* /*unused*/,
-                     int64_t begin, int64_t end, float m, Grid g) {
+void quantize_marking_kernel(const float* __restrict x, float* __restrict y,
+                             uint8_t* __restrict nonzero, int64_t begin, int64_t end, float m,
+                             Grid g) {
+  for (int64_t i = begin; i < end; ++i) {
+    y[i] = restore(round_non_negative(unit_magnitude(x[i], m) * g.levels), g.levels, m, x[i]);
+    nonzero[i] = x[i] != 0.0f;
+  }
+}
+
+DNN_GATING_SIMD_CLONES
+void truncate_kernel(const float* __restrict x, float* __restrict y, int64_t begin, int64_t end,
+                     float m, Grid g) {
   for (int64_t i = begin; i < end; ++i) {
     const float code = round_non_negative(unit_magnitude(x[i], m) * g.levels);
     y[i] = restore(floor_non_negative(code / g.step) * g.step, g.levels, m, x[i]);
@@ -145,15 +157,21 @@ void ste_kernel(const float* __restrict g, const float* __restrict x, float* __r
   for (int64_t i = begin; i < end; ++i) out[i] = x[i] != 0.0f ? g[i] : 0.0f;
 }
 
-// Computes the scale m = max|x| + 1e-7, then runs `kernel` over x in parallel.
-template <typename Kernel>
-void run_scaled(const torch::Tensor& x, float* out0, float* out1, Grid grid, Kernel kernel) {
+// g where keep is set, else 0.
+DNN_GATING_SIMD_CLONES
+void keep_kernel(const float* __restrict g, const uint8_t* __restrict keep, float* __restrict out,
+                 int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < end; ++i) out[i] = keep[i] != 0 ? g[i] : 0.0f;
+}
+
+// Computes the scale m = max|x| + 1e-7, then runs body(x, begin, end, m) over
+// x in parallel.
+template <typename Body>
+void run_scaled(const torch::Tensor& x, Body body) {
   const float* data = x.data_ptr<float>();
   const int64_t n = x.numel();
   const float m = scale_of(data, n);
-  at::parallel_for(0, n, kGrain, [=](int64_t begin, int64_t end) {
-    kernel(data, out0, out1, begin, end, m, grid);
-  });
+  at::parallel_for(0, n, kGrain, [=](int64_t begin, int64_t end) { body(data, begin, end, m); });
 }
 
 Grid grid_of(int64_t bits, int64_t high_bits) {
@@ -175,8 +193,37 @@ torch::Tensor quantize_values(const torch::Tensor& x_in, int64_t bits) {
     });
     return y;
   }
-  run_scaled(x, out, nullptr, grid_of(bits, 0), quantize_kernel);
+  const Grid grid = grid_of(bits, 0);
+  run_scaled(x, [=](const float* data, int64_t begin, int64_t end, float m) {
+    quantize_kernel(data, out, begin, end, m, grid);
+  });
   return y;
+}
+
+// Q_bits(x) for 2 or more bits on a fusable tensor, and the mask x != 0.
+std::pair<torch::Tensor, torch::Tensor> quantize_marking(const torch::Tensor& x_in, int64_t bits) {
+  const torch::Tensor x = x_in.contiguous();
+  torch::Tensor y = torch::empty_like(x);
+  torch::Tensor nonzero = torch::empty(x.sizes(), x.options().dtype(torch::kBool));
+  float* out = y.data_ptr<float>();
+  auto* marks = reinterpret_cast<uint8_t*>(nonzero.data_ptr<bool>());
+  const Grid grid = grid_of(bits, 0);
+  run_scaled(x, [=](const float* data, int64_t begin, int64_t end, float m) {
+    quantize_marking_kernel(data, out, marks, begin, end, m, grid);
+  });
+  return {y, nonzero};
+}
+
+// g where `keep` (a bool tensor of g's shape) is set.
+torch::Tensor keep_gradient(const torch::Tensor& grad_in, const torch::Tensor& keep) {
+  const torch::Tensor g = grad_in.contiguous();
+  torch::Tensor out = torch::empty_like(g);
+  const float* gp = g.data_ptr<float>();
+  const auto* kp = reinterpret_cast<const uint8_t*>(keep.data_ptr<bool>());
+  float* op = out.data_ptr<float>();
+  at::parallel_for(0, g.numel(), kGrain,
+                   [=](int64_t begin, int64_t end) { keep_kernel(gp, kp, op, begin, end); });
+  return out;
 }
 
 torch::Tensor truncate_values(const torch::Tensor& x_in, int64_t bits, int64_t high_bits) {
@@ -185,7 +232,10 @@ torch::Tensor truncate_values(const torch::Tensor& x_in, int64_t bits, int64_t h
   const torch::Tensor x = x_in.contiguous();
   torch::Tensor y = torch::empty_like(x);
   float* out = y.data_ptr<float>();
-  run_scaled(x, out, nullptr, grid_of(bits, high_bits), truncate_kernel);
+  const Grid grid = grid_of(bits, high_bits);
+  run_scaled(x, [=](const float* data, int64_t begin, int64_t end, float m) {
+    truncate_kernel(data, out, begin, end, m, grid);
+  });
   return y;
 }
 
@@ -194,17 +244,28 @@ torch::Tensor ste_grad(const torch::Tensor& grad, const torch::Tensor& x, bool b
   return binary ? grad : ste_gradient(grad, x);
 }
 
+// On fusable tensors the backward pass keeps the one-byte mask x != 0
+// instead of x.
 struct QuantizeFunction : torch::autograd::Function<QuantizeFunction> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
                                int64_t bits) {
     ctx->saved_data["bits"] = bits;
-    ctx->save_for_backward({x});
-    return quantize_values(x, bits);
+    const bool marked = bits >= 2 && x.requires_grad() && fusable(x);
+    ctx->saved_data["marked"] = marked;
+    if (!marked) {
+      ctx->save_for_backward({x});
+      return quantize_values(x, bits);
+    }
+    auto [y, nonzero] = quantize_marking(x, bits);
+    ctx->save_for_backward({nonzero});
+    return y;
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
+    const torch::Tensor saved = ctx->get_saved_variables()[0];
+    if (ctx->saved_data["marked"].toBool()) return {keep_gradient(grads[0], saved), torch::Tensor()};
     const bool binary = ctx->saved_data["bits"].toInt() == 1;
-    return {ste_grad(grads[0], ctx->get_saved_variables()[0], binary), torch::Tensor()};
+    return {ste_grad(grads[0], saved, binary), torch::Tensor()};
   }
 };
 
@@ -261,7 +322,11 @@ torch::Tensor split_msb_lsb(const torch::Tensor& x_in, int64_t bits, int64_t hig
   shape.insert(shape.end(), x.sizes().begin(), x.sizes().end());
   torch::Tensor both = torch::empty(shape, x.options());
   float* hi = both.data_ptr<float>();
-  run_scaled(x, hi, hi + x.numel(), grid_of(bits, high_bits), split_kernel);
+  float* lo = hi + x.numel();
+  const Grid grid = grid_of(bits, high_bits);
+  run_scaled(x, [=](const float* data, int64_t begin, int64_t end, float m) {
+    split_kernel(data, hi, lo, begin, end, m, grid);
+  });
   return both;
 }
 

@@ -107,6 +107,12 @@ TEST(Quantize, FusedStraightThroughGradientMatchesMaskedFill) {
     // A non-contiguous gradient (a transposed view) gives the same result.
     const torch::Tensor gt = g.transpose(0, 1).contiguous().transpose(0, 1);
     EXPECT_TRUE(torch::equal(dg::quant::ste_gradient(gt, x), g.masked_fill(x == 0, 0)));
+    // quantize's own backward, which keeps a one-byte mask instead of x.
+    torch::Tensor xr = x.clone().requires_grad_(true);
+    torch::Tensor y = dg::quant::quantize(xr, 3);
+    EXPECT_TRUE(torch::equal(y, dg::quant::reference::quantize(x, 3)));
+    y.backward(g);
+    EXPECT_TRUE(torch::equal(xr.grad(), g.masked_fill(x == 0, 0)));
   }
 }
 
