@@ -14,22 +14,19 @@
 
 namespace dnn_gating::simd {
 
-/// Independent accumulators in the reduction loops: one AVX-512 register's
-/// worth, so that the loops vectorise.
+/// Independent accumulators in hand-written reduction loops: one AVX-512
+/// register's worth, so that the loops vectorise.
 constexpr int kLanes = 16;
 
-/// The sum of term(i) over [begin, end), one partial sum per lane. Inlined
-/// into a DNN_GATING_SIMD_CLONES loop, it vectorises with that clone's ISA.
+/// The sum of term(i) over [begin, end). Inlined into a
+/// DNN_GATING_SIMD_CLONES loop, it vectorises with that clone's ISA: the
+/// pragma (honoured under -fopenmp-simd) lets the compiler keep one partial
+/// sum per vector lane.
 template <typename Term>
 inline float lane_sum(int64_t begin, int64_t end, Term term) {
-  float lanes[kLanes] = {};
-  int64_t i = begin;
-  for (; i + kLanes <= end; i += kLanes) {
-    for (int j = 0; j < kLanes; ++j) lanes[j] += term(i + j);
-  }
   float sum = 0.0f;
-  for (const float lane : lanes) sum += lane;
-  for (; i < end; ++i) sum += term(i);
+#pragma omp simd reduction(+ : sum)
+  for (int64_t i = begin; i < end; ++i) sum += term(i);
   return sum;
 }
 

@@ -9,62 +9,91 @@
 namespace dnn_gating::quant {
 namespace {
 
-// Over one block: grad_x = g where 0 <= x <= u, and returns the sum of g
-// where x > u.
+// Where each input lies relative to [0, u]: the backward pass keeps these
+// bytes instead of the input.
+enum Region : uint8_t { kBelow = 0, kInside = 1, kAbove = 2 };
+
+// y = clamp(x, 0, u) and each element's region, in one pass.
 DNN_GATING_SIMD_CLONES
-float pact_backward_kernel(const float* __restrict g, const float* __restrict x,
-                           float* __restrict grad_x, int64_t begin, int64_t end, float bound) {
-  return simd::lane_sum(begin, end, [=](int64_t i) {
+void pact_forward_kernel(const float* __restrict x, float* __restrict y, uint8_t* __restrict region,
+                         int64_t begin, int64_t end, float bound) {
+  for (int64_t i = begin; i < end; ++i) {
+    const bool below = x[i] < 0.0f;
     const bool above = x[i] > bound;
-    grad_x[i] = (x[i] < 0.0f || above) ? 0.0f : g[i];
-    return above ? g[i] : 0.0f;
+    y[i] = below ? 0.0f : (above ? bound : x[i]);
+    region[i] = below ? kBelow : (above ? kAbove : kInside);
+  }
+}
+
+// Over one block: grad_x = g inside [0, u]; returns the sum of g above u.
+DNN_GATING_SIMD_CLONES
+float pact_backward_kernel(const float* __restrict g, const uint8_t* __restrict region,
+                           float* __restrict grad_x, int64_t begin, int64_t end) {
+  // g is loaded unconditionally so that the selects need no masked loads.
+  return simd::lane_sum(begin, end, [=](int64_t i) {
+    const float gi = g[i];
+    grad_x[i] = region[i] == kInside ? gi : 0.0f;
+    return region[i] == kAbove ? gi : 0.0f;
   });
 }
 
-// grad_x and grad_u in one pass over contiguous float CPU tensors (the ATen
-// fallback takes four). Blocks of kBlock elements are summed in float, the
-// blocks in double.
-std::pair<torch::Tensor, torch::Tensor> pact_backward(const torch::Tensor& g_in,
-                                                      const torch::Tensor& x_in,
-                                                      const torch::Tensor& u) {
-  if (!(g_in.device().is_cpu() && g_in.scalar_type() == torch::kFloat &&
-        x_in.scalar_type() == torch::kFloat)) {
-    const torch::Tensor above = x_in > u;
-    return {g_in.masked_fill(above.logical_or(x_in < 0), 0),
-            g_in.masked_fill(above.logical_not(), 0).sum().reshape(u.sizes())};
-  }
-  constexpr int64_t kBlock = 4096;
-  const torch::Tensor g = g_in.contiguous();
-  const torch::Tensor x = x_in.contiguous();
-  torch::Tensor grad_x = torch::empty_like(g);
-  const float* gp = g.data_ptr<float>();
-  const float* xp = x.data_ptr<float>();
-  float* out = grad_x.data_ptr<float>();
-  const float bound = u.item<float>();
-  const int64_t n = g.numel();
-  const double above_sum = at::parallel_reduce(
-      0, (n + kBlock - 1) / kBlock, 4, 0.0,
-      [=](int64_t first, int64_t last, double acc) {
-        for (int64_t b = first; b < last; ++b) {
-          acc += pact_backward_kernel(gp, xp, out, b * kBlock, std::min(n, (b + 1) * kBlock), bound);
-        }
-        return acc;
-      },
-      std::plus<double>());
-  return {grad_x, torch::full(u.sizes(), above_sum, u.options())};
+bool fusable(const torch::Tensor& x) {
+  return x.device().is_cpu() && x.scalar_type() == torch::kFloat;
 }
 
+// The fused path on contiguous float CPU tensors, the ATen operations
+// elsewhere (keeping x for the backward pass).
 struct PactFunction : torch::autograd::Function<PactFunction> {
-  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x_in,
                                const torch::Tensor& upper_bound) {
-    ctx->save_for_backward({x, upper_bound});
-    return torch::clamp(x, 0, upper_bound.item<double>());
+    const bool fused = fusable(x_in);
+    ctx->saved_data["fused"] = fused;
+    if (!fused) {
+      ctx->save_for_backward({x_in, upper_bound});
+      return torch::clamp(x_in, 0, upper_bound.item<double>());
+    }
+    const torch::Tensor x = x_in.contiguous();
+    torch::Tensor y = torch::empty_like(x);
+    torch::Tensor region = torch::empty(x.sizes(), x.options().dtype(torch::kByte));
+    const float* xp = x.data_ptr<float>();
+    float* yp = y.data_ptr<float>();
+    uint8_t* rp = region.data_ptr<uint8_t>();
+    const float bound = upper_bound.item<float>();
+    at::parallel_for(0, x.numel(), 16384, [=](int64_t begin, int64_t end) {
+      pact_forward_kernel(xp, yp, rp, begin, end, bound);
+    });
+    ctx->save_for_backward({region, upper_bound});
+    return y;
   }
+
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    auto [grad_x, grad_u] = pact_backward(grads[0], saved[0], saved[1]);
-    return {grad_x, grad_u};
+    const torch::Tensor& u = saved[1];
+    if (!ctx->saved_data["fused"].toBool()) {
+      const torch::Tensor& x = saved[0];
+      const torch::Tensor above = x > u;
+      return {grads[0].masked_fill(above.logical_or(x < 0), 0),
+              grads[0].masked_fill(above.logical_not(), 0).sum().reshape(u.sizes())};
+    }
+    // Blocks of kBlock elements are summed in float, the blocks in double.
+    constexpr int64_t kBlock = 4096;
+    const torch::Tensor g = grads[0].contiguous();
+    torch::Tensor grad_x = torch::empty_like(g);
+    const float* gp = g.data_ptr<float>();
+    const uint8_t* rp = saved[0].data_ptr<uint8_t>();
+    float* out = grad_x.data_ptr<float>();
+    const int64_t n = g.numel();
+    const double above_sum = at::parallel_reduce(
+        0, (n + kBlock - 1) / kBlock, 4, 0.0,
+        [=](int64_t first, int64_t last, double acc) {
+          for (int64_t b = first; b < last; ++b) {
+            acc += pact_backward_kernel(gp, rp, out, b * kBlock, std::min(n, (b + 1) * kBlock));
+          }
+          return acc;
+        },
+        std::plus<double>());
+    return {grad_x, torch::full(u.sizes(), above_sum, u.options())};
   }
 };
 
@@ -73,6 +102,7 @@ struct PactFunction : torch::autograd::Function<PactFunction> {
 torch::Tensor pact_relu(const torch::Tensor& x, const torch::Tensor& upper_bound) {
   TORCH_CHECK(upper_bound.numel() == 1, "PACT upper_bound must have one element, got ",
               upper_bound.numel());
+  if (!torch::GradMode::is_enabled()) return torch::clamp(x, 0, upper_bound.item<double>());
   return PactFunction::apply(x, upper_bound);
 }
 

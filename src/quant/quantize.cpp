@@ -154,14 +154,20 @@ void binarize_kernel(const float* __restrict x, float* __restrict y, int64_t beg
 DNN_GATING_SIMD_CLONES
 void ste_kernel(const float* __restrict g, const float* __restrict x, float* __restrict out,
                 int64_t begin, int64_t end) {
-  for (int64_t i = begin; i < end; ++i) out[i] = x[i] != 0.0f ? g[i] : 0.0f;
+  for (int64_t i = begin; i < end; ++i) {
+    const float gi = g[i];  // loaded unconditionally: a select, not a masked load
+    out[i] = x[i] != 0.0f ? gi : 0.0f;
+  }
 }
 
 // g where keep is set, else 0.
 DNN_GATING_SIMD_CLONES
 void keep_kernel(const float* __restrict g, const uint8_t* __restrict keep, float* __restrict out,
                  int64_t begin, int64_t end) {
-  for (int64_t i = begin; i < end; ++i) out[i] = keep[i] != 0 ? g[i] : 0.0f;
+  for (int64_t i = begin; i < end; ++i) {
+    const float gi = g[i];
+    out[i] = keep[i] != 0 ? gi : 0.0f;
+  }
 }
 
 // Computes the scale m = max|x| + 1e-7, then runs body(x, begin, end, m) over

@@ -116,14 +116,16 @@ TEST(Quantize, FusedStraightThroughGradientMatchesMaskedFill) {
   }
 }
 
-TEST(Pact, FusedBackwardMatchesClampGradient) {
+TEST(Pact, FusedPassesMatchClampAndItsGradient) {
   torch::manual_seed(5);
   for (const auto& shape : {std::vector<int64_t>{64, 16, 16, 16}, std::vector<int64_t>{3, 5, 7}}) {
     const torch::Tensor x0 = torch::randn(shape) * 2;
     const torch::Tensor g = torch::randn(shape);
     torch::Tensor x = x0.clone().requires_grad_(true);
     dg::quant::PactReLU pact(dg::quant::PactReLUOptions().upper_bound(1.5));
-    pact(x).backward(g);
+    const torch::Tensor y = pact(x);
+    EXPECT_TRUE(torch::equal(y, torch::clamp(x0, 0, 1.5)));
+    y.backward(g);
     const torch::Tensor above = x0 > 1.5;
     EXPECT_TRUE(torch::equal(x.grad(), g.masked_fill(above.logical_or(x0 < 0), 0)));
     const torch::Tensor expected_bound =
