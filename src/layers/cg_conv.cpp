@@ -110,7 +110,14 @@ torch::Tensor CGConv2dImpl::forward(const torch::Tensor& input) {
   const torch::Tensor gate_input = bn->forward(partial);
   const torch::Tensor full = torch::conv2d(x, weight, {}, *options.stride(), *options.padding());
   const auto k = *options.kernel_size();
-  if (!options.reference_ops() && gate_kernels::supported(full)) {
+  const bool fused = !options.reference_ops() && gate_kernels::supported(full);
+  if (fused && !torch::GradMode::is_enabled()) {  // nothing to keep for a backward pass
+    auto [y, open] = gate_kernels::cg_select_inference(full, partial, gate_input, threshold,
+                                                       options.alpha());
+    record_gate(open, y.sizes(), options.in_channels(), k[0] * k[1]);
+    return y;
+  }
+  if (fused) {
     const auto outs = CGGateFunction::apply(full, partial, gate_input, threshold, options.alpha(),
                                             options.sparse_bp());
     record_gate(outs[1].item<int64_t>(), outs[0].sizes(), options.in_channels(), k[0] * k[1]);

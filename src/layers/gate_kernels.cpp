@@ -5,6 +5,8 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <numeric>
+#include <vector>
 
 namespace dnn_gating::layers::gate_kernels {
 namespace {
@@ -41,10 +43,31 @@ torch::Tensor per_channel(const torch::Tensor& threshold, int64_t channels) {
   return threshold.detach().reshape({channels}).contiguous();
 }
 
+// Without a backward pass the sigmoid itself is not needed, only whether
+// ATen's float sigmoid 1 / (1 + exp(-z)) exceeds 0.5. It does for every z
+// above kSureLogit (sigmoid(1e-5) = 0.5 + 2.5e-6) and for no z <= 0. In
+// between (logits of cancellation residues, common in practice) the float
+// roundings decide; there exp(-z) = 1 - z + z^2/2 far below float precision,
+// so rounding that to float gives the correctly rounded exp that ATen's
+// vectorised exp returns.
+constexpr float kSureLogit = 1e-5f;
+
+inline float logit(float a, float threshold, float alpha) { return alpha * (a - threshold); }
+inline bool sigmoid_above_half(float z) {
+  const double zd = z;
+  const auto e = static_cast<float>(1.0 - zd + 0.5 * zd * zd);
+  const bool just_above_zero = z > 0.0f && 1.0f / (1.0f + e) > 0.5f;
+  return z > kSureLogit || just_above_zero;
+}
+inline float pg_mix(float msb, float lsb, float open) { return msb + open * lsb; }
+inline float cg_mix(float full, float partial, float open) {
+  return full * open + partial * (1.0f - open);
+}
+
 DNN_GATING_SIMD_CLONES
 void logit_kernel(const float* __restrict a, float* __restrict z, int64_t begin, int64_t end,
                   float threshold, float alpha) {
-  for (int64_t i = begin; i < end; ++i) z[i] = alpha * (a[i] - threshold);
+  for (int64_t i = begin; i < end; ++i) z[i] = logit(a[i], threshold, alpha);
 }
 
 DNN_GATING_SIMD_CLONES
@@ -53,7 +76,7 @@ float pg_select_kernel(const float* __restrict s, const float* __restrict msb,
                        int64_t end) {
   return simd::lane_sum(begin, end, [=](int64_t i) {
     const float open = s[i] > 0.5f ? 1.0f : 0.0f;
-    y[i] = msb[i] + open * lsb[i];
+    y[i] = pg_mix(msb[i], lsb[i], open);
     return open;
   });
 }
@@ -65,7 +88,31 @@ float cg_select_kernel(const float* __restrict s, const float* __restrict full,
                        int64_t end) {
   return simd::lane_sum(begin, end, [=](int64_t i) {
     const float open = s[i] > 0.5f ? 1.0f : 0.0f;
-    y[i] = full[i] * open + partial[i] * (1.0f - open);
+    y[i] = cg_mix(full[i], partial[i], open);
+    return open;
+  });
+}
+
+// Over [begin, end): y with the gates decided from the logit; returns the
+// number of open gates.
+DNN_GATING_SIMD_CLONES
+float pg_infer_kernel(const float* __restrict msb, const float* __restrict lsb,
+                      float* __restrict y, int64_t begin, int64_t end, float threshold,
+                      float alpha) {
+  return simd::lane_sum(begin, end, [=](int64_t i) {
+    const float open = sigmoid_above_half(logit(msb[i], threshold, alpha)) ? 1.0f : 0.0f;
+    y[i] = pg_mix(msb[i], lsb[i], open);
+    return open;
+  });
+}
+
+DNN_GATING_SIMD_CLONES
+float cg_infer_kernel(const float* __restrict gate_input, const float* __restrict full,
+                      const float* __restrict partial, float* __restrict y, int64_t begin,
+                      int64_t end, float threshold, float alpha) {
+  return simd::lane_sum(begin, end, [=](int64_t i) {
+    const float open = sigmoid_above_half(logit(gate_input[i], threshold, alpha)) ? 1.0f : 0.0f;
+    y[i] = cg_mix(full[i], partial[i], open);
     return open;
   });
 }
@@ -171,6 +218,51 @@ std::pair<torch::Tensor, int64_t> cg_select(const torch::Tensor& s, const torch:
       },
       std::plus<int64_t>());
   return {y, open};
+}
+
+std::pair<torch::Tensor, int64_t> pg_select_inference(const torch::Tensor& msb_in,
+                                                      const torch::Tensor& lsb_in,
+                                                      const torch::Tensor& threshold,
+                                                      double alpha) {
+  const torch::Tensor msb = msb_in.contiguous();
+  const torch::Tensor lsb = lsb_in.contiguous();
+  const Planes planes = planes_of(msb);
+  const torch::Tensor t = per_channel(threshold, planes.channels);
+  torch::Tensor y = torch::empty_like(msb);
+  const float* mp = msb.data_ptr<float>();
+  const float* lp = lsb.data_ptr<float>();
+  const float* tp = t.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  const auto alpha_f = static_cast<float>(alpha);
+  std::vector<int64_t> open(planes.count);
+  for_each_plane(planes, [&](int64_t p, int64_t c, int64_t begin, int64_t end) {
+    open[p] = static_cast<int64_t>(pg_infer_kernel(mp, lp, yp, begin, end, tp[c], alpha_f));
+  });
+  return {y, std::accumulate(open.begin(), open.end(), int64_t{0})};
+}
+
+std::pair<torch::Tensor, int64_t> cg_select_inference(const torch::Tensor& full_in,
+                                                      const torch::Tensor& partial_in,
+                                                      const torch::Tensor& gate_input_in,
+                                                      const torch::Tensor& threshold,
+                                                      double alpha) {
+  const torch::Tensor full = full_in.contiguous();
+  const torch::Tensor partial = partial_in.contiguous();
+  const torch::Tensor gate_input = gate_input_in.contiguous();
+  const Planes planes = planes_of(full);
+  const torch::Tensor t = per_channel(threshold, planes.channels);
+  torch::Tensor y = torch::empty_like(full);
+  const float* fp = full.data_ptr<float>();
+  const float* pp = partial.data_ptr<float>();
+  const float* ap = gate_input.data_ptr<float>();
+  const float* tp = t.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  const auto alpha_f = static_cast<float>(alpha);
+  std::vector<int64_t> open(planes.count);
+  for_each_plane(planes, [&](int64_t p, int64_t c, int64_t begin, int64_t end) {
+    open[p] = static_cast<int64_t>(cg_infer_kernel(ap, fp, pp, yp, begin, end, tp[c], alpha_f));
+  });
+  return {y, std::accumulate(open.begin(), open.end(), int64_t{0})};
 }
 
 torch::Tensor pg_select_backward(const torch::Tensor& grad_y_in, const torch::Tensor& s,

@@ -28,6 +28,21 @@ std::pair<torch::Tensor, int64_t> pg_select(const torch::Tensor& s, const torch:
 std::pair<torch::Tensor, int64_t> cg_select(const torch::Tensor& s, const torch::Tensor& full,
                                             const torch::Tensor& partial);
 
+/// Forward only, for passes without a backward one: the outputs and counts
+/// of `pg_select` in one pass from the logit, without computing the sigmoid
+/// (open where float sigmoid(z) > 0.5, decided exactly: see the .cpp).
+std::pair<torch::Tensor, int64_t> pg_select_inference(const torch::Tensor& msb,
+                                                      const torch::Tensor& lsb,
+                                                      const torch::Tensor& threshold,
+                                                      double alpha);
+
+/// The same for `cg_select`, the gate reading `gate_input` = bn(partial).
+std::pair<torch::Tensor, int64_t> cg_select_inference(const torch::Tensor& full,
+                                                      const torch::Tensor& partial,
+                                                      const torch::Tensor& gate_input,
+                                                      const torch::Tensor& threshold,
+                                                      double alpha);
+
 /// Gradients of the PG gate given dL/dy `grad_y`: writes dL/dmsb (the direct
 /// term plus the gate's sigmoid path) into `grad_msb` and dL/dlsb into
 /// `grad_lsb` (both contiguous, preallocated), returns dL/dthreshold as C values.

@@ -172,13 +172,21 @@ GateCost PGConv2dImpl::gate_cost() const {
 torch::Tensor PGConv2dImpl::forward(const torch::Tensor& x) {
   const torch::Tensor wq = quantize_weight(weight, options.wbits());
   const auto k = *options.kernel_size();
-  if (!options.reference_ops() && gate_kernels::supported(x)) {
-    const auto outs = PGConvGateFunction::apply(x, wq, threshold,
-                                                torch::IntArrayRef(*options.stride()).vec(),
-                                                torch::IntArrayRef(*options.padding()).vec(),
-                                                options.abits(),
-                                                options.pred_bits(), options.alpha(),
-                                                options.sparse_bp());
+  const bool fused = !options.reference_ops() && gate_kernels::supported(x);
+  if (fused && !torch::GradMode::is_enabled()) {  // nothing to keep for a backward pass
+    const torch::Tensor out = stacked_forward(x, wq, *options.stride(), *options.padding(),
+                                              options.abits(), options.pred_bits());
+    const int64_t n = x.size(0);
+    auto [y, open] = gate_kernels::pg_select_inference(out.narrow(0, 0, n), out.narrow(0, n, n),
+                                                       threshold, options.alpha());
+    record_gate(open, y.sizes(), options.in_channels(), k[0] * k[1]);
+    return y;
+  }
+  if (fused) {
+    const auto outs = PGConvGateFunction::apply(
+        x, wq, threshold, torch::IntArrayRef(*options.stride()).vec(),
+        torch::IntArrayRef(*options.padding()).vec(), options.abits(), options.pred_bits(),
+        options.alpha(), options.sparse_bp());
     record_gate(outs[1].item<int64_t>(), outs[0].sizes(), options.in_channels(), k[0] * k[1]);
     return outs[0];
   }

@@ -5,6 +5,8 @@
 #include "dnn_gating/layers/quantized_conv.h"
 #include "test_support.h"
 
+#include <cmath>
+
 namespace dg = dnn_gating;
 using dnn_gating::testing::all_close;
 using dnn_gating::testing::GoldenCase;
@@ -160,4 +162,65 @@ TEST(CGConv, ChannelShuffleInterleavesGroups) {
   torch::Tensor x = torch::arange(6, torch::kFloat).view({1, 6, 1, 1});
   EXPECT_TRUE(torch::equal(dg::layers::channel_shuffle(x, 2).flatten(),
                            torch::tensor({0.f, 3.f, 1.f, 4.f, 2.f, 5.f})));
+}
+
+// Without a backward pass the gated layers decide their gates from the logit
+// alone. Their outputs and counts must equal those of the training path,
+// including logits a few ulps above zero, where the float sigmoid rounds to
+// exactly 0.5 for some magnitudes and not for others.
+namespace {
+
+// Sets threshold[c] to one ulp below gate_input[0, c, 1, 1] for even c (a
+// logit just above zero) and to that value itself for odd c (a logit of 0).
+void thresholds_at(torch::Tensor& threshold, const torch::Tensor& gate_input) {
+  torch::NoGradGuard no_grad;
+  for (int64_t c = 0; c < threshold.size(1); ++c) {
+    const float v = gate_input[0][c][1][1].item<float>();
+    threshold[0][c][0][0] = c % 2 == 0 ? std::nextafter(v, -INFINITY) : v;
+  }
+}
+
+template <typename Layer>
+void expect_inference_matches_training_path(Layer& layer, const torch::Tensor& x) {
+  layer->eval();
+  const torch::Tensor y_train = layer(x);
+  ASSERT_TRUE(y_train.requires_grad());  // the training path ran
+  const auto counts_train = layer->last_counts();
+  torch::NoGradGuard no_grad;
+  const torch::Tensor y_infer = layer(x);
+  EXPECT_TRUE(torch::equal(y_infer, y_train.detach()));
+  EXPECT_EQ(layer->last_counts().num_on, counts_train.num_on);
+  EXPECT_EQ(layer->last_counts().num_out, counts_train.num_out);
+}
+
+}  // namespace
+
+TEST(GatedInference, PGMatchesTrainingPathNearThreshold) {
+  torch::manual_seed(7);
+  const torch::Tensor x = torch::randn({6, 8, 9, 9}).relu();
+  for (double scale : {1.0, 0.05}) {
+    dg::layers::PGConv2d conv(
+        dg::layers::PGConv2dOptions(8, 8, 3).padding(1).wbits(8).abits(3).pred_bits(2));
+    const torch::Tensor wq = dg::layers::quantize_weight(conv->weight, 8).detach();
+    const torch::Tensor msb = dg::layers::pg_convolution(x * scale, wq, 1, 1, 3, 2)[0];
+    thresholds_at(conv->threshold, msb.detach());
+    expect_inference_matches_training_path(conv, x * scale);
+  }
+}
+
+TEST(GatedInference, CGMatchesTrainingPathNearThreshold) {
+  torch::manual_seed(8);
+  const torch::Tensor x = torch::randn({6, 8, 9, 9}).relu();
+  for (double scale : {1.0, 0.05}) {
+    dg::layers::CGConv2d conv(dg::layers::CGConv2dOptions(8, 8, 3).padding(1).partitions(2));
+    conv->eval();
+    torch::Tensor gate_input;
+    {
+      torch::NoGradGuard no_grad;
+      gate_input = conv->bn(
+          torch::conv2d((x * scale).narrow(1, 0, 4), conv->weight.narrow(1, 0, 4), {}, 1, 1));
+    }
+    thresholds_at(conv->threshold, gate_input);
+    expect_inference_matches_training_path(conv, x * scale);
+  }
 }
