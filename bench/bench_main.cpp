@@ -26,7 +26,7 @@ using dg::models::ResNetOptions;
 namespace {
 
 constexpr int64_t kBatch = 128;
-constexpr int kRepetitions = 3;
+constexpr int kRepetitions = 5;
 
 struct ModelSpec {
   const char* name;
@@ -124,9 +124,9 @@ double peak_rss_mib(const ModelSpec& spec) {
   return usage.ru_maxrss / 1024.0;
 }
 
-// Prints the ratio table from the run's own measurements: the median of each
-// benchmark's repetitions, so that one disturbed repetition on a shared
-// machine does not set a ratio.
+// Prints the ratio table from the run's own measurements: the fastest of each
+// benchmark's repetitions, since disturbances on a shared machine only ever
+// add time.
 class RatioReporter : public benchmark::ConsoleReporter {
  public:
   void ReportRuns(const std::vector<Run>& runs) override {
@@ -136,9 +136,8 @@ class RatioReporter : public benchmark::ConsoleReporter {
         repetitions_[run.run_name.function_name].push_back(run.GetAdjustedRealTime());
       }
     }
-    for (auto& [name, values] : repetitions_) {
-      std::sort(values.begin(), values.end());
-      times_[name] = values[values.size() / 2];
+    for (const auto& [name, values] : repetitions_) {
+      times_[name] = *std::min_element(values.begin(), values.end());
     }
   }
   void Finalize() override {
@@ -176,11 +175,11 @@ int main(int argc, char** argv) {
   for (const auto& spec : specs()) reporter.rss_[spec.name] = peak_rss_mib(spec);
   for (const auto& spec : specs()) {
     benchmark::RegisterBenchmark(("train_step/" + std::string(spec.name)).c_str(), train_step, spec)
-        ->Unit(benchmark::kMillisecond)->MinTime(1.5)->Repetitions(kRepetitions)->UseRealTime();
+        ->Unit(benchmark::kMillisecond)->MinTime(1.0)->Repetitions(kRepetitions)->UseRealTime();
   }
   for (const auto& spec : specs()) {
     benchmark::RegisterBenchmark(("evaluation/" + std::string(spec.name)).c_str(), evaluation, spec)
-        ->Unit(benchmark::kMillisecond)->MinTime(1.0)->Repetitions(kRepetitions)->UseRealTime();
+        ->Unit(benchmark::kMillisecond)->MinTime(0.5)->Repetitions(kRepetitions)->UseRealTime();
   }
   benchmark::RegisterBenchmark("data_pipeline", data_pipeline)->Unit(benchmark::kMillisecond)->UseRealTime();
   // Repetitions of different benchmarks are interleaved (in random order), so
