@@ -18,11 +18,7 @@ struct CGGateFunction : torch::autograd::Function<CGGateFunction> {
     const torch::Tensor s = gate_kernels::gate_sigmoid(gate_input, threshold, alpha);
     auto [y, open] = gate_kernels::cg_select(s, full, partial);
     ctx->save_for_backward({s, full, partial});
-    ctx->saved_data["alpha"] = alpha;
-    ctx->saved_data["sparse_bp"] = sparse_bp;
-    torch::Tensor count = torch::scalar_tensor(open, torch::kLong);
-    ctx->mark_non_differentiable({count});
-    return {y, count};
+    return gate_kernels::gate_outputs(ctx, y, open, alpha, sparse_bp);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {

@@ -96,11 +96,11 @@ float cg_select_kernel(const float* __restrict s, const float* __restrict full,
 // Over [begin, end): y with the gates decided from the logit; returns the
 // number of open gates.
 DNN_GATING_SIMD_CLONES
-float pg_infer_kernel(const float* __restrict msb, const float* __restrict lsb,
-                      float* __restrict y, int64_t begin, int64_t end, float threshold,
-                      float alpha) {
+float pg_infer_kernel(const float* __restrict gate_input, const float* __restrict msb,
+                      const float* __restrict lsb, float* __restrict y, int64_t begin,
+                      int64_t end, float threshold, float alpha) {
   return simd::lane_sum(begin, end, [=](int64_t i) {
-    const float open = sigmoid_above_half(logit(msb[i], threshold, alpha)) ? 1.0f : 0.0f;
+    const float open = sigmoid_above_half(logit(gate_input[i], threshold, alpha)) ? 1.0f : 0.0f;
     y[i] = pg_mix(msb[i], lsb[i], open);
     return open;
   });
@@ -162,7 +162,69 @@ torch::Tensor threshold_grad(const torch::Tensor& plane_sums, const Planes& plan
   return -plane_sums.view({-1, planes.channels}).sum(0).to(torch::kFloat);
 }
 
+// Runs a select kernel kernel(s, a, b, y, begin, end) over the whole tensor;
+// returns y and the number of open gates.
+using SelectKernel = float (*)(const float*, const float*, const float*, float*, int64_t,
+                               int64_t);
+
+std::pair<torch::Tensor, int64_t> run_select(const torch::Tensor& s, const torch::Tensor& a_in,
+                                             const torch::Tensor& b_in, SelectKernel kernel) {
+  const torch::Tensor a = a_in.contiguous();
+  const torch::Tensor b = b_in.contiguous();
+  torch::Tensor y = torch::empty_like(a);
+  const float* sp = s.data_ptr<float>();
+  const float* ap = a.data_ptr<float>();
+  const float* bp = b.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  const int64_t open = at::parallel_reduce(
+      0, y.numel(), 32768, int64_t{0},
+      [=](int64_t begin, int64_t end, int64_t acc) {
+        return acc + static_cast<int64_t>(kernel(sp, ap, bp, yp, begin, end));
+      },
+      std::plus<int64_t>());
+  return {y, open};
+}
+
+// Runs an inference kernel kernel(gate_input, a, b, y, begin, end, threshold,
+// alpha) plane by plane; returns y and the number of open gates.
+using InferKernel = float (*)(const float*, const float*, const float*, float*, int64_t, int64_t,
+                              float, float);
+
+std::pair<torch::Tensor, int64_t> run_inference(const torch::Tensor& gate_input_in,
+                                                const torch::Tensor& a_in,
+                                                const torch::Tensor& b_in,
+                                                const torch::Tensor& threshold, double alpha,
+                                                InferKernel kernel) {
+  const torch::Tensor gate_input = gate_input_in.contiguous();
+  const torch::Tensor a = a_in.contiguous();
+  const torch::Tensor b = b_in.contiguous();
+  const Planes planes = planes_of(a);
+  const torch::Tensor t = per_channel(threshold, planes.channels);
+  torch::Tensor y = torch::empty_like(a);
+  const float* gp = gate_input.data_ptr<float>();
+  const float* ap = a.data_ptr<float>();
+  const float* bp = b.data_ptr<float>();
+  const float* tp = t.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  const auto alpha_f = static_cast<float>(alpha);
+  std::vector<int64_t> open(planes.count);
+  for_each_plane(planes, [&](int64_t p, int64_t c, int64_t begin, int64_t end) {
+    open[p] = static_cast<int64_t>(kernel(gp, ap, bp, yp, begin, end, tp[c], alpha_f));
+  });
+  return {y, std::accumulate(open.begin(), open.end(), int64_t{0})};
+}
+
 }  // namespace
+
+torch::autograd::variable_list gate_outputs(torch::autograd::AutogradContext* ctx,
+                                            torch::Tensor y, int64_t open, double alpha,
+                                            bool sparse_bp) {
+  ctx->saved_data["alpha"] = alpha;
+  ctx->saved_data["sparse_bp"] = sparse_bp;
+  torch::Tensor count = torch::scalar_tensor(open, torch::kLong);
+  ctx->mark_non_differentiable({count});
+  return {std::move(y), count};
+}
 
 bool supported(const torch::Tensor& t) {
   return t.device().is_cpu() && t.scalar_type() == torch::kFloat;
@@ -184,85 +246,29 @@ torch::Tensor gate_sigmoid(const torch::Tensor& a_in, const torch::Tensor& thres
   return z.sigmoid_();
 }
 
-std::pair<torch::Tensor, int64_t> pg_select(const torch::Tensor& s, const torch::Tensor& msb_in,
-                                            const torch::Tensor& lsb_in) {
-  const torch::Tensor msb = msb_in.contiguous();
-  const torch::Tensor lsb = lsb_in.contiguous();
-  torch::Tensor y = torch::empty_like(msb);
-  const float* sp = s.data_ptr<float>();
-  const float* mp = msb.data_ptr<float>();
-  const float* lp = lsb.data_ptr<float>();
-  float* yp = y.data_ptr<float>();
-  const int64_t open = at::parallel_reduce(
-      0, y.numel(), 32768, int64_t{0},
-      [=](int64_t begin, int64_t end, int64_t acc) {
-        return acc + static_cast<int64_t>(pg_select_kernel(sp, mp, lp, yp, begin, end));
-      },
-      std::plus<int64_t>());
-  return {y, open};
+std::pair<torch::Tensor, int64_t> pg_select(const torch::Tensor& s, const torch::Tensor& msb,
+                                            const torch::Tensor& lsb) {
+  return run_select(s, msb, lsb, pg_select_kernel);
 }
 
-std::pair<torch::Tensor, int64_t> cg_select(const torch::Tensor& s, const torch::Tensor& full_in,
-                                            const torch::Tensor& partial_in) {
-  const torch::Tensor full = full_in.contiguous();
-  const torch::Tensor partial = partial_in.contiguous();
-  torch::Tensor y = torch::empty_like(full);
-  const float* sp = s.data_ptr<float>();
-  const float* fp = full.data_ptr<float>();
-  const float* pp = partial.data_ptr<float>();
-  float* yp = y.data_ptr<float>();
-  const int64_t open = at::parallel_reduce(
-      0, y.numel(), 32768, int64_t{0},
-      [=](int64_t begin, int64_t end, int64_t acc) {
-        return acc + static_cast<int64_t>(cg_select_kernel(sp, fp, pp, yp, begin, end));
-      },
-      std::plus<int64_t>());
-  return {y, open};
+std::pair<torch::Tensor, int64_t> cg_select(const torch::Tensor& s, const torch::Tensor& full,
+                                            const torch::Tensor& partial) {
+  return run_select(s, full, partial, cg_select_kernel);
 }
 
-std::pair<torch::Tensor, int64_t> pg_select_inference(const torch::Tensor& msb_in,
-                                                      const torch::Tensor& lsb_in,
+std::pair<torch::Tensor, int64_t> pg_select_inference(const torch::Tensor& msb,
+                                                      const torch::Tensor& lsb,
                                                       const torch::Tensor& threshold,
                                                       double alpha) {
-  const torch::Tensor msb = msb_in.contiguous();
-  const torch::Tensor lsb = lsb_in.contiguous();
-  const Planes planes = planes_of(msb);
-  const torch::Tensor t = per_channel(threshold, planes.channels);
-  torch::Tensor y = torch::empty_like(msb);
-  const float* mp = msb.data_ptr<float>();
-  const float* lp = lsb.data_ptr<float>();
-  const float* tp = t.data_ptr<float>();
-  float* yp = y.data_ptr<float>();
-  const auto alpha_f = static_cast<float>(alpha);
-  std::vector<int64_t> open(planes.count);
-  for_each_plane(planes, [&](int64_t p, int64_t c, int64_t begin, int64_t end) {
-    open[p] = static_cast<int64_t>(pg_infer_kernel(mp, lp, yp, begin, end, tp[c], alpha_f));
-  });
-  return {y, std::accumulate(open.begin(), open.end(), int64_t{0})};
+  return run_inference(msb, msb, lsb, threshold, alpha, pg_infer_kernel);
 }
 
-std::pair<torch::Tensor, int64_t> cg_select_inference(const torch::Tensor& full_in,
-                                                      const torch::Tensor& partial_in,
-                                                      const torch::Tensor& gate_input_in,
+std::pair<torch::Tensor, int64_t> cg_select_inference(const torch::Tensor& full,
+                                                      const torch::Tensor& partial,
+                                                      const torch::Tensor& gate_input,
                                                       const torch::Tensor& threshold,
                                                       double alpha) {
-  const torch::Tensor full = full_in.contiguous();
-  const torch::Tensor partial = partial_in.contiguous();
-  const torch::Tensor gate_input = gate_input_in.contiguous();
-  const Planes planes = planes_of(full);
-  const torch::Tensor t = per_channel(threshold, planes.channels);
-  torch::Tensor y = torch::empty_like(full);
-  const float* fp = full.data_ptr<float>();
-  const float* pp = partial.data_ptr<float>();
-  const float* ap = gate_input.data_ptr<float>();
-  const float* tp = t.data_ptr<float>();
-  float* yp = y.data_ptr<float>();
-  const auto alpha_f = static_cast<float>(alpha);
-  std::vector<int64_t> open(planes.count);
-  for_each_plane(planes, [&](int64_t p, int64_t c, int64_t begin, int64_t end) {
-    open[p] = static_cast<int64_t>(cg_infer_kernel(ap, fp, pp, yp, begin, end, tp[c], alpha_f));
-  });
-  return {y, std::accumulate(open.begin(), open.end(), int64_t{0})};
+  return run_inference(gate_input, full, partial, threshold, alpha, cg_infer_kernel);
 }
 
 torch::Tensor pg_select_backward(const torch::Tensor& grad_y_in, const torch::Tensor& s,

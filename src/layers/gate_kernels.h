@@ -13,6 +13,13 @@
 
 namespace dnn_gating::layers::gate_kernels {
 
+/// Ends the forward pass of a gate's autograd function: keeps alpha and
+/// sparse_bp for its backward pass and returns {y, number of open gates},
+/// the count marked non-differentiable.
+torch::autograd::variable_list gate_outputs(torch::autograd::AutogradContext* ctx,
+                                            torch::Tensor y, int64_t open, double alpha,
+                                            bool sparse_bp);
+
 /// Whether the fused kernels handle this tensor (float, on the CPU).
 bool supported(const torch::Tensor& t);
 

@@ -103,11 +103,7 @@ struct PGConvGateFunction : torch::autograd::Function<PGConvGateFunction> {
     // A copy of the LSB half lets the rest of the [2N] output go.
     ctx->save_for_backward({x, weight, s, lsb.clone()});
     save_convolution(ctx, stride, padding, abits, pred_bits);
-    ctx->saved_data["alpha"] = alpha;
-    ctx->saved_data["sparse_bp"] = sparse_bp;
-    torch::Tensor count = torch::scalar_tensor(open, torch::kLong);
-    ctx->mark_non_differentiable({count});
-    return {y, count};
+    return gate_kernels::gate_outputs(ctx, y, open, alpha, sparse_bp);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
