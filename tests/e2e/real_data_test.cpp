@@ -1,12 +1,13 @@
-// Real data: both trainers, one epoch on the first 6000 Fashion-MNIST
-// training images (batch 128, LR 0.1, fixed seed, every core), evaluated on
-// all 10000 test images. A silently wrong gradient shows up here as an
-// accuracy near chance. Each run takes about a minute on two CPU cores.
+// Real data: both trainers, two epochs on the first 6000 Fashion-MNIST
+// training images (batch 128, LR 0.1 then 0.01, fixed seed, every core),
+// evaluated on all 10000 test images. A silently wrong gradient shows up here
+// as an accuracy near chance. Each run takes about 40 s on two CPU cores.
 //
-// Measured with this project, seeds 0/1/2/3: PG 43.7/54.1/37.4/59.0 %, CG
-// 54.0/63.9/50.1/43.6 %. One epoch of 47 steps at LR 0.1 is training's
-// noisiest phase, so the bar (seed 0) sits below every seed measured and far
-// above the 10-20 % that a broken gradient leaves.
+// One epoch at LR 0.1 alone ends in training's noisiest phase: seeds 0-3
+// gave 19-56 % (PG) and 54-63 % (CG) there, and the figure swung by tens of
+// points with float rounding alone. The second epoch at LR 0.01 settles it:
+// seeds 0/1/2/3 gave PG 70.0/72.8/71.1/67.9 % and CG 72.8/73.7/70.6/68.7 %,
+// so the bar sits well below every seed and far above a broken gradient.
 #include "test_support.h"
 
 #include <regex>
@@ -16,7 +17,7 @@ namespace dgt = dnn_gating::testing;
 namespace {
 
 constexpr const char* kFashionDir = "/usr/share/datasets/fashion-mnist";
-constexpr double kMinAccuracy = 35.0;
+constexpr double kMinAccuracy = 55.0;
 
 double accuracy_of(const std::string& output) {
   std::smatch m;
@@ -30,7 +31,8 @@ bool have_fashion_mnist() {
 }
 
 std::string common_flags() {
-  return " --dataset fashion-mnist --epochs 1 --train-limit 6000 --batch-size 128 --seed 0 --quiet";
+  return " --dataset fashion-mnist --epochs 2 --milestones 1 --train-limit 6000 --batch-size 128"
+         " --seed 0 --quiet";
 }
 
 }  // namespace
@@ -41,7 +43,7 @@ std::string common_flags() {
     GTEST_SKIP() << "Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)"; \
   }
 
-// Runs a trainer's one-epoch job and checks it finished above the bar.
+// Runs a trainer's two-epoch job and checks it finished above the bar.
 std::string run_and_expect_learning(const std::string& binary, const std::string& model_flags) {
   const auto run = dgt::run_command(binary + model_flags + common_flags());
   EXPECT_EQ(run.exit_code, 0) << run.output;
@@ -49,14 +51,14 @@ std::string run_and_expect_learning(const std::string& binary, const std::string
   return run.output;
 }
 
-TEST(RealData, PrecisionGatedResNet20LearnsFashionMnistInOneEpoch) {
+TEST(RealData, PrecisionGatedResNet20LearnsFashionMnistInTwoEpochs) {
   DG_REQUIRE_FASHION_MNIST();
   const std::string output =
       run_and_expect_learning(DG_PG_BINARY, " -pg -w 8 -a 3 -pb 2 -gtar 1 -spbp -pact");
   EXPECT_NE(output.find("Accuracy of Trouser : "), std::string::npos) << output;
 }
 
-TEST(RealData, ChannelGatedResNet20LearnsFashionMnistInOneEpoch) {
+TEST(RealData, ChannelGatedResNet20LearnsFashionMnistInTwoEpochs) {
   DG_REQUIRE_FASHION_MNIST();
   run_and_expect_learning(DG_CG_BINARY, " -cg -pt 4 -gi 0 -gtar 1 -spbp -group -lr 0.1");
 }
