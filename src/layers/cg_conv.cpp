@@ -26,7 +26,7 @@ struct CGGateFunction : torch::autograd::Function<CGGateFunction> {
     auto [grad_full, grad_partial, grad_input, grad_threshold] = gate_kernels::cg_select_backward(
         grads[0], saved[0], saved[1], saved[2], ctx->saved_data["alpha"].toDouble(),
         ctx->saved_data["sparse_bp"].toBool());
-    return {grad_full, grad_partial, grad_input, grad_threshold.view({1, -1, 1, 1}),
+    return {grad_full,       grad_partial,   grad_input, grad_threshold.view({1, -1, 1, 1}),
             torch::Tensor(), torch::Tensor()};
   }
 };
@@ -61,7 +61,8 @@ void CGConv2dImpl::reset() {
   }
   mask = register_buffer("mask", m);
   threshold = register_parameter("threshold", torch::full({1, out, 1, 1}, options.ginit()));
-  bn = register_module("bn", torch::nn::BatchNorm2d(torch::nn::BatchNorm2dOptions(out).affine(false)));
+  bn = register_module("bn",
+                       torch::nn::BatchNorm2d(torch::nn::BatchNorm2dOptions(out).affine(false)));
 }
 
 void CGConv2dImpl::pretty_print(std::ostream& stream) const {
@@ -91,7 +92,8 @@ torch::Tensor CGConv2dImpl::base_path(const torch::Tensor& x) const {
   const int64_t oc = options.out_channels() / p;
   std::vector<torch::Tensor> blocks;
   blocks.reserve(p);
-  for (int64_t i = 0; i < p; ++i) blocks.push_back(weight.narrow(0, i * oc, oc).narrow(1, i * ic, ic));
+  for (int64_t i = 0; i < p; ++i)
+    blocks.push_back(weight.narrow(0, i * oc, oc).narrow(1, i * ic, ic));
   return torch::conv2d(x, torch::cat(blocks), {}, stride, padding, /*dilation=*/1, /*groups=*/p);
 }
 
@@ -108,8 +110,8 @@ torch::Tensor CGConv2dImpl::forward(const torch::Tensor& input) {
   const auto k = *options.kernel_size();
   const bool fused = !options.reference_ops() && gate_kernels::supported(full);
   if (fused && !torch::GradMode::is_enabled()) {  // nothing to keep for a backward pass
-    auto [y, open] = gate_kernels::cg_select_inference(full, partial, gate_input, threshold,
-                                                       options.alpha());
+    auto [y, open] =
+        gate_kernels::cg_select_inference(full, partial, gate_input, threshold, options.alpha());
     record_gate(open, y.sizes(), options.in_channels(), k[0] * k[1]);
     return y;
   }

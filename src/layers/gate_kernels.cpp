@@ -97,8 +97,8 @@ float cg_select_kernel(const float* __restrict s, const float* __restrict full,
 // number of open gates.
 DNN_GATING_SIMD_CLONES
 float pg_infer_kernel(const float* __restrict gate_input, const float* __restrict msb,
-                      const float* __restrict lsb, float* __restrict y, int64_t begin,
-                      int64_t end, float threshold, float alpha) {
+                      const float* __restrict lsb, float* __restrict y, int64_t begin, int64_t end,
+                      float threshold, float alpha) {
   return simd::lane_sum(begin, end, [=](int64_t i) {
     const float open = sigmoid_above_half(logit(gate_input[i], threshold, alpha)) ? 1.0f : 0.0f;
     y[i] = pg_mix(msb[i], lsb[i], open);
@@ -150,7 +150,8 @@ float cg_backward_kernel(const float* __restrict gy, const float* __restrict s,
     const float open = s[i] > 0.5f ? 1.0f : 0.0f;
     grad_full[i] = gy[i] * open;
     grad_partial[i] = gy[i] * (1.0f - open);
-    const float through_gate = sigmoid_path(gy[i] * full[i] - gy[i] * partial[i], s[i], alpha, sparse_bp);
+    const float through_gate =
+        sigmoid_path(gy[i] * full[i] - gy[i] * partial[i], s[i], alpha, sparse_bp);
     grad_a[i] = through_gate;
     return through_gate;
   });
@@ -164,8 +165,7 @@ torch::Tensor threshold_grad(const torch::Tensor& plane_sums, const Planes& plan
 
 // Runs a select kernel kernel(s, a, b, y, begin, end) over the whole tensor;
 // returns y and the number of open gates.
-using SelectKernel = float (*)(const float*, const float*, const float*, float*, int64_t,
-                               int64_t);
+using SelectKernel = float (*)(const float*, const float*, const float*, float*, int64_t, int64_t);
 
 std::pair<torch::Tensor, int64_t> run_select(const torch::Tensor& s, const torch::Tensor& a_in,
                                              const torch::Tensor& b_in, SelectKernel kernel) {
@@ -216,9 +216,8 @@ std::pair<torch::Tensor, int64_t> run_inference(const torch::Tensor& gate_input_
 
 }  // namespace
 
-torch::autograd::variable_list gate_outputs(torch::autograd::AutogradContext* ctx,
-                                            torch::Tensor y, int64_t open, double alpha,
-                                            bool sparse_bp) {
+torch::autograd::variable_list gate_outputs(torch::autograd::AutogradContext* ctx, torch::Tensor y,
+                                            int64_t open, double alpha, bool sparse_bp) {
   ctx->saved_data["alpha"] = alpha;
   ctx->saved_data["sparse_bp"] = sparse_bp;
   torch::Tensor count = torch::scalar_tensor(open, torch::kLong);
@@ -314,8 +313,7 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor> cg_select
   for_each_plane(planes, [=](int64_t p, int64_t, int64_t begin, int64_t end) {
     out[p] = cg_backward_kernel(gp, sp, fp, pp, gf, gpart, ga, begin, end, alpha_f, sparse_bp);
   });
-  return {grad_full, grad_partial, grad_a,
-          threshold_grad(sums, planes)};
+  return {grad_full, grad_partial, grad_a, threshold_grad(sums, planes)};
 }
 
 }  // namespace dnn_gating::layers::gate_kernels

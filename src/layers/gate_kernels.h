@@ -16,9 +16,8 @@ namespace dnn_gating::layers::gate_kernels {
 /// Ends the forward pass of a gate's autograd function: keeps alpha and
 /// sparse_bp for its backward pass and returns {y, number of open gates},
 /// the count marked non-differentiable.
-torch::autograd::variable_list gate_outputs(torch::autograd::AutogradContext* ctx,
-                                            torch::Tensor y, int64_t open, double alpha,
-                                            bool sparse_bp);
+torch::autograd::variable_list gate_outputs(torch::autograd::AutogradContext* ctx, torch::Tensor y,
+                                            int64_t open, double alpha, bool sparse_bp);
 
 /// Whether the fused kernels handle this tensor (float, on the CPU).
 bool supported(const torch::Tensor& t);
@@ -40,15 +39,13 @@ std::pair<torch::Tensor, int64_t> cg_select(const torch::Tensor& s, const torch:
 /// (open where float sigmoid(z) > 0.5, decided exactly: see the .cpp).
 std::pair<torch::Tensor, int64_t> pg_select_inference(const torch::Tensor& msb,
                                                       const torch::Tensor& lsb,
-                                                      const torch::Tensor& threshold,
-                                                      double alpha);
+                                                      const torch::Tensor& threshold, double alpha);
 
 /// The same for `cg_select`, the gate reading `gate_input` = bn(partial).
 std::pair<torch::Tensor, int64_t> cg_select_inference(const torch::Tensor& full,
                                                       const torch::Tensor& partial,
                                                       const torch::Tensor& gate_input,
-                                                      const torch::Tensor& threshold,
-                                                      double alpha);
+                                                      const torch::Tensor& threshold, double alpha);
 
 /// Gradients of the PG gate given dL/dy `grad_y`: writes dL/dmsb (the direct
 /// term plus the gate's sigmoid path) into `grad_msb` and dL/dlsb into

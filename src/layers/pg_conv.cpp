@@ -19,8 +19,8 @@ using torch::autograd::variable_list;
 torch::Tensor stacked_forward(const torch::Tensor& x, const torch::Tensor& weight,
                               at::IntArrayRef stride, at::IntArrayRef padding, int64_t abits,
                               int64_t pred_bits) {
-  return torch::conv2d(quant::split_msb_lsb(x, abits, pred_bits).flatten(0, 1), weight, {},
-                       stride, padding);
+  return torch::conv2d(quant::split_msb_lsb(x, abits, pred_bits).flatten(0, 1), weight, {}, stride,
+                       padding);
 }
 
 void save_convolution(AutogradContext* ctx, at::IntArrayRef stride, at::IntArrayRef padding,
@@ -52,9 +52,8 @@ std::pair<torch::Tensor, torch::Tensor> stacked_backward(AutogradContext* ctx,
   torch::Tensor grad_x;
   if (ctx->needs_input_grad(0)) {
     grad_x = std::get<0>(at::convolution_backward(
-        grad_output.narrow(0, 0, n), input.narrow(0, 0, n), weight, c10::nullopt, stride,
-        padding, dilation, /*transposed=*/false, output_padding, /*groups=*/1,
-        {true, false, false}));
+        grad_output.narrow(0, 0, n), input.narrow(0, 0, n), weight, c10::nullopt, stride, padding,
+        dilation, /*transposed=*/false, output_padding, /*groups=*/1, {true, false, false}));
     grad_x = quant::ste_gradient(grad_x, x);
   }
   torch::Tensor grad_w;
@@ -114,10 +113,10 @@ struct PGConvGateFunction : torch::autograd::Function<PGConvGateFunction> {
     std::vector<int64_t> shape = grads[0].sizes().vec();
     shape[0] = 2 * n;
     torch::Tensor grad_output = torch::empty(shape, grads[0].options());
-    const torch::Tensor grad_threshold = gate_kernels::pg_select_backward(
-        grads[0], s, saved[3], ctx->saved_data["alpha"].toDouble(),
-        ctx->saved_data["sparse_bp"].toBool(), grad_output.narrow(0, 0, n),
-        grad_output.narrow(0, n, n));
+    const torch::Tensor grad_threshold =
+        gate_kernels::pg_select_backward(grads[0], s, saved[3], ctx->saved_data["alpha"].toDouble(),
+                                         ctx->saved_data["sparse_bp"].toBool(),
+                                         grad_output.narrow(0, 0, n), grad_output.narrow(0, n, n));
     auto [grad_x, grad_w] = stacked_backward(ctx, grad_output, x, saved[1]);
     return {grad_x,          grad_w,          grad_threshold.view({1, -1, 1, 1}),
             torch::Tensor(), torch::Tensor(), torch::Tensor(),
@@ -179,10 +178,10 @@ torch::Tensor PGConv2dImpl::forward(const torch::Tensor& x) {
     return y;
   }
   if (fused) {
-    const auto outs = PGConvGateFunction::apply(
-        x, wq, threshold, torch::IntArrayRef(*options.stride()).vec(),
-        torch::IntArrayRef(*options.padding()).vec(), options.abits(), options.pred_bits(),
-        options.alpha(), options.sparse_bp());
+    const auto outs =
+        PGConvGateFunction::apply(x, wq, threshold, torch::IntArrayRef(*options.stride()).vec(),
+                                  torch::IntArrayRef(*options.padding()).vec(), options.abits(),
+                                  options.pred_bits(), options.alpha(), options.sparse_bp());
     record_gate(outs[1].item<int64_t>(), outs[0].sizes(), options.in_channels(), k[0] * k[1]);
     return outs[0];
   }

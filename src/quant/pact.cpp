@@ -111,8 +111,8 @@ PactReLUImpl::PactReLUImpl(PactReLUOptions options_) : options(std::move(options
 void PactReLUImpl::reset() {
   TORCH_CHECK(options.upper_bound() > 0, "PACT upper_bound must be positive, got ",
               options.upper_bound());
-  upper_bound = register_parameter(
-      "upper_bound", torch::full({}, options.upper_bound(), torch::kFloat));
+  upper_bound =
+      register_parameter("upper_bound", torch::full({}, options.upper_bound(), torch::kFloat));
 }
 
 void PactReLUImpl::pretty_print(std::ostream& stream) const {

@@ -194,9 +194,8 @@ torch::Tensor quantize_values(const torch::Tensor& x_in, int64_t bits) {
   float* out = y.data_ptr<float>();
   if (bits == 1) {
     const float* data = x.data_ptr<float>();
-    at::parallel_for(0, x.numel(), kGrain, [&](int64_t begin, int64_t end) {
-      binarize_kernel(data, out, begin, end);
-    });
+    at::parallel_for(0, x.numel(), kGrain,
+                     [&](int64_t begin, int64_t end) { binarize_kernel(data, out, begin, end); });
     return y;
   }
   const Grid grid = grid_of(bits, 0);
@@ -269,7 +268,8 @@ struct QuantizeFunction : torch::autograd::Function<QuantizeFunction> {
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     const torch::Tensor saved = ctx->get_saved_variables()[0];
-    if (ctx->saved_data["marked"].toBool()) return {keep_gradient(grads[0], saved), torch::Tensor()};
+    if (ctx->saved_data["marked"].toBool())
+      return {keep_gradient(grads[0], saved), torch::Tensor()};
     const bool binary = ctx->saved_data["bits"].toInt() == 1;
     return {ste_grad(grads[0], saved, binary), torch::Tensor()};
   }
