@@ -41,14 +41,12 @@ bool fusable(const torch::Tensor& x) {
   return x.device().is_cpu() && x.scalar_type() == torch::kFloat;
 }
 
-// The fused path on contiguous float CPU tensors, the ATen operations
-// elsewhere (keeping x for the backward pass).
+// The fused path on float CPU tensors keeps the regions for the backward
+// pass; the ATen operations elsewhere keep x.
 struct PactFunction : torch::autograd::Function<PactFunction> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x_in,
                                const torch::Tensor& upper_bound) {
-    const bool fused = fusable(x_in);
-    ctx->saved_data["fused"] = fused;
-    if (!fused) {
+    if (!fusable(x_in)) {
       ctx->save_for_backward({x_in, upper_bound});
       return torch::clamp(x_in, 0, upper_bound.item<double>());
     }
@@ -70,7 +68,7 @@ struct PactFunction : torch::autograd::Function<PactFunction> {
                                                  torch::autograd::variable_list grads) {
     const auto saved = ctx->get_saved_variables();
     const torch::Tensor& u = saved[1];
-    if (!ctx->saved_data["fused"].toBool()) {
+    if (saved[0].scalar_type() != torch::kByte) {  // x itself was kept
       const torch::Tensor& x = saved[0];
       const torch::Tensor above = x > u;
       return {grads[0].masked_fill(above.logical_or(x < 0), 0),

@@ -255,9 +255,7 @@ struct QuantizeFunction : torch::autograd::Function<QuantizeFunction> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
                                int64_t bits) {
     ctx->saved_data["bits"] = bits;
-    const bool marked = bits >= 2 && x.requires_grad() && fusable(x);
-    ctx->saved_data["marked"] = marked;
-    if (!marked) {
+    if (!(bits >= 2 && x.requires_grad() && fusable(x))) {
       ctx->save_for_backward({x});
       return quantize_values(x, bits);
     }
@@ -268,8 +266,9 @@ struct QuantizeFunction : torch::autograd::Function<QuantizeFunction> {
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     const torch::Tensor saved = ctx->get_saved_variables()[0];
-    if (ctx->saved_data["marked"].toBool())
+    if (saved.scalar_type() == torch::kBool) {  // the mask x != 0 was kept
       return {keep_gradient(grads[0], saved), torch::Tensor()};
+    }
     const bool binary = ctx->saved_data["bits"].toInt() == 1;
     return {ste_grad(grads[0], saved, binary), torch::Tensor()};
   }
