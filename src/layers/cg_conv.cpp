@@ -1,6 +1,7 @@
 #include "dnn_gating/layers/cg_conv.h"
 
 #include "dnn_gating/quant/gate.h"
+#include "fusable.h"
 #include "layers/gate_kernels.h"
 
 namespace dnn_gating::layers {
@@ -108,7 +109,7 @@ torch::Tensor CGConv2dImpl::forward(const torch::Tensor& input) {
   const torch::Tensor gate_input = bn->forward(partial);
   const torch::Tensor full = torch::conv2d(x, weight, {}, *options.stride(), *options.padding());
   const auto k = *options.kernel_size();
-  const bool fused = !options.reference_ops() && gate_kernels::supported(full);
+  const bool fused = !options.reference_ops() && fusable(full);
   if (fused && !torch::GradMode::is_enabled()) {  // nothing to keep for a backward pass
     auto [y, open] =
         gate_kernels::cg_select_inference(full, partial, gate_input, threshold, options.alpha());

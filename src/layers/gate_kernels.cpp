@@ -225,10 +225,6 @@ torch::autograd::variable_list gate_outputs(torch::autograd::AutogradContext* ct
   return {std::move(y), count};
 }
 
-bool supported(const torch::Tensor& t) {
-  return t.device().is_cpu() && t.scalar_type() == torch::kFloat;
-}
-
 torch::Tensor gate_sigmoid(const torch::Tensor& a_in, const torch::Tensor& threshold,
                            double alpha) {
   const torch::Tensor a = a_in.contiguous();

@@ -19,9 +19,6 @@ namespace dnn_gating::layers::gate_kernels {
 torch::autograd::variable_list gate_outputs(torch::autograd::AutogradContext* ctx, torch::Tensor y,
                                             int64_t open, double alpha, bool sparse_bp);
 
-/// Whether the fused kernels handle this tensor (float, on the CPU).
-bool supported(const torch::Tensor& t);
-
 /// s = sigmoid(alpha * (a - threshold[c])): the logit in one pass, then
 /// ATen's own sigmoid in place.
 torch::Tensor gate_sigmoid(const torch::Tensor& a, const torch::Tensor& threshold, double alpha);

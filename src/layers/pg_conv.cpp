@@ -3,6 +3,7 @@
 #include "dnn_gating/layers/quantized_conv.h"
 #include "dnn_gating/quant/gate.h"
 #include "dnn_gating/quant/quantize.h"
+#include "fusable.h"
 #include "layers/gate_kernels.h"
 
 #include <ATen/ATen.h>
@@ -167,7 +168,7 @@ GateCost PGConv2dImpl::gate_cost() const {
 torch::Tensor PGConv2dImpl::forward(const torch::Tensor& x) {
   const torch::Tensor wq = quantize_weight(weight, options.wbits());
   const auto k = *options.kernel_size();
-  const bool fused = !options.reference_ops() && gate_kernels::supported(x);
+  const bool fused = !options.reference_ops() && fusable(x);
   if (fused && !torch::GradMode::is_enabled()) {  // nothing to keep for a backward pass
     const torch::Tensor out = stacked_forward(x, wq, *options.stride(), *options.padding(),
                                               options.abits(), options.pred_bits());

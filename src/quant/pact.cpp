@@ -1,5 +1,6 @@
 #include "dnn_gating/quant/pact.h"
 
+#include "fusable.h"
 #include "simd.h"
 
 #include <ATen/Parallel.h>
@@ -35,10 +36,6 @@ float pact_backward_kernel(const float* __restrict g, const uint8_t* __restrict 
     grad_x[i] = region[i] == kInside ? gi : 0.0f;
     return region[i] == kAbove ? gi : 0.0f;
   });
-}
-
-bool fusable(const torch::Tensor& x) {
-  return x.device().is_cpu() && x.scalar_type() == torch::kFloat;
 }
 
 // The fused path on float CPU tensors keeps the regions for the backward

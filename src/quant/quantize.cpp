@@ -1,5 +1,6 @@
 #include "dnn_gating/quant/quantize.h"
 
+#include "fusable.h"
 #include "simd.h"
 
 #include <ATen/Parallel.h>
@@ -25,12 +26,6 @@ void check_truncation(int64_t bits, int64_t high_bits) {
 }
 
 double levels(int64_t bits) { return static_cast<double>((int64_t{1} << bits) - 1); }
-
-// The fused kernels below run on contiguous float CPU tensors; anything else
-// (a CUDA tensor, double precision) takes the ATen reference path.
-bool fusable(const torch::Tensor& x) {
-  return x.device().is_cpu() && x.scalar_type() == torch::kFloat && x.numel() > 0;
-}
 
 // max |x| over [begin, end), one running maximum per lane. Compares the bit
 // patterns with the sign cleared: for floats that are not NaN, integer order
