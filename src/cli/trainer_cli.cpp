@@ -1,6 +1,7 @@
 #include "dnn_gating/cli/trainer_cli.h"
 
 #include "dnn_gating/cli/flags.h"
+#include "dnn_gating/train/recipe.h"
 #include "dnn_gating/train/runtime.h"
 
 #include <CLI/CLI.hpp>
@@ -47,12 +48,6 @@ std::vector<int64_t> parse_milestones(const std::string& text, int64_t epochs) {
   return out;
 }
 
-// The original's schedule scaled to the run: drops at these fractions of the epochs.
-std::vector<int64_t> default_milestones(int64_t epochs, double first, double second) {
-  return {static_cast<int64_t>(std::ceil(epochs * first)),
-          static_cast<int64_t>(std::ceil(epochs * second))};
-}
-
 struct CommonFlags {
   int64_t epochs = 0;
   int64_t depth = 20;
@@ -97,13 +92,14 @@ void add_common_flags(CLI::App& app, Invocation& inv, CommonFlags& common) {
   app.add_option("--plot", job.plot_path, "Write the training curves as an SVG file");
 }
 
-void finish_common(Invocation& inv, const CommonFlags& common, double first, double second) {
+void finish_common(Invocation& inv, const CommonFlags& common, const train::Recipe& recipe) {
   train::JobConfig& job = inv.job;
+  job.sgd = recipe.sgd;
+  job.gating_loss = recipe.gating_loss;
   job.epochs = common.epochs;
   job.model.depth(common.depth);
-  job.milestones = common.milestones.empty()
-                       ? default_milestones(job.epochs, first, second)
-                       : parse_milestones(common.milestones, job.epochs);
+  job.milestones = common.milestones.empty() ? recipe.milestones(job.epochs)
+                                             : parse_milestones(common.milestones, job.epochs);
   job.data_dir = common.data_dir;
   TORCH_CHECK(!job.test_only || !job.load_path.empty(),
               "-t/--test evaluates a saved model: give its checkpoint with -p FILE");
@@ -139,8 +135,6 @@ void finish_pg(Invocation& inv, const PgFlags& f) {
                   .pact(f.pact)
                   .pred_bits(f.pbits)
                   .sparse_bp(f.sparse_bp);
-  job.sgd = train::SgdSettings{0.1, 0.9, 1e-4, /*exempt_thresholds_and_1d=*/false};
-  job.gating_loss = train::GatingLoss{train::GatingLossForm::kNorm, f.sigma, f.gtarget};
 }
 
 struct CgFlags {
@@ -181,8 +175,6 @@ void finish_cg(Invocation& inv, const CgFlags& f) {
                   .use_group(f.use_group)
                   .shuffle(f.shuffle)
                   .sparse_bp(f.sparse_bp);
-  job.sgd = train::SgdSettings{f.lr, 0.9, f.wt_decay, /*exempt_thresholds_and_1d=*/true};
-  job.gating_loss = train::GatingLoss{train::GatingLossForm::kSquaredSum, 1e-4, f.gtarget};
 }
 
 std::string error_text(const std::exception& e) {
@@ -222,7 +214,7 @@ Invocation parse_command_line(Trainer trainer, const std::vector<std::string>& r
   app.get_formatter()->column_width(34);
   Invocation inv;
   CommonFlags common;
-  common.epochs = pg ? 200 : 250;
+  common.epochs = (pg ? train::pg_recipe(0, 0) : train::cg_recipe(0, 0, 0)).epochs;
   add_common_flags(app, inv, common);
   PgFlags pg_flags;
   CgFlags cg_flags;
@@ -240,10 +232,10 @@ Invocation parse_command_line(Trainer trainer, const std::vector<std::string>& r
   }
   if (pg) {
     finish_pg(inv, pg_flags);
-    finish_common(inv, common, 0.5, 0.75);
+    finish_common(inv, common, train::pg_recipe(pg_flags.sigma, pg_flags.gtarget));
   } else {
     finish_cg(inv, cg_flags);
-    finish_common(inv, common, 0.6, 0.8);
+    finish_common(inv, common, train::cg_recipe(cg_flags.lr, cg_flags.wt_decay, cg_flags.gtarget));
   }
   // Which model settings the user gave, for checking them against a checkpoint.
   const std::vector<std::pair<std::string, std::string>> model_flags =

@@ -107,7 +107,7 @@ void PactReLUImpl::reset() {
   TORCH_CHECK(options.upper_bound() > 0, "PACT upper_bound must be positive, got ",
               options.upper_bound());
   upper_bound =
-      register_parameter("upper_bound", torch::full({}, options.upper_bound(), torch::kFloat));
+      register_parameter("upper_bound", torch::full({}, options.upper_bound()));
 }
 
 void PactReLUImpl::pretty_print(std::ostream& stream) const {

@@ -38,10 +38,14 @@ Evaluation evaluate(const Classifier& model, const data::BatchLoader& loader,
   Evaluation result;
   result.class_correct.assign(num_classes, 0);
   result.class_total.assign(num_classes, 0);
+  // Images go to the model's device and precision (a model may run in double).
+  const auto params = model.module->parameters();
+  const auto input = torch::TensorOptions(device).dtype(
+      params.empty() ? torch::kFloat : params.front().scalar_type());
   torch::Tensor confusion = torch::zeros({num_classes * num_classes}, torch::kLong);
   for (int64_t b = 0; b < loader.num_batches(); ++b) {
     const data::Batch batch = loader.batch(b);
-    const torch::Tensor predicted = model.forward(batch.images.to(device)).argmax(1).cpu();
+    const torch::Tensor predicted = model.forward(batch.images.to(input)).argmax(1).cpu();
     confusion.index_add_(0, batch.labels * num_classes + predicted,
                          torch::ones_like(predicted));
     result.images += batch.labels.size(0);

@@ -1,11 +1,12 @@
 // Whole-model golden vectors: the original's ResNet-20 variants, their eval
 // and training logits, losses, and the state after one SGD step taken with
-// this project's own optimiser and gating-loss code.
+// this project's own optimiser and gating-loss code, all in float64.
 #include "dnn_gating/layers/gated_layer.h"
 #include "dnn_gating/models/resnet.h"
 #include "dnn_gating/train/gating_loss.h"
 #include "dnn_gating/train/optimizer.h"
 #include "dnn_gating/train/step.h"
+#include "golden_models.h"
 #include "test_support.h"
 
 #include <nlohmann/json.hpp>
@@ -16,26 +17,11 @@ using nlohmann::json;
 
 namespace {
 
-constexpr double kTol = 1e-4;
-
-dg::models::ResNetOptions options_from(const json& c) {
-  using dg::models::BlockKind;
-  if (c.value("cg", false)) {
-    const bool postact = c.at("model") == "resnet20_postact";
-    return dg::models::ResNetOptions(postact ? BlockKind::kChannelGatedPostAct : BlockKind::kChannelGated)
-        .partitions(c.at("partitions"))
-        .cg_alpha(c.at("alpha"))
-        .use_group(c.at("use_group"))
-        .shuffle(c.at("shuffle"))
-        .sparse_bp(c.at("sparse_bp"));
-  }
-  return dg::models::ResNetOptions(c.at("pg") ? BlockKind::kPrecisionGated : BlockKind::kQuantized)
-      .wbits(c.at("wbits"))
-      .abits(c.at("abits"))
-      .pact(c.at("pact"))
-      .pred_bits(c.value("pred_bits", 4))
-      .sparse_bp(c.value("sparse_bp", false));
-}
+// The whole-model cases are recorded in float64 (see ../shared/golden/README.md):
+// in float32 a few of a model's 10^5-10^6 quantizer roundings and gate
+// decisions land within rounding error of their boundary and fall by the
+// CPU's instruction set. In double a faithful model matches to 1e-6.
+constexpr double kTol = 1e-6;
 
 struct ModelCase {
   std::string name;
@@ -52,12 +38,22 @@ std::string case_name(const ::testing::TestParamInfo<ModelCase>& info) {
 
 }  // namespace
 
+// Both numerics where they differ. The fused element kernels serve float32
+// only, so in double the quantizers, PACT and the PG and CG gates take their
+// ATen operations whatever `reference_ops` says, and the PG model runs alike
+// both ways (once here; the float32 layer cases and
+// FusedAndReferenceOpsTrainAlike cover its fused kernels). For CG,
+// `reference_ops` still switches the base path between the grouped (or
+// narrowed) convolution and the original's dense masked one: both run.
 class ResNetGolden : public ::testing::TestWithParam<ModelCase> {};
 
 TEST_P(ResNetGolden, LogitsLossesAndOneSgdStep) {
   DG_LOAD_GOLDEN_OR_SKIP(GetParam().name, golden);
   const json config = json::parse(golden.config);
-  dg::models::ResNet model(options_from(config).reference_ops(GetParam().reference_ops));
+  ASSERT_EQ(config.at("dtype"), "float64");
+  dg::models::ResNet model(
+      dg::testing::golden_model_options(config).reference_ops(GetParam().reference_ops));
+  model->to(torch::kDouble);
 
   // Same keys and shapes as the original's state dict, nothing more.
   const auto initial = golden.with_prefix("sd__");
@@ -78,14 +74,9 @@ TEST_P(ResNetGolden, LogitsLossesAndOneSgdStep) {
     return;
   }
 
-  const bool cg = config.value("cg", false);
-  const double gtarget = config.at("gtarget");
-  dg::train::GatingLoss loss =
-      cg ? dg::train::GatingLoss{dg::train::GatingLossForm::kSquaredSum, 1e-4, gtarget}
-         : dg::train::GatingLoss{dg::train::GatingLossForm::kNorm, config.at("sigma").get<double>(), gtarget};
-  auto optimizer = dg::train::make_sgd(
-      *model, {config.at("lr").get<double>(), config.at("momentum").get<double>(),
-               config.at("weight_decay").get<double>(), /*exempt_thresholds_and_1d=*/cg});
+  const dg::train::Recipe recipe = dg::testing::golden_recipe(config);
+  const dg::train::GatingLoss& loss = recipe.gating_loss;
+  auto optimizer = dg::train::make_sgd(*model, recipe.sgd);
   const dg::train::Classifier classifier{model.ptr(),
                                          [&](const torch::Tensor& in) { return model->forward(in); }};
   const auto step = dg::train::train_step(classifier, *optimizer, loss, x, golden.at("labels"));
@@ -107,7 +98,6 @@ INSTANTIATE_TEST_SUITE_P(
     Cases, ResNetGolden,
     ::testing::Values(ModelCase{"resnet20_quant_w8_a3_pact", false},
                       ModelCase{"resnet20_pg_w8_a3_pb2_pact_spbp", false},
-                      ModelCase{"resnet20_pg_w8_a3_pb2_pact_spbp", true},
                       ModelCase{"resnet20_cg_p4_group_spbp", false},
                       ModelCase{"resnet20_cg_p4_group_spbp", true},
                       ModelCase{"resnet20_cg_postact_p2_group", false},
