@@ -5,8 +5,7 @@
 // measured in the same run.
 #include "dnn_gating/data/loader.h"
 #include "dnn_gating/models/resnet.h"
-#include "dnn_gating/train/gating_loss.h"
-#include "dnn_gating/train/optimizer.h"
+#include "dnn_gating/train/recipe.h"
 #include "dnn_gating/train/runtime.h"
 #include "dnn_gating/train/step.h"
 
@@ -20,7 +19,6 @@
 #include <map>
 
 namespace dg = dnn_gating;
-using dg::models::BlockKind;
 using dg::models::ResNetOptions;
 
 namespace {
@@ -31,26 +29,28 @@ constexpr int kRepetitions = 5;
 struct ModelSpec {
   const char* name;
   ResNetOptions options;
-  dg::train::GatingLoss loss;
-  bool cg_recipe;
+  dg::train::Recipe recipe;
 };
 
 const std::vector<ModelSpec>& specs() {
-  using dg::train::GatingLoss;
-  using dg::train::GatingLossForm;
+  using dg::models::BlockLayout;
+  using dg::models::ConvKind;
   static const std::vector<ModelSpec> all{
-      {"float", ResNetOptions(BlockKind::kQuantized), GatingLoss{GatingLossForm::kNorm, 0.001, 1.0}, false},
-      {"quantized_w8a3_pact", ResNetOptions(BlockKind::kQuantized).wbits(8).abits(3).pact(true),
-       GatingLoss{GatingLossForm::kNorm, 0.001, 1.0}, false},
+      {"float", ResNetOptions(ConvKind::kFloat), dg::train::pg_recipe(0.001, 1.0)},
+      {"quantized_w8a3_pact", ResNetOptions(ConvKind::kQuantized).wbits(8).abits(3).pact(true),
+       dg::train::pg_recipe(0.001, 1.0)},
       {"pg_w8a3pb2_spbp_pact",
-       ResNetOptions(BlockKind::kPrecisionGated).wbits(8).abits(3).pred_bits(2).sparse_bp(true).pact(true),
-       GatingLoss{GatingLossForm::kNorm, 0.001, 1.0}, false},
+       ResNetOptions(ConvKind::kPrecisionGated).wbits(8).abits(3).pred_bits(2).sparse_bp(true).pact(true),
+       dg::train::pg_recipe(0.001, 1.0)},
       {"cg_p4_group_spbp",
-       ResNetOptions(BlockKind::kChannelGated).partitions(4).use_group(true).sparse_bp(true),
-       GatingLoss{GatingLossForm::kSquaredSum, 1e-4, 1.0}, true},
+       ResNetOptions(ConvKind::kChannelGated).partitions(4).use_group(true).sparse_bp(true),
+       dg::train::cg_recipe(0.1, 1e-4, 1.0)},
       {"cg_postact_p2_group",
-       ResNetOptions(BlockKind::kChannelGatedPostAct).partitions(2).use_group(true).sparse_bp(true),
-       GatingLoss{GatingLossForm::kSquaredSum, 1e-4, 0.6}, true},
+       ResNetOptions(ConvKind::kChannelGated, BlockLayout::kPostActivated)
+           .partitions(2)
+           .use_group(true)
+           .sparse_bp(true),
+       dg::train::cg_recipe(0.1, 1e-4, 0.6)},
   };
   return all;
 }
@@ -65,7 +65,7 @@ struct Fixture {
 Fixture make_fixture(const ModelSpec& spec) {
   torch::manual_seed(0);
   dg::models::ResNet model(spec.options);
-  auto sgd = dg::train::make_sgd(*model, {0.1, 0.9, 1e-4, spec.cg_recipe});
+  auto sgd = dg::train::make_sgd(*model, spec.recipe.sgd);
   dg::train::Classifier classifier{model.ptr(), [model](const torch::Tensor& in) mutable {
                                      return model->forward(in);
                                    }};
@@ -75,9 +75,9 @@ Fixture make_fixture(const ModelSpec& spec) {
 
 void train_step(benchmark::State& state, const ModelSpec& spec) {
   Fixture f = make_fixture(spec);
-  for (int i = 0; i < 2; ++i) dg::train::train_step(f.classifier, *f.sgd, spec.loss, f.x, f.y);
+  for (int i = 0; i < 2; ++i) dg::train::train_step(f.classifier, *f.sgd, spec.recipe.gating_loss, f.x, f.y);
   for (auto _ : state) {
-    auto r = dg::train::train_step(f.classifier, *f.sgd, spec.loss, f.x, f.y);
+    auto r = dg::train::train_step(f.classifier, *f.sgd, spec.recipe.gating_loss, f.x, f.y);
     benchmark::DoNotOptimize(r.ce_loss);
   }
   state.SetItemsProcessed(state.iterations() * kBatch);
@@ -115,7 +115,7 @@ double peak_rss_mib(const ModelSpec& spec) {
   const pid_t pid = fork();
   if (pid == 0) {
     Fixture f = make_fixture(spec);
-    for (int i = 0; i < 5; ++i) dg::train::train_step(f.classifier, *f.sgd, spec.loss, f.x, f.y);
+    for (int i = 0; i < 5; ++i) dg::train::train_step(f.classifier, *f.sgd, spec.recipe.gating_loss, f.x, f.y);
     _exit(0);
   }
   int status = 0;

@@ -3,18 +3,19 @@
 namespace dnn_gating::testing {
 
 models::ResNetOptions golden_model_options(const nlohmann::json& c) {
-  using models::BlockKind;
+  using models::BlockLayout;
+  using models::ConvKind;
   if (c.value("cg", false)) {
     const bool postact = c.at("model") == "resnet20_postact";
-    return models::ResNetOptions(postact ? BlockKind::kChannelGatedPostAct
-                                         : BlockKind::kChannelGated)
+    return models::ResNetOptions(ConvKind::kChannelGated,
+                                 postact ? BlockLayout::kPostActivated : BlockLayout::kStandard)
         .partitions(c.at("partitions"))
         .cg_alpha(c.at("alpha"))
         .use_group(c.at("use_group"))
         .shuffle(c.at("shuffle"))
         .sparse_bp(c.at("sparse_bp"));
   }
-  return models::ResNetOptions(c.at("pg") ? BlockKind::kPrecisionGated : BlockKind::kQuantized)
+  return models::ResNetOptions(c.at("pg") ? ConvKind::kPrecisionGated : ConvKind::kQuantized)
       .wbits(c.at("wbits"))
       .abits(c.at("abits"))
       .pact(c.at("pact"))

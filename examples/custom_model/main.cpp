@@ -2,7 +2,7 @@
 // for a few steps with the PG gating loss, then its gate report.
 #include <dnn_gating/layers/gated_layer.h>
 #include <dnn_gating/layers/pg_conv.h>
-#include <dnn_gating/train/gating_loss.h>
+#include <dnn_gating/layers/gating_loss.h>
 
 #include <torch/torch.h>
 
@@ -37,7 +37,7 @@ int main() {
   for (int step = 0; step < 20; ++step) {
     sgd.zero_grad();
     torch::Tensor loss = torch::nn::functional::cross_entropy(net->forward(x), y) +
-                         dnn_gating::train::pg_gating_loss(*net, /*sigma=*/0.001, /*gtarget=*/1.0);
+                         dnn_gating::layers::pg_gating_loss(*net, /*sigma=*/0.001, /*gtarget=*/1.0);
     loss.backward();
     sgd.step();
     (step == 0 ? first : last) = loss.item<double>();

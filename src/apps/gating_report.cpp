@@ -3,7 +3,6 @@
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
-#include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <optional>
@@ -11,6 +10,7 @@
 
 #include "dnn_gating/train/metrics.h"
 #include "dnn_gating/train/plot.h"
+#include "dnn_gating/train/report.h"
 
 namespace {
 namespace fs = std::filesystem;
@@ -25,15 +25,8 @@ struct ReportFlags {
   std::string csv;      ///< CSV to write, "" for none
 };
 
-template <typename... Args>
-std::string format(const char* fmt, Args... args) {
-  char buffer[512];
-  std::snprintf(buffer, sizeof buffer, fmt, args...);
-  return buffer;
-}
-
-std::string cell(const std::optional<double>& value, const char* fmt) {
-  return value ? format(fmt, *value) : std::string("-");
+std::string cell(const std::optional<double>& value, int decimals) {
+  return value ? fmt::format("{:.{}f}", *value, decimals) : std::string("-");
 }
 
 void log_epochs(const MetricsLog& log) {
@@ -48,14 +41,13 @@ void log_epochs(const MetricsLog& log) {
   }
   // One cost column: a model is either precision- or channel-gated.
   const char* cost_header = pg ? "avg bits" : cg ? "FLOP red." : "";
-  spdlog::info(format("%5s %9s %8s %8s %7s %10s %9s %8s %8s", "epoch", "lr", "loss", "train %", "test %",
-                      "sparsity %", cost_header, "seconds", "img/s"));
+  spdlog::info("{:>5} {:>9} {:>8} {:>8} {:>7} {:>10} {:>9} {:>8} {:>8}", "epoch", "lr", "loss", "train %",
+               "test %", "sparsity %", cost_header, "seconds", "img/s");
   for (const auto& r : log.epochs) {
     const std::optional<double> cost = pg ? r.pg_average_bits : r.cg_flop_reduction;
-    spdlog::info(format("%5lld %9.3g %8.4f %8.2f %7s %10s %9s %8.1f %8.0f", static_cast<long long>(r.epoch),
-                        r.lr, r.train_loss, r.train_accuracy, cell(r.test_accuracy, "%.2f").c_str(),
-                        cell(r.sparsity, "%.2f").c_str(), (pg || cg) ? cell(cost, "%.3f").c_str() : "",
-                        r.seconds, r.images_per_second));
+    spdlog::info("{:>5} {:>9.3g} {:>8.4f} {:>8.2f} {:>7} {:>10} {:>9} {:>8.1f} {:>8.0f}", r.epoch, r.lr,
+                 r.train_loss, r.train_accuracy, cell(r.test_accuracy, 2), cell(r.sparsity, 2),
+                 (pg || cg) ? cell(cost, 3) : "", r.seconds, r.images_per_second);
   }
 }
 
@@ -66,25 +58,18 @@ void log_final(const std::optional<FinalRecord>& final_record) {
   }
   const FinalRecord& f = *final_record;
   spdlog::info("");
-  spdlog::info(format("%s, %lld epochs: accuracy on %lld test images %.2f %%", f.program.c_str(),
-                      static_cast<long long>(f.epochs), static_cast<long long>(f.test_images),
-                      f.test_accuracy));
-  spdlog::info(format("Sparsity of the update phase: %.2f %%", f.sparsity));
-  if (f.pg_average_bits) spdlog::info(format("PG average activation bits: %.3f", *f.pg_average_bits));
-  if (f.cg_flop_reduction) spdlog::info(format("CG FLOP reduction: %.3fx", *f.cg_flop_reduction));
-  for (size_t c = 0; c < f.confusion.size(); ++c) {
-    int64_t total = 0;
-    for (const int64_t count : f.confusion[c]) total += count;
-    const int64_t correct = c < f.confusion[c].size() ? f.confusion[c][c] : 0;
-    const std::string name = c < f.class_names.size() ? f.class_names[c] : std::to_string(c);
-    spdlog::info(
-        format("Accuracy of %5s : %.1f %%", name.c_str(),
-               total == 0 ? 0.0 : 100.0 * static_cast<double>(correct) / static_cast<double>(total)));
+  spdlog::info("{}, {} epochs:", f.program, f.epochs);
+  // The trainers' own report lines, which log parsers look for.
+  for (const auto& line : dnn_gating::train::accuracy_lines(f.test_images, f.test_accuracy,
+                                                                    f.sparsity, f.confusion, f.class_names)) {
+    spdlog::info("{}", line);
   }
+  if (f.pg_average_bits) spdlog::info("PG average activation bits: {:.3f}", *f.pg_average_bits);
+  if (f.cg_flop_reduction) spdlog::info("CG FLOP reduction: {:.3f}x", *f.cg_flop_reduction);
   if (!f.layer_on_fraction.empty()) {
-    spdlog::info(format("%-16s %7s", "gated layer", "on %"));
+    spdlog::info("{:<16} {:>7}", "gated layer", "on %");
     for (const auto& [name, fraction] : f.layer_on_fraction) {
-      spdlog::info(format("%-16s %7.2f", name.c_str(), 100.0 * fraction));
+      spdlog::info("{:<16} {:>7.2f}", name, 100.0 * fraction);
     }
   }
   if (!f.checkpoint.empty()) spdlog::info("Checkpoint: " + f.checkpoint);

@@ -61,7 +61,7 @@ void CGConv2dImpl::reset() {
     m.narrow(1, 0, ic).fill_(1);
   }
   mask = register_buffer("mask", m);
-  threshold = register_parameter("threshold", torch::full({1, out, 1, 1}, options.ginit()));
+  threshold_ = register_parameter("threshold", torch::full({1, out, 1, 1}, options.ginit()));
   bn = register_module("bn",
                        torch::nn::BatchNorm2d(torch::nn::BatchNorm2dOptions(out).affine(false)));
 }
@@ -102,29 +102,30 @@ GateCost CGConv2dImpl::gate_cost() const {
   return {1.0 / static_cast<double>(options.partitions()), 0};
 }
 
+GateKind CGConv2dImpl::gate_kind() const { return GateKind::kChannel; }
+
 torch::Tensor CGConv2dImpl::forward(const torch::Tensor& input) {
   const torch::Tensor x =
       options.shuffle() ? layers::channel_shuffle(input, options.partitions()) : input;
   const torch::Tensor partial = base_path(x);
   const torch::Tensor gate_input = bn->forward(partial);
   const torch::Tensor full = torch::conv2d(x, weight, {}, *options.stride(), *options.padding());
-  const auto k = *options.kernel_size();
   const bool fused = !options.reference_ops() && fusable(full);
   if (fused && !torch::GradMode::is_enabled()) {  // nothing to keep for a backward pass
     auto [y, open] =
-        gate_kernels::cg_select_inference(full, partial, gate_input, threshold, options.alpha());
-    record_gate(open, y.sizes(), options.in_channels(), k[0] * k[1]);
+        gate_kernels::cg_select_inference(full, partial, gate_input, threshold_, options.alpha());
+    record_gate(open, y.sizes(), weight);
     return y;
   }
   if (fused) {
-    const auto outs = CGGateFunction::apply(full, partial, gate_input, threshold, options.alpha(),
+    const auto outs = CGGateFunction::apply(full, partial, gate_input, threshold_, options.alpha(),
                                             options.sparse_bp());
-    record_gate(outs[1].item<int64_t>(), outs[0].sizes(), options.in_channels(), k[0] * k[1]);
+    record_gate(outs[1].item<int64_t>(), outs[0].sizes(), weight);
     return outs[0];
   }
   const torch::Tensor d = quant::gate_step(
-      torch::sigmoid(options.alpha() * (gate_input - threshold)) - 0.5, 0.0, options.sparse_bp());
-  record_gate(d, options.in_channels(), k[0] * k[1]);
+      torch::sigmoid(options.alpha() * (gate_input - threshold_)) - 0.5, 0.0, options.sparse_bp());
+  record_gate(d, weight);
   return full * d + partial * (1 - d);
 }
 

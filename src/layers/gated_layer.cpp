@@ -2,19 +2,14 @@
 
 namespace dnn_gating::layers {
 
-void GatedLayer::record_gate(const torch::Tensor& mask, int64_t in_channels_per_group,
-                             int64_t kernel_elements) {
-  record_gate(mask.gt(0).sum().item<int64_t>(), mask.sizes(), in_channels_per_group,
-              kernel_elements);
+void GatedLayer::record_gate(const torch::Tensor& mask, const torch::Tensor& weight) {
+  record_gate(mask.gt(0).sum().item<int64_t>(), mask.sizes(), weight);
 }
 
-void GatedLayer::record_gate(int64_t num_on, torch::IntArrayRef shape,
-                             int64_t in_channels_per_group, int64_t kernel_elements) {
-  const int64_t num_out = c10::multiply_integers(shape);
-  last_ = {num_out, num_on};
+void GatedLayer::record_gate(int64_t num_on, torch::IntArrayRef shape, const torch::Tensor& weight) {
+  last_ = {c10::multiply_integers(shape), num_on};
   total_ += last_;
-  const int64_t per_image = shape[0] == 0 ? 0 : num_out / shape[0];
-  dense_macs_ = per_image * in_channels_per_group * kernel_elements;
+  record_macs(layers::dense_macs_per_image(weight, shape));
 }
 
 std::vector<std::pair<std::string, GatedLayer*>> gated_layers(torch::nn::Module& root) {

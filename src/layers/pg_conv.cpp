@@ -139,8 +139,8 @@ void PGConv2dImpl::reset() {
   TORCH_CHECK(options.in_channels() > 0 && options.out_channels() > 0,
               "PGConv2d channels must be positive, got in=", options.in_channels(),
               " out=", options.out_channels());
-  check_bit_width("wbits", options.wbits());
-  check_bit_width("abits", options.abits());
+  quant::check_bit_width("wbits", options.wbits());
+  quant::check_bit_width("abits", options.abits());
   TORCH_CHECK(options.pred_bits() > 0 && options.pred_bits() < options.abits(),
               "precision gating needs 0 < pred_bits < abits, got pred_bits=", options.pred_bits(),
               " abits=", options.abits());
@@ -149,7 +149,7 @@ void PGConv2dImpl::reset() {
   weight = register_parameter(
       "weight", torch::empty({options.out_channels(), options.in_channels(), k[0], k[1]}));
   torch::nn::init::kaiming_normal_(weight, 0.0, torch::kFanIn, torch::kReLU);
-  threshold = register_parameter("threshold", torch::zeros({1, options.out_channels(), 1, 1}));
+  threshold_ = register_parameter("threshold", torch::zeros({1, options.out_channels(), 1, 1}));
 }
 
 void PGConv2dImpl::pretty_print(std::ostream& stream) const {
@@ -165,25 +165,26 @@ GateCost PGConv2dImpl::gate_cost() const {
           options.abits()};
 }
 
+GateKind PGConv2dImpl::gate_kind() const { return GateKind::kPrecision; }
+
 torch::Tensor PGConv2dImpl::forward(const torch::Tensor& x) {
   const torch::Tensor wq = quantize_weight(weight, options.wbits());
-  const auto k = *options.kernel_size();
   const bool fused = !options.reference_ops() && fusable(x);
   if (fused && !torch::GradMode::is_enabled()) {  // nothing to keep for a backward pass
     const torch::Tensor out = stacked_forward(x, wq, *options.stride(), *options.padding(),
                                               options.abits(), options.pred_bits());
     const int64_t n = x.size(0);
     auto [y, open] = gate_kernels::pg_select_inference(out.narrow(0, 0, n), out.narrow(0, n, n),
-                                                       threshold, options.alpha());
-    record_gate(open, y.sizes(), options.in_channels(), k[0] * k[1]);
+                                                       threshold_, options.alpha());
+    record_gate(open, y.sizes(), weight);
     return y;
   }
   if (fused) {
     const auto outs =
-        PGConvGateFunction::apply(x, wq, threshold, torch::IntArrayRef(*options.stride()).vec(),
+        PGConvGateFunction::apply(x, wq, threshold_, torch::IntArrayRef(*options.stride()).vec(),
                                   torch::IntArrayRef(*options.padding()).vec(), options.abits(),
                                   options.pred_bits(), options.alpha(), options.sparse_bp());
-    record_gate(outs[1].item<int64_t>(), outs[0].sizes(), options.in_channels(), k[0] * k[1]);
+    record_gate(outs[1].item<int64_t>(), outs[0].sizes(), weight);
     return outs[0];
   }
   const auto outs = pg_convolution(x, wq, *options.stride(), *options.padding(), options.abits(),
@@ -191,8 +192,8 @@ torch::Tensor PGConv2dImpl::forward(const torch::Tensor& x) {
   const torch::Tensor& out_msb = outs[0];
   const torch::Tensor& out_lsb = outs[1];
   const torch::Tensor mask = quant::gate_step(
-      torch::sigmoid(options.alpha() * (out_msb - threshold)), 0.5, options.sparse_bp());
-  record_gate(mask, options.in_channels(), k[0] * k[1]);
+      torch::sigmoid(options.alpha() * (out_msb - threshold_)), 0.5, options.sparse_bp());
+  record_gate(mask, weight);
   return out_msb + mask * out_lsb;
 }
 

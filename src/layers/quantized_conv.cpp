@@ -6,11 +6,6 @@
 
 namespace dnn_gating::layers {
 
-void check_bit_width(const char* name, int64_t bits) {
-  TORCH_CHECK(bits >= 0 && bits <= 16, name, " must be between 0 (full precision) and 16, got ",
-              bits);
-}
-
 torch::Tensor quantize_weight(const torch::Tensor& weight, int64_t wbits) {
   torch::Tensor wq = quant::quantize(weight, wbits);
   if (wbits != 1) return wq;
@@ -27,8 +22,8 @@ void QuantizedConv2dImpl::reset() {
   TORCH_CHECK(options.in_channels() > 0 && options.out_channels() > 0,
               "QuantizedConv2d channels must be positive, got in=", options.in_channels(),
               " out=", options.out_channels());
-  check_bit_width("wbits", options.wbits());
-  check_bit_width("abits", options.abits());
+  quant::check_bit_width("wbits", options.wbits());
+  quant::check_bit_width("abits", options.abits());
   const auto k = *options.kernel_size();
   weight = register_parameter(
       "weight", torch::empty({options.out_channels(), options.in_channels(), k[0], k[1]}));
@@ -43,9 +38,11 @@ void QuantizedConv2dImpl::pretty_print(std::ostream& stream) const {
 }
 
 torch::Tensor QuantizedConv2dImpl::forward(const torch::Tensor& x) {
-  return torch::conv2d(quant::quantize(x, options.abits()),
-                       quantize_weight(weight, options.wbits()), /*bias=*/{},
-                       *options.stride(), *options.padding());
+  torch::Tensor y = torch::conv2d(quant::quantize(x, options.abits()),
+                                  quantize_weight(weight, options.wbits()), /*bias=*/{},
+                                  *options.stride(), *options.padding());
+  record_macs(layers::dense_macs_per_image(weight, y.sizes()));
+  return y;
 }
 
 QuantizedLinearImpl::QuantizedLinearImpl(QuantizedLinearOptions options_)
@@ -57,8 +54,8 @@ void QuantizedLinearImpl::reset() {
   TORCH_CHECK(options.in_features() > 0 && options.out_features() > 0,
               "QuantizedLinear features must be positive, got in=", options.in_features(),
               " out=", options.out_features());
-  check_bit_width("wbits", options.wbits());
-  check_bit_width("abits", options.abits());
+  quant::check_bit_width("wbits", options.wbits());
+  quant::check_bit_width("abits", options.abits());
   weight = register_parameter("weight",
                               torch::empty({options.out_features(), options.in_features()}));
   torch::nn::init::kaiming_normal_(weight, 0.0, torch::kFanIn, torch::kReLU);
@@ -75,8 +72,10 @@ void QuantizedLinearImpl::pretty_print(std::ostream& stream) const {
 }
 
 torch::Tensor QuantizedLinearImpl::forward(const torch::Tensor& x) {
-  return torch::linear(quant::quantize(x, options.abits()),
-                       quantize_weight(weight, options.wbits()), bias);
+  torch::Tensor y =
+      torch::linear(quant::quantize(x, options.abits()), quantize_weight(weight, options.wbits()), bias);
+  record_macs(layers::dense_macs_per_image(weight, y.sizes()));
+  return y;
 }
 
 }  // namespace dnn_gating::layers

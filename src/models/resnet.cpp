@@ -3,32 +3,86 @@
 #include "dnn_gating/layers/cg_conv.h"
 #include "dnn_gating/layers/pg_conv.h"
 #include "dnn_gating/layers/quantized_conv.h"
+#include "dnn_gating/quant/quantize.h"
 
 #include <array>
 
 namespace dnn_gating::models {
 namespace {
 
-constexpr std::array<std::pair<BlockKind, const char*>, 5> kKindNames{{
-    {BlockKind::kQuantized, "quantized"},
-    {BlockKind::kPrecisionGated, "pg"},
-    {BlockKind::kChannelGated, "cg"},
-    {BlockKind::kPostActivated, "postact"},
-    {BlockKind::kChannelGatedPostAct, "cg-postact"},
+constexpr std::array<std::pair<ConvKind, const char*>, 4> kConvNames{{
+    {ConvKind::kFloat, "float"},
+    {ConvKind::kQuantized, "quantized"},
+    {ConvKind::kPrecisionGated, "pg"},
+    {ConvKind::kChannelGated, "cg"},
+}};
+constexpr std::array<std::pair<BlockLayout, const char*>, 2> kLayoutNames{{
+    {BlockLayout::kStandard, "standard"},
+    {BlockLayout::kPostActivated, "postact"},
 }};
 
-bool is_channel_gated(BlockKind kind) {
-  return kind == BlockKind::kChannelGated || kind == BlockKind::kChannelGatedPostAct;
-}
-bool is_post_activated(BlockKind kind) {
-  return kind == BlockKind::kPostActivated || kind == BlockKind::kChannelGatedPostAct;
-}
-bool is_quantized(BlockKind kind) {
-  return kind == BlockKind::kQuantized || kind == BlockKind::kPrecisionGated;
+template <typename Table, typename Value>
+std::string name_in(const Table& table, Value value) {
+  for (const auto& [v, name] : table) {
+    if (v == value) return name;
+  }
+  return "unknown";
 }
 
-torch::nn::AnyModule quantized_conv(const ResNetOptions& o, int64_t in, int64_t out, int64_t stride) {
-  const bool quantized = is_quantized(o.kind());
+template <typename Value, typename Table>
+Value value_in(const Table& table, const std::string& name, const char* what) {
+  std::string names;
+  for (const auto& [v, n] : table) {
+    if (name == n) return v;
+    names += (names.empty() ? "" : ", ") + std::string(n);
+  }
+  throw SettingError(what, "unknown " + std::string(what) + " '" + name + "' (expected " + names + ")");
+}
+
+// Quantized and PG models quantize and may clip with PACT.
+bool is_quantized(ConvKind conv) {
+  return conv == ConvKind::kQuantized || conv == ConvKind::kPrecisionGated;
+}
+
+// The second convolution of a block: the block's own kind when
+// post-activated; in the standard layout the gated kinds gate only the first
+// (PG: quantized second, CG: plain second).
+ConvKind second_conv(const ResNetOptions& o) {
+  if (o.layout() == BlockLayout::kPostActivated) return o.conv();
+  if (o.conv() == ConvKind::kPrecisionGated) return ConvKind::kQuantized;
+  if (o.conv() == ConvKind::kChannelGated) return ConvKind::kFloat;
+  return o.conv();
+}
+
+torch::nn::AnyModule make_conv(ConvKind conv, const ResNetOptions& o, int64_t in, int64_t out,
+                               int64_t stride) {
+  switch (conv) {
+    case ConvKind::kPrecisionGated:
+      return torch::nn::AnyModule(layers::PGConv2d(layers::PGConv2dOptions(in, out, 3)
+                                                       .stride(stride)
+                                                       .padding(1)
+                                                       .wbits(o.wbits())
+                                                       .abits(o.abits())
+                                                       .pred_bits(o.pred_bits())
+                                                       .sparse_bp(o.sparse_bp())
+                                                       .alpha(o.pg_alpha())
+                                                       .reference_ops(o.reference_ops())));
+    case ConvKind::kChannelGated:
+      return torch::nn::AnyModule(layers::CGConv2d(layers::CGConv2dOptions(in, out, 3)
+                                                       .stride(stride)
+                                                       .padding(1)
+                                                       .partitions(o.partitions())
+                                                       .ginit(o.ginit())
+                                                       .alpha(o.cg_alpha())
+                                                       .use_group(o.use_group())
+                                                       .shuffle(o.shuffle())
+                                                       .sparse_bp(o.sparse_bp())
+                                                       .reference_ops(o.reference_ops())));
+    case ConvKind::kFloat:
+    case ConvKind::kQuantized:
+      break;
+  }
+  const bool quantized = is_quantized(conv);
   return torch::nn::AnyModule(layers::QuantizedConv2d(layers::QuantizedConv2dOptions(in, out, 3)
                                                           .stride(stride)
                                                           .padding(1)
@@ -36,70 +90,55 @@ torch::nn::AnyModule quantized_conv(const ResNetOptions& o, int64_t in, int64_t 
                                                           .abits(quantized ? o.abits() : 0)));
 }
 
-torch::nn::AnyModule pg_conv(const ResNetOptions& o, int64_t in, int64_t out, int64_t stride) {
-  return torch::nn::AnyModule(layers::PGConv2d(layers::PGConv2dOptions(in, out, 3)
-                                                   .stride(stride)
-                                                   .padding(1)
-                                                   .wbits(o.wbits())
-                                                   .abits(o.abits())
-                                                   .pred_bits(o.pred_bits())
-                                                   .sparse_bp(o.sparse_bp())
-                                                   .alpha(o.pg_alpha())
-                                                   .reference_ops(o.reference_ops())));
-}
-
-torch::nn::AnyModule cg_conv(const ResNetOptions& o, int64_t in, int64_t out, int64_t stride) {
-  return torch::nn::AnyModule(layers::CGConv2d(layers::CGConv2dOptions(in, out, 3)
-                                                   .stride(stride)
-                                                   .padding(1)
-                                                   .partitions(o.partitions())
-                                                   .ginit(o.ginit())
-                                                   .alpha(o.cg_alpha())
-                                                   .use_group(o.use_group())
-                                                   .shuffle(o.shuffle())
-                                                   .sparse_bp(o.sparse_bp())
-                                                   .reference_ops(o.reference_ops())));
-}
-
 }  // namespace
 
-std::string to_string(BlockKind kind) {
-  for (const auto& [k, name] : kKindNames) {
-    if (k == kind) return name;
-  }
-  return "unknown";
+std::string to_string(ConvKind conv) { return name_in(kConvNames, conv); }
+std::string to_string(BlockLayout layout) { return name_in(kLayoutNames, layout); }
+ConvKind conv_kind_from_string(const std::string& name) {
+  return value_in<ConvKind>(kConvNames, name, "conv");
+}
+BlockLayout block_layout_from_string(const std::string& name) {
+  return value_in<BlockLayout>(kLayoutNames, name, "layout");
 }
 
-BlockKind block_kind_from_string(const std::string& name) {
-  for (const auto& [k, n] : kKindNames) {
-    if (name == n) return k;
+std::string model_name(ConvKind conv, BlockLayout layout) {
+  if (layout == BlockLayout::kStandard) return to_string(conv);
+  return conv == ConvKind::kFloat ? "postact" : to_string(conv) + "-postact";
+}
+
+std::pair<ConvKind, BlockLayout> model_from_name(const std::string& name) {
+  const std::string suffix = "-postact";
+  if (name == "postact") return {ConvKind::kFloat, BlockLayout::kPostActivated};
+  if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+    return {conv_kind_from_string(name.substr(0, name.size() - suffix.size())),
+            BlockLayout::kPostActivated};
   }
-  TORCH_CHECK(false, "unknown model kind '", name,
-              "' (expected quantized, pg, cg, postact or cg-postact)");
+  return {conv_kind_from_string(name), BlockLayout::kStandard};
 }
 
 void validate(const ResNetOptions& o) {
-  TORCH_CHECK(o.depth() >= 8 && (o.depth() - 2) % 6 == 0,
-              "depth must be 6n+2 (20, 32, 44, 56, 110, ...), got ", o.depth());
-  TORCH_CHECK(o.in_channels() > 0, "input channels must be positive, got ", o.in_channels());
-  TORCH_CHECK(o.num_classes() > 1, "num_classes must be at least 2, got ", o.num_classes());
-  if (is_quantized(o.kind())) {
-    layers::check_bit_width("weight bits (-w)", o.wbits());
-    layers::check_bit_width("activation bits (-a)", o.abits());
+  check_setting(o.depth() >= 8 && (o.depth() - 2) % 6 == 0, "depth",
+                "depth must be 6n+2 (20, 32, 44, 56, 110, ...), got " + std::to_string(o.depth()));
+  check_setting(o.in_channels() > 0, "in_channels",
+                "in_channels must be positive, got " + std::to_string(o.in_channels()));
+  check_setting(o.num_classes() > 1, "num_classes",
+                "num_classes must be at least 2, got " + std::to_string(o.num_classes()));
+  if (is_quantized(o.conv())) {
+    quant::check_bit_width("wbits", o.wbits());
+    quant::check_bit_width("abits", o.abits());
   }
-  if (o.kind() == BlockKind::kPrecisionGated) {
-    TORCH_CHECK(o.abits() > 0,
-                "precision gating (-pg) needs quantized activations: set -a to more bits than -pb");
-    TORCH_CHECK(o.pred_bits() > 0 && o.pred_bits() < o.abits(),
-                "prediction bits (-pb) must be between 1 and abits-1 (-a ", o.abits(), "), got ",
-                o.pred_bits());
+  if (o.conv() == ConvKind::kPrecisionGated) {
+    check_setting(o.abits() > 0, "abits",
+                  "precision gating needs quantized activations: abits must exceed pred_bits "
+                  "(got abits 0)");
+    check_setting(o.pred_bits() > 0 && o.pred_bits() < o.abits(), "pred_bits",
+                  "pred_bits must be at least 1 and below abits (got pred_bits " +
+                      std::to_string(o.pred_bits()) + ", abits " + std::to_string(o.abits()) + ")");
   }
-  if (is_channel_gated(o.kind())) {
-    TORCH_CHECK(o.partitions() >= 1, "partitions (-pt) must be at least 1, got ",
-                o.partitions());
-    TORCH_CHECK(16 % o.partitions() == 0,
-                "partitions (-pt) must divide every layer's channel count (16, 32, 64), got ",
-                o.partitions());
+  if (o.conv() == ConvKind::kChannelGated) {
+    check_setting(o.partitions() >= 1 && 16 % o.partitions() == 0, "partitions",
+                  "partitions must divide every layer's channel count (16, 32, 64), got " +
+                      std::to_string(o.partitions()));
   }
 }
 
@@ -110,31 +149,15 @@ BasicBlockImpl::BasicBlockImpl(const ResNetOptions& options, int64_t in_planes, 
 }
 
 void BasicBlockImpl::reset() {
-  const BlockKind kind = options_.kind();
-  switch (kind) {
-    case BlockKind::kQuantized:
-    case BlockKind::kPostActivated:
-      conv1_ = quantized_conv(options_, in_planes_, planes_, stride_);
-      conv2_ = quantized_conv(options_, planes_, planes_, 1);
-      break;
-    case BlockKind::kPrecisionGated:
-      conv1_ = pg_conv(options_, in_planes_, planes_, stride_);
-      conv2_ = quantized_conv(options_, planes_, planes_, 1);
-      break;
-    case BlockKind::kChannelGated:
-      conv1_ = cg_conv(options_, in_planes_, planes_, stride_);
-      conv2_ = quantized_conv(options_, planes_, planes_, 1);
-      break;
-    case BlockKind::kChannelGatedPostAct:
-      conv1_ = cg_conv(options_, in_planes_, planes_, stride_);
-      conv2_ = cg_conv(options_, planes_, planes_, 1);
-      break;
-  }
+  conv1_ = make_conv(options_.conv(), options_, in_planes_, planes_, stride_);
+  conv2_ = make_conv(second_conv(options_), options_, planes_, planes_, 1);
   register_module("conv1", conv1_.ptr());
   bn1_ = register_module("bn1", torch::nn::BatchNorm2d(planes_));
   register_module("conv2", conv2_.ptr());
   bn2_ = register_module("bn2", torch::nn::BatchNorm2d(planes_));
-  if (options_.pact() && is_quantized(kind)) pact_ = register_module("relu", quant::PactReLU());
+  if (options_.pact() && is_quantized(options_.conv())) {
+    pact_ = register_module("relu", quant::PactReLU());
+  }
 }
 
 torch::Tensor BasicBlockImpl::activate(const torch::Tensor& x) {
@@ -149,7 +172,7 @@ torch::Tensor BasicBlockImpl::shortcut(const torch::Tensor& x) const {
 }
 
 torch::Tensor BasicBlockImpl::forward(const torch::Tensor& x) {
-  if (is_post_activated(options_.kind())) {
+  if (options_.layout() == BlockLayout::kPostActivated) {
     torch::Tensor out = torch::relu(bn1_->forward(conv1_.forward(x)));
     out = torch::relu(bn2_->forward(conv2_.forward(out)));
     return out + shortcut(x);
@@ -181,41 +204,26 @@ void ResNetImpl::reset() {
   layer2_ = register_module("layer2", make_layer(32, 2));
   layer3_ = register_module("layer3", make_layer(64, 2));
   linear_ = register_module("linear", torch::nn::Linear(64, options.num_classes()));
-  if (options.pact() && is_quantized(options.kind())) pact_ = register_module("relu", quant::PactReLU());
+  if (options.pact() && is_quantized(options.conv())) pact_ = register_module("relu", quant::PactReLU());
   torch::nn::init::kaiming_normal_(conv1_->weight, 0.0, torch::kFanIn, torch::kReLU);
   torch::nn::init::kaiming_normal_(linear_->weight, 0.0, torch::kFanIn, torch::kReLU);
 }
 
 void ResNetImpl::pretty_print(std::ostream& stream) const {
-  stream << "dnn_gating::ResNet(depth=" << options.depth() << ", kind=" << to_string(options.kind())
-         << ")";
-}
-
-int64_t ResNetImpl::dense_macs_per_image(int64_t height, int64_t width) const {
-  constexpr int64_t k = 9;  // 3x3 kernels
-  int64_t macs = 16 * options.in_channels() * k * height * width;
-  const int64_t blocks = (options.depth() - 2) / 6;
-  int64_t in_planes = 16;
-  for (int64_t stage = 0; stage < 3; ++stage) {
-    const int64_t planes = 16 << stage;
-    for (int64_t i = 0; i < blocks; ++i) {
-      if (stage > 0 && i == 0) {
-        height = (height + 1) / 2;
-        width = (width + 1) / 2;
-      }
-      macs += (planes * in_planes + planes * planes) * k * height * width;
-      in_planes = planes;
-    }
-  }
-  return macs + 64 * options.num_classes();
+  stream << "dnn_gating::ResNet(depth=" << options.depth()
+         << ", model=" << model_name(options.conv(), options.layout()) << ")";
 }
 
 torch::Tensor ResNetImpl::forward(const torch::Tensor& x) {
-  torch::Tensor out = bn1_->forward(conv1_->forward(x));
+  const torch::Tensor stem = conv1_->forward(x);
+  torch::Tensor out = bn1_->forward(stem);
   out = pact_ ? pact_->forward(out) : torch::relu(out);
   out = layer3_->forward(layer2_->forward(layer1_->forward(out)));
   out = torch::avg_pool2d(out, out.size(3)).flatten(1);
-  return linear_->forward(out);
+  out = linear_->forward(out);
+  record_macs(layers::dense_macs_per_image(conv1_->weight, stem.sizes()) +
+              layers::dense_macs_per_image(linear_->weight, out.sizes()));
+  return out;
 }
 
 }  // namespace dnn_gating::models

@@ -1,5 +1,7 @@
 #include "dnn_gating/quant/quantize.h"
 
+#include "dnn_gating/setting_error.h"
+
 #include "fusable.h"
 #include "simd.h"
 
@@ -10,14 +12,19 @@
 #include <cstring>
 
 namespace dnn_gating::quant {
+
+void check_bit_width(const std::string& name, int64_t bits) {
+  check_setting(bits >= kMinBits && bits <= kMaxBits, name,
+                name + " must be between " + std::to_string(kMinBits) + " (full precision) and " +
+                    std::to_string(kMaxBits) + ", got " + std::to_string(bits));
+}
+
 namespace {
 
 constexpr float kScaleEpsilon = 1e-7f;
 constexpr int64_t kGrain = 16384;
 
-void check_bits(int64_t bits) {
-  TORCH_CHECK(bits >= 0 && bits <= 24, "quantization bits must be in [0, 24], got ", bits);
-}
+void check_bits(int64_t bits) { check_bit_width("bits", bits); }
 
 void check_truncation(int64_t bits, int64_t high_bits) {
   TORCH_CHECK(bits > high_bits && high_bits > 0,

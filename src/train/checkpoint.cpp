@@ -1,5 +1,7 @@
 #include "dnn_gating/train/checkpoint.h"
 
+#include "dnn_gating/train/atomic_file.h"
+
 #include <torch/serialize.h>
 
 #include <filesystem>
@@ -46,18 +48,7 @@ void save_checkpoint(const std::string& path, torch::nn::Module& model, const st
   top.insert("state_dict", state);
   top.insert("meta", meta);
   const std::vector<char> bytes = torch::pickle_save(top);
-
-  const fs::path target(path);
-  if (target.has_parent_path()) fs::create_directories(target.parent_path());
-  const fs::path temporary = target.string() + ".partial";
-  {
-    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-    TORCH_CHECK(out.good(), path, ": cannot write the checkpoint");
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.flush();
-    TORCH_CHECK(out.good(), path, ": writing the checkpoint failed (disk full?)");
-  }
-  fs::rename(temporary, target);
+  write_file_atomically(path, std::string_view(bytes.data(), bytes.size()), "checkpoint");
 }
 
 Checkpoint read_checkpoint(const std::string& path) {

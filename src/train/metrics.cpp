@@ -1,10 +1,13 @@
 #include "dnn_gating/train/metrics.h"
 
+#include "dnn_gating/train/atomic_file.h"
+
 #include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
@@ -18,25 +21,6 @@ using Json = nlohmann::ordered_json;
 namespace {
 
 // ---- writing ----
-
-void open_for_writing(std::ofstream& out, const std::string& path) {
-  const fs::path target(path);
-  if (target.has_parent_path()) {
-    std::error_code error;
-    fs::create_directories(target.parent_path(), error);
-    if (error) {
-      throw std::runtime_error(path + ": cannot create the directory " + target.parent_path().string() +
-                               " (" + error.message() + ")");
-    }
-  }
-  errno = 0;
-  out.open(path, std::ios::out | std::ios::trunc);
-  if (!out.is_open()) {
-    // errno is set by the failed open() underneath on the libraries we build with.
-    const std::string reason = errno != 0 ? std::string(" (") + std::strerror(errno) + ")" : "";
-    throw std::runtime_error(path + ": cannot open the metrics file for writing" + reason);
-  }
-}
 
 // Shortest text that reads back as the same double, so the CSV loses nothing.
 std::string csv_number(double value) {
@@ -254,34 +238,28 @@ bool blank(const std::string& line) { return line.find_first_not_of(" \t\r") == 
 
 MetricsWriter::MetricsWriter(const std::string& jsonl_path, const std::string& csv_path)
     : jsonl_path_(jsonl_path), csv_path_(csv_path) {
-  if (!jsonl_path_.empty()) open_for_writing(jsonl_, jsonl_path_);
-  if (!csv_path_.empty()) {
-    open_for_writing(csv_, csv_path_);
-    write_line(csv_, csv_path_, kMetricsCsvHeader);
-  }
+  if (!csv_path_.empty()) csv_ = std::string(kMetricsCsvHeader) + '\n';
+  flush();  // creates both files now: an unwritable path fails before any training
 }
 
 void MetricsWriter::write_epoch(const EpochRecord& r) {
-  if (jsonl_.is_open()) write_line(jsonl_, jsonl_path_, dump_line(epoch_json(r)));
-  if (csv_.is_open()) {
-    const std::string row = std::to_string(r.epoch) + ',' + csv_number(r.lr) + ',' +
-                            csv_number(r.train_loss) + ',' + csv_number(r.train_accuracy) + ',' +
-                            csv_number(r.test_accuracy) + ',' + csv_number(r.sparsity) + ',' +
-                            csv_number(r.pg_average_bits) + ',' + csv_number(r.cg_flop_reduction) + ',' +
-                            csv_number(r.seconds) + ',' + csv_number(r.images_per_second);
-    write_line(csv_, csv_path_, row);
-  }
+  jsonl_ += dump_line(epoch_json(r)) + '\n';
+  csv_ += std::to_string(r.epoch) + ',' + csv_number(r.lr) + ',' + csv_number(r.train_loss) + ',' +
+          csv_number(r.train_accuracy) + ',' + csv_number(r.test_accuracy) + ',' +
+          csv_number(r.sparsity) + ',' + csv_number(r.pg_average_bits) + ',' +
+          csv_number(r.cg_flop_reduction) + ',' + csv_number(r.seconds) + ',' +
+          csv_number(r.images_per_second) + '\n';
+  flush();
 }
 
 void MetricsWriter::write_final(const FinalRecord& r) {
-  if (jsonl_.is_open()) write_line(jsonl_, jsonl_path_, dump_line(final_json(r)));
+  jsonl_ += dump_line(final_json(r)) + '\n';
+  flush();
 }
 
-void MetricsWriter::write_line(std::ofstream& out, const std::string& path, const std::string& line) {
-  out << line << '\n';
-  // Flushed per line: the history of a run that crashes later is already on disk.
-  out.flush();
-  if (!out.good()) throw std::runtime_error(path + ": writing the metrics file failed (disk full?)");
+void MetricsWriter::flush() const {
+  if (!jsonl_path_.empty()) write_file_atomically(jsonl_path_, jsonl_, "metrics file");
+  if (!csv_path_.empty()) write_file_atomically(csv_path_, csv_, "metrics file");
 }
 
 MetricsLog read_metrics(const std::string& jsonl_path) {

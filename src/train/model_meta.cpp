@@ -29,7 +29,8 @@ void for_each_field(ResNetOptions& o, Visitor&& visit) {
 
 json to_json_object(ResNetOptions o) {
   json j;
-  j["kind"] = models::to_string(o.kind());
+  j["conv"] = models::to_string(o.conv());
+  j["layout"] = models::to_string(o.layout());
   for_each_field(o, [&](const char* name, auto& value) { j[name] = value; });
   return j;
 }
@@ -45,7 +46,15 @@ ResNetOptions model_from_json(const std::string& text) {
   } catch (const json::exception& e) {
     TORCH_CHECK(false, "model description is not valid JSON: ", e.what());
   }
-  ResNetOptions o(models::block_kind_from_string(j.value("kind", std::string("quantized"))));
+  ResNetOptions o;
+  if (j.contains("kind")) {  // written before the convolution and layout were two fields
+    const auto [conv, layout] = models::model_from_name(j.at("kind").get<std::string>());
+    o.conv(conv).layout(layout);
+  }
+  if (j.contains("conv")) o.conv(models::conv_kind_from_string(j.at("conv").get<std::string>()));
+  if (j.contains("layout")) {
+    o.layout(models::block_layout_from_string(j.at("layout").get<std::string>()));
+  }
   for_each_field(o, [&](const char* name, auto& value) {
     if (j.contains(name)) value = j.at(name).get<std::decay_t<decltype(value)>>();
   });

@@ -1,5 +1,9 @@
 #include "dnn_gating/train/optimizer.h"
 
+#include "dnn_gating/layers/gated_layer.h"
+
+#include <unordered_set>
+
 namespace dnn_gating::train {
 
 std::unique_ptr<torch::optim::SGD> make_sgd(torch::nn::Module& model, const SgdSettings& settings) {
@@ -11,12 +15,15 @@ std::unique_ptr<torch::optim::SGD> make_sgd(torch::nn::Module& model, const SgdS
     }
     return std::make_unique<torch::optim::SGD>(params, base.weight_decay(settings.weight_decay));
   }
+  std::unordered_set<const c10::TensorImpl*> thresholds;
+  for (const auto& [name, layer] : layers::gated_layers(model)) {
+    thresholds.insert(layer->threshold().unsafeGetTensorImpl());
+  }
   std::vector<torch::Tensor> decayed, exempt;
-  for (const auto& p : model.named_parameters()) {
-    if (!p.value().requires_grad()) continue;
-    const bool no_decay =
-        p.key().find("threshold") != std::string::npos || p.value().dim() <= 1;
-    (no_decay ? exempt : decayed).push_back(p.value());
+  for (const auto& p : model.parameters()) {
+    if (!p.requires_grad()) continue;
+    const bool no_decay = thresholds.count(p.unsafeGetTensorImpl()) > 0 || p.dim() <= 1;
+    (no_decay ? exempt : decayed).push_back(p);
   }
   std::vector<torch::optim::OptimizerParamGroup> groups;
   groups.emplace_back(decayed, std::make_unique<torch::optim::SGDOptions>(

@@ -1,5 +1,7 @@
 #include "dnn_gating/train/plot.h"
 
+#include "dnn_gating/train/atomic_file.h"
+
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -303,40 +305,7 @@ std::string training_plot_svg(const std::vector<EpochRecord>& epochs, const std:
 
 void write_training_plot(const std::vector<EpochRecord>& epochs, const std::string& svg_path,
                          const std::string& title) {
-  const std::string svg = training_plot_svg(epochs, title);
-  const fs::path target(svg_path);
-  if (target.has_parent_path()) {
-    std::error_code error;
-    fs::create_directories(target.parent_path(), error);
-    if (error) {
-      throw std::runtime_error(svg_path + ": cannot create the directory " + target.parent_path().string() +
-                               " (" + error.message() + ")");
-    }
-  }
-  const fs::path temporary = svg_path + ".partial";
-  {
-    errno = 0;
-    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-    if (!out.is_open()) {
-      const std::string reason = errno != 0 ? std::string(" (") + std::strerror(errno) + ")" : "";
-      throw std::runtime_error(svg_path + ": cannot write the plot" + reason);
-    }
-    out << svg;
-    out.flush();
-    if (!out.good()) {
-      out.close();
-      std::error_code ignored;
-      fs::remove(temporary, ignored);
-      throw std::runtime_error(svg_path + ": writing the plot failed (disk full?)");
-    }
-  }
-  std::error_code error;
-  fs::rename(temporary, target, error);
-  if (error) {
-    std::error_code ignored;
-    fs::remove(temporary, ignored);
-    throw std::runtime_error(svg_path + ": cannot replace the plot (" + error.message() + ")");
-  }
+  write_file_atomically(svg_path, training_plot_svg(epochs, title), "plot");
 }
 
 }  // namespace dnn_gating::train

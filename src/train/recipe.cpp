@@ -15,7 +15,7 @@ std::vector<int64_t> Recipe::milestones(int64_t run_epochs) const {
 Recipe pg_recipe(double sigma, double gtarget) {
   Recipe recipe;
   recipe.sgd = SgdSettings{0.1, 0.9, 1e-4, /*exempt_thresholds_and_1d=*/false};
-  recipe.gating_loss = GatingLoss{GatingLossForm::kNorm, sigma, gtarget};
+  recipe.gating_loss = layers::GatingLoss{layers::GatingLossForm::kNorm, sigma, gtarget};
   recipe.epochs = 200;
   recipe.milestone_fractions = {0.5, 0.75};
   return recipe;
@@ -24,7 +24,7 @@ Recipe pg_recipe(double sigma, double gtarget) {
 Recipe cg_recipe(double lr, double weight_decay, double gtarget) {
   Recipe recipe;
   recipe.sgd = SgdSettings{lr, 0.9, weight_decay, /*exempt_thresholds_and_1d=*/true};
-  recipe.gating_loss = GatingLoss{GatingLossForm::kSquaredSum, 1e-4, gtarget};
+  recipe.gating_loss = layers::GatingLoss{layers::GatingLossForm::kSquaredSum, 1e-4, gtarget};
   recipe.epochs = 250;
   recipe.milestone_fractions = {0.6, 0.8};
   return recipe;

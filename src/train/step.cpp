@@ -3,7 +3,7 @@
 namespace dnn_gating::train {
 
 StepResult train_step(const Classifier& model, torch::optim::Optimizer& optimizer,
-                      const GatingLoss& gating_loss, const torch::Tensor& images,
+                      const layers::GatingLoss& gating_loss, const torch::Tensor& images,
                       const torch::Tensor& labels) {
   model.module->train();
   optimizer.zero_grad();
@@ -61,9 +61,10 @@ Evaluation evaluate(const Classifier& model, const data::BatchLoader& loader,
     result.correct += result.class_correct[t];
   }
   for (const auto& [name, layer] : layers::gated_layers(*model.module)) {
-    result.layers.push_back(
-        {name, layer->total_counts(), layer->dense_macs_per_image(), layer->gate_cost()});
+    result.layers.push_back({name, layer->gate_kind(), layer->total_counts(),
+                             layer->dense_macs_per_image(), layer->gate_cost()});
   }
+  result.dense_macs = layers::total_dense_macs(*model.module);
   return result;
 }
 

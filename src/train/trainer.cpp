@@ -3,6 +3,7 @@
 #include "dnn_gating/data/image_set.h"
 #include "dnn_gating/data/loader.h"
 #include "dnn_gating/train/checkpoint.h"
+#include "dnn_gating/train/log.h"
 #include "dnn_gating/train/metrics.h"
 #include "dnn_gating/train/model_meta.h"
 #include "dnn_gating/train/plot.h"
@@ -30,9 +31,8 @@ data::ImageSet load_split(const JobConfig& config, data::Split split, int64_t li
   const std::string dir = config.data_dir.empty() ? default_data_dir(config.dataset) : config.data_dir;
   data::ImageSet set = data::read_dataset(config.dataset, dir, split);
   if (limit > 0 && limit < set.size()) {
-    spdlog::info("Using the first {} of {} {} images (--{}-limit)", limit, set.size(),
-                 split == data::Split::kTrain ? "training" : "test",
-                 split == data::Split::kTrain ? "train" : "test");
+    spdlog::info("Using the first {} of {} {} images", limit, set.size(),
+                 split == data::Split::kTrain ? "training" : "test");
     set = set.first(limit);
   }
   return set;
@@ -73,8 +73,8 @@ JobConfig adopt_checkpoint(const JobConfig& config, const std::string& meta_text
   }
   const std::string saved_dataset = meta.value("dataset", config.dataset);
   if (config.explicit_settings.count("dataset") && saved_dataset != config.dataset) {
-    conflicts += (conflicts.empty() ? "" : ", ") + std::string("--dataset (checkpoint ") +
-                 saved_dataset + ")";
+    conflicts += (conflicts.empty() ? "" : ", ") + config.explicit_settings.at("dataset") +
+                 " (checkpoint " + saved_dataset + ")";
   }
   TORCH_CHECK(conflicts.empty(), config.load_path, ": flags contradict the checkpoint: ", conflicts);
   out.model = saved;
@@ -82,8 +82,12 @@ JobConfig adopt_checkpoint(const JobConfig& config, const std::string& meta_text
   return out;
 }
 
-void log_lines(const std::vector<std::string>& lines) {
-  for (const auto& line : lines) spdlog::info("{}", line);
+void log_lines(spdlog::logger& log, const std::vector<std::string>& lines) {
+  for (const auto& line : lines) log.info("{}", line);
+}
+
+std::string model_name(const models::ResNetOptions& o) {
+  return models::model_name(o.conv(), o.layout());
 }
 
 std::vector<std::pair<std::string, double>> on_fractions(const Evaluation& evaluation) {
@@ -117,21 +121,20 @@ class Job {
     if (!config_.load_path.empty()) {
       load_state(*model_, checkpoint, config_.load_path);
       spdlog::info("Loaded checkpoint {} ({}-layer {} ResNet)", config_.load_path,
-                   config_.model.depth(), models::to_string(config_.model.kind()));
+                   config_.model.depth(), model_name(config_.model));
     }
     model_->to(config_.device);
     classifier_ = Classifier{model_.ptr(), [model = model_](const torch::Tensor& x) mutable {
                                return model->forward(x);
                              }};
     test_loader_.emplace(test_set_, data::LoaderOptions(config_.batch_size));
-    dense_macs_ = model_->dense_macs_per_image(32, 32);
     metrics_.emplace(config_.metrics_path, config_.metrics_csv_path);
 
     // Training ends with an evaluation of the final model; reuse it.
     const Evaluation evaluation = config_.test_only ? evaluate_split() : train();
-    const CostFigures costs = cost_figures(evaluation, dense_macs_);
-    log_lines(accuracy_lines(evaluation, test_set_.class_names));
-    log_lines(gate_report_lines(evaluation, costs));
+    const CostFigures costs = cost_figures(evaluation);
+    log_lines(report_log(), accuracy_lines(evaluation, test_set_.class_names));
+    log_lines(report_log(), gate_report_lines(evaluation, costs));
     JobResult result;
     result.test_accuracy = evaluation.accuracy();
     result.sparsity = evaluation.sparsity();
@@ -143,7 +146,7 @@ class Job {
     }
     write_final_record(evaluation, costs, result.checkpoint_path);
     if (!config_.plot_path.empty() && !history_.empty()) {
-      write_training_plot(history_, config_.plot_path, config_.program + ": " + models::to_string(config_.model.kind()) +
+      write_training_plot(history_, config_.plot_path, config_.program + ": " + model_name(config_.model) +
                                                             " ResNet-" + std::to_string(config_.model.depth()));
       spdlog::info("Wrote training curves to {}", config_.plot_path);
     }
@@ -162,9 +165,8 @@ class Job {
         train_set, data::LoaderOptions(config_.batch_size).augment(true).shuffle(true).seed(config_.seed));
     auto optimizer = make_sgd(*model_, config_.sgd);
     Progress progress(config_.progress, config_.log_every);
-    const bool verbose = progress.style() != ProgressStyle::kQuiet;
     spdlog::info("Training {} ({}-layer {}) on {} ({} images) for {} epochs, {} batches of {}",
-                 config_.program, config_.model.depth(), models::to_string(config_.model.kind()),
+                 config_.program, config_.model.depth(), model_name(config_.model),
                  train_set.name, train_set.size(), config_.epochs, loader.num_batches(), config_.batch_size);
     std::optional<Evaluation> latest;
     for (int64_t epoch = 0; epoch < config_.epochs; ++epoch) {
@@ -172,7 +174,7 @@ class Job {
       record.epoch = epoch + 1;
       record.lr = scheduled_lr(config_.sgd.lr, config_.milestones, epoch);
       set_lr(*optimizer, record.lr);
-      if (verbose) spdlog::info("Epoch {}/{}: learning rate {:g}", epoch + 1, config_.epochs, record.lr);
+      spdlog::info("Epoch {}/{}: learning rate {:g}", epoch + 1, config_.epochs, record.lr);
       loader.start_epoch(epoch);
       progress.start_epoch(epoch, config_.epochs, loader.num_batches());
       const auto start = Clock::now();
@@ -195,23 +197,21 @@ class Job {
       record.images_per_second = train_set.size() / record.seconds;
       record.train_loss = loss_sum / loader.num_batches();
       record.train_accuracy = 100.0 * correct / train_set.size();
-      if (verbose) {
-        spdlog::info("Epoch {} took {:.1f} s ({:.0f} images/s), train loss {:.3f}, train acc {:.1f} %",
-                     epoch + 1, record.seconds, record.images_per_second, record.train_loss,
-                     record.train_accuracy);
-      }
+      spdlog::info("Epoch {} took {:.1f} s ({:.0f} images/s), train loss {:.3f}, train acc {:.1f} %",
+                   epoch + 1, record.seconds, record.images_per_second, record.train_loss,
+                   record.train_accuracy);
       const bool last = epoch + 1 == config_.epochs;
       if ((epoch + 1) % config_.eval_every == 0 || last) {
         latest = evaluate_split();
-        const CostFigures costs = cost_figures(*latest, dense_macs_);
+        const CostFigures costs = cost_figures(*latest);
         record.test_accuracy = latest->accuracy();
         record.sparsity = latest->sparsity();
         record.layer_on_fraction = on_fractions(*latest);
         set_cost_figures(record, costs);
-        if (!last && verbose) {
+        if (!last) {
           spdlog::info("Epoch {}: test accuracy {:.1f} %, sparsity {:.1f} %", epoch + 1,
                        *record.test_accuracy, *record.sparsity);
-          log_lines(gate_report_lines(*latest, costs));
+          log_lines(*spdlog::default_logger(), gate_report_lines(*latest, costs));
         }
       }
       metrics_->write_epoch(record);
@@ -242,7 +242,6 @@ class Job {
   models::ResNet model_{nullptr};
   Classifier classifier_;
   std::optional<data::BatchLoader> test_loader_;
-  int64_t dense_macs_ = 0;
   std::optional<MetricsWriter> metrics_;
   std::vector<EpochRecord> history_;
 };

@@ -7,7 +7,8 @@
 
 namespace dg = dnn_gating;
 using dg::cli::Trainer;
-using dg::models::BlockKind;
+using dg::models::BlockLayout;
+using dg::models::ConvKind;
 
 namespace {
 
@@ -33,7 +34,8 @@ TEST(PgCommandLine, OriginalScriptVerbatim) {
   const auto inv = parse(Trainer::kPrecisionGating,
                          {"-pg", "-w", "8", "-a", "3", "-pb", "2", "-gtar", "1", "-spbp", "-pact", "-gpu", "0"});
   const auto& m = inv.job.model;
-  EXPECT_EQ(m.kind(), BlockKind::kPrecisionGated);
+  EXPECT_EQ(m.conv(), ConvKind::kPrecisionGated);
+  EXPECT_EQ(m.layout(), BlockLayout::kStandard);
   EXPECT_EQ(m.wbits(), 8);
   EXPECT_EQ(m.abits(), 3);
   EXPECT_EQ(m.pred_bits(), 2);
@@ -41,7 +43,7 @@ TEST(PgCommandLine, OriginalScriptVerbatim) {
   EXPECT_TRUE(m.pact());
   EXPECT_DOUBLE_EQ(inv.job.gating_loss.target, 1.0);
   EXPECT_DOUBLE_EQ(inv.job.gating_loss.weight, 0.001);
-  EXPECT_EQ(inv.job.gating_loss.form, dg::train::GatingLossForm::kNorm);
+  EXPECT_EQ(inv.job.gating_loss.form, dg::layers::GatingLossForm::kNorm);
   EXPECT_EQ(inv.gpus, "0");
   EXPECT_EQ(inv.job.epochs, 200);
   EXPECT_EQ(inv.job.milestones, (std::vector<int64_t>{100, 150}));
@@ -51,13 +53,14 @@ TEST(PgCommandLine, OriginalScriptVerbatim) {
   EXPECT_EQ(inv.job.data_dir, "");  // the dataset's default
   EXPECT_EQ(dg::train::default_data_dir("cifar10"), "data/cifar-10-batches-bin");
   EXPECT_EQ(inv.job.explicit_settings.at("wbits"), "-w/--wbits");
-  EXPECT_EQ(inv.job.explicit_settings.at("kind"), "-pg/--ispg");
+  EXPECT_EQ(inv.job.explicit_settings.at("conv"), "-pg/--ispg");
   EXPECT_EQ(inv.job.explicit_settings.count("depth"), 0u);
 }
 
 TEST(PgCommandLine, LongSpellingsAndDefaults) {
   const auto defaults = parse(Trainer::kPrecisionGating, {});
-  EXPECT_EQ(defaults.job.model.kind(), BlockKind::kQuantized);
+  EXPECT_EQ(defaults.job.model.conv(), ConvKind::kQuantized);
+  EXPECT_EQ(defaults.job.model.layout(), BlockLayout::kStandard);
   EXPECT_EQ(defaults.job.model.wbits(), 0);
   EXPECT_EQ(defaults.job.model.abits(), 0);
   EXPECT_EQ(defaults.job.model.pred_bits(), 4);
@@ -71,7 +74,8 @@ TEST(PgCommandLine, LongSpellingsAndDefaults) {
                          {"--ispg", "--wbits", "4", "--abits", "4", "--pbits", "3", "--gtarget", "0.5",
                           "--sigma", "0.01", "--sparse_bp", "--ispact", "--save", "--test", "--path",
                           ckpt, "--which_gpus", "1"});
-  EXPECT_EQ(inv.job.model.kind(), BlockKind::kPrecisionGated);
+  EXPECT_EQ(inv.job.model.conv(), ConvKind::kPrecisionGated);
+  EXPECT_EQ(inv.job.model.layout(), BlockLayout::kStandard);
   EXPECT_EQ(inv.job.model.wbits(), 4);
   EXPECT_EQ(inv.job.model.pred_bits(), 3);
   EXPECT_DOUBLE_EQ(inv.job.gating_loss.weight, 0.01);
@@ -112,10 +116,11 @@ TEST(PgCommandLine, Additions) {
 }
 
 TEST(PgCommandLine, RejectsBadSettingsWithOneClearMessage) {
-  EXPECT_NE(parse_error(Trainer::kPrecisionGating, {"-pg", "-a", "0"}).find("-pg"), std::string::npos);
+  EXPECT_NE(parse_error(Trainer::kPrecisionGating, {"-pg", "-a", "0"}).find("-a/--abits"), std::string::npos);
   EXPECT_NE(parse_error(Trainer::kPrecisionGating, {"-pg", "-a", "3", "-pb", "3"}).find("-pb"),
             std::string::npos);
-  EXPECT_NE(parse_error(Trainer::kPrecisionGating, {"-w", "-2"}).find("negative"), std::string::npos);
+  EXPECT_NE(parse_error(Trainer::kPrecisionGating, {"-w", "-2"}).find("-w/--wbits must be between 0"),
+            std::string::npos);
   EXPECT_NE(parse_error(Trainer::kPrecisionGating, {"-t"}).find("-p FILE"), std::string::npos);
   EXPECT_NE(parse_error(Trainer::kPrecisionGating, {"-p", "/no/such/file.pt"}).find("/no/such/file.pt"),
             std::string::npos);
@@ -130,7 +135,8 @@ TEST(CgCommandLine, OriginalScriptsVerbatim) {
   const auto inv = parse(Trainer::kChannelGating, {"-gpu", "0", "-gi", "0.0", "-gt", "1.0", "-pt", "4",
                                                     "--alpha", "2.0", "-cg", "--sparse_bp", "--use_group"});
   const auto& m = inv.job.model;
-  EXPECT_EQ(m.kind(), BlockKind::kChannelGated);
+  EXPECT_EQ(m.conv(), ConvKind::kChannelGated);
+  EXPECT_EQ(m.layout(), BlockLayout::kStandard);
   EXPECT_EQ(m.partitions(), 4);
   EXPECT_DOUBLE_EQ(m.ginit(), 0.0);
   EXPECT_DOUBLE_EQ(m.cg_alpha(), 2.0);
@@ -138,7 +144,7 @@ TEST(CgCommandLine, OriginalScriptsVerbatim) {
   EXPECT_TRUE(m.sparse_bp());
   EXPECT_FALSE(m.shuffle());
   EXPECT_DOUBLE_EQ(inv.job.gating_loss.target, 1.0);
-  EXPECT_EQ(inv.job.gating_loss.form, dg::train::GatingLossForm::kSquaredSum);
+  EXPECT_EQ(inv.job.gating_loss.form, dg::layers::GatingLossForm::kSquaredSum);
   EXPECT_DOUBLE_EQ(inv.job.gating_loss.weight, 1e-4);
   EXPECT_TRUE(inv.job.sgd.exempt_thresholds_and_1d);
   EXPECT_EQ(inv.job.epochs, 250);
@@ -147,7 +153,8 @@ TEST(CgCommandLine, OriginalScriptsVerbatim) {
   const auto post = parse(Trainer::kChannelGating,
                           {"-gpu", "1", "-lr", "0.08", "-wd", "3e-4", "-gi", "0.0", "-gt", "0.6", "-pt", "2",
                            "-cg", "--use_postact", "--sparse_bp", "--use_group"});
-  EXPECT_EQ(post.job.model.kind(), BlockKind::kChannelGatedPostAct);
+  EXPECT_EQ(post.job.model.conv(), ConvKind::kChannelGated);
+  EXPECT_EQ(post.job.model.layout(), BlockLayout::kPostActivated);
   EXPECT_DOUBLE_EQ(post.job.sgd.lr, 0.08);
   EXPECT_DOUBLE_EQ(post.job.sgd.weight_decay, 3e-4);
   EXPECT_EQ(post.job.model.partitions(), 2);
@@ -165,7 +172,8 @@ TEST(CgCommandLine, EverySpelling) {
   EXPECT_DOUBLE_EQ(a.job.model.ginit(), -1.5);
   EXPECT_DOUBLE_EQ(a.job.model.cg_alpha(), 3.0);
   EXPECT_TRUE(a.job.model.use_group() && a.job.model.sparse_bp() && a.job.model.shuffle());
-  EXPECT_EQ(a.job.model.kind(), BlockKind::kChannelGatedPostAct);
+  EXPECT_EQ(a.job.model.conv(), ConvKind::kChannelGated);
+  EXPECT_EQ(a.job.model.layout(), BlockLayout::kPostActivated);
   EXPECT_DOUBLE_EQ(a.job.gating_loss.target, 0.3);
   EXPECT_TRUE(a.job.save);
   const auto b = parse(Trainer::kChannelGating,
@@ -174,12 +182,15 @@ TEST(CgCommandLine, EverySpelling) {
   EXPECT_DOUBLE_EQ(b.job.sgd.lr, 0.2);
   EXPECT_DOUBLE_EQ(b.job.sgd.weight_decay, 1e-3);
   EXPECT_EQ(b.job.model.partitions(), 8);
-  EXPECT_EQ(b.job.model.kind(), BlockKind::kChannelGated);
+  EXPECT_EQ(b.job.model.conv(), ConvKind::kChannelGated);
+  EXPECT_EQ(b.job.model.layout(), BlockLayout::kStandard);
   EXPECT_DOUBLE_EQ(b.job.gating_loss.target, 0.7);
   EXPECT_EQ(b.gpus, "2");
   // Without -cg: the float baselines of the same architectures.
-  EXPECT_EQ(parse(Trainer::kChannelGating, {}).job.model.kind(), BlockKind::kQuantized);
-  EXPECT_EQ(parse(Trainer::kChannelGating, {"-postact"}).job.model.kind(), BlockKind::kPostActivated);
+  EXPECT_EQ(parse(Trainer::kChannelGating, {}).job.model.conv(), ConvKind::kFloat);
+  EXPECT_EQ(parse(Trainer::kChannelGating, {}).job.model.layout(), BlockLayout::kStandard);
+  EXPECT_EQ(parse(Trainer::kChannelGating, {"-postact"}).job.model.conv(), ConvKind::kFloat);
+  EXPECT_EQ(parse(Trainer::kChannelGating, {"-postact"}).job.model.layout(), BlockLayout::kPostActivated);
   EXPECT_NE(parse_error(Trainer::kChannelGating, {"-cg", "-pt", "3"}).find("-pt"), std::string::npos);
   EXPECT_NE(parse_error(Trainer::kChannelGating, {"-cg", "-pt", "0"}).find("-pt"), std::string::npos);
 }

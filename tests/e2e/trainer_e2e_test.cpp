@@ -101,6 +101,18 @@ TEST_F(TrainerEndToEnd, PgScriptParsesAndRuns) {
   EXPECT_NE(run.output.find("Accuracy of the network on the 32 test images: "), std::string::npos);
 }
 
+// --quiet prints the final report and nothing of the training on the way.
+TEST_F(TrainerEndToEnd, QuietPrintsOnlyTheFinalReport) {
+  const auto run = dgt::run_command(std::string(DG_PG_BINARY) + " -pg -w 8 -a 3 -pb 2 --epochs 1 --quiet" +
+                                    data_flags() + "--train-limit 64 --test-limit 32");
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_EQ(run.output.find("Accuracy of the network on the 32 test images: "), 0u) << run.output;
+  EXPECT_NE(run.output.find("PG average activation bits: "), std::string::npos) << run.output;
+  for (const char* chatter : {"Training ", "Epoch 1", "Using the first", "[1,", "learning rate"}) {
+    EXPECT_EQ(run.output.find(chatter), std::string::npos) << chatter << " in\n" << run.output;
+  }
+}
+
 TEST_F(TrainerEndToEnd, BadInputGivesOneLineAndNonZeroExit) {
   auto expect_error = [](const dgt::RunResult& r, const std::string& needle) {
     EXPECT_NE(r.exit_code, 0) << r.output;

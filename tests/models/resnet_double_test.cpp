@@ -10,7 +10,8 @@
 #include <cmath>
 
 namespace dg = dnn_gating;
-using dg::models::BlockKind;
+using dg::models::BlockLayout;
+using dg::models::ConvKind;
 using dg::models::ResNetOptions;
 
 namespace {
@@ -22,25 +23,22 @@ struct KindCase {
 
 std::vector<KindCase> kinds() {
   return {
-      {"float", ResNetOptions(BlockKind::kQuantized)},
-      {"quantized_pact", ResNetOptions(BlockKind::kQuantized).wbits(8).abits(3).pact(true)},
-      {"pg", ResNetOptions(BlockKind::kPrecisionGated).wbits(8).abits(3).pred_bits(2).pact(true).sparse_bp(true)},
-      {"cg", ResNetOptions(BlockKind::kChannelGated).partitions(4).use_group(true).sparse_bp(true)},
-      {"postact", ResNetOptions(BlockKind::kPostActivated)},
-      {"cg_postact", ResNetOptions(BlockKind::kChannelGatedPostAct).partitions(2).use_group(true)},
+      {"float", ResNetOptions(ConvKind::kFloat)},
+      {"quantized_pact", ResNetOptions(ConvKind::kQuantized).wbits(8).abits(3).pact(true)},
+      {"pg", ResNetOptions(ConvKind::kPrecisionGated).wbits(8).abits(3).pred_bits(2).pact(true).sparse_bp(true)},
+      {"cg", ResNetOptions(ConvKind::kChannelGated).partitions(4).use_group(true).sparse_bp(true)},
+      {"postact", ResNetOptions(ConvKind::kFloat, BlockLayout::kPostActivated)},
+      {"cg_postact", ResNetOptions(ConvKind::kChannelGated, BlockLayout::kPostActivated).partitions(2).use_group(true)},
   };
 }
 
-bool is_channel_gated(BlockKind kind) {
-  return kind == BlockKind::kChannelGated || kind == BlockKind::kChannelGatedPostAct;
-}
 
 // Cross-entropy losses of `steps` SGD steps from the weights of seed 3, in `dtype`.
 std::vector<double> train_losses(const ResNetOptions& options, torch::ScalarType dtype, int steps) {
   torch::manual_seed(3);
   dg::models::ResNet model(options);
   model->to(dtype);
-  const auto recipe = is_channel_gated(options.kind()) ? dg::train::cg_recipe(0.1, 1e-4, 0.5)
+  const auto recipe = options.conv() == ConvKind::kChannelGated ? dg::train::cg_recipe(0.1, 1e-4, 0.5)
                                                        : dg::train::pg_recipe(1e-3, 0.5);
   auto sgd = recipe.sgd;
   sgd.lr = 0.002;  // small enough for the post-activated model on one random batch
@@ -65,7 +63,7 @@ std::vector<double> train_losses(const ResNetOptions& options, torch::ScalarType
     model->eval();
     EXPECT_EQ(model->forward(x).scalar_type(), dtype) << "eval logits";
   }
-  if (options.kind() != BlockKind::kQuantized && options.kind() != BlockKind::kPostActivated) {
+  if (options.conv() == ConvKind::kPrecisionGated || options.conv() == ConvKind::kChannelGated) {
     EXPECT_GT(dg::layers::total_counts(*model).num_out, 0);
   }
   return losses;

@@ -1,9 +1,10 @@
 // Whole-model golden vectors: the original's ResNet-20 variants, their eval
 // and training logits, losses, and the state after one SGD step taken with
 // this project's own optimiser and gating-loss code, all in float64.
+#include "dnn_gating/layers/dense_macs.h"
 #include "dnn_gating/layers/gated_layer.h"
 #include "dnn_gating/models/resnet.h"
-#include "dnn_gating/train/gating_loss.h"
+#include "dnn_gating/layers/gating_loss.h"
 #include "dnn_gating/train/optimizer.h"
 #include "dnn_gating/train/step.h"
 #include "golden_models.h"
@@ -14,6 +15,8 @@
 namespace dg = dnn_gating;
 using dnn_gating::testing::all_close;
 using nlohmann::json;
+using dg::models::BlockLayout;
+using dg::models::ConvKind;
 
 namespace {
 
@@ -75,7 +78,7 @@ TEST_P(ResNetGolden, LogitsLossesAndOneSgdStep) {
   }
 
   const dg::train::Recipe recipe = dg::testing::golden_recipe(config);
-  const dg::train::GatingLoss& loss = recipe.gating_loss;
+  const dg::layers::GatingLoss& loss = recipe.gating_loss;
   auto optimizer = dg::train::make_sgd(*model, recipe.sgd);
   const dg::train::Classifier classifier{model.ptr(),
                                          [&](const torch::Tensor& in) { return model->forward(in); }};
@@ -105,58 +108,73 @@ INSTANTIATE_TEST_SUITE_P(
     case_name);
 
 TEST(ResNet, GatedLayerCountsAndNames) {
-  dg::models::ResNet pg(dg::models::ResNetOptions(dg::models::BlockKind::kPrecisionGated).wbits(8).abits(3).pred_bits(2));
+  dg::models::ResNet pg(dg::models::ResNetOptions(dg::models::ConvKind::kPrecisionGated).wbits(8).abits(3).pred_bits(2));
   auto layers = dg::layers::gated_layers(*pg);
   ASSERT_EQ(layers.size(), 9u);
   EXPECT_EQ(layers[3].first, "layer2.0.conv1");
-  dg::models::ResNet postact(dg::models::ResNetOptions(dg::models::BlockKind::kChannelGatedPostAct).partitions(2));
+  dg::models::ResNet postact(dg::models::ResNetOptions(dg::models::ConvKind::kChannelGated, dg::models::BlockLayout::kPostActivated).partitions(2));
   EXPECT_EQ(dg::layers::gated_layers(*postact).size(), 18u);
-  dg::models::ResNet deep(dg::models::ResNetOptions(dg::models::BlockKind::kChannelGated).depth(56));
+  dg::models::ResNet deep(dg::models::ResNetOptions(dg::models::ConvKind::kChannelGated).depth(56));
   EXPECT_EQ(dg::layers::gated_layers(*deep).size(), 27u);
 }
 
 TEST(ResNet, DenseMacsOfResNet20) {
   // Stem 3*16*9*1024 + stage1 6 convs of 16*16*9*1024 + stage2 (16*32 + 5*32*32)*9*256
-  // + stage3 (32*64 + 5*64*64)*9*64 + linear 640.
+  // + stage3 (32*64 + 5*64*64)*9*64 + linear 640, as the layers count them in
+  // a forward pass of one 32x32 image.
   dg::models::ResNet model{dg::models::ResNetOptions()};
+  EXPECT_EQ(dg::layers::total_dense_macs(*model), 0) << "nothing counted before a forward pass";
+  torch::NoGradGuard no_grad;
+  model->eval();
+  model->forward(torch::zeros({2, 3, 32, 32}));
   const int64_t expected = 3 * 16 * 9 * 1024 + 6 * 16 * 16 * 9 * 1024 +
                            (16 * 32 + 5 * 32 * 32) * 9 * 256 + (32 * 64 + 5 * 64 * 64) * 9 * 64 + 640;
-  EXPECT_EQ(model->dense_macs_per_image(32, 32), expected);
+  EXPECT_EQ(dg::layers::total_dense_macs(*model), expected);
+  // The image size comes from the input: 28x28 images (odd sizes on the way down).
+  model->forward(torch::zeros({1, 3, 28, 28}));
+  const int64_t expected_28 = 3 * 16 * 9 * 784 + 6 * 16 * 16 * 9 * 784 +
+                              (16 * 32 + 5 * 32 * 32) * 9 * 196 + (32 * 64 + 5 * 64 * 64) * 9 * 49 + 640;
+  EXPECT_EQ(dg::layers::total_dense_macs(*model), expected_28);
 }
 
 TEST(ResNet, RejectsInvalidConfigurations) {
-  using dg::models::BlockKind;
+  // Messages name the setting (the options field); the trainers map it to their flags.
   auto message = [](const dg::models::ResNetOptions& o) -> std::string {
     try {
       dg::models::validate(o);
-    } catch (const c10::Error& e) {
-      return e.what_without_backtrace();
+    } catch (const dg::SettingError& e) {
+      return e.setting() + ": " + e.what();
     }
     return "no error";
   };
-  EXPECT_NE(message(dg::models::ResNetOptions().depth(21)).find("depth must be 6n+2"), std::string::npos);
-  EXPECT_NE(message(dg::models::ResNetOptions(BlockKind::kPrecisionGated).abits(0)).find("-pg"),
+  EXPECT_NE(message(dg::models::ResNetOptions().depth(21)).find("depth: depth must be 6n+2"),
             std::string::npos);
-  EXPECT_NE(message(dg::models::ResNetOptions(BlockKind::kPrecisionGated).abits(3).pred_bits(3))
-                .find("prediction bits (-pb)"),
+  EXPECT_NE(message(dg::models::ResNetOptions(ConvKind::kPrecisionGated).abits(0))
+                .find("abits: precision gating needs quantized activations"),
             std::string::npos);
-  EXPECT_NE(message(dg::models::ResNetOptions(BlockKind::kChannelGated).partitions(3)).find("-pt"),
+  EXPECT_NE(message(dg::models::ResNetOptions(ConvKind::kPrecisionGated).abits(3).pred_bits(3))
+                .find("pred_bits: pred_bits must be at least 1 and below abits"),
             std::string::npos);
-  EXPECT_NE(message(dg::models::ResNetOptions().wbits(-1)).find("weight bits (-w)"), std::string::npos);
+  EXPECT_NE(message(dg::models::ResNetOptions(ConvKind::kChannelGated).partitions(3))
+                .find("partitions: partitions must divide"),
+            std::string::npos);
+  EXPECT_NE(message(dg::models::ResNetOptions(ConvKind::kQuantized).wbits(-1))
+                .find("wbits: wbits must be between 0 (full precision) and 16, got -1"),
+            std::string::npos);
 }
 
 // The post-activated model must train (the original's in-place add cannot
 // back-propagate): a few steps on a fixed batch lower the loss.
 TEST(ResNet, PostActivatedModelTrains) {
   torch::manual_seed(0);
-  dg::models::ResNet model(dg::models::ResNetOptions(dg::models::BlockKind::kChannelGatedPostAct)
+  dg::models::ResNet model(dg::models::ResNetOptions(dg::models::ConvKind::kChannelGated, dg::models::BlockLayout::kPostActivated)
                                .partitions(2).use_group(true).sparse_bp(true));
   auto optimizer = dg::train::make_sgd(*model, {0.01, 0.9, 3e-4, true});
   const dg::train::Classifier classifier{model.ptr(),
                                          [&](const torch::Tensor& in) { return model->forward(in); }};
   const torch::Tensor x = torch::randn({16, 3, 32, 32});
   const torch::Tensor y = torch::arange(16) % 10;
-  const dg::train::GatingLoss loss{dg::train::GatingLossForm::kSquaredSum, 1e-4, 0.6};
+  const dg::layers::GatingLoss loss{dg::layers::GatingLossForm::kSquaredSum, 1e-4, 0.6};
   std::vector<double> losses;
   for (int i = 0; i < 10; ++i) {
     const auto step = dg::train::train_step(classifier, *optimizer, loss, x, y);
@@ -173,10 +191,9 @@ TEST(ResNet, PostActivatedModelTrains) {
 // CG both ways; over several steps its reference base path, which sums in
 // another order, flips a gate now and then and the losses part by ~0.2 %.
 TEST(ResNet, FusedAndReferenceOpsTrainAlike) {
-  using dg::models::BlockKind;
-  const auto options = dg::models::ResNetOptions(BlockKind::kPrecisionGated)
+  const auto options = dg::models::ResNetOptions(ConvKind::kPrecisionGated)
                            .wbits(8).abits(3).pred_bits(2).sparse_bp(true).pact(true);
-  const dg::train::GatingLoss loss{dg::train::GatingLossForm::kNorm, 1e-3, 1.0};
+  const dg::layers::GatingLoss loss{dg::layers::GatingLossForm::kNorm, 1e-3, 1.0};
   std::vector<std::vector<double>> losses(2);
   std::vector<int64_t> open(2);
   for (int reference = 0; reference < 2; ++reference) {

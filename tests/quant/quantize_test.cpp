@@ -1,6 +1,7 @@
 #include "dnn_gating/quant/gate.h"
 #include "dnn_gating/quant/pact.h"
 #include "dnn_gating/quant/quantize.h"
+#include "dnn_gating/setting_error.h"
 #include "test_support.h"
 
 namespace dg = dnn_gating;
@@ -136,7 +137,8 @@ TEST(Pact, FusedPassesMatchClampAndItsGradient) {
 
 TEST(Quantize, RejectsBadBitWidths) {
   torch::Tensor x = torch::randn({4});
-  EXPECT_THROW(dg::quant::quantize(x, -1), c10::Error);
+  EXPECT_THROW(dg::quant::quantize(x, -1), dg::SettingError);
+  EXPECT_THROW(dg::quant::quantize(x, dg::quant::kMaxBits + 1), dg::SettingError);
   EXPECT_THROW(dg::quant::truncate(x, 3, 3), c10::Error);
   EXPECT_THROW(dg::quant::truncate(x, 3, 0), c10::Error);
   try {

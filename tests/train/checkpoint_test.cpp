@@ -7,13 +7,14 @@
 
 namespace dg = dnn_gating;
 namespace fs = std::filesystem;
-using dg::models::BlockKind;
+using dg::models::BlockLayout;
+using dg::models::ConvKind;
 using dg::models::ResNetOptions;
 
 TEST(Checkpoint, RoundTripKeepsEveryTensorAndTheDescription) {
   dg::testing::TempDir tmp;
   torch::manual_seed(1);
-  dg::models::ResNet a(ResNetOptions(BlockKind::kChannelGated).partitions(4).use_group(true));
+  dg::models::ResNet a(ResNetOptions(ConvKind::kChannelGated).partitions(4).use_group(true));
   const std::string path = (tmp.path() / "sub" / "m.pt").string();
   dg::train::save_checkpoint(path, *a, "{\"x\": 1}");
   EXPECT_FALSE(fs::exists(path + ".partial"));
@@ -22,7 +23,7 @@ TEST(Checkpoint, RoundTripKeepsEveryTensorAndTheDescription) {
   EXPECT_TRUE(ckpt.state.count("layer1.0.conv1.mask"));
   EXPECT_TRUE(ckpt.state.count("layer1.0.conv1.bn.running_var"));
   torch::manual_seed(2);
-  dg::models::ResNet b(ResNetOptions(BlockKind::kChannelGated).partitions(4).use_group(true));
+  dg::models::ResNet b(ResNetOptions(ConvKind::kChannelGated).partitions(4).use_group(true));
   dg::train::load_state(*b, ckpt, path);
   auto pb = b->named_parameters();
   for (const auto& p : a->named_parameters()) EXPECT_TRUE(torch::equal(p.value(), pb[p.key()])) << p.key();
@@ -48,7 +49,7 @@ TEST(Checkpoint, MismatchedModelIsRefusedNamingFileAndKeys) {
   dg::models::ResNet plain{ResNetOptions()};
   const std::string path = (tmp.path() / "float.pt").string();
   dg::train::save_checkpoint(path, *plain, "");
-  dg::models::ResNet pg(ResNetOptions(BlockKind::kPrecisionGated).wbits(8).abits(3).pred_bits(2));
+  dg::models::ResNet pg(ResNetOptions(ConvKind::kPrecisionGated).wbits(8).abits(3).pred_bits(2));
   try {
     dg::train::load_state(*pg, dg::train::read_checkpoint(path), path);
     FAIL() << "expected an error";
@@ -69,13 +70,21 @@ TEST(Checkpoint, MismatchedModelIsRefusedNamingFileAndKeys) {
 }
 
 TEST(ModelMeta, JsonRoundTripAndDifferences) {
-  const auto options = ResNetOptions(BlockKind::kChannelGatedPostAct).depth(32).partitions(2).ginit(-0.5)
+  const auto options = ResNetOptions(ConvKind::kChannelGated, BlockLayout::kPostActivated).depth(32).partitions(2).ginit(-0.5)
                            .use_group(true).in_channels(1);
   const auto back = dg::train::model_from_json(dg::train::model_to_json(options));
   EXPECT_TRUE(dg::train::differing_fields(options, back).empty());
-  EXPECT_EQ(back.kind(), BlockKind::kChannelGatedPostAct);
+  EXPECT_EQ(back.conv(), ConvKind::kChannelGated);
+  EXPECT_EQ(back.layout(), BlockLayout::kPostActivated);
   EXPECT_EQ(back.depth(), 32);
   EXPECT_DOUBLE_EQ(back.ginit(), -0.5);
-  EXPECT_EQ(dg::train::differing_fields(options, ResNetOptions(BlockKind::kChannelGatedPostAct).depth(32)),
+  EXPECT_EQ(dg::train::differing_fields(options, ResNetOptions(ConvKind::kChannelGated, BlockLayout::kPostActivated).depth(32)),
             (std::vector<std::string>{"ginit", "in_channels", "partitions", "use_group"}));
+  // Checkpoints written before the convolution and the layout were two
+  // settings name the model by one "kind".
+  const auto legacy = dg::train::model_from_json(R"({"kind": "cg-postact", "partitions": 2})");
+  EXPECT_EQ(legacy.conv(), ConvKind::kChannelGated);
+  EXPECT_EQ(legacy.layout(), BlockLayout::kPostActivated);
+  EXPECT_EQ(dg::train::model_from_json(R"({"kind": "postact"})").conv(), ConvKind::kFloat);
+  EXPECT_EQ(dg::train::model_from_json(R"({"kind": "quantized"})").conv(), ConvKind::kQuantized);
 }

@@ -1,6 +1,8 @@
 #pragma once
 /// Command lines of the two trainers: the original flags with their original
-/// spellings and defaults, plus this project's additions.
+/// spellings and defaults, plus this project's additions, all from one table
+/// per trainer (parsing, the original spellings, help text, and which model
+/// setting each flag sets).
 
 #include "dnn_gating/train/trainer.h"
 
@@ -23,9 +25,24 @@ struct Invocation {
   int threads = 0;
   /// `-gpu` as given ("" when absent).
   std::string gpus;
-  /// Only warnings and errors.
+  /// Only warnings, errors and the final report.
   bool quiet = false;
 };
+
+/// One flag of a trainer as its users see it.
+struct FlagInfo {
+  /// Every spelling, the original's first: {"-pg", "--ispg"}, {"-w", "--wbits"}, {"--epochs"}.
+  std::vector<std::string> names;
+  /// Help text.
+  std::string help;
+  /// The setting it sets (a ResNetOptions field, or "dataset"); "" for the others.
+  std::string setting;
+  /// True for the flags of one trainer only (false for those both trainers share).
+  bool trainer_specific = false;
+};
+
+/// The flags of a trainer, from the table that parses them.
+std::vector<FlagInfo> flag_table(Trainer trainer);
 
 /// Thrown by parse_command_line for --help; what() is the help text.
 struct HelpRequested : std::runtime_error {
@@ -33,8 +50,9 @@ struct HelpRequested : std::runtime_error {
 };
 
 /// Parses `args` (program name first) as the trainer would. Throws
-/// HelpRequested for --help, CLI::ParseError for bad flags, and c10::Error
-/// for settings that parse but make no sense together.
+/// HelpRequested for --help, CLI::ParseError for bad flags, and
+/// std::invalid_argument (naming the flag) for settings that parse but make
+/// no sense together.
 Invocation parse_command_line(Trainer trainer, const std::vector<std::string>& args);
 
 /// The whole program: parse, configure logging, threads and device, run the

@@ -54,12 +54,12 @@ class CGConv2dImpl : public torch::nn::Cloneable<CGConv2dImpl>, public GatedLaye
   void pretty_print(std::ostream& stream) const override;
   torch::Tensor forward(const torch::Tensor& x);
   GateCost gate_cost() const override;
+  GateKind gate_kind() const override;
 
   CGConv2dOptions options;
   torch::Tensor weight;
   /// 1 where a weight belongs to the base path (saved, never trained).
   torch::Tensor mask;
-  torch::Tensor threshold;
   torch::nn::BatchNorm2d bn{nullptr};
 
  private:

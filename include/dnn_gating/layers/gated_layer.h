@@ -1,6 +1,8 @@
 #pragma once
 /// What every gated layer (PGConv2d, CGConv2d) reports about its gate.
 
+#include "dnn_gating/layers/dense_macs.h"
+
 #include <torch/torch.h>
 
 #include <cstdint>
@@ -27,6 +29,12 @@ struct GateCounts {
   }
 };
 
+/// What a layer's gate decides.
+enum class GateKind {
+  kPrecision,  ///< PG: whether an output adds its input's least significant bits
+  kChannel,    ///< CG: whether an output sums over all input channels
+};
+
 /// How a gated layer's cost depends on its gate: a `base_fraction` of the
 /// dense cost is always paid, the rest only where the gate is on. PG:
 /// pred_bits / abits of the bit-serial cost (full_bits = abits); CG: 1/p of
@@ -39,11 +47,17 @@ struct GateCost {
   double cost_fraction(double f) const { return base_fraction + (1.0 - base_fraction) * f; }
 };
 
-/// Mixin of a gated convolution: counters of the last forward pass and their
-/// sum since `reset_counts()`, and the layer's dense cost per image.
-class GatedLayer {
+/// Mixin of a gated convolution: its gate kind and learned threshold,
+/// counters of the last forward pass and their sum since `reset_counts()`,
+/// and (from CountsMacs) the layer's dense cost per image.
+class GatedLayer : public CountsMacs {
  public:
-  virtual ~GatedLayer() = default;
+  /// What the gate decides.
+  virtual GateKind gate_kind() const = 0;
+  /// The learned per-output-channel threshold [1, C_out, 1, 1] (the
+  /// parameter `threshold` of the state dict), which the gating loss pulls
+  /// towards its target and which takes no weight decay.
+  const torch::Tensor& threshold() const { return threshold_; }
 
   /// Counters of the last forward pass (SPEC: num_out, num_high / num_full).
   const GateCounts& last_counts() const { return last_; }
@@ -51,24 +65,22 @@ class GatedLayer {
   const GateCounts& total_counts() const { return total_; }
   /// Clears the running sums (the trainer does this before each evaluation).
   void reset_counts() { total_ = GateCounts{}; }
-  /// Dense multiply-accumulates per image of the last forward (0 before any).
-  int64_t dense_macs_per_image() const { return dense_macs_; }
   /// The layer's cost model.
   virtual GateCost gate_cost() const = 0;
 
  protected:
-  /// Records the gate `mask` [N, C_out, H, W] (1 = on) of one forward pass; the
-  /// dense cost per image is C_out * H * W * in_channels_per_group * kernel_elements.
-  void record_gate(const torch::Tensor& mask, int64_t in_channels_per_group,
-                   int64_t kernel_elements);
+  /// Records the gate `mask` [N, C_out, H, W] (1 = on) of one forward pass
+  /// of a convolution with `weight`.
+  void record_gate(const torch::Tensor& mask, const torch::Tensor& weight);
   /// The same from a count: `num_on` open gates among outputs of `shape`.
-  void record_gate(int64_t num_on, torch::IntArrayRef shape, int64_t in_channels_per_group,
-                   int64_t kernel_elements);
+  void record_gate(int64_t num_on, torch::IntArrayRef shape, const torch::Tensor& weight);
+
+  /// Set by the layer when it registers its `threshold` parameter.
+  torch::Tensor threshold_;
 
  private:
   GateCounts last_;
   GateCounts total_;
-  int64_t dense_macs_ = 0;
 };
 
 /// Every gated layer of a module tree with its state-dict prefix (e.g.

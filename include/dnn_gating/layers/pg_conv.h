@@ -52,10 +52,10 @@ class PGConv2dImpl : public torch::nn::Cloneable<PGConv2dImpl>, public GatedLaye
   void pretty_print(std::ostream& stream) const override;
   torch::Tensor forward(const torch::Tensor& x);
   GateCost gate_cost() const override;
+  GateKind gate_kind() const override;
 
   PGConv2dOptions options;
   torch::Tensor weight;
-  torch::Tensor threshold;
 };
 TORCH_MODULE(PGConv2d);
 

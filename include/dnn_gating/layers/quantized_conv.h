@@ -1,6 +1,8 @@
 #pragma once
 /// Convolution and linear layers with quantized weights and inputs.
 
+#include "dnn_gating/layers/dense_macs.h"
+
 #include <torch/torch.h>
 
 #include <cstdint>
@@ -30,7 +32,7 @@ struct QuantizedConv2dOptions {
 };
 
 /// A bias-free convolution on quantized weights and inputs (`weight` only).
-class QuantizedConv2dImpl : public torch::nn::Cloneable<QuantizedConv2dImpl> {
+class QuantizedConv2dImpl : public torch::nn::Cloneable<QuantizedConv2dImpl>, public CountsMacs {
  public:
   explicit QuantizedConv2dImpl(QuantizedConv2dOptions options);
   void reset() override;
@@ -61,7 +63,7 @@ struct QuantizedLinearOptions {
 };
 
 /// A linear layer on quantized weights and inputs (`weight`, `bias`).
-class QuantizedLinearImpl : public torch::nn::Cloneable<QuantizedLinearImpl> {
+class QuantizedLinearImpl : public torch::nn::Cloneable<QuantizedLinearImpl>, public CountsMacs {
  public:
   explicit QuantizedLinearImpl(QuantizedLinearOptions options);
   void reset() override;
@@ -76,8 +78,5 @@ TORCH_MODULE(QuantizedLinear);
 
 /// Q_wbits(weight) * r with r = sqrt(1 / fan_in) for binary weights, else 1.
 torch::Tensor quantize_weight(const torch::Tensor& weight, int64_t wbits);
-
-/// Checks a bit width (0 = full precision) and names the option in the error.
-void check_bit_width(const char* name, int64_t bits);
 
 }  // namespace dnn_gating::layers

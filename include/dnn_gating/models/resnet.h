@@ -2,34 +2,55 @@
 /// The CIFAR ResNet family (He et al., option-A shortcuts) with quantized,
 /// precision-gated or channel-gated convolutions, as in dnn-gating.
 
+#include "dnn_gating/layers/dense_macs.h"
 #include "dnn_gating/quant/pact.h"
+#include "dnn_gating/setting_error.h"
 
 #include <torch/torch.h>
 
 #include <cstdint>
 #include <string>
+#include <utility>
 
 namespace dnn_gating::models {
 
-/// Which convolutions the residual blocks use.
-enum class BlockKind {
-  kQuantized,         ///< QuantizedConv2d for both convs (float when wbits = abits = 0)
-  kPrecisionGated,    ///< PGConv2d then QuantizedConv2d
-  kChannelGated,      ///< CGConv2d then a plain conv
-  kPostActivated,     ///< post-activated block, plain convs (CG trainer without -cg)
-  kChannelGatedPostAct,  ///< post-activated block, CGConv2d for both convs
+/// The convolution of the residual blocks.
+enum class ConvKind {
+  kFloat,           ///< plain convolutions
+  kQuantized,       ///< QuantizedConv2d (wbits, abits; 0 bits = full precision)
+  kPrecisionGated,  ///< PGConv2d first, QuantizedConv2d second (standard layout)
+  kChannelGated,    ///< CGConv2d first, a plain conv second (standard layout)
 };
 
-/// Name of a block kind as used in checkpoints and reports ("quantized", "pg", "cg", ...).
-std::string to_string(BlockKind kind);
-/// Inverse of to_string; throws on an unknown name.
-BlockKind block_kind_from_string(const std::string& name);
+/// Where a block applies its activations.
+enum class BlockLayout {
+  kStandard,       ///< act(bn1(conv1)), bn2(conv2), add the shortcut, act
+  kPostActivated,  ///< relu(bn1(conv1)), relu(bn2(conv2)), add the shortcut; both convs of the kind
+};
+
+/// Short name of a model as used in logs and checkpoints: "float",
+/// "quantized", "pg", "cg", "postact" (float post-activated), "cg-postact", ...
+std::string model_name(ConvKind conv, BlockLayout layout);
+/// Inverse of model_name; throws on an unknown name.
+std::pair<ConvKind, BlockLayout> model_from_name(const std::string& name);
+
+/// Name of a convolution kind ("float", "quantized", "pg", "cg").
+std::string to_string(ConvKind conv);
+/// Name of a layout ("standard", "postact").
+std::string to_string(BlockLayout layout);
+/// Inverses of to_string; they throw on an unknown name.
+ConvKind conv_kind_from_string(const std::string& name);
+BlockLayout block_layout_from_string(const std::string& name);
 
 /// Options for `ResNet`: depth, input, and the settings of every block.
 struct ResNetOptions {
-  explicit ResNetOptions(BlockKind kind = BlockKind::kQuantized) : kind_(kind) {}
-  /// Block type.
-  TORCH_ARG(BlockKind, kind);
+  explicit ResNetOptions(ConvKind conv = ConvKind::kFloat,
+                         BlockLayout layout = BlockLayout::kStandard)
+      : conv_(conv), layout_(layout) {}
+  /// The blocks' convolution.
+  TORCH_ARG(ConvKind, conv);
+  /// The blocks' layout.
+  TORCH_ARG(BlockLayout, layout);
   /// 6n + 2 layers (20, 32, 44, 56, 110, ...).
   TORCH_ARG(int64_t, depth) = 20;
   /// Image channels (3 for CIFAR-10, 1 for Fashion-MNIST).
@@ -64,7 +85,8 @@ struct ResNetOptions {
   TORCH_ARG(bool, reference_ops) = false;
 };
 
-/// Checks a configuration and throws one clear message naming the bad setting.
+/// Checks a configuration; a bad one throws SettingError naming the setting
+/// (the ResNetOptions field) and what was expected.
 void validate(const ResNetOptions& options);
 
 /// One residual block (`conv1`, `bn1`, `conv2`, `bn2`, and `relu` when PACT).
@@ -86,17 +108,17 @@ class BasicBlockImpl : public torch::nn::Cloneable<BasicBlockImpl> {
 };
 TORCH_MODULE(BasicBlock);
 
-/// ResNet for 32x32 images: conv1 (plain 3x3) -> bn1 -> act -> layer1..3 ->
-/// global average pool -> linear. State-dict keys equal the original's.
-class ResNetImpl : public torch::nn::Cloneable<ResNetImpl> {
+/// ResNet for CIFAR-sized images: conv1 (plain 3x3) -> bn1 -> act ->
+/// layer1..3 -> global average pool -> linear. State-dict keys equal the
+/// original's. It counts the dense multiply-accumulates of its own stem and
+/// linear layer (the blocks' convolutions count theirs): see
+/// layers::total_dense_macs.
+class ResNetImpl : public torch::nn::Cloneable<ResNetImpl>, public layers::CountsMacs {
  public:
   explicit ResNetImpl(ResNetOptions options);
   void reset() override;
   void pretty_print(std::ostream& stream) const override;
   torch::Tensor forward(const torch::Tensor& x);
-  /// Dense multiply-accumulates of one forward pass on a height x width image
-  /// (every conv and the linear layer; BatchNorm and gates not counted).
-  int64_t dense_macs_per_image(int64_t height, int64_t width) const;
 
   ResNetOptions options;
 

@@ -10,8 +10,17 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <string>
 
 namespace dnn_gating::quant {
+
+/// The valid range of every bit width (0 = full precision).
+inline constexpr int64_t kMinBits = 0;
+inline constexpr int64_t kMaxBits = 16;
+
+/// Checks a bit width against [kMinBits, kMaxBits]; throws SettingError
+/// naming the setting `name` (e.g. "wbits").
+void check_bit_width(const std::string& name, int64_t bits);
 
 /// Q_bits(x): identity for 0 bits, binarisation to {-1, +1} for 1 bit,
 /// symmetric uniform quantization for 2 or more bits. Differentiable (STE).

@@ -8,7 +8,6 @@
 /// written as null and reads back as NaN.
 
 #include <cstdint>
-#include <fstream>
 #include <optional>
 #include <string>
 #include <utility>
@@ -60,8 +59,9 @@ inline constexpr char kMetricsCsvHeader[] =
 /// numbers in their shortest form that reads back exactly).
 ///
 /// Either path may be "" (that file is not written). Both files are created
-/// (with their parent directories) or truncated by the constructor, and every
-/// line is flushed as it is written so a crashed run keeps its history.
+/// (with their parent directories) or truncated by the constructor, and
+/// rewritten atomically after every record (write_file_atomically): a run
+/// that crashes later keeps its history, and no reader sees half a line.
 /// Errors (std::runtime_error) name the file.
 class MetricsWriter {
  public:
@@ -75,12 +75,12 @@ class MetricsWriter {
   void write_final(const FinalRecord& record);
 
  private:
-  void write_line(std::ofstream& out, const std::string& path, const std::string& line);
+  void flush() const;
 
   std::string jsonl_path_;
   std::string csv_path_;
-  std::ofstream jsonl_;
-  std::ofstream csv_;
+  std::string jsonl_;  ///< the JSON-lines file's contents so far
+  std::string csv_;    ///< the CSV file's contents so far
 };
 
 /// What a JSON-lines metrics file holds.

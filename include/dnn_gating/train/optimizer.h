@@ -14,8 +14,8 @@ struct SgdSettings {
   double lr = 0.1;
   double momentum = 0.9;
   double weight_decay = 1e-4;
-  /// CG trainer: no weight decay for thresholds and 1-D parameters (the PG
-  /// trainer decays every parameter).
+  /// CG trainer: no weight decay for the gated layers' thresholds and 1-D
+  /// parameters (the PG trainer decays every parameter).
   bool exempt_thresholds_and_1d = false;
 };
 

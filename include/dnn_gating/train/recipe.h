@@ -3,7 +3,7 @@
 /// learning-rate schedule of pg-cifar10.py and cg-cifar10.py, for the
 /// trainers, the benchmarks and anyone training a gated model of their own.
 
-#include "dnn_gating/train/gating_loss.h"
+#include "dnn_gating/layers/gating_loss.h"
 #include "dnn_gating/train/optimizer.h"
 
 #include <cstdint>
@@ -14,7 +14,7 @@ namespace dnn_gating::train {
 /// Everything a recipe fixes apart from the model.
 struct Recipe {
   SgdSettings sgd;
-  GatingLoss gating_loss;
+  layers::GatingLoss gating_loss;
   /// Epochs of a full run (PG 200, CG 250).
   int64_t epochs = 200;
   /// The learning rate drops 10x at these fractions of the epochs (PG 0.5 and

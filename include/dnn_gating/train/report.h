@@ -22,11 +22,17 @@ struct CostFigures {
   double cg_flop_reduction = 1;  ///< dense_macs / effective_macs
 };
 
-/// Cost figures of `evaluation` for a network of `dense_macs` per image.
-CostFigures cost_figures(const Evaluation& evaluation, int64_t dense_macs);
+/// Cost figures of `evaluation` (its layers' counts and the network's dense MACs).
+CostFigures cost_figures(const Evaluation& evaluation);
 
-/// The original's final lines, exactly: accuracy over N test images,
-/// sparsity of the update phase, then `Accuracy of <class> : x %` per class.
+/// The original's final lines that log parsers rely on, exactly: accuracy
+/// over N test images, sparsity of the update phase, then
+/// `Accuracy of <class> : x %` per class (from the confusion matrix, rows:
+/// true class). Accuracy and sparsity in percent.
+std::vector<std::string> accuracy_lines(int64_t images, double accuracy, double sparsity,
+                                        const std::vector<std::vector<int64_t>>& confusion,
+                                        const std::vector<std::string>& class_names);
+/// The same lines for an evaluation.
 std::vector<std::string> accuracy_lines(const Evaluation& evaluation,
                                         const std::vector<std::string>& class_names);
 

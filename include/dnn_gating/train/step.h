@@ -3,7 +3,7 @@
 
 #include "dnn_gating/data/loader.h"
 #include "dnn_gating/layers/gated_layer.h"
-#include "dnn_gating/train/gating_loss.h"
+#include "dnn_gating/layers/gating_loss.h"
 
 #include <torch/torch.h>
 
@@ -29,12 +29,13 @@ struct StepResult {
 
 /// Forward in training mode, cross entropy + gating loss, backward, optimiser step.
 StepResult train_step(const Classifier& model, torch::optim::Optimizer& optimizer,
-                      const GatingLoss& gating_loss, const torch::Tensor& images,
+                      const layers::GatingLoss& gating_loss, const torch::Tensor& images,
                       const torch::Tensor& labels);
 
 /// Gate counts of one layer over an evaluation.
 struct LayerGateStats {
   std::string name;             ///< state-dict prefix, e.g. "layer2.0.conv1"
+  layers::GateKind kind = layers::GateKind::kPrecision;
   layers::GateCounts counts;    ///< summed over every evaluated image
   int64_t dense_macs_per_image = 0;
   layers::GateCost cost;
@@ -47,6 +48,9 @@ struct Evaluation {
   std::vector<int64_t> class_correct;
   std::vector<int64_t> class_total;
   std::vector<LayerGateStats> layers;
+  /// Dense multiply-accumulates per image of the whole network, as its layers
+  /// counted them at the evaluated image size.
+  int64_t dense_macs = 0;
   /// The confusion matrix: rows are true classes, columns predictions.
   std::vector<std::vector<int64_t>> confusion;
 

@@ -2,7 +2,7 @@
 /// A whole training or evaluation job, as the two trainer programs run it.
 
 #include "dnn_gating/models/resnet.h"
-#include "dnn_gating/train/gating_loss.h"
+#include "dnn_gating/layers/gating_loss.h"
 #include "dnn_gating/train/optimizer.h"
 #include "dnn_gating/train/progress.h"
 
@@ -21,7 +21,7 @@ struct JobConfig {
   std::string program;
   models::ResNetOptions model;
   SgdSettings sgd;
-  GatingLoss gating_loss;
+  layers::GatingLoss gating_loss;
   int64_t epochs = 200;
   /// Epochs (0-based) at whose start the learning rate drops 10x.
   std::vector<int64_t> milestones;

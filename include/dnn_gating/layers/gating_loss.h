@@ -4,7 +4,7 @@
 
 #include <torch/torch.h>
 
-namespace dnn_gating::train {
+namespace dnn_gating::layers {
 
 /// The two forms used by the original trainers.
 enum class GatingLossForm {
@@ -18,7 +18,9 @@ struct GatingLoss {
   double weight = 0.001;
   double target = 0.0;
 
-  /// The loss over every parameter whose name contains `threshold` (0 if none).
+  /// The loss over the threshold of every gated layer in `model` (see
+  /// gated_layers; other parameters, whatever their names, are not gate
+  /// thresholds). A zero scalar when the model has no gated layer.
   torch::Tensor operator()(torch::nn::Module& model) const;
 };
 
@@ -27,4 +29,4 @@ torch::Tensor pg_gating_loss(torch::nn::Module& model, double sigma, double gtar
 /// CG gating loss of any module tree: weight * sum (threshold - gtarget)^2.
 torch::Tensor cg_gating_loss(torch::nn::Module& model, double gtarget, double weight = 1e-4);
 
-}  // namespace dnn_gating::train
+}  // namespace dnn_gating::layers

@@ -1,12 +1,13 @@
-#include "dnn_gating/train/gating_loss.h"
+#include "dnn_gating/layers/gating_loss.h"
 
-namespace dnn_gating::train {
+#include "dnn_gating/layers/gated_layer.h"
+
+namespace dnn_gating::layers {
 
 torch::Tensor GatingLoss::operator()(torch::nn::Module& model) const {
   torch::Tensor total;
-  for (const auto& param : model.named_parameters()) {
-    if (param.key().find("threshold") == std::string::npos) continue;
-    const torch::Tensor diff = param.value() - target;
+  for (const auto& [name, layer] : gated_layers(model)) {
+    const torch::Tensor diff = layer->threshold() - target;
     const torch::Tensor term =
         weight * (form == GatingLossForm::kNorm ? diff.norm() : diff.pow(2).sum());
     total = total.defined() ? total + term : term;
@@ -26,4 +27,4 @@ torch::Tensor cg_gating_loss(torch::nn::Module& model, double gtarget, double we
   return GatingLoss{GatingLossForm::kSquaredSum, weight, gtarget}(model);
 }
 
-}  // namespace dnn_gating::train
+}  // namespace dnn_gating::layers
