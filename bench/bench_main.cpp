@@ -3,12 +3,6 @@
 // the data pipeline, and the peak memory of a short training run. Every
 // model's figures are also reported as a ratio to the float model's,
 // measured in the same run.
-#include "dnn_gating/data/loader.h"
-#include "dnn_gating/models/resnet.h"
-#include "dnn_gating/train/recipe.h"
-#include "dnn_gating/train/runtime.h"
-#include "dnn_gating/train/step.h"
-
 #include <benchmark/benchmark.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -17,6 +11,12 @@
 #include <algorithm>
 #include <cstdio>
 #include <map>
+
+#include "dnn_gating/data/loader.h"
+#include "dnn_gating/models/resnet.h"
+#include "dnn_gating/train/recipe.h"
+#include "dnn_gating/train/runtime.h"
+#include "dnn_gating/train/step.h"
 
 namespace dg = dnn_gating;
 using dg::models::ResNetOptions;
@@ -40,7 +40,12 @@ const std::vector<ModelSpec>& specs() {
       {"quantized_w8a3_pact", ResNetOptions(ConvKind::kQuantized).wbits(8).abits(3).pact(true),
        dg::train::pg_recipe(0.001, 1.0)},
       {"pg_w8a3pb2_spbp_pact",
-       ResNetOptions(ConvKind::kPrecisionGated).wbits(8).abits(3).pred_bits(2).sparse_bp(true).pact(true),
+       ResNetOptions(ConvKind::kPrecisionGated)
+           .wbits(8)
+           .abits(3)
+           .pred_bits(2)
+           .sparse_bp(true)
+           .pact(true),
        dg::train::pg_recipe(0.001, 1.0)},
       {"cg_p4_group_spbp",
        ResNetOptions(ConvKind::kChannelGated).partitions(4).use_group(true).sparse_bp(true),
@@ -66,16 +71,16 @@ Fixture make_fixture(const ModelSpec& spec) {
   torch::manual_seed(0);
   dg::models::ResNet model(spec.options);
   auto sgd = dg::train::make_sgd(*model, spec.recipe.sgd);
-  dg::train::Classifier classifier{model.ptr(), [model](const torch::Tensor& in) mutable {
-                                     return model->forward(in);
-                                   }};
+  dg::train::Classifier classifier{
+      model.ptr(), [model](const torch::Tensor& in) mutable { return model->forward(in); }};
   return {model, std::move(sgd), classifier, torch::randn({kBatch, 3, 32, 32}),
           torch::randint(0, 10, {kBatch})};
 }
 
 void train_step(benchmark::State& state, const ModelSpec& spec) {
   Fixture f = make_fixture(spec);
-  for (int i = 0; i < 2; ++i) dg::train::train_step(f.classifier, *f.sgd, spec.recipe.gating_loss, f.x, f.y);
+  for (int i = 0; i < 2; ++i)
+    dg::train::train_step(f.classifier, *f.sgd, spec.recipe.gating_loss, f.x, f.y);
   for (auto _ : state) {
     auto r = dg::train::train_step(f.classifier, *f.sgd, spec.recipe.gating_loss, f.x, f.y);
     benchmark::DoNotOptimize(r.ce_loss);
@@ -115,7 +120,8 @@ double peak_rss_mib(const ModelSpec& spec) {
   const pid_t pid = fork();
   if (pid == 0) {
     Fixture f = make_fixture(spec);
-    for (int i = 0; i < 5; ++i) dg::train::train_step(f.classifier, *f.sgd, spec.recipe.gating_loss, f.x, f.y);
+    for (int i = 0; i < 5; ++i)
+      dg::train::train_step(f.classifier, *f.sgd, spec.recipe.gating_loss, f.x, f.y);
     _exit(0);
   }
   int status = 0;
@@ -150,15 +156,19 @@ class RatioReporter : public benchmark::ConsoleReporter {
     for (const auto& spec : specs()) {
       const double step = times_["train_step/" + std::string(spec.name)];
       const double eval = times_["evaluation/" + std::string(spec.name)];
-      std::printf("%-24s %14.1f %8.2f %14.0f %8.2f %12.0f %8.2f\n", spec.name, step, step / float_step,
-                  kBatch * 1000.0 / eval, eval / float_eval, rss_[spec.name], rss_[spec.name] / float_rss);
+      std::printf("%-24s %14.1f %8.2f %14.0f %8.2f %12.0f %8.2f\n", spec.name, step,
+                  step / float_step, kBatch * 1000.0 / eval, eval / float_eval, rss_[spec.name],
+                  rss_[spec.name] / float_rss);
     }
     const double data = times_["data_pipeline"];
     if (data > 0) {
-      std::printf("\ndata pipeline: %.2f ms per augmented batch of %lld (%.0f images/s), %.1f %% of the float step\n",
-                  data, static_cast<long long>(kBatch), kBatch * 1000.0 / data, 100.0 * data / float_step);
+      std::printf(
+          "\ndata pipeline: %.2f ms per augmented batch of %lld (%.0f images/s), %.1f %% of the "
+          "float step\n",
+          data, static_cast<long long>(kBatch), kBatch * 1000.0 / data, 100.0 * data / float_step);
     }
-    std::printf("(eval column 'x float' is the time ratio; threads: %d)\n", torch::get_num_threads());
+    std::printf("(eval column 'x float' is the time ratio; threads: %d)\n",
+                torch::get_num_threads());
   }
   std::map<std::string, double> rss_;
 
@@ -175,13 +185,21 @@ int main(int argc, char** argv) {
   for (const auto& spec : specs()) reporter.rss_[spec.name] = peak_rss_mib(spec);
   for (const auto& spec : specs()) {
     benchmark::RegisterBenchmark(("train_step/" + std::string(spec.name)).c_str(), train_step, spec)
-        ->Unit(benchmark::kMillisecond)->MinTime(1.0)->Repetitions(kRepetitions)->UseRealTime();
+        ->Unit(benchmark::kMillisecond)
+        ->MinTime(1.0)
+        ->Repetitions(kRepetitions)
+        ->UseRealTime();
   }
   for (const auto& spec : specs()) {
     benchmark::RegisterBenchmark(("evaluation/" + std::string(spec.name)).c_str(), evaluation, spec)
-        ->Unit(benchmark::kMillisecond)->MinTime(0.5)->Repetitions(kRepetitions)->UseRealTime();
+        ->Unit(benchmark::kMillisecond)
+        ->MinTime(0.5)
+        ->Repetitions(kRepetitions)
+        ->UseRealTime();
   }
-  benchmark::RegisterBenchmark("data_pipeline", data_pipeline)->Unit(benchmark::kMillisecond)->UseRealTime();
+  benchmark::RegisterBenchmark("data_pipeline", data_pipeline)
+      ->Unit(benchmark::kMillisecond)
+      ->UseRealTime();
   // Repetitions of different benchmarks are interleaved (in random order), so
   // that a slow spell of a shared machine spreads over every model instead of
   // skewing one model's ratio. Flags given on the command line come later and win.

@@ -6,8 +6,10 @@ cd "$(dirname "$0")/.."
 
 packages=(
   cmake g++ make pkg-config
-  libtorch-dev libcli11-dev libspdlog-dev nlohmann-json3-dev zlib1g-dev
+  libtorch-dev libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev zlib1g-dev
   libgtest-dev libbenchmark-dev
+  clang-format           # the formatting check
+  libxml2-utils          # xmllint, which checks the SVG plots
   libopenblas0-pthread   # replaces Debian's reference BLAS, ~25x faster GEMM
   dataset-fashion-mnist  # real data that works offline
 )

@@ -1,10 +1,10 @@
 #pragma once
 // The model and training recipe a whole-model golden case describes (its
 // JSON config), shared by the one-step and the trajectory tests.
+#include <nlohmann/json.hpp>
+
 #include "dnn_gating/models/resnet.h"
 #include "dnn_gating/train/recipe.h"
-
-#include <nlohmann/json.hpp>
 
 namespace dnn_gating::testing {
 

@@ -1,10 +1,11 @@
 #include "test_support.h"
 
+#include <sys/wait.h>
+
 #include <array>
 #include <cstdio>
 #include <fstream>
 #include <random>
-#include <sys/wait.h>
 
 namespace dnn_gating::testing {
 namespace fs = std::filesystem;
@@ -47,8 +48,8 @@ bool load_golden(const std::string& name, GoldenCase& out) {
   torch::Tensor excess = (a - e).abs() - (e.abs() * rtol + atol);
   const int64_t worst = excess.flatten().argmax().item<int64_t>();
   return ::testing::AssertionFailure()
-         << "not allclose(rtol=" << rtol << ", atol=" << atol << "): "
-         << (excess > 0).sum().item<int64_t>() << " of " << a.numel()
+         << "not allclose(rtol=" << rtol << ", atol=" << atol
+         << "): " << (excess > 0).sum().item<int64_t>() << " of " << a.numel()
          << " elements differ; worst at flat index " << worst << ": "
          << a.flatten()[worst].item<double>() << " vs " << e.flatten()[worst].item<double>();
 }
@@ -60,7 +61,8 @@ void load_state(torch::nn::Module& module, const std::map<std::string, torch::Te
   for (const auto& [key, value] : state) {
     torch::Tensor* target = params.find(key);
     if (target == nullptr) target = buffers.find(key);
-    if (target == nullptr) throw std::runtime_error("module has no parameter or buffer '" + key + "'");
+    if (target == nullptr)
+      throw std::runtime_error("module has no parameter or buffer '" + key + "'");
     if (target->sizes() != value.sizes()) {
       throw std::runtime_error("shape mismatch for '" + key + "'");
     }

@@ -2,10 +2,9 @@
 // Shared test helpers: golden-vector loading, temporary directories, running
 // the trainer executables.
 
+#include <gtest/gtest.h>
 #include <torch/script.h>
 #include <torch/torch.h>
-
-#include <gtest/gtest.h>
 
 #include <filesystem>
 #include <map>
@@ -31,12 +30,12 @@ struct GoldenCase {
 /// failed when the CI environment variable is set.
 bool load_golden(const std::string& name, GoldenCase& out);
 
-#define DG_LOAD_GOLDEN_OR_SKIP(name, var)                           \
-  ::dnn_gating::testing::GoldenCase var;                            \
-  if (!::dnn_gating::testing::load_golden(name, var)) {             \
-    if (std::getenv("CI") != nullptr) {                             \
-      FAIL() << "golden vectors missing (CI is set): " << (name);   \
-    }                                                               \
+#define DG_LOAD_GOLDEN_OR_SKIP(name, var)                                             \
+  ::dnn_gating::testing::GoldenCase var;                                              \
+  if (!::dnn_gating::testing::load_golden(name, var)) {                               \
+    if (std::getenv("CI") != nullptr) {                                               \
+      FAIL() << "golden vectors missing (CI is set): " << (name);                     \
+    }                                                                                 \
     GTEST_SKIP() << "golden vectors not found (../shared/golden absent): " << (name); \
   }
 

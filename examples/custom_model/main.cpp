@@ -1,9 +1,8 @@
 // A small model of one's own with two precision-gated convolutions, trained
 // for a few steps with the PG gating loss, then its gate report.
 #include <dnn_gating/layers/gated_layer.h>
-#include <dnn_gating/layers/pg_conv.h>
 #include <dnn_gating/layers/gating_loss.h>
-
+#include <dnn_gating/layers/pg_conv.h>
 #include <torch/torch.h>
 
 #include <iostream>
@@ -12,8 +11,14 @@ namespace dgl = dnn_gating::layers;
 
 struct TinyNetImpl : torch::nn::Module {
   TinyNetImpl()
-      : conv1(register_module("conv1", dgl::PGConv2d(dgl::PGConv2dOptions(3, 8, 3).padding(1).abits(4).pred_bits(2)))),
-        conv2(register_module("conv2", dgl::PGConv2d(dgl::PGConv2dOptions(8, 8, 3).stride(2).padding(1).abits(4).pred_bits(2).sparse_bp(true)))),
+      : conv1(register_module(
+            "conv1",
+            dgl::PGConv2d(dgl::PGConv2dOptions(3, 8, 3).padding(1).abits(4).pred_bits(2)))),
+        conv2(register_module(
+            "conv2",
+            dgl::PGConv2d(
+                dgl::PGConv2dOptions(8, 8, 3).stride(2).padding(1).abits(4).pred_bits(2).sparse_bp(
+                    true)))),
         fc(register_module("fc", torch::nn::Linear(8, 4))) {}
 
   torch::Tensor forward(torch::Tensor x) {

@@ -41,13 +41,14 @@ void log_epochs(const MetricsLog& log) {
   }
   // One cost column: a model is either precision- or channel-gated.
   const char* cost_header = pg ? "avg bits" : cg ? "FLOP red." : "";
-  spdlog::info("{:>5} {:>9} {:>8} {:>8} {:>7} {:>10} {:>9} {:>8} {:>8}", "epoch", "lr", "loss", "train %",
-               "test %", "sparsity %", cost_header, "seconds", "img/s");
+  spdlog::info("{:>5} {:>9} {:>8} {:>8} {:>7} {:>10} {:>9} {:>8} {:>8}", "epoch", "lr", "loss",
+               "train %", "test %", "sparsity %", cost_header, "seconds", "img/s");
   for (const auto& r : log.epochs) {
     const std::optional<double> cost = pg ? r.pg_average_bits : r.cg_flop_reduction;
-    spdlog::info("{:>5} {:>9.3g} {:>8.4f} {:>8.2f} {:>7} {:>10} {:>9} {:>8.1f} {:>8.0f}", r.epoch, r.lr,
-                 r.train_loss, r.train_accuracy, cell(r.test_accuracy, 2), cell(r.sparsity, 2),
-                 (pg || cg) ? cell(cost, 3) : "", r.seconds, r.images_per_second);
+    spdlog::info("{:>5} {:>9.3g} {:>8.4f} {:>8.2f} {:>7} {:>10} {:>9} {:>8.1f} {:>8.0f}", r.epoch,
+                 r.lr, r.train_loss, r.train_accuracy, cell(r.test_accuracy, 2),
+                 cell(r.sparsity, 2), (pg || cg) ? cell(cost, 3) : "", r.seconds,
+                 r.images_per_second);
   }
 }
 
@@ -60,8 +61,8 @@ void log_final(const std::optional<FinalRecord>& final_record) {
   spdlog::info("");
   spdlog::info("{}, {} epochs:", f.program, f.epochs);
   // The trainers' own report lines, which log parsers look for.
-  for (const auto& line : dnn_gating::train::accuracy_lines(f.test_images, f.test_accuracy,
-                                                                    f.sparsity, f.confusion, f.class_names)) {
+  for (const auto& line : dnn_gating::train::accuracy_lines(
+           f.test_images, f.test_accuracy, f.sparsity, f.confusion, f.class_names)) {
     spdlog::info("{}", line);
   }
   if (f.pg_average_bits) spdlog::info("PG average activation bits: {:.3f}", *f.pg_average_bits);
@@ -107,10 +108,12 @@ void run(const ReportFlags& flags) {
 int main(int argc, char** argv) {
   spdlog::set_pattern("%v");
   const std::string program = "gating-report";
-  CLI::App app("Summarise a pg-cifar10/cg-cifar10 --metrics file; optionally plot it or convert it to CSV.",
-               program);
+  CLI::App app(
+      "Summarise a pg-cifar10/cg-cifar10 --metrics file; optionally plot it or convert it to CSV.",
+      program);
   ReportFlags flags;
-  app.add_option("metrics", flags.metrics, "JSON-lines metrics file written by --metrics")->required();
+  app.add_option("metrics", flags.metrics, "JSON-lines metrics file written by --metrics")
+      ->required();
   app.add_option("--plot", flags.plot, "Write the training curves to this SVG file");
   app.add_option("--csv", flags.csv, "Write the per-epoch figures to this CSV file");
   try {

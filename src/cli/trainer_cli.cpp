@@ -1,23 +1,42 @@
 #include "dnn_gating/cli/trainer_cli.h"
 
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <iostream>
+#include <optional>
+#include <sstream>
+
 #include "dnn_gating/cli/flags.h"
 #include "dnn_gating/setting_error.h"
 #include "dnn_gating/train/log.h"
 #include "dnn_gating/train/recipe.h"
 #include "dnn_gating/train/runtime.h"
 
-#include <CLI/CLI.hpp>
-#include <spdlog/spdlog.h>
-
-#include <functional>
-#include <iostream>
-#include <optional>
-#include <sstream>
-
 namespace dnn_gating::cli {
 namespace {
 
 // ---- the flag table ----
+
+// A number with a lower bound, named in the message ("--lr: must be above 0, got -1").
+CLI::Validator at_least(double bound, bool inclusive) {
+  return CLI::Validator(
+      [bound, inclusive](std::string& input) -> std::string {
+        double value = 0;
+        size_t used = 0;
+        try {
+          value = std::stod(input, &used);
+        } catch (const std::exception&) {
+        }
+        const bool ok = used == input.size() && (inclusive ? value >= bound : value > bound);
+        if (ok) return "";
+        return std::string("must be ") + (inclusive ? "at least " : "above ") +
+               fmt::format("{:g}", bound) + ", got '" + input + "'";
+      },
+      inclusive ? ">=" + fmt::format("{:g}", bound) : ">" + fmt::format("{:g}", bound));
+}
 
 // Where the flags of one command line land before they become a job.
 struct Values {
@@ -49,16 +68,18 @@ struct Flag {
 template <typename T>
 Flag option(std::vector<std::string> names, T& target, std::string help, std::string setting = "",
             std::optional<CLI::Validator> check = std::nullopt, bool show_default = true) {
-  return {{std::move(names), std::move(help), std::move(setting)},
-          [&target, check, show_default](CLI::App& app, const std::string& n, const std::string& h) {
-            CLI::Option* o = app.add_option(n, target, h);
-            if (check) o->check(*check);
-            if (show_default) o->capture_default_str();
-            return o;
-          }};
+  return {
+      {std::move(names), std::move(help), std::move(setting)},
+      [&target, check, show_default](CLI::App& app, const std::string& n, const std::string& h) {
+        CLI::Option* o = app.add_option(n, target, h);
+        if (check) o->check(*check);
+        if (show_default) o->capture_default_str();
+        return o;
+      }};
 }
 
-Flag flag(std::vector<std::string> names, bool& target, std::string help, std::string setting = "") {
+Flag flag(std::vector<std::string> names, bool& target, std::string help,
+          std::string setting = "") {
   return {{std::move(names), std::move(help), std::move(setting)},
           [&target](CLI::App& app, const std::string& n, const std::string& h) {
             return app.add_flag(n, target, h);
@@ -80,15 +101,16 @@ std::vector<Flag> trainer_flags(Trainer trainer, Values& v) {
     };
   }
   return {
-      option({"-lr", "--lr"}, v.lr, "Initial learning rate", "", CLI::PositiveNumber),
-      option({"-wd", "--wt_decay"}, v.wt_decay, "Weight decay (not on thresholds and 1-D parameters)",
-             "", CLI::NonNegativeNumber),
+      option({"-lr", "--lr"}, v.lr, "Initial learning rate", "", at_least(0, false)),
+      option({"-wd", "--wt_decay"}, v.wt_decay,
+             "Weight decay (not on thresholds and 1-D parameters)", "", at_least(0, true)),
       option({"-pt", "--partitions"}, v.partitions, "The base path sees 1/pt of the input channels",
              "partitions"),
       option({"-gi", "--ginit"}, v.ginit, "Initial gate threshold", "ginit"),
       option({"-a", "--alpha"}, v.alpha, "Sigmoid steepness of the gate", "cg_alpha",
-             CLI::PositiveNumber),
-      flag({"-group", "--use_group"}, v.use_group, "Block-diagonal (grouped) base path", "use_group"),
+             at_least(0, false)),
+      flag({"-group", "--use_group"}, v.use_group, "Block-diagonal (grouped) base path",
+           "use_group"),
       option({"-gtar", "-gt", "--gtarget"}, v.gtarget, "Gating target of the thresholds"),
       flag({"-spbp", "--sparse_bp"}, v.sparse_bp, "Back-propagate through open gates only",
            "sparse_bp"),
@@ -104,10 +126,10 @@ std::vector<Flag> common_flags(Values& v) {
   return {
       flag({"-s", "--save"}, job.save, "Save the trained model to --save-dir"),
       flag({"-t", "--test"}, job.test_only, "Only evaluate (the checkpoint given with -p)"),
-      option({"-p", "--path"}, job.load_path, "Checkpoint to evaluate (-t) or to start training from",
-             "", CLI::ExistingFile, false),
-      option({"-gpu", "--which_gpus"}, v.inv.gpus, "CUDA device(s), e.g. 0; without CUDA the CPU", "",
-             std::nullopt, false),
+      option({"-p", "--path"}, job.load_path,
+             "Checkpoint to evaluate (-t) or to start training from", "", CLI::ExistingFile, false),
+      option({"-gpu", "--which_gpus"}, v.inv.gpus, "CUDA device(s), e.g. 0; without CUDA the CPU",
+             "", std::nullopt, false),
       option({"--epochs"}, v.epochs, "Training epochs", "", CLI::Range(1, 100000)),
       option({"--milestones"}, v.milestones,
              "Epochs at which the learning rate drops 10x, comma list (default: the original's "
@@ -121,10 +143,10 @@ std::vector<Flag> common_flags(Values& v) {
              "Data directory (default: " + train::default_data_dir("cifar10") + " for cifar10, " +
                  train::default_data_dir("fashion-mnist") + " for fashion-mnist)",
              "", std::nullopt, false),
-      option({"--train-limit"}, job.train_limit, "Use only the first N training images (0: all)", "",
-             CLI::NonNegativeNumber),
+      option({"--train-limit"}, job.train_limit, "Use only the first N training images (0: all)",
+             "", at_least(0, true)),
       option({"--test-limit"}, job.test_limit, "Use only the first N test images (0: all)", "",
-             CLI::NonNegativeNumber),
+             at_least(0, true)),
       option({"--save-dir"}, job.save_dir, "Where -s saves the checkpoint"),
       option({"--seed"}, job.seed, "Random seed (weights, order, augmentation)"),
       option({"--threads"}, v.inv.threads, "Intra-op threads (default: every core)", "",
@@ -147,9 +169,7 @@ std::vector<Flag> all_flags(Trainer trainer, Values& v) {
 }
 
 // A spelling CLI11 reads itself: "-x" or "--long".
-bool cli11_name(const std::string& name) {
-  return name.rfind("--", 0) == 0 || name.size() == 2;
-}
+bool cli11_name(const std::string& name) { return name.rfind("--", 0) == 0 || name.size() == 2; }
 
 std::string long_name(const FlagInfo& info) { return info.names.back(); }
 
@@ -175,7 +195,8 @@ std::vector<int64_t> parse_milestones(const std::string& text, int64_t epochs) {
     }
     if (used != item.size() || value < 1 || value > epochs) {
       throw std::invalid_argument("--milestones: '" + item + "' is not an epoch between 1 and " +
-                                  std::to_string(epochs) + " (expected a comma list, e.g. 100,150)");
+                                  std::to_string(epochs) +
+                                  " (expected a comma list, e.g. 100,150)");
     }
     out.push_back(value);
   }
@@ -196,14 +217,15 @@ void build_job(Trainer trainer, Values& v) {
                     .pred_bits(v.pbits)
                     .sparse_bp(v.sparse_bp);
   } else {
-    job.model = models::ResNetOptions(v.use_cg ? ConvKind::kChannelGated : ConvKind::kFloat,
-                                      v.postact ? BlockLayout::kPostActivated : BlockLayout::kStandard)
-                    .partitions(v.partitions)
-                    .ginit(v.ginit)
-                    .cg_alpha(v.alpha)
-                    .use_group(v.use_group)
-                    .shuffle(v.shuffle)
-                    .sparse_bp(v.sparse_bp);
+    job.model =
+        models::ResNetOptions(v.use_cg ? ConvKind::kChannelGated : ConvKind::kFloat,
+                              v.postact ? BlockLayout::kPostActivated : BlockLayout::kStandard)
+            .partitions(v.partitions)
+            .ginit(v.ginit)
+            .cg_alpha(v.alpha)
+            .use_group(v.use_group)
+            .shuffle(v.shuffle)
+            .sparse_bp(v.sparse_bp);
   }
   job.model.depth(v.depth);
   const train::Recipe recipe =
@@ -215,13 +237,16 @@ void build_job(Trainer trainer, Values& v) {
                                         : parse_milestones(v.milestones, job.epochs);
   job.data_dir = v.data_dir;
   if (job.test_only && job.load_path.empty()) {
-    throw std::invalid_argument("-t/--test evaluates a saved model: give its checkpoint with -p FILE");
+    throw std::invalid_argument(
+        "-t/--test evaluates a saved model: give its checkpoint with -p FILE");
   }
 }
 
 // A library message names settings ("pred_bits must ..."); users typed flags.
 std::string in_flag_names(std::string message, const std::vector<Flag>& flags) {
-  const auto is_word = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; };
+  const auto is_word = [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+  };
   for (const auto& f : flags) {
     const std::string& setting = f.info.setting;
     if (setting.empty()) continue;
@@ -256,8 +281,9 @@ torch::Device choose_device(const std::string& gpus) {
     throw std::invalid_argument("-gpu: '" + gpus + "' is not a device number (expected e.g. 0)");
   }
   if (!torch::cuda::is_available()) {
-    spdlog::warn("warning: -gpu {}: no CUDA device available to this LibTorch build, running on the CPU",
-                 gpus);
+    spdlog::warn(
+        "warning: -gpu {}: no CUDA device available to this LibTorch build, running on the CPU",
+        gpus);
     return torch::kCPU;
   }
   if (index < 0 || index >= static_cast<int>(torch::cuda::device_count())) {

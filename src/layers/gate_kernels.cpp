@@ -1,12 +1,12 @@
 #include "layers/gate_kernels.h"
 
-#include "simd.h"
-
 #include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <numeric>
 #include <vector>
+
+#include "simd.h"
 
 namespace dnn_gating::layers::gate_kernels {
 namespace {

@@ -6,7 +6,8 @@ void GatedLayer::record_gate(const torch::Tensor& mask, const torch::Tensor& wei
   record_gate(mask.gt(0).sum().item<int64_t>(), mask.sizes(), weight);
 }
 
-void GatedLayer::record_gate(int64_t num_on, torch::IntArrayRef shape, const torch::Tensor& weight) {
+void GatedLayer::record_gate(int64_t num_on, torch::IntArrayRef shape,
+                             const torch::Tensor& weight) {
   last_ = {c10::multiply_integers(shape), num_on};
   total_ += last_;
   record_macs(layers::dense_macs_per_image(weight, shape));

@@ -1,12 +1,12 @@
 #include "dnn_gating/layers/pg_conv.h"
 
+#include <ATen/ATen.h>
+
 #include "dnn_gating/layers/quantized_conv.h"
 #include "dnn_gating/quant/gate.h"
 #include "dnn_gating/quant/quantize.h"
 #include "fusable.h"
 #include "layers/gate_kernels.h"
-
-#include <ATen/ATen.h>
 
 namespace dnn_gating::layers {
 namespace {

@@ -1,8 +1,8 @@
 #include "dnn_gating/layers/quantized_conv.h"
 
-#include "dnn_gating/quant/quantize.h"
-
 #include <cmath>
+
+#include "dnn_gating/quant/quantize.h"
 
 namespace dnn_gating::layers {
 
@@ -38,9 +38,9 @@ void QuantizedConv2dImpl::pretty_print(std::ostream& stream) const {
 }
 
 torch::Tensor QuantizedConv2dImpl::forward(const torch::Tensor& x) {
-  torch::Tensor y = torch::conv2d(quant::quantize(x, options.abits()),
-                                  quantize_weight(weight, options.wbits()), /*bias=*/{},
-                                  *options.stride(), *options.padding());
+  torch::Tensor y =
+      torch::conv2d(quant::quantize(x, options.abits()), quantize_weight(weight, options.wbits()),
+                    /*bias=*/{}, *options.stride(), *options.padding());
   record_macs(layers::dense_macs_per_image(weight, y.sizes()));
   return y;
 }
@@ -56,24 +56,25 @@ void QuantizedLinearImpl::reset() {
               " out=", options.out_features());
   quant::check_bit_width("wbits", options.wbits());
   quant::check_bit_width("abits", options.abits());
-  weight = register_parameter("weight",
-                              torch::empty({options.out_features(), options.in_features()}));
+  weight =
+      register_parameter("weight", torch::empty({options.out_features(), options.in_features()}));
   torch::nn::init::kaiming_normal_(weight, 0.0, torch::kFanIn, torch::kReLU);
   if (options.bias()) {
     const double bound = 1.0 / std::sqrt(static_cast<double>(options.in_features()));
-    bias = register_parameter("bias", torch::empty({options.out_features()}).uniform_(-bound, bound));
+    bias =
+        register_parameter("bias", torch::empty({options.out_features()}).uniform_(-bound, bound));
   }
 }
 
 void QuantizedLinearImpl::pretty_print(std::ostream& stream) const {
   stream << "dnn_gating::QuantizedLinear(" << options.in_features() << ", "
-         << options.out_features() << ", bias=" << options.bias()
-         << ", wbits=" << options.wbits() << ", abits=" << options.abits() << ")";
+         << options.out_features() << ", bias=" << options.bias() << ", wbits=" << options.wbits()
+         << ", abits=" << options.abits() << ")";
 }
 
 torch::Tensor QuantizedLinearImpl::forward(const torch::Tensor& x) {
-  torch::Tensor y =
-      torch::linear(quant::quantize(x, options.abits()), quantize_weight(weight, options.wbits()), bias);
+  torch::Tensor y = torch::linear(quant::quantize(x, options.abits()),
+                                  quantize_weight(weight, options.wbits()), bias);
   record_macs(layers::dense_macs_per_image(weight, y.sizes()));
   return y;
 }

@@ -1,11 +1,11 @@
 #include "dnn_gating/models/resnet.h"
 
+#include <array>
+
 #include "dnn_gating/layers/cg_conv.h"
 #include "dnn_gating/layers/pg_conv.h"
 #include "dnn_gating/layers/quantized_conv.h"
 #include "dnn_gating/quant/quantize.h"
-
-#include <array>
 
 namespace dnn_gating::models {
 namespace {
@@ -36,7 +36,8 @@ Value value_in(const Table& table, const std::string& name, const char* what) {
     if (name == n) return v;
     names += (names.empty() ? "" : ", ") + std::string(n);
   }
-  throw SettingError(what, "unknown " + std::string(what) + " '" + name + "' (expected " + names + ")");
+  throw SettingError(what,
+                     "unknown " + std::string(what) + " '" + name + "' (expected " + names + ")");
 }
 
 // Quantized and PG models quantize and may clip with PACT.
@@ -109,7 +110,8 @@ std::string model_name(ConvKind conv, BlockLayout layout) {
 std::pair<ConvKind, BlockLayout> model_from_name(const std::string& name) {
   const std::string suffix = "-postact";
   if (name == "postact") return {ConvKind::kFloat, BlockLayout::kPostActivated};
-  if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+  if (name.size() > suffix.size() &&
+      name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
     return {conv_kind_from_string(name.substr(0, name.size() - suffix.size())),
             BlockLayout::kPostActivated};
   }
@@ -204,7 +206,8 @@ void ResNetImpl::reset() {
   layer2_ = register_module("layer2", make_layer(32, 2));
   layer3_ = register_module("layer3", make_layer(64, 2));
   linear_ = register_module("linear", torch::nn::Linear(64, options.num_classes()));
-  if (options.pact() && is_quantized(options.conv())) pact_ = register_module("relu", quant::PactReLU());
+  if (options.pact() && is_quantized(options.conv()))
+    pact_ = register_module("relu", quant::PactReLU());
   torch::nn::init::kaiming_normal_(conv1_->weight, 0.0, torch::kFanIn, torch::kReLU);
   torch::nn::init::kaiming_normal_(linear_->weight, 0.0, torch::kFanIn, torch::kReLU);
 }

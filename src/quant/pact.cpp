@@ -1,11 +1,11 @@
 #include "dnn_gating/quant/pact.h"
 
-#include "fusable.h"
-#include "simd.h"
-
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+
+#include "fusable.h"
+#include "simd.h"
 
 namespace dnn_gating::quant {
 namespace {
@@ -106,8 +106,7 @@ PactReLUImpl::PactReLUImpl(PactReLUOptions options_) : options(std::move(options
 void PactReLUImpl::reset() {
   TORCH_CHECK(options.upper_bound() > 0, "PACT upper_bound must be positive, got ",
               options.upper_bound());
-  upper_bound =
-      register_parameter("upper_bound", torch::full({}, options.upper_bound()));
+  upper_bound = register_parameter("upper_bound", torch::full({}, options.upper_bound()));
 }
 
 void PactReLUImpl::pretty_print(std::ostream& stream) const {

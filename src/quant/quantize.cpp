@@ -1,15 +1,14 @@
 #include "dnn_gating/quant/quantize.h"
 
-#include "dnn_gating/setting_error.h"
-
-#include "fusable.h"
-#include "simd.h"
-
 #include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+
+#include "dnn_gating/setting_error.h"
+#include "fusable.h"
+#include "simd.h"
 
 namespace dnn_gating::quant {
 

@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <stdexcept>
 
+#include "dnn_gating/train/interrupt.h"
+
 namespace dnn_gating::train {
 namespace fs = std::filesystem;
 
@@ -40,9 +42,15 @@ void write_file_atomically(const std::string& path, std::string_view contents,
     }
   }
   const std::string temporary = path + ".partial";
+  set_file_in_progress(temporary);
+  // Clears the in-progress mark however this function ends.
+  struct Done {
+    ~Done() { set_file_in_progress(""); }
+  } done;
   const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) {
-    throw std::runtime_error(path + ": cannot write the " + what + " (" + std::strerror(errno) + ")");
+    throw std::runtime_error(path + ": cannot write the " + what + " (" + std::strerror(errno) +
+                             ")");
   }
   const bool written = write_all(fd, contents);
   const int write_errno = errno;

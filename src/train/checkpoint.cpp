@@ -1,13 +1,13 @@
 #include "dnn_gating/train/checkpoint.h"
 
-#include "dnn_gating/train/atomic_file.h"
-
 #include <torch/serialize.h>
 
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <sstream>
+
+#include "dnn_gating/train/atomic_file.h"
 
 namespace dnn_gating::train {
 namespace fs = std::filesystem;
@@ -28,7 +28,8 @@ std::string list_keys(const std::vector<std::string>& keys) {
   return out.str();
 }
 
-std::map<std::string, torch::Tensor> tensor_dict(const c10::IValue& value, const std::string& path) {
+std::map<std::string, torch::Tensor> tensor_dict(const c10::IValue& value,
+                                                 const std::string& path) {
   TORCH_CHECK(value.isGenericDict(), path, ": not a checkpoint (expected a dict of tensors)");
   std::map<std::string, torch::Tensor> out;
   for (const auto& entry : value.toGenericDict()) {
@@ -41,12 +42,20 @@ std::map<std::string, torch::Tensor> tensor_dict(const c10::IValue& value, const
 
 }  // namespace
 
-void save_checkpoint(const std::string& path, torch::nn::Module& model, const std::string& meta) {
-  c10::Dict<std::string, torch::Tensor> state;
-  for (const auto& [key, tensor] : state_of(model)) state.insert(key, tensor.detach().cpu());
+void save_checkpoint(const std::string& path, torch::nn::Module& model, const std::string& meta,
+                     const TrainingState* training) {
+  auto tensors = [](const std::map<std::string, torch::Tensor>& from) {
+    c10::Dict<std::string, torch::Tensor> out;
+    for (const auto& [key, tensor] : from) out.insert(key, tensor.detach().cpu());
+    return out;
+  };
   c10::impl::GenericDict top(c10::StringType::get(), c10::AnyType::get());
-  top.insert("state_dict", state);
+  top.insert("state_dict", tensors(state_of(model)));
   top.insert("meta", meta);
+  if (training != nullptr) {
+    top.insert("momentum", tensors(training->momentum));
+    top.insert("rng", training->rng.defined() ? training->rng.cpu() : torch::Tensor());
+  }
   const std::vector<char> bytes = torch::pickle_save(top);
   write_file_atomically(path, std::string_view(bytes.data(), bytes.size()), "checkpoint");
 }
@@ -54,7 +63,8 @@ void save_checkpoint(const std::string& path, torch::nn::Module& model, const st
 Checkpoint read_checkpoint(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   TORCH_CHECK(in.good(), path, ": cannot open the checkpoint (no such file?)");
-  const std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::vector<char> bytes((std::istreambuf_iterator<char>(in)),
+                                std::istreambuf_iterator<char>());
   TORCH_CHECK(!bytes.empty(), path, ": the checkpoint file is empty");
   c10::IValue value;
   try {
@@ -69,6 +79,13 @@ Checkpoint read_checkpoint(const std::string& path) {
       checkpoint.state = tensor_dict(dict.at("state_dict"), path);
       if (dict.contains("meta") && dict.at("meta").isString()) {
         checkpoint.meta = dict.at("meta").toStringRef();
+      }
+      if (dict.contains("momentum")) {
+        TrainingState training;
+        training.momentum = tensor_dict(dict.at("momentum"), path);
+        if (dict.contains("rng") && dict.at("rng").isTensor())
+          training.rng = dict.at("rng").toTensor();
+        checkpoint.training = std::move(training);
       }
       return checkpoint;
     }

@@ -1,7 +1,5 @@
 #include "dnn_gating/train/metrics.h"
 
-#include "dnn_gating/train/atomic_file.h"
-
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -10,7 +8,10 @@
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <stdexcept>
+
+#include "dnn_gating/train/atomic_file.h"
 
 namespace dnn_gating::train {
 namespace fs = std::filesystem;
@@ -121,11 +122,13 @@ std::optional<double> optional_number(const Json& record, const char* key, const
 }
 
 int64_t as_integer(const Json& value, const std::string& key, const Where& where) {
-  const bool too_big = value.is_number_unsigned() &&
-                       value.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
+  const bool too_big =
+      value.is_number_unsigned() &&
+      value.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
   if (!value.is_number_integer() || too_big) {
-    fail(where, "field \"" + key + "\" must be an integer, not " +
-                    (value.is_number() ? std::string("the number ") + value.dump() : value.type_name()));
+    fail(where,
+         "field \"" + key + "\" must be an integer, not " +
+             (value.is_number() ? std::string("the number ") + value.dump() : value.type_name()));
   }
   return value.get<int64_t>();
 }
@@ -147,8 +150,9 @@ std::vector<std::pair<std::string, double>> layers(const Json& record, const Whe
   const auto it = record.find("layer_on_fraction");
   if (it == record.end()) return out;
   if (!it->is_object()) {
-    fail(where, std::string("field \"layer_on_fraction\" must be an object of layer -> fraction, not ") +
-                    it->type_name());
+    fail(where,
+         std::string("field \"layer_on_fraction\" must be an object of layer -> fraction, not ") +
+             it->type_name());
   }
   for (const auto& [name, fraction] : it->items()) {
     out.emplace_back(name, as_number(fraction, "layer_on_fraction", where));
@@ -164,7 +168,8 @@ std::vector<std::vector<int64_t>> confusion(const Json& record, const Where& whe
     fail(where, std::string("field \"confusion\" must be an array, not ") + it->type_name());
   for (const auto& row : *it) {
     if (!row.is_array()) {
-      fail(where, std::string("field \"confusion\" must hold arrays of counts, not ") + row.type_name());
+      fail(where,
+           std::string("field \"confusion\" must hold arrays of counts, not ") + row.type_name());
     }
     std::vector<int64_t> counts;
     for (const auto& count : row) counts.push_back(as_integer(count, "confusion", where));
@@ -228,7 +233,8 @@ std::string parse_problem(const nlohmann::json::parse_error& e) {
   const auto bracket = what.find("] ");
   if (bracket != std::string::npos) what = what.substr(bracket + 2);
   const auto colon = what.find(": ");
-  if (what.rfind("parse error", 0) == 0 && colon != std::string::npos) what = what.substr(colon + 2);
+  if (what.rfind("parse error", 0) == 0 && colon != std::string::npos)
+    what = what.substr(colon + 2);
   return "not valid JSON at column " + std::to_string(e.byte) + " (" + what + ")";
 }
 
@@ -236,20 +242,26 @@ bool blank(const std::string& line) { return line.find_first_not_of(" \t\r") == 
 
 }  // namespace
 
-MetricsWriter::MetricsWriter(const std::string& jsonl_path, const std::string& csv_path)
+MetricsWriter::MetricsWriter(const std::string& jsonl_path, const std::string& csv_path,
+                             const std::vector<EpochRecord>& earlier)
     : jsonl_path_(jsonl_path), csv_path_(csv_path) {
-  if (!csv_path_.empty()) csv_ = std::string(kMetricsCsvHeader) + '\n';
+  csv_ = std::string(kMetricsCsvHeader) + '\n';
+  for (const auto& r : earlier) append_epoch(r);
   flush();  // creates both files now: an unwritable path fails before any training
 }
 
 void MetricsWriter::write_epoch(const EpochRecord& r) {
+  append_epoch(r);
+  flush();
+}
+
+void MetricsWriter::append_epoch(const EpochRecord& r) {
   jsonl_ += dump_line(epoch_json(r)) + '\n';
   csv_ += std::to_string(r.epoch) + ',' + csv_number(r.lr) + ',' + csv_number(r.train_loss) + ',' +
           csv_number(r.train_accuracy) + ',' + csv_number(r.test_accuracy) + ',' +
           csv_number(r.sparsity) + ',' + csv_number(r.pg_average_bits) + ',' +
           csv_number(r.cg_flop_reduction) + ',' + csv_number(r.seconds) + ',' +
           csv_number(r.images_per_second) + '\n';
-  flush();
 }
 
 void MetricsWriter::write_final(const FinalRecord& r) {
@@ -263,10 +275,18 @@ void MetricsWriter::flush() const {
 }
 
 MetricsLog read_metrics(const std::string& jsonl_path) {
-  std::ifstream in(jsonl_path);
-  if (!in.is_open()) {
+  std::ifstream file(jsonl_path);
+  if (!file.is_open()) {
     throw std::runtime_error(jsonl_path + ": cannot open the metrics file (no such file?)");
   }
+  std::ostringstream text;
+  text << file.rdbuf();
+  if (file.bad()) throw std::runtime_error(jsonl_path + ": reading the metrics file failed");
+  return parse_metrics(text.str(), jsonl_path);
+}
+
+MetricsLog parse_metrics(const std::string& contents, const std::string& jsonl_path) {
+  std::istringstream in(contents);
   MetricsLog log;
   int64_t final_line = 0;
   std::string line;
@@ -279,14 +299,16 @@ MetricsLog read_metrics(const std::string& jsonl_path) {
     } catch (const nlohmann::json::parse_error& e) {
       fail(where, parse_problem(e));
     }
-    if (!record.is_object()) fail(where, std::string("expected a JSON object, not ") + record.type_name());
+    if (!record.is_object())
+      fail(where, std::string("expected a JSON object, not ") + record.type_name());
     const std::string type = text(record, "type", where);
     try {
       if (type == "epoch") {
         log.epochs.push_back(read_epoch(record, where));
       } else if (type == "final") {
         if (log.final_record) {
-          fail(where, "a second final record (the first is on line " + std::to_string(final_line) + ")");
+          fail(where,
+               "a second final record (the first is on line " + std::to_string(final_line) + ")");
         }
         log.final_record = read_final(record, where);
         final_line = number;
@@ -296,7 +318,6 @@ MetricsLog read_metrics(const std::string& jsonl_path) {
       fail(where, e.what());  // the checks above should leave nothing for nlohmann to reject
     }
   }
-  if (in.bad()) throw std::runtime_error(jsonl_path + ": reading the metrics file failed");
   return log;
 }
 

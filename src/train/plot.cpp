@@ -1,7 +1,5 @@
 #include "dnn_gating/train/plot.h"
 
-#include "dnn_gating/train/atomic_file.h"
-
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -12,6 +10,8 @@
 #include <functional>
 #include <sstream>
 #include <stdexcept>
+
+#include "dnn_gating/train/atomic_file.h"
 
 namespace dnn_gating::train {
 namespace fs = std::filesystem;
@@ -32,7 +32,8 @@ std::string fixed(double value, int decimals) {
   char buffer[64];
   std::snprintf(buffer, sizeof buffer, "%.*f", decimals, value);
   std::string out = buffer;
-  if (out.find_first_not_of("-0.") == std::string::npos) out.erase(0, out[0] == '-' ? 1 : 0);  // no "-0"
+  if (out.find_first_not_of("-0.") == std::string::npos)
+    out.erase(0, out[0] == '-' ? 1 : 0);  // no "-0"
   return out;
 }
 
@@ -78,7 +79,8 @@ struct Axis {
   int decimals() const {
     int d = std::max(0, static_cast<int>(-std::floor(std::log10(step) + 1e-9)));
     // 0.25 needs one place more than its magnitude says.
-    while (d < 6 && std::abs(step * std::pow(10, d) - std::round(step * std::pow(10, d))) > 1e-6) ++d;
+    while (d < 6 && std::abs(step * std::pow(10, d) - std::round(step * std::pow(10, d))) > 1e-6)
+      ++d;
     return d;
   }
   std::vector<double> ticks() const {
@@ -99,7 +101,12 @@ Axis nice_axis(double lo, double hi, int target, bool integer_steps) {
   const double raw = (hi - lo) / target;
   const double magnitude = std::pow(10, std::floor(std::log10(raw)));
   const double norm = raw / magnitude;
-  double step = (norm <= 1 ? 1 : norm <= 2 ? 2 : norm <= 2.5 ? 2.5 : norm <= 5 ? 5 : 10) * magnitude;
+  double step = (norm <= 1     ? 1
+                 : norm <= 2   ? 2
+                 : norm <= 2.5 ? 2.5
+                 : norm <= 5   ? 5
+                               : 10) *
+                magnitude;
   // Below 10 the only fractional steps are 2.5 and those under 1.
   if (integer_steps && step != std::floor(step)) step = step < 1 ? 1 : 5;
   Axis axis;
@@ -146,7 +153,8 @@ Curve make_curve(std::string id, std::string label, std::string color, const Axi
   Curve curve{std::move(id), std::move(label), std::move(color), axis, {}};
   for (const auto& r : epochs) {
     const std::optional<double> value = field(r);
-    if (value && std::isfinite(*value)) curve.points.emplace_back(static_cast<double>(r.epoch), *value);
+    if (value && std::isfinite(*value))
+      curve.points.emplace_back(static_cast<double>(r.epoch), *value);
   }
   return curve;
 }
@@ -171,13 +179,13 @@ class SvgWriter {
   }
 
   void line(double x1, double y1, double x2, double y2, const std::string& attributes) {
-    out_ << "<line x1=\"" << coordinate(x1) << "\" y1=\"" << coordinate(y1) << "\" x2=\"" << coordinate(x2)
-         << "\" y2=\"" << coordinate(y2) << "\" " << attributes << "/>\n";
+    out_ << "<line x1=\"" << coordinate(x1) << "\" y1=\"" << coordinate(y1) << "\" x2=\""
+         << coordinate(x2) << "\" y2=\"" << coordinate(y2) << "\" " << attributes << "/>\n";
   }
 
   // Frame, grid, epoch ticks and the left axis; the right axis only if given.
-  void panel_frame(const Panel& panel, const Axis& left, const std::string& left_title, const Axis* right,
-                   const std::string& right_title) {
+  void panel_frame(const Panel& panel, const Axis& left, const std::string& left_title,
+                   const Axis* right, const std::string& right_title) {
     for (const double tick : x_axis_.ticks()) {
       line(x(tick), panel.top, x(tick), panel.bottom(), "stroke=\"#e5e5e5\"");
       text(x(tick), panel.bottom() + 16, fixed(tick, 0), " text-anchor=\"middle\"");
@@ -199,16 +207,17 @@ class SvgWriter {
       }
       const double x_title = kWidth - 20;
       text(x_title, middle, right_title,
-           " text-anchor=\"middle\" transform=\"rotate(90 " + coordinate(x_title) + " " + coordinate(middle) +
-               ")\"");
+           " text-anchor=\"middle\" transform=\"rotate(90 " + coordinate(x_title) + " " +
+               coordinate(middle) + ")\"");
     }
-    out_ << "<rect x=\"" << coordinate(kPlotLeft) << "\" y=\"" << coordinate(panel.top) << "\" width=\""
-         << coordinate(kPlotRight - kPlotLeft) << "\" height=\"" << coordinate(kPanelHeight)
-         << "\" fill=\"none\" stroke=\"#333\"/>\n";
+    out_ << "<rect x=\"" << coordinate(kPlotLeft) << "\" y=\"" << coordinate(panel.top)
+         << "\" width=\"" << coordinate(kPlotRight - kPlotLeft) << "\" height=\""
+         << coordinate(kPanelHeight) << "\" fill=\"none\" stroke=\"#333\"/>\n";
   }
 
   // The curves and, above the panel, a legend of the ones drawn.
-  void curves(const Panel& panel, const std::vector<const Curve*>& curves, const std::string& empty_note) {
+  void curves(const Panel& panel, const std::vector<const Curve*>& curves,
+              const std::string& empty_note) {
     double legend_x = kPlotLeft;
     const double legend_y = panel.top - 12;
     for (const Curve* curve : curves) {
@@ -217,14 +226,16 @@ class SvgWriter {
            << "\" stroke-width=\"1.8\" stroke-linejoin=\"round\" points=\"";
       for (size_t i = 0; i < curve->points.size(); ++i) {
         const auto& [epoch, value] = curve->points[i];
-        out_ << (i ? " " : "") << coordinate(x(epoch)) << "," << coordinate(panel.y(*curve->axis, value));
+        out_ << (i ? " " : "") << coordinate(x(epoch)) << ","
+             << coordinate(panel.y(*curve->axis, value));
       }
       out_ << "\"><title>" << escape_xml(curve->label) << "</title></polyline>\n";
       if (curve->points.size() == 1) {
         // A polyline of one point draws nothing.
         const auto& [epoch, value] = curve->points.front();
         out_ << "<circle cx=\"" << coordinate(x(epoch)) << "\" cy=\""
-             << coordinate(panel.y(*curve->axis, value)) << "\" r=\"3\" fill=\"" << curve->color << "\"/>\n";
+             << coordinate(panel.y(*curve->axis, value)) << "\" r=\"3\" fill=\"" << curve->color
+             << "\"/>\n";
       }
       line(legend_x, legend_y - 4, legend_x + 20, legend_y - 4,
            "stroke=\"" + curve->color + "\" stroke-width=\"2.5\"");
@@ -260,14 +271,14 @@ std::string training_plot_svg(const std::vector<EpochRecord>& epochs, const std:
   Curve train_accuracy =
       make_curve("train_accuracy", "train accuracy %", "#2ca02c", &accuracy_axis, epochs,
                  [](const EpochRecord& r) { return std::optional<double>(r.train_accuracy); });
-  Curve test_accuracy = make_curve("test_accuracy", "test accuracy %", "#d62728", &accuracy_axis, epochs,
-                                   [](const EpochRecord& r) { return r.test_accuracy; });
+  Curve test_accuracy = make_curve("test_accuracy", "test accuracy %", "#d62728", &accuracy_axis,
+                                   epochs, [](const EpochRecord& r) { return r.test_accuracy; });
   Curve sparsity = make_curve("sparsity", "sparsity %", "#9467bd", &sparsity_axis, epochs,
                               [](const EpochRecord& r) { return r.sparsity; });
   Curve cost = pg ? make_curve("pg_average_bits", "PG average bits", "#ff7f0e", &cost_axis, epochs,
                                [](const EpochRecord& r) { return r.pg_average_bits; })
-                  : make_curve("cg_flop_reduction", "CG FLOP reduction (x)", "#ff7f0e", &cost_axis, epochs,
-                               [](const EpochRecord& r) { return r.cg_flop_reduction; });
+                  : make_curve("cg_flop_reduction", "CG FLOP reduction (x)", "#ff7f0e", &cost_axis,
+                               epochs, [](const EpochRecord& r) { return r.cg_flop_reduction; });
   loss_axis = value_axis(values_of(loss));
   cost_axis = value_axis(values_of(cost));
 
@@ -288,7 +299,8 @@ std::string training_plot_svg(const std::vector<EpochRecord>& epochs, const std:
       << "\" font-family=\"sans-serif\" font-size=\"12\" fill=\"#222\">\n"
       << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
   if (!title.empty())
-    svg.text(kWidth / 2, 26, title, " text-anchor=\"middle\" font-size=\"15\" font-weight=\"bold\"");
+    svg.text(kWidth / 2, 26, title,
+             " text-anchor=\"middle\" font-size=\"15\" font-weight=\"bold\"");
 
   const Panel top{kTopPanel};
   const Panel bottom{kBottomPanel};

@@ -1,7 +1,6 @@
 #include "dnn_gating/train/progress.h"
 
 #include <spdlog/spdlog.h>
-
 #include <unistd.h>
 
 namespace dnn_gating::train {
@@ -16,7 +15,8 @@ double seconds(std::chrono::steady_clock::duration d) {
 Progress::Progress(ProgressStyle style, int64_t log_every, std::FILE* out)
     : style_(style), log_every_(log_every), out_(out) {
   if (style_ == ProgressStyle::kAuto) {
-    style_ = out_ != nullptr && isatty(fileno(out_)) ? ProgressStyle::kLive : ProgressStyle::kPeriodic;
+    style_ =
+        out_ != nullptr && isatty(fileno(out_)) ? ProgressStyle::kLive : ProgressStyle::kPeriodic;
   }
 }
 
@@ -42,8 +42,9 @@ void Progress::batch(int64_t index, double loss, int64_t correct, int64_t images
   const auto now = Clock::now();
   if (style_ == ProgressStyle::kPeriodic &&
       (window_batches_ == log_every_ || index + 1 == batches_)) {
-    spdlog::info("[{}, {:5d}] loss: {:.3f} | train acc: {:.1f} % | {:.3f} s/batch", epoch_ + 1, index + 1,
-                 window_loss_ / window_batches_, 100.0 * window_correct_ / window_images_,
+    spdlog::info("[{}, {:5d}] loss: {:.3f} | train acc: {:.1f} % | {:.3f} s/batch", epoch_ + 1,
+                 index + 1, window_loss_ / window_batches_,
+                 100.0 * window_correct_ / window_images_,
                  seconds(now - window_start_) / window_batches_);
     window_loss_ = 0;
     window_correct_ = window_images_ = window_batches_ = 0;
@@ -53,11 +54,13 @@ void Progress::batch(int64_t index, double loss, int64_t correct, int64_t images
     const double elapsed = seconds(now - epoch_start_);
     const double rate = elapsed > 0 ? epoch_images_ / elapsed : 0;
     const double eta = epoch_batches_ > 0 ? elapsed / epoch_batches_ * (batches_ - index - 1) : 0;
-    std::fprintf(out_, "\r\033[Kepoch %lld/%lld  batch %lld/%lld  loss %.3f  acc %.1f %%  %.0f img/s  ETA %d:%02d",
-                 static_cast<long long>(epoch_ + 1), static_cast<long long>(epochs_),
-                 static_cast<long long>(index + 1), static_cast<long long>(batches_),
-                 epoch_loss_ / epoch_batches_, 100.0 * epoch_correct_ / epoch_images_, rate,
-                 static_cast<int>(eta) / 60, static_cast<int>(eta) % 60);
+    std::fprintf(
+        out_,
+        "\r\033[Kepoch %lld/%lld  batch %lld/%lld  loss %.3f  acc %.1f %%  %.0f img/s  ETA %d:%02d",
+        static_cast<long long>(epoch_ + 1), static_cast<long long>(epochs_),
+        static_cast<long long>(index + 1), static_cast<long long>(batches_),
+        epoch_loss_ / epoch_batches_, 100.0 * epoch_correct_ / epoch_images_, rate,
+        static_cast<int>(eta) / 60, static_cast<int>(eta) % 60);
     std::fflush(out_);
     last_draw_ = now;
   }

@@ -58,23 +58,24 @@ std::vector<std::string> accuracy_lines(const Evaluation& evaluation,
 std::vector<std::string> gate_report_lines(const Evaluation& evaluation, const CostFigures& costs) {
   std::vector<std::string> lines;
   if (evaluation.layers.empty()) return lines;
-  lines.push_back(fmt::format("{:<16} {:>12} {:>7} {:>12} {:>14}", "gated layer", "positions", "on %",
-                              "dense MACs", "effective MACs"));
+  lines.push_back(fmt::format("{:<16} {:>12} {:>7} {:>12} {:>14}", "gated layer", "positions",
+                              "on %", "dense MACs", "effective MACs"));
   for (const auto& layer : evaluation.layers) {
     const double f = layer.counts.on_fraction();
     lines.push_back(fmt::format("{:<16} {:>12} {:>7.2f} {:>12} {:>14.0f}", layer.name,
                                 layer.counts.num_out, 100.0 * f, layer.dense_macs_per_image,
                                 layer.dense_macs_per_image * layer.cost.cost_fraction(f)));
   }
-  lines.push_back(fmt::format("Dense MACs per image: {}, effective: {:.0f} (gate overhead not counted)",
-                              costs.dense_macs, costs.effective_macs));
+  lines.push_back(
+      fmt::format("Dense MACs per image: {}, effective: {:.0f} (gate overhead not counted)",
+                  costs.dense_macs, costs.effective_macs));
   if (costs.has_pg) {
     lines.push_back(fmt::format("PG average activation bits: {:.2f} (of {})", costs.pg_average_bits,
                                 costs.pg_full_bits));
   }
   if (costs.has_cg) {
-    lines.push_back(
-        fmt::format("CG FLOP reduction: {:.2f}x (gate overhead not counted)", costs.cg_flop_reduction));
+    lines.push_back(fmt::format("CG FLOP reduction: {:.2f}x (gate overhead not counted)",
+                                costs.cg_flop_reduction));
   }
   return lines;
 }

@@ -1,8 +1,7 @@
 #include "dnn_gating/train/runtime.h"
 
-#include <torch/torch.h>
-
 #include <malloc.h>
+#include <torch/torch.h>
 
 #include <algorithm>
 #include <thread>

@@ -46,8 +46,7 @@ Evaluation evaluate(const Classifier& model, const data::BatchLoader& loader,
   for (int64_t b = 0; b < loader.num_batches(); ++b) {
     const data::Batch batch = loader.batch(b);
     const torch::Tensor predicted = model.forward(batch.images.to(input)).argmax(1).cpu();
-    confusion.index_add_(0, batch.labels * num_classes + predicted,
-                         torch::ones_like(predicted));
+    confusion.index_add_(0, batch.labels * num_classes + predicted, torch::ones_like(predicted));
     result.images += batch.labels.size(0);
   }
   auto c = confusion.view({num_classes, num_classes});

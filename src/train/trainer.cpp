@@ -1,5 +1,13 @@
 #include "dnn_gating/train/trainer.h"
 
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <optional>
+
 #include "dnn_gating/data/image_set.h"
 #include "dnn_gating/data/loader.h"
 #include "dnn_gating/train/checkpoint.h"
@@ -9,14 +17,6 @@
 #include "dnn_gating/train/plot.h"
 #include "dnn_gating/train/report.h"
 #include "dnn_gating/train/step.h"
-
-#include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
-
-#include <chrono>
-#include <cmath>
-#include <filesystem>
-#include <optional>
 
 namespace dnn_gating::train {
 namespace {
@@ -28,7 +28,8 @@ double seconds_since(Clock::time_point start) {
 }
 
 data::ImageSet load_split(const JobConfig& config, data::Split split, int64_t limit) {
-  const std::string dir = config.data_dir.empty() ? default_data_dir(config.dataset) : config.data_dir;
+  const std::string dir =
+      config.data_dir.empty() ? default_data_dir(config.dataset) : config.data_dir;
   data::ImageSet set = data::read_dataset(config.dataset, dir, split);
   if (limit > 0 && limit < set.size()) {
     spdlog::info("Using the first {} of {} {} images", limit, set.size(),
@@ -76,7 +77,8 @@ JobConfig adopt_checkpoint(const JobConfig& config, const std::string& meta_text
     conflicts += (conflicts.empty() ? "" : ", ") + config.explicit_settings.at("dataset") +
                  " (checkpoint " + saved_dataset + ")";
   }
-  TORCH_CHECK(conflicts.empty(), config.load_path, ": flags contradict the checkpoint: ", conflicts);
+  TORCH_CHECK(conflicts.empty(), config.load_path,
+              ": flags contradict the checkpoint: ", conflicts);
   out.model = saved;
   out.dataset = saved_dataset;
   return out;
@@ -92,7 +94,8 @@ std::string model_name(const models::ResNetOptions& o) {
 
 std::vector<std::pair<std::string, double>> on_fractions(const Evaluation& evaluation) {
   std::vector<std::pair<std::string, double>> out;
-  for (const auto& layer : evaluation.layers) out.emplace_back(layer.name, layer.counts.on_fraction());
+  for (const auto& layer : evaluation.layers)
+    out.emplace_back(layer.name, layer.counts.on_fraction());
   return out;
 }
 
@@ -140,14 +143,16 @@ class Job {
     result.sparsity = evaluation.sparsity();
     if (!config_.test_only && config_.save) {
       result.checkpoint_path = checkpoint_file(config_);
-      save_checkpoint(result.checkpoint_path, *model_,
-                      checkpoint_meta(config_, config_.epochs, result.test_accuracy, result.sparsity));
+      save_checkpoint(
+          result.checkpoint_path, *model_,
+          checkpoint_meta(config_, config_.epochs, result.test_accuracy, result.sparsity));
       spdlog::info("Saved checkpoint {}", result.checkpoint_path);
     }
     write_final_record(evaluation, costs, result.checkpoint_path);
     if (!config_.plot_path.empty() && !history_.empty()) {
-      write_training_plot(history_, config_.plot_path, config_.program + ": " + model_name(config_.model) +
-                                                            " ResNet-" + std::to_string(config_.model.depth()));
+      write_training_plot(history_, config_.plot_path,
+                          config_.program + ": " + model_name(config_.model) + " ResNet-" +
+                              std::to_string(config_.model.depth()));
       spdlog::info("Wrote training curves to {}", config_.plot_path);
     }
     return result;
@@ -162,12 +167,13 @@ class Job {
   Evaluation train() {
     const data::ImageSet train_set = load_split(config_, data::Split::kTrain, config_.train_limit);
     data::BatchLoader loader(
-        train_set, data::LoaderOptions(config_.batch_size).augment(true).shuffle(true).seed(config_.seed));
+        train_set,
+        data::LoaderOptions(config_.batch_size).augment(true).shuffle(true).seed(config_.seed));
     auto optimizer = make_sgd(*model_, config_.sgd);
     Progress progress(config_.progress, config_.log_every);
     spdlog::info("Training {} ({}-layer {}) on {} ({} images) for {} epochs, {} batches of {}",
-                 config_.program, config_.model.depth(), model_name(config_.model),
-                 train_set.name, train_set.size(), config_.epochs, loader.num_batches(), config_.batch_size);
+                 config_.program, config_.model.depth(), model_name(config_.model), train_set.name,
+                 train_set.size(), config_.epochs, loader.num_batches(), config_.batch_size);
     std::optional<Evaluation> latest;
     for (int64_t epoch = 0; epoch < config_.epochs; ++epoch) {
       EpochRecord record;
@@ -183,8 +189,8 @@ class Job {
       for (int64_t b = 0; b < loader.num_batches(); ++b) {
         const data::Batch batch = loader.batch(b);
         const StepResult step =
-            train_step(classifier_, *optimizer, config_.gating_loss, batch.images.to(config_.device),
-                       batch.labels.to(config_.device));
+            train_step(classifier_, *optimizer, config_.gating_loss,
+                       batch.images.to(config_.device), batch.labels.to(config_.device));
         const double loss = step.ce_loss + step.gating_loss;
         TORCH_CHECK(std::isfinite(loss), "training diverged: the loss is ", loss, " at epoch ",
                     epoch + 1, " batch ", b + 1, " (try a lower learning rate)");
@@ -197,9 +203,10 @@ class Job {
       record.images_per_second = train_set.size() / record.seconds;
       record.train_loss = loss_sum / loader.num_batches();
       record.train_accuracy = 100.0 * correct / train_set.size();
-      spdlog::info("Epoch {} took {:.1f} s ({:.0f} images/s), train loss {:.3f}, train acc {:.1f} %",
-                   epoch + 1, record.seconds, record.images_per_second, record.train_loss,
-                   record.train_accuracy);
+      spdlog::info(
+          "Epoch {} took {:.1f} s ({:.0f} images/s), train loss {:.3f}, train acc {:.1f} %",
+          epoch + 1, record.seconds, record.images_per_second, record.train_loss,
+          record.train_accuracy);
       const bool last = epoch + 1 == config_.epochs;
       if ((epoch + 1) % config_.eval_every == 0 || last) {
         latest = evaluate_split();
@@ -249,7 +256,8 @@ class Job {
 }  // namespace
 
 std::string default_data_dir(const std::string& dataset) {
-  return dataset == "fashion-mnist" ? "/usr/share/datasets/fashion-mnist" : "data/cifar-10-batches-bin";
+  return dataset == "fashion-mnist" ? "/usr/share/datasets/fashion-mnist"
+                                    : "data/cifar-10-batches-bin";
 }
 
 std::string checkpoint_file(const JobConfig& config) {

@@ -1,12 +1,12 @@
 // The README's flag tables list exactly the flags of the trainers' tables,
 // with every spelling, in the same order.
-#include "dnn_gating/cli/trainer_cli.h"
-
 #include <gtest/gtest.h>
 
 #include <fstream>
 #include <regex>
 #include <sstream>
+
+#include "dnn_gating/cli/trainer_cli.h"
 
 namespace dg = dnn_gating;
 using dg::cli::Trainer;
@@ -30,7 +30,8 @@ Rows readme_table(const std::string& heading) {
     }
     const std::string first_cell = line.substr(1, line.find('|', 1) - 1);
     std::vector<std::string> names;
-    for (std::sregex_iterator it(first_cell.begin(), first_cell.end(), flag_word), end; it != end; ++it) {
+    for (std::sregex_iterator it(first_cell.begin(), first_cell.end(), flag_word), end; it != end;
+         ++it) {
       names.push_back((*it)[1]);
     }
     if (!names.empty()) rows.push_back(names);

@@ -1,9 +1,10 @@
 // Every original flag spelling of both trainers parses into the right setting.
-#include "dnn_gating/cli/flags.h"
 #include "dnn_gating/cli/trainer_cli.h"
-#include "test_support.h"
 
 #include <CLI/CLI.hpp>
+
+#include "dnn_gating/cli/flags.h"
+#include "test_support.h"
 
 namespace dg = dnn_gating;
 using dg::cli::Trainer;
@@ -31,8 +32,8 @@ std::string parse_error(Trainer trainer, std::vector<std::string> args) {
 }  // namespace
 
 TEST(PgCommandLine, OriginalScriptVerbatim) {
-  const auto inv = parse(Trainer::kPrecisionGating,
-                         {"-pg", "-w", "8", "-a", "3", "-pb", "2", "-gtar", "1", "-spbp", "-pact", "-gpu", "0"});
+  const auto inv = parse(Trainer::kPrecisionGating, {"-pg", "-w", "8", "-a", "3", "-pb", "2",
+                                                     "-gtar", "1", "-spbp", "-pact", "-gpu", "0"});
   const auto& m = inv.job.model;
   EXPECT_EQ(m.conv(), ConvKind::kPrecisionGated);
   EXPECT_EQ(m.layout(), BlockLayout::kStandard);
@@ -70,10 +71,10 @@ TEST(PgCommandLine, LongSpellingsAndDefaults) {
   dg::testing::TempDir tmp;
   const std::string ckpt = (tmp.path() / "m.pt").string();
   std::ofstream(ckpt) << "x";
-  const auto inv = parse(Trainer::kPrecisionGating,
-                         {"--ispg", "--wbits", "4", "--abits", "4", "--pbits", "3", "--gtarget", "0.5",
-                          "--sigma", "0.01", "--sparse_bp", "--ispact", "--save", "--test", "--path",
-                          ckpt, "--which_gpus", "1"});
+  const auto inv = parse(
+      Trainer::kPrecisionGating,
+      {"--ispg", "--wbits", "4", "--abits", "4", "--pbits", "3", "--gtarget", "0.5", "--sigma",
+       "0.01", "--sparse_bp", "--ispact", "--save", "--test", "--path", ckpt, "--which_gpus", "1"});
   EXPECT_EQ(inv.job.model.conv(), ConvKind::kPrecisionGated);
   EXPECT_EQ(inv.job.model.layout(), BlockLayout::kStandard);
   EXPECT_EQ(inv.job.model.wbits(), 4);
@@ -84,18 +85,19 @@ TEST(PgCommandLine, LongSpellingsAndDefaults) {
   EXPECT_EQ(inv.job.load_path, ckpt);
   EXPECT_EQ(inv.gpus, "1");
 
-  const auto short_forms = parse(Trainer::kPrecisionGating,
-                                 {"-s", "-t", "-p", ckpt, "-sg", "0.2", "-gtar=2"});
+  const auto short_forms =
+      parse(Trainer::kPrecisionGating, {"-s", "-t", "-p", ckpt, "-sg", "0.2", "-gtar=2"});
   EXPECT_TRUE(short_forms.job.save && short_forms.job.test_only);
   EXPECT_DOUBLE_EQ(short_forms.job.gating_loss.weight, 0.2);
   EXPECT_DOUBLE_EQ(short_forms.job.gating_loss.target, 2.0);
 }
 
 TEST(PgCommandLine, Additions) {
-  const auto inv = parse(Trainer::kPrecisionGating,
-                         {"--epochs", "10", "--batch-size", "64", "--data-dir", "/tmp/x", "--save-dir",
-                          "out", "--seed", "7", "--threads", "3", "--dataset", "fashion-mnist",
-                          "--train-limit", "6000", "--test-limit", "100", "--quiet"});
+  const auto inv =
+      parse(Trainer::kPrecisionGating,
+            {"--epochs", "10", "--batch-size", "64", "--data-dir", "/tmp/x", "--save-dir", "out",
+             "--seed", "7", "--threads", "3", "--dataset", "fashion-mnist", "--train-limit", "6000",
+             "--test-limit", "100", "--quiet"});
   EXPECT_EQ(inv.job.epochs, 10);
   EXPECT_EQ(inv.job.milestones, (std::vector<int64_t>{5, 8}));
   EXPECT_EQ(inv.job.batch_size, 64);
@@ -107,8 +109,9 @@ TEST(PgCommandLine, Additions) {
   EXPECT_EQ(inv.job.train_limit, 6000);
   EXPECT_EQ(inv.job.test_limit, 100);
   EXPECT_TRUE(inv.quiet);
-  EXPECT_EQ(parse(Trainer::kPrecisionGating, {"--epochs", "20", "--milestones", "3,12"}).job.milestones,
-            (std::vector<int64_t>{3, 12}));
+  EXPECT_EQ(
+      parse(Trainer::kPrecisionGating, {"--epochs", "20", "--milestones", "3,12"}).job.milestones,
+      (std::vector<int64_t>{3, 12}));
   EXPECT_EQ(dg::train::default_data_dir("fashion-mnist"), "/usr/share/datasets/fashion-mnist");
   // A one-epoch run keeps the initial learning rate throughout.
   EXPECT_EQ(parse(Trainer::kPrecisionGating, {"--epochs", "1"}).job.milestones,
@@ -116,24 +119,31 @@ TEST(PgCommandLine, Additions) {
 }
 
 TEST(PgCommandLine, RejectsBadSettingsWithOneClearMessage) {
-  EXPECT_NE(parse_error(Trainer::kPrecisionGating, {"-pg", "-a", "0"}).find("-a/--abits"), std::string::npos);
+  EXPECT_NE(parse_error(Trainer::kPrecisionGating, {"-pg", "-a", "0"}).find("-a/--abits"),
+            std::string::npos);
   EXPECT_NE(parse_error(Trainer::kPrecisionGating, {"-pg", "-a", "3", "-pb", "3"}).find("-pb"),
             std::string::npos);
-  EXPECT_NE(parse_error(Trainer::kPrecisionGating, {"-w", "-2"}).find("-w/--wbits must be between 0"),
-            std::string::npos);
+  EXPECT_NE(
+      parse_error(Trainer::kPrecisionGating, {"-w", "-2"}).find("-w/--wbits must be between 0"),
+      std::string::npos);
   EXPECT_NE(parse_error(Trainer::kPrecisionGating, {"-t"}).find("-p FILE"), std::string::npos);
-  EXPECT_NE(parse_error(Trainer::kPrecisionGating, {"-p", "/no/such/file.pt"}).find("/no/such/file.pt"),
+  EXPECT_NE(
+      parse_error(Trainer::kPrecisionGating, {"-p", "/no/such/file.pt"}).find("/no/such/file.pt"),
+      std::string::npos);
+  EXPECT_NE(
+      parse_error(Trainer::kPrecisionGating, {"--milestones", "5,x", "--epochs", "10"}).find("'x'"),
+      std::string::npos);
+  EXPECT_NE(parse_error(Trainer::kPrecisionGating, {"--dataset", "mnist"}).find("mnist"),
             std::string::npos);
-  EXPECT_NE(parse_error(Trainer::kPrecisionGating, {"--milestones", "5,x", "--epochs", "10"}).find("'x'"),
-            std::string::npos);
-  EXPECT_NE(parse_error(Trainer::kPrecisionGating, {"--dataset", "mnist"}).find("mnist"), std::string::npos);
   EXPECT_NE(parse_error(Trainer::kPrecisionGating, {"--bogus"}).find("--bogus"), std::string::npos);
-  EXPECT_NE(parse_error(Trainer::kPrecisionGating, {"--depth", "21"}).find("6n+2"), std::string::npos);
+  EXPECT_NE(parse_error(Trainer::kPrecisionGating, {"--depth", "21"}).find("6n+2"),
+            std::string::npos);
 }
 
 TEST(CgCommandLine, OriginalScriptsVerbatim) {
-  const auto inv = parse(Trainer::kChannelGating, {"-gpu", "0", "-gi", "0.0", "-gt", "1.0", "-pt", "4",
-                                                    "--alpha", "2.0", "-cg", "--sparse_bp", "--use_group"});
+  const auto inv =
+      parse(Trainer::kChannelGating, {"-gpu", "0", "-gi", "0.0", "-gt", "1.0", "-pt", "4",
+                                      "--alpha", "2.0", "-cg", "--sparse_bp", "--use_group"});
   const auto& m = inv.job.model;
   EXPECT_EQ(m.conv(), ConvKind::kChannelGated);
   EXPECT_EQ(m.layout(), BlockLayout::kStandard);
@@ -151,8 +161,8 @@ TEST(CgCommandLine, OriginalScriptsVerbatim) {
   EXPECT_EQ(inv.job.milestones, (std::vector<int64_t>{150, 200}));
 
   const auto post = parse(Trainer::kChannelGating,
-                          {"-gpu", "1", "-lr", "0.08", "-wd", "3e-4", "-gi", "0.0", "-gt", "0.6", "-pt", "2",
-                           "-cg", "--use_postact", "--sparse_bp", "--use_group"});
+                          {"-gpu", "1", "-lr", "0.08", "-wd", "3e-4", "-gi", "0.0", "-gt", "0.6",
+                           "-pt", "2", "-cg", "--use_postact", "--sparse_bp", "--use_group"});
   EXPECT_EQ(post.job.model.conv(), ConvKind::kChannelGated);
   EXPECT_EQ(post.job.model.layout(), BlockLayout::kPostActivated);
   EXPECT_DOUBLE_EQ(post.job.sgd.lr, 0.08);
@@ -164,8 +174,8 @@ TEST(CgCommandLine, OriginalScriptsVerbatim) {
 
 TEST(CgCommandLine, EverySpelling) {
   const auto a = parse(Trainer::kChannelGating,
-                       {"-lr", "0.05", "-wd", "0", "-pt", "2", "-gi", "-1.5", "-a", "3", "-group", "-gtar",
-                        "0.3", "-spbp", "-cg", "-shuffle", "-postact", "-s"});
+                       {"-lr", "0.05", "-wd", "0", "-pt", "2", "-gi", "-1.5", "-a", "3", "-group",
+                        "-gtar", "0.3", "-spbp", "-cg", "-shuffle", "-postact", "-s"});
   EXPECT_DOUBLE_EQ(a.job.sgd.lr, 0.05);
   EXPECT_DOUBLE_EQ(a.job.sgd.weight_decay, 0.0);
   EXPECT_EQ(a.job.model.partitions(), 2);
@@ -176,9 +186,10 @@ TEST(CgCommandLine, EverySpelling) {
   EXPECT_EQ(a.job.model.layout(), BlockLayout::kPostActivated);
   EXPECT_DOUBLE_EQ(a.job.gating_loss.target, 0.3);
   EXPECT_TRUE(a.job.save);
-  const auto b = parse(Trainer::kChannelGating,
-                       {"--lr", "0.2", "--wt_decay", "1e-3", "--partitions", "8", "--ginit", "0.5", "--alpha",
-                        "1", "--use_group", "--gtarget", "0.7", "--use_cg", "--use_shuffle", "--which_gpus", "2"});
+  const auto b =
+      parse(Trainer::kChannelGating, {"--lr", "0.2", "--wt_decay", "1e-3", "--partitions", "8",
+                                      "--ginit", "0.5", "--alpha", "1", "--use_group", "--gtarget",
+                                      "0.7", "--use_cg", "--use_shuffle", "--which_gpus", "2"});
   EXPECT_DOUBLE_EQ(b.job.sgd.lr, 0.2);
   EXPECT_DOUBLE_EQ(b.job.sgd.weight_decay, 1e-3);
   EXPECT_EQ(b.job.model.partitions(), 8);
@@ -190,9 +201,12 @@ TEST(CgCommandLine, EverySpelling) {
   EXPECT_EQ(parse(Trainer::kChannelGating, {}).job.model.conv(), ConvKind::kFloat);
   EXPECT_EQ(parse(Trainer::kChannelGating, {}).job.model.layout(), BlockLayout::kStandard);
   EXPECT_EQ(parse(Trainer::kChannelGating, {"-postact"}).job.model.conv(), ConvKind::kFloat);
-  EXPECT_EQ(parse(Trainer::kChannelGating, {"-postact"}).job.model.layout(), BlockLayout::kPostActivated);
-  EXPECT_NE(parse_error(Trainer::kChannelGating, {"-cg", "-pt", "3"}).find("-pt"), std::string::npos);
-  EXPECT_NE(parse_error(Trainer::kChannelGating, {"-cg", "-pt", "0"}).find("-pt"), std::string::npos);
+  EXPECT_EQ(parse(Trainer::kChannelGating, {"-postact"}).job.model.layout(),
+            BlockLayout::kPostActivated);
+  EXPECT_NE(parse_error(Trainer::kChannelGating, {"-cg", "-pt", "3"}).find("-pt"),
+            std::string::npos);
+  EXPECT_NE(parse_error(Trainer::kChannelGating, {"-cg", "-pt", "0"}).find("-pt"),
+            std::string::npos);
 }
 
 TEST(Spellings, RewritesOnlyExactFlags) {

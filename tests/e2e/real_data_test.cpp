@@ -8,9 +8,9 @@
 // points with float rounding alone. The second epoch at LR 0.01 settles it:
 // seeds 0/1/2/3 gave PG 70.0/72.8/71.1/67.9 % and CG 72.8/73.7/70.6/68.7 %,
 // so the bar sits well below every seed and far above a broken gradient.
-#include "test_support.h"
-
 #include <regex>
+
+#include "test_support.h"
 
 namespace dgt = dnn_gating::testing;
 
@@ -37,10 +37,10 @@ std::string common_flags() {
 
 }  // namespace
 
-#define DG_REQUIRE_FASHION_MNIST()                                                         \
-  if (!have_fashion_mnist()) {                                                             \
+#define DG_REQUIRE_FASHION_MNIST()                                                              \
+  if (!have_fashion_mnist()) {                                                                  \
     if (std::getenv("CI") != nullptr) FAIL() << "Fashion-MNIST missing in CI: " << kFashionDir; \
-    GTEST_SKIP() << "Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)"; \
+    GTEST_SKIP() << "Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)";      \
   }
 
 // Runs a trainer's two-epoch job and checks it finished above the bar.

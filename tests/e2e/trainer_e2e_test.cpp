@@ -1,8 +1,8 @@
 // The trainer programs end to end on small synthetic CIFAR-format data:
 // train one epoch, save, evaluate the checkpoint; and bad input.
-#include "test_support.h"
-
 #include <regex>
+
+#include "test_support.h"
 
 namespace dgt = dnn_gating::testing;
 namespace fs = std::filesystem;
@@ -13,7 +13,8 @@ std::string quote(const fs::path& p) { return "'" + p.string() + "'"; }
 
 // Runs one of scripts/ against the executables of this build.
 std::string script(const std::string& name) {
-  return "DNN_GATING_BUILD_DIR=" + quote(DG_BINARY_DIR) + " " + quote(fs::path(DG_SOURCE_DIR) / "scripts" / name);
+  return "DNN_GATING_BUILD_DIR=" + quote(DG_BINARY_DIR) + " " +
+         quote(fs::path(DG_SOURCE_DIR) / "scripts" / name);
 }
 
 // Pulls "<value>" out of "<prefix><value> %" lines.
@@ -37,12 +38,13 @@ class TrainerEndToEnd : public ::testing::Test {
 
 TEST_F(TrainerEndToEnd, PgTrainsSavesAndEvaluatesCheckpoint) {
   const fs::path save_dir = tmp_.path() / "save";
-  const auto train = dgt::run_command(std::string(DG_PG_BINARY) +
-                                      " -pg -w 8 -a 3 -pb 2 -gtar 1 -spbp -pact -gpu 0 --epochs 1 -s" +
-                                      data_flags() + "--save-dir " + quote(save_dir));
+  const auto train = dgt::run_command(
+      std::string(DG_PG_BINARY) + " -pg -w 8 -a 3 -pb 2 -gtar 1 -spbp -pact -gpu 0 --epochs 1 -s" +
+      data_flags() + "--save-dir " + quote(save_dir));
   ASSERT_EQ(train.exit_code, 0) << train.output;
   EXPECT_NE(train.output.find("[1,"), std::string::npos) << train.output;  // progress line
-  EXPECT_NE(train.output.find("Accuracy of the network on the 64 test images: "), std::string::npos);
+  EXPECT_NE(train.output.find("Accuracy of the network on the 64 test images: "),
+            std::string::npos);
   const double sparsity = percent_after(train.output, "Sparsity of the update phase: ");
   EXPECT_GE(sparsity, 0.0);
   EXPECT_LE(sparsity, 100.0);
@@ -53,10 +55,12 @@ TEST_F(TrainerEndToEnd, PgTrainsSavesAndEvaluatesCheckpoint) {
   ASSERT_TRUE(fs::exists(ckpt));
 
   // The checkpoint describes its model: -t -p needs no other flag.
-  const auto test = dgt::run_command(std::string(DG_PG_BINARY) + " -t -p " + quote(ckpt) + data_flags());
+  const auto test =
+      dgt::run_command(std::string(DG_PG_BINARY) + " -t -p " + quote(ckpt) + data_flags());
   ASSERT_EQ(test.exit_code, 0) << test.output;
   // Evaluating the saved model reproduces the accuracy and sparsity of training's final report.
-  EXPECT_DOUBLE_EQ(percent_after(test.output, "test images: "), percent_after(train.output, "test images: "));
+  EXPECT_DOUBLE_EQ(percent_after(test.output, "test images: "),
+                   percent_after(train.output, "test images: "));
   EXPECT_DOUBLE_EQ(percent_after(test.output, "Sparsity of the update phase: "), sparsity);
   EXPECT_EQ(test.output.find("Epoch 1/"), std::string::npos) << "-t must not train";
 }
@@ -64,16 +68,18 @@ TEST_F(TrainerEndToEnd, PgTrainsSavesAndEvaluatesCheckpoint) {
 TEST_F(TrainerEndToEnd, CgScriptsTrainAndEvaluate) {
   for (const std::string name : {"train_cg.sh", "train_cg_postact.sh"}) {
     const fs::path save_dir = tmp_.path() / ("save-" + name);
-    const auto train = dgt::run_command(script(name) + " --epochs 1 -s" + data_flags() + "--save-dir " +
-                                        quote(save_dir));
+    const auto train = dgt::run_command(script(name) + " --epochs 1 -s" + data_flags() +
+                                        "--save-dir " + quote(save_dir));
     ASSERT_EQ(train.exit_code, 0) << name << "\n" << train.output;
     const double sparsity = percent_after(train.output, "Sparsity of the update phase: ");
     EXPECT_GE(sparsity, 0.0) << train.output;
     const fs::path ckpt = save_dir / "model_resnet-20.pt";
     ASSERT_TRUE(fs::exists(ckpt));
     // Consistent flags are accepted alongside the checkpoint's own description.
-    const std::string model_flags = name == "train_cg.sh" ? " -cg -pt 4 --use_group" : " -cg -pt 2 --use_group -postact";
-    const auto test = dgt::run_command(std::string(DG_CG_BINARY) + model_flags + " -t -p " + quote(ckpt) + data_flags());
+    const std::string model_flags =
+        name == "train_cg.sh" ? " -cg -pt 4 --use_group" : " -cg -pt 2 --use_group -postact";
+    const auto test = dgt::run_command(std::string(DG_CG_BINARY) + model_flags + " -t -p " +
+                                       quote(ckpt) + data_flags());
     ASSERT_EQ(test.exit_code, 0) << test.output;
     EXPECT_DOUBLE_EQ(percent_after(test.output, "Sparsity of the update phase: "), sparsity);
   }
@@ -82,8 +88,8 @@ TEST_F(TrainerEndToEnd, CgScriptsTrainAndEvaluate) {
   // image alone in eval mode).
   const fs::path ckpt = tmp_.path() / "save-train_cg.sh" / "model_resnet-20.pt";
   auto table = [&](const std::string& flags) {
-    const auto r = dgt::run_command(std::string(DG_CG_BINARY) + " -t -p " + quote(ckpt) + " --data-dir " +
-                                    quote(tmp_.path() / "cifar") + flags);
+    const auto r = dgt::run_command(std::string(DG_CG_BINARY) + " -t -p " + quote(ckpt) +
+                                    " --data-dir " + quote(tmp_.path() / "cifar") + flags);
     EXPECT_EQ(r.exit_code, 0) << r.output;
     const auto begin = r.output.find("gated layer");
     return begin == std::string::npos ? std::string() : r.output.substr(begin);
@@ -103,8 +109,9 @@ TEST_F(TrainerEndToEnd, PgScriptParsesAndRuns) {
 
 // --quiet prints the final report and nothing of the training on the way.
 TEST_F(TrainerEndToEnd, QuietPrintsOnlyTheFinalReport) {
-  const auto run = dgt::run_command(std::string(DG_PG_BINARY) + " -pg -w 8 -a 3 -pb 2 --epochs 1 --quiet" +
-                                    data_flags() + "--train-limit 64 --test-limit 32");
+  const auto run =
+      dgt::run_command(std::string(DG_PG_BINARY) + " -pg -w 8 -a 3 -pb 2 --epochs 1 --quiet" +
+                       data_flags() + "--train-limit 64 --test-limit 32");
   ASSERT_EQ(run.exit_code, 0) << run.output;
   EXPECT_EQ(run.output.find("Accuracy of the network on the 32 test images: "), 0u) << run.output;
   EXPECT_NE(run.output.find("PG average activation bits: "), std::string::npos) << run.output;
@@ -117,12 +124,14 @@ TEST_F(TrainerEndToEnd, BadInputGivesOneLineAndNonZeroExit) {
   auto expect_error = [](const dgt::RunResult& r, const std::string& needle) {
     EXPECT_NE(r.exit_code, 0) << r.output;
     EXPECT_NE(r.output.find(needle), std::string::npos) << r.output;
-    EXPECT_EQ(r.output.find("Exception raised from"), std::string::npos) << "no stack traces: " << r.output;
+    EXPECT_EQ(r.output.find("Exception raised from"), std::string::npos)
+        << "no stack traces: " << r.output;
     EXPECT_EQ(r.output.find("frame #"), std::string::npos) << r.output;
   };
   const std::string pg = DG_PG_BINARY;
-  expect_error(dgt::run_command(pg + " --data-dir " + quote(tmp_.path() / "nothing") + " --epochs 1"),
-               "data_batch_1.bin");
+  expect_error(
+      dgt::run_command(pg + " --data-dir " + quote(tmp_.path() / "nothing") + " --epochs 1"),
+      "data_batch_1.bin");
   expect_error(dgt::run_command(pg + " -pg -a 3 -pb 4"), "-pb");
   expect_error(dgt::run_command(pg + " -w"), "-w");
   expect_error(dgt::run_command(std::string(DG_CG_BINARY) + " -cg -pt 5"), "-pt");
@@ -133,12 +142,16 @@ TEST_F(TrainerEndToEnd, BadInputGivesOneLineAndNonZeroExit) {
   fs::create_directories(save_dir);
   const fs::path ckpt = save_dir / "model_resnet-20.pt";
   ASSERT_EQ(dgt::run_command(pg + " --epochs 1 -s --train-limit 32 --test-limit 32" + data_flags() +
-                             "--save-dir " + quote(save_dir)).exit_code, 0);
+                             "--save-dir " + quote(save_dir))
+                .exit_code,
+            0);
   const auto size_before = fs::file_size(ckpt);
   const auto time_before = fs::last_write_time(ckpt);
-  expect_error(dgt::run_command(pg + " -pg -w 8 -a 3 -pb 2 -t -p " + quote(ckpt) + data_flags()), ckpt.string());
-  expect_error(dgt::run_command(pg + " --epochs 1 -s -p " + quote(ckpt) + " -pg -a 3 -pb 2" + data_flags() +
-                                "--save-dir " + quote(save_dir)), "contradict");
+  expect_error(dgt::run_command(pg + " -pg -w 8 -a 3 -pb 2 -t -p " + quote(ckpt) + data_flags()),
+               ckpt.string());
+  expect_error(dgt::run_command(pg + " --epochs 1 -s -p " + quote(ckpt) + " -pg -a 3 -pb 2" +
+                                data_flags() + "--save-dir " + quote(save_dir)),
+               "contradict");
   EXPECT_EQ(fs::file_size(ckpt), size_before);
   EXPECT_EQ(fs::last_write_time(ckpt), time_before);
   const fs::path garbage = tmp_.path() / "garbage.pt";
@@ -149,11 +162,13 @@ TEST_F(TrainerEndToEnd, BadInputGivesOneLineAndNonZeroExit) {
 TEST(TrainerHelp, ListsOriginalSpellingsAndDefaults) {
   const auto help = dgt::run_command(std::string(DG_PG_BINARY) + " --help");
   EXPECT_EQ(help.exit_code, 0);
-  for (const char* flag : {"-pg", "-pb", "-gtar", "-spbp", "-pact", "-sg", "-gpu", "--epochs", "--threads"}) {
+  for (const char* flag :
+       {"-pg", "-pb", "-gtar", "-spbp", "-pact", "-sg", "-gpu", "--epochs", "--threads"}) {
     EXPECT_NE(help.output.find(flag), std::string::npos) << flag;
   }
   const auto cg_help = dgt::run_command(std::string(DG_CG_BINARY) + " --help");
-  for (const char* flag : {"-lr", "-wd", "-pt", "-gi", "-gt", "-group", "-cg", "-shuffle", "-postact"}) {
+  for (const char* flag :
+       {"-lr", "-wd", "-pt", "-gi", "-gt", "-group", "-cg", "-shuffle", "-postact"}) {
     EXPECT_NE(cg_help.output.find(flag), std::string::npos) << flag;
   }
 }

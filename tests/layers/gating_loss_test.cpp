@@ -1,13 +1,14 @@
 // Gate thresholds are found through the gated layers themselves, never by
 // parameter name: a user's own parameter called `threshold` is neither pulled
 // by the gating loss nor exempted from weight decay.
-#include "dnn_gating/layers/cg_conv.h"
-#include "dnn_gating/layers/gated_layer.h"
 #include "dnn_gating/layers/gating_loss.h"
-#include "dnn_gating/layers/pg_conv.h"
-#include "dnn_gating/train/optimizer.h"
 
 #include <gtest/gtest.h>
+
+#include "dnn_gating/layers/cg_conv.h"
+#include "dnn_gating/layers/gated_layer.h"
+#include "dnn_gating/layers/pg_conv.h"
+#include "dnn_gating/train/optimizer.h"
 
 namespace dg = dnn_gating;
 
@@ -18,8 +19,10 @@ namespace {
 // name could exempt it from weight decay).
 struct OwnModelImpl : torch::nn::Module {
   OwnModelImpl()
-      : pg(register_module("pg", dg::layers::PGConv2d(dg::layers::PGConv2dOptions(4, 4, 3).abits(4).pred_bits(2)))),
-        cg(register_module("cg", dg::layers::CGConv2d(dg::layers::CGConv2dOptions(4, 4, 3).partitions(2)))),
+      : pg(register_module("pg", dg::layers::PGConv2d(
+                                     dg::layers::PGConv2dOptions(4, 4, 3).abits(4).pred_bits(2)))),
+        cg(register_module(
+            "cg", dg::layers::CGConv2d(dg::layers::CGConv2dOptions(4, 4, 3).partitions(2)))),
         threshold(register_parameter("threshold", torch::full({2, 2}, 5.0))) {}
   dg::layers::PGConv2d pg;
   dg::layers::CGConv2d cg;

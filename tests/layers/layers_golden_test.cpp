@@ -1,12 +1,13 @@
 // Layer-level golden vectors of the original implementation: forward output,
 // input and parameter gradients, gate counters and (CG) BatchNorm statistics.
+#include <cmath>
+#include <nlohmann/json.hpp>
+
 #include "dnn_gating/layers/cg_conv.h"
 #include "dnn_gating/layers/pg_conv.h"
 #include "dnn_gating/layers/quantized_conv.h"
 #include "dnn_gating/setting_error.h"
 #include "test_support.h"
-
-#include <cmath>
 
 namespace dg = dnn_gating;
 using dnn_gating::testing::all_close;
@@ -18,14 +19,11 @@ constexpr double kRtol = 1e-5;
 constexpr double kAtol = 1e-6;
 
 int64_t config_int(const GoldenCase& golden, const std::string& key) {
-  const std::string needle = "\"" + key + "\": ";
-  const auto pos = golden.config.find(needle);
-  if (pos == std::string::npos) throw std::runtime_error("config has no " + key);
-  return std::stoll(golden.config.substr(pos + needle.size()));
+  return nlohmann::json::parse(golden.config).at(key).get<int64_t>();
 }
 
 bool config_bool(const GoldenCase& golden, const std::string& key) {
-  return golden.config.find("\"" + key + "\": true") != std::string::npos;
+  return nlohmann::json::parse(golden.config).value(key, false);
 }
 
 // Loads the initial state, runs forward + backward, compares everything recorded.
@@ -119,12 +117,11 @@ TEST_P(CGConvGolden, MatchesOriginal) {
   check_layer(*conv, golden, [&](const torch::Tensor& x) { return conv(x); });
   check_counts(*conv, golden);
 }
-INSTANTIATE_TEST_SUITE_P(Cases, CGConvGolden,
-                         ::testing::Combine(::testing::Values("cgconv_p4_group_sparse",
-                                                              "cgconv_p2_dense_s2",
-                                                              "cgconv_p4_group_shuffle",
-                                                              "cgconv_p4_group_eval"),
-                                            ::testing::Bool()));
+INSTANTIATE_TEST_SUITE_P(
+    Cases, CGConvGolden,
+    ::testing::Combine(::testing::Values("cgconv_p4_group_sparse", "cgconv_p2_dense_s2",
+                                         "cgconv_p4_group_shuffle", "cgconv_p4_group_eval"),
+                       ::testing::Bool()));
 
 TEST(LayerOptions, RejectInvalidSettingsWithClearMessages) {
   auto message_of = [](const std::function<void()>& make) -> std::string {
@@ -137,25 +134,30 @@ TEST(LayerOptions, RejectInvalidSettingsWithClearMessages) {
     }
     return "no error";
   };
-  EXPECT_NE(message_of([] { dg::layers::PGConv2d(dg::layers::PGConv2dOptions(4, 4, 3).abits(3).pred_bits(3)); })
-                .find("0 < pred_bits < abits, got pred_bits=3 abits=3"),
+  EXPECT_NE(message_of([] {
+              dg::layers::PGConv2d(dg::layers::PGConv2dOptions(4, 4, 3).abits(3).pred_bits(3));
+            }).find("0 < pred_bits < abits, got pred_bits=3 abits=3"),
             std::string::npos);
-  EXPECT_NE(message_of([] { dg::layers::CGConv2d(dg::layers::CGConv2dOptions(6, 8, 3).partitions(4)); })
-                .find("partitions=4 must divide"),
+  EXPECT_NE(message_of([] {
+              dg::layers::CGConv2d(dg::layers::CGConv2dOptions(6, 8, 3).partitions(4));
+            }).find("partitions=4 must divide"),
             std::string::npos);
-  EXPECT_NE(message_of([] { dg::layers::CGConv2d(dg::layers::CGConv2dOptions(8, 8, 3).partitions(0)); })
-                .find("at least 1, got 0"),
+  EXPECT_NE(message_of([] {
+              dg::layers::CGConv2d(dg::layers::CGConv2dOptions(8, 8, 3).partitions(0));
+            }).find("at least 1, got 0"),
             std::string::npos);
-  EXPECT_NE(message_of([] { dg::layers::QuantizedConv2d(dg::layers::QuantizedConv2dOptions(4, 4, 3).wbits(-2)); })
-                .find("wbits must be between 0"),
+  EXPECT_NE(message_of([] {
+              dg::layers::QuantizedConv2d(dg::layers::QuantizedConv2dOptions(4, 4, 3).wbits(-2));
+            }).find("wbits must be between 0"),
             std::string::npos);
 }
 
 TEST(CGConv, MaskPatterns) {
   dg::layers::CGConv2d grouped(dg::layers::CGConv2dOptions(4, 4, 1).partitions(2).use_group(true));
-  EXPECT_TRUE(torch::equal(grouped->mask.view({4, 4}),
-                           torch::tensor({{1.f, 1.f, 0.f, 0.f}, {1.f, 1.f, 0.f, 0.f},
-                                          {0.f, 0.f, 1.f, 1.f}, {0.f, 0.f, 1.f, 1.f}})));
+  EXPECT_TRUE(torch::equal(grouped->mask.view({4, 4}), torch::tensor({{1.f, 1.f, 0.f, 0.f},
+                                                                      {1.f, 1.f, 0.f, 0.f},
+                                                                      {0.f, 0.f, 1.f, 1.f},
+                                                                      {0.f, 0.f, 1.f, 1.f}})));
   dg::layers::CGConv2d first(dg::layers::CGConv2dOptions(4, 2, 1).partitions(2));
   EXPECT_TRUE(torch::equal(first->mask.view({2, 4}),
                            torch::tensor({{1.f, 1.f, 0.f, 0.f}, {1.f, 1.f, 0.f, 0.f}})));

@@ -1,13 +1,13 @@
 // Every model kind trains in double precision as well as in float: nothing
 // in the layers, models, gating losses or optimiser groups is tied to float.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
 #include "dnn_gating/layers/gated_layer.h"
 #include "dnn_gating/models/resnet.h"
 #include "dnn_gating/train/recipe.h"
 #include "dnn_gating/train/step.h"
-
-#include <gtest/gtest.h>
-
-#include <cmath>
 
 namespace dg = dnn_gating;
 using dg::models::BlockLayout;
@@ -25,21 +25,28 @@ std::vector<KindCase> kinds() {
   return {
       {"float", ResNetOptions(ConvKind::kFloat)},
       {"quantized_pact", ResNetOptions(ConvKind::kQuantized).wbits(8).abits(3).pact(true)},
-      {"pg", ResNetOptions(ConvKind::kPrecisionGated).wbits(8).abits(3).pred_bits(2).pact(true).sparse_bp(true)},
+      {"pg", ResNetOptions(ConvKind::kPrecisionGated)
+                 .wbits(8)
+                 .abits(3)
+                 .pred_bits(2)
+                 .pact(true)
+                 .sparse_bp(true)},
       {"cg", ResNetOptions(ConvKind::kChannelGated).partitions(4).use_group(true).sparse_bp(true)},
       {"postact", ResNetOptions(ConvKind::kFloat, BlockLayout::kPostActivated)},
-      {"cg_postact", ResNetOptions(ConvKind::kChannelGated, BlockLayout::kPostActivated).partitions(2).use_group(true)},
+      {"cg_postact", ResNetOptions(ConvKind::kChannelGated, BlockLayout::kPostActivated)
+                         .partitions(2)
+                         .use_group(true)},
   };
 }
-
 
 // Cross-entropy losses of `steps` SGD steps from the weights of seed 3, in `dtype`.
 std::vector<double> train_losses(const ResNetOptions& options, torch::ScalarType dtype, int steps) {
   torch::manual_seed(3);
   dg::models::ResNet model(options);
   model->to(dtype);
-  const auto recipe = options.conv() == ConvKind::kChannelGated ? dg::train::cg_recipe(0.1, 1e-4, 0.5)
-                                                       : dg::train::pg_recipe(1e-3, 0.5);
+  const auto recipe = options.conv() == ConvKind::kChannelGated
+                          ? dg::train::cg_recipe(0.1, 1e-4, 0.5)
+                          : dg::train::pg_recipe(1e-3, 0.5);
   auto sgd = recipe.sgd;
   sgd.lr = 0.002;  // small enough for the post-activated model on one random batch
   auto optimizer = dg::train::make_sgd(*model, sgd);

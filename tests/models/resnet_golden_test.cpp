@@ -1,22 +1,22 @@
 // Whole-model golden vectors: the original's ResNet-20 variants, their eval
 // and training logits, losses, and the state after one SGD step taken with
 // this project's own optimiser and gating-loss code, all in float64.
+#include <nlohmann/json.hpp>
+
 #include "dnn_gating/layers/dense_macs.h"
 #include "dnn_gating/layers/gated_layer.h"
-#include "dnn_gating/models/resnet.h"
 #include "dnn_gating/layers/gating_loss.h"
+#include "dnn_gating/models/resnet.h"
 #include "dnn_gating/train/optimizer.h"
 #include "dnn_gating/train/step.h"
 #include "golden_models.h"
 #include "test_support.h"
 
-#include <nlohmann/json.hpp>
-
 namespace dg = dnn_gating;
-using dnn_gating::testing::all_close;
-using nlohmann::json;
 using dg::models::BlockLayout;
 using dg::models::ConvKind;
+using dnn_gating::testing::all_close;
+using nlohmann::json;
 
 namespace {
 
@@ -68,7 +68,8 @@ TEST_P(ResNetGolden, LogitsLossesAndOneSgdStep) {
   {
     torch::NoGradGuard no_grad;
     model->eval();
-    EXPECT_TRUE(all_close(model->forward(x), golden.at("logits_eval"), kTol, kTol)) << "eval logits";
+    EXPECT_TRUE(all_close(model->forward(x), golden.at("logits_eval"), kTol, kTol))
+        << "eval logits";
   }
   if (!golden.has("loss_ce")) {  // forward-only case
     model->train();
@@ -80,8 +81,8 @@ TEST_P(ResNetGolden, LogitsLossesAndOneSgdStep) {
   const dg::train::Recipe recipe = dg::testing::golden_recipe(config);
   const dg::layers::GatingLoss& loss = recipe.gating_loss;
   auto optimizer = dg::train::make_sgd(*model, recipe.sgd);
-  const dg::train::Classifier classifier{model.ptr(),
-                                         [&](const torch::Tensor& in) { return model->forward(in); }};
+  const dg::train::Classifier classifier{
+      model.ptr(), [&](const torch::Tensor& in) { return model->forward(in); }};
   const auto step = dg::train::train_step(classifier, *optimizer, loss, x, golden.at("labels"));
   EXPECT_TRUE(all_close(step.logits, golden.at("logits_train"), kTol, kTol)) << "train logits";
   EXPECT_NEAR(step.ce_loss, golden.at("loss_ce").item<double>(), kTol);
@@ -97,22 +98,26 @@ TEST_P(ResNetGolden, LogitsLossesAndOneSgdStep) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Cases, ResNetGolden,
-    ::testing::Values(ModelCase{"resnet20_quant_w8_a3_pact", false},
-                      ModelCase{"resnet20_pg_w8_a3_pb2_pact_spbp", false},
-                      ModelCase{"resnet20_cg_p4_group_spbp", false},
-                      ModelCase{"resnet20_cg_p4_group_spbp", true},
-                      ModelCase{"resnet20_cg_postact_p2_group", false},
-                      ModelCase{"resnet20_cg_postact_p2_group", true}),
-    case_name);
+INSTANTIATE_TEST_SUITE_P(Cases, ResNetGolden,
+                         ::testing::Values(ModelCase{"resnet20_quant_w8_a3_pact", false},
+                                           ModelCase{"resnet20_pg_w8_a3_pb2_pact_spbp", false},
+                                           ModelCase{"resnet20_cg_p4_group_spbp", false},
+                                           ModelCase{"resnet20_cg_p4_group_spbp", true},
+                                           ModelCase{"resnet20_cg_postact_p2_group", false},
+                                           ModelCase{"resnet20_cg_postact_p2_group", true}),
+                         case_name);
 
 TEST(ResNet, GatedLayerCountsAndNames) {
-  dg::models::ResNet pg(dg::models::ResNetOptions(dg::models::ConvKind::kPrecisionGated).wbits(8).abits(3).pred_bits(2));
+  dg::models::ResNet pg(dg::models::ResNetOptions(dg::models::ConvKind::kPrecisionGated)
+                            .wbits(8)
+                            .abits(3)
+                            .pred_bits(2));
   auto layers = dg::layers::gated_layers(*pg);
   ASSERT_EQ(layers.size(), 9u);
   EXPECT_EQ(layers[3].first, "layer2.0.conv1");
-  dg::models::ResNet postact(dg::models::ResNetOptions(dg::models::ConvKind::kChannelGated, dg::models::BlockLayout::kPostActivated).partitions(2));
+  dg::models::ResNet postact(dg::models::ResNetOptions(dg::models::ConvKind::kChannelGated,
+                                                       dg::models::BlockLayout::kPostActivated)
+                                 .partitions(2));
   EXPECT_EQ(dg::layers::gated_layers(*postact).size(), 18u);
   dg::models::ResNet deep(dg::models::ResNetOptions(dg::models::ConvKind::kChannelGated).depth(56));
   EXPECT_EQ(dg::layers::gated_layers(*deep).size(), 27u);
@@ -128,12 +133,14 @@ TEST(ResNet, DenseMacsOfResNet20) {
   model->eval();
   model->forward(torch::zeros({2, 3, 32, 32}));
   const int64_t expected = 3 * 16 * 9 * 1024 + 6 * 16 * 16 * 9 * 1024 +
-                           (16 * 32 + 5 * 32 * 32) * 9 * 256 + (32 * 64 + 5 * 64 * 64) * 9 * 64 + 640;
+                           (16 * 32 + 5 * 32 * 32) * 9 * 256 + (32 * 64 + 5 * 64 * 64) * 9 * 64 +
+                           640;
   EXPECT_EQ(dg::layers::total_dense_macs(*model), expected);
   // The image size comes from the input: 28x28 images (odd sizes on the way down).
   model->forward(torch::zeros({1, 3, 28, 28}));
   const int64_t expected_28 = 3 * 16 * 9 * 784 + 6 * 16 * 16 * 9 * 784 +
-                              (16 * 32 + 5 * 32 * 32) * 9 * 196 + (32 * 64 + 5 * 64 * 64) * 9 * 49 + 640;
+                              (16 * 32 + 5 * 32 * 32) * 9 * 196 + (32 * 64 + 5 * 64 * 64) * 9 * 49 +
+                              640;
   EXPECT_EQ(dg::layers::total_dense_macs(*model), expected_28);
 }
 
@@ -167,11 +174,14 @@ TEST(ResNet, RejectsInvalidConfigurations) {
 // back-propagate): a few steps on a fixed batch lower the loss.
 TEST(ResNet, PostActivatedModelTrains) {
   torch::manual_seed(0);
-  dg::models::ResNet model(dg::models::ResNetOptions(dg::models::ConvKind::kChannelGated, dg::models::BlockLayout::kPostActivated)
-                               .partitions(2).use_group(true).sparse_bp(true));
+  dg::models::ResNet model(dg::models::ResNetOptions(dg::models::ConvKind::kChannelGated,
+                                                     dg::models::BlockLayout::kPostActivated)
+                               .partitions(2)
+                               .use_group(true)
+                               .sparse_bp(true));
   auto optimizer = dg::train::make_sgd(*model, {0.01, 0.9, 3e-4, true});
-  const dg::train::Classifier classifier{model.ptr(),
-                                         [&](const torch::Tensor& in) { return model->forward(in); }};
+  const dg::train::Classifier classifier{
+      model.ptr(), [&](const torch::Tensor& in) { return model->forward(in); }};
   const torch::Tensor x = torch::randn({16, 3, 32, 32});
   const torch::Tensor y = torch::arange(16) % 10;
   const dg::layers::GatingLoss loss{dg::layers::GatingLossForm::kSquaredSum, 1e-4, 0.6};
@@ -192,7 +202,11 @@ TEST(ResNet, PostActivatedModelTrains) {
 // another order, flips a gate now and then and the losses part by ~0.2 %.
 TEST(ResNet, FusedAndReferenceOpsTrainAlike) {
   const auto options = dg::models::ResNetOptions(ConvKind::kPrecisionGated)
-                           .wbits(8).abits(3).pred_bits(2).sparse_bp(true).pact(true);
+                           .wbits(8)
+                           .abits(3)
+                           .pred_bits(2)
+                           .sparse_bp(true)
+                           .pact(true);
   const dg::layers::GatingLoss loss{dg::layers::GatingLossForm::kNorm, 1e-3, 1.0};
   std::vector<std::vector<double>> losses(2);
   std::vector<int64_t> open(2);
@@ -201,8 +215,8 @@ TEST(ResNet, FusedAndReferenceOpsTrainAlike) {
     auto o = options;
     dg::models::ResNet model(o.reference_ops(reference == 1));
     auto sgd = dg::train::make_sgd(*model, {0.01, 0.9, 1e-4, false});
-    const dg::train::Classifier classifier{model.ptr(),
-                                           [&](const torch::Tensor& in) { return model->forward(in); }};
+    const dg::train::Classifier classifier{
+        model.ptr(), [&](const torch::Tensor& in) { return model->forward(in); }};
     torch::manual_seed(12);
     for (int step = 0; step < 5; ++step) {
       const torch::Tensor x = torch::randn({16, 3, 32, 32});

@@ -1,6 +1,7 @@
+#include "dnn_gating/quant/quantize.h"
+
 #include "dnn_gating/quant/gate.h"
 #include "dnn_gating/quant/pact.h"
-#include "dnn_gating/quant/quantize.h"
 #include "dnn_gating/setting_error.h"
 #include "test_support.h"
 
@@ -35,9 +36,8 @@ INSTANTIATE_TEST_SUITE_P(Bits, QuantizeGolden, ::testing::Values(1, 3, 8));
 TEST(TruncateGolden, MatchesOriginal) {
   for (auto [b, bh] : {std::pair{3, 2}, std::pair{8, 4}}) {
     DG_LOAD_GOLDEN_OR_SKIP("truncate_b" + std::to_string(b) + "_bh" + std::to_string(bh), golden);
-    check_op(golden, [&, b = b, bh = bh](const torch::Tensor& x) {
-      return dg::quant::truncate(x, b, bh);
-    });
+    check_op(golden,
+             [&, b = b, bh = bh](const torch::Tensor& x) { return dg::quant::truncate(x, b, bh); });
   }
 }
 
@@ -63,7 +63,8 @@ TEST(QuantizeFused, BitIdenticalToReference) {
     torch::Tensor x = torch::randn(shape) * (trial + 0.5);
     x.index_put_({torch::rand(shape) < 0.1}, 0.0);
     for (int bits : {1, 2, 3, 4, 8}) {
-      EXPECT_TRUE(torch::equal(dg::quant::quantize(x, bits), dg::quant::reference::quantize(x, bits)))
+      EXPECT_TRUE(
+          torch::equal(dg::quant::quantize(x, bits), dg::quant::reference::quantize(x, bits)))
           << "bits=" << bits;
     }
     for (auto [b, bh] : {std::pair{3, 2}, std::pair{4, 2}, std::pair{8, 4}}) {
@@ -145,7 +146,8 @@ TEST(Quantize, RejectsBadBitWidths) {
     dg::quant::truncate(x, 2, 4);
     FAIL() << "expected an error";
   } catch (const c10::Error& e) {
-    EXPECT_NE(std::string(e.what_without_backtrace()).find("bits=2 high_bits=4"), std::string::npos);
+    EXPECT_NE(std::string(e.what_without_backtrace()).find("bits=2 high_bits=4"),
+              std::string::npos);
   }
 }
 

@@ -1,9 +1,10 @@
-#include "dnn_gating/models/resnet.h"
 #include "dnn_gating/train/checkpoint.h"
-#include "dnn_gating/train/model_meta.h"
-#include "test_support.h"
 
 #include <fstream>
+
+#include "dnn_gating/models/resnet.h"
+#include "dnn_gating/train/model_meta.h"
+#include "test_support.h"
 
 namespace dg = dnn_gating;
 namespace fs = std::filesystem;
@@ -26,7 +27,8 @@ TEST(Checkpoint, RoundTripKeepsEveryTensorAndTheDescription) {
   dg::models::ResNet b(ResNetOptions(ConvKind::kChannelGated).partitions(4).use_group(true));
   dg::train::load_state(*b, ckpt, path);
   auto pb = b->named_parameters();
-  for (const auto& p : a->named_parameters()) EXPECT_TRUE(torch::equal(p.value(), pb[p.key()])) << p.key();
+  for (const auto& p : a->named_parameters())
+    EXPECT_TRUE(torch::equal(p.value(), pb[p.key()])) << p.key();
 }
 
 TEST(Checkpoint, PlainStateDictsLoadWithoutDescription) {
@@ -37,7 +39,8 @@ TEST(Checkpoint, PlainStateDictsLoadWithoutDescription) {
   for (const auto& b : model->named_buffers()) plain.insert(b.key(), b.value());
   const auto bytes = torch::pickle_save(plain);
   const fs::path path = tmp.path() / "plain.pt";
-  std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  std::ofstream(path, std::ios::binary)
+      .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
   const auto ckpt = dg::train::read_checkpoint(path.string());
   EXPECT_EQ(ckpt.meta, "");
   EXPECT_EQ(ckpt.state.size(), plain.size());
@@ -64,22 +67,29 @@ TEST(Checkpoint, MismatchedModelIsRefusedNamingFileAndKeys) {
     dg::train::read_checkpoint(junk.string());
     FAIL() << "expected an error";
   } catch (const c10::Error& e) {
-    EXPECT_NE(std::string(e.what_without_backtrace()).find("junk.pt: not a readable checkpoint"), std::string::npos);
+    EXPECT_NE(std::string(e.what_without_backtrace()).find("junk.pt: not a readable checkpoint"),
+              std::string::npos);
   }
   EXPECT_THROW(dg::train::read_checkpoint((tmp.path() / "absent.pt").string()), c10::Error);
 }
 
 TEST(ModelMeta, JsonRoundTripAndDifferences) {
-  const auto options = ResNetOptions(ConvKind::kChannelGated, BlockLayout::kPostActivated).depth(32).partitions(2).ginit(-0.5)
-                           .use_group(true).in_channels(1);
+  const auto options = ResNetOptions(ConvKind::kChannelGated, BlockLayout::kPostActivated)
+                           .depth(32)
+                           .partitions(2)
+                           .ginit(-0.5)
+                           .use_group(true)
+                           .in_channels(1);
   const auto back = dg::train::model_from_json(dg::train::model_to_json(options));
   EXPECT_TRUE(dg::train::differing_fields(options, back).empty());
   EXPECT_EQ(back.conv(), ConvKind::kChannelGated);
   EXPECT_EQ(back.layout(), BlockLayout::kPostActivated);
   EXPECT_EQ(back.depth(), 32);
   EXPECT_DOUBLE_EQ(back.ginit(), -0.5);
-  EXPECT_EQ(dg::train::differing_fields(options, ResNetOptions(ConvKind::kChannelGated, BlockLayout::kPostActivated).depth(32)),
-            (std::vector<std::string>{"ginit", "in_channels", "partitions", "use_group"}));
+  EXPECT_EQ(
+      dg::train::differing_fields(
+          options, ResNetOptions(ConvKind::kChannelGated, BlockLayout::kPostActivated).depth(32)),
+      (std::vector<std::string>{"ginit", "in_channels", "partitions", "use_group"}));
   // Checkpoints written before the convolution and the layout were two
   // settings name the model by one "kind".
   const auto legacy = dg::train::model_from_json(R"({"kind": "cg-postact", "partitions": 2})");

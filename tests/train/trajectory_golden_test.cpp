@@ -4,13 +4,13 @@
 // threshold drift; twenty do, and the original is not chaotic over them (see
 // ../shared/golden/README.md), so every step's losses hold to 1e-6, its open
 // gates exactly, and the end state to 1e-6.
+#include <nlohmann/json.hpp>
+
 #include "dnn_gating/layers/gated_layer.h"
 #include "dnn_gating/models/resnet.h"
 #include "dnn_gating/train/step.h"
 #include "golden_models.h"
 #include "test_support.h"
-
-#include <nlohmann/json.hpp>
 
 namespace dg = dnn_gating;
 using dnn_gating::testing::all_close;

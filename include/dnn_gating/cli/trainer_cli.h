@@ -4,11 +4,11 @@
 /// per trainer (parsing, the original spellings, help text, and which model
 /// setting each flag sets).
 
-#include "dnn_gating/train/trainer.h"
-
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "dnn_gating/train/trainer.h"
 
 namespace dnn_gating::cli {
 

@@ -3,11 +3,11 @@
 /// over a fixed subset of its input channels (the base path) and computes the
 /// full sum only where a learned per-channel gate on that partial sum opens.
 
-#include "dnn_gating/layers/gated_layer.h"
-
 #include <torch/torch.h>
 
 #include <cstdint>
+
+#include "dnn_gating/layers/gated_layer.h"
 
 namespace dnn_gating::layers {
 

@@ -1,14 +1,14 @@
 #pragma once
 /// What every gated layer (PGConv2d, CGConv2d) reports about its gate.
 
-#include "dnn_gating/layers/dense_macs.h"
-
 #include <torch/torch.h>
 
 #include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "dnn_gating/layers/dense_macs.h"
 
 namespace dnn_gating::layers {
 

@@ -4,11 +4,11 @@
 /// the least significant bits' contribution only where a learned per-channel
 /// threshold says the output matters.
 
-#include "dnn_gating/layers/gated_layer.h"
-
 #include <torch/torch.h>
 
 #include <cstdint>
+
+#include "dnn_gating/layers/gated_layer.h"
 
 namespace dnn_gating::layers {
 

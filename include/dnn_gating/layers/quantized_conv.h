@@ -1,11 +1,11 @@
 #pragma once
 /// Convolution and linear layers with quantized weights and inputs.
 
-#include "dnn_gating/layers/dense_macs.h"
-
 #include <torch/torch.h>
 
 #include <cstdint>
+
+#include "dnn_gating/layers/dense_macs.h"
 
 namespace dnn_gating::layers {
 

@@ -2,15 +2,15 @@
 /// The CIFAR ResNet family (He et al., option-A shortcuts) with quantized,
 /// precision-gated or channel-gated convolutions, as in dnn-gating.
 
-#include "dnn_gating/layers/dense_macs.h"
-#include "dnn_gating/quant/pact.h"
-#include "dnn_gating/setting_error.h"
-
 #include <torch/torch.h>
 
 #include <cstdint>
 #include <string>
 #include <utility>
+
+#include "dnn_gating/layers/dense_macs.h"
+#include "dnn_gating/quant/pact.h"
+#include "dnn_gating/setting_error.h"
 
 namespace dnn_gating::models {
 

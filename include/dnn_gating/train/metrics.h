@@ -65,8 +65,10 @@ inline constexpr char kMetricsCsvHeader[] =
 /// Errors (std::runtime_error) name the file.
 class MetricsWriter {
  public:
-  /// Opens the files; throws if one cannot be created.
-  MetricsWriter(const std::string& jsonl_path, const std::string& csv_path);
+  /// Creates the files, starting with the records of `earlier` epochs (a
+  /// resumed run's); throws if one cannot be written.
+  MetricsWriter(const std::string& jsonl_path, const std::string& csv_path,
+                const std::vector<EpochRecord>& earlier = {});
 
   /// Appends one epoch to both files.
   void write_epoch(const EpochRecord& record);
@@ -74,7 +76,11 @@ class MetricsWriter {
   /// Appends the final record to the JSON-lines file (the CSV holds epochs only).
   void write_final(const FinalRecord& record);
 
+  /// The JSON-lines text written so far (whether or not it goes to a file).
+  const std::string& jsonl() const { return jsonl_; }
+
  private:
+  void append_epoch(const EpochRecord& record);
   void flush() const;
 
   std::string jsonl_path_;
@@ -95,5 +101,8 @@ struct MetricsLog {
 /// is a second final record is an error (std::runtime_error) that names the
 /// file and the line number: `FILE, line N: what is wrong`.
 MetricsLog read_metrics(const std::string& jsonl_path);
+
+/// The same for JSON-lines text; errors name `source` as the file.
+MetricsLog parse_metrics(const std::string& text, const std::string& source);
 
 }  // namespace dnn_gating::train

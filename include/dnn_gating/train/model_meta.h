@@ -1,10 +1,10 @@
 #pragma once
 /// The model configuration as JSON text, for self-describing checkpoints.
 
-#include "dnn_gating/models/resnet.h"
-
 #include <string>
 #include <vector>
+
+#include "dnn_gating/models/resnet.h"
 
 namespace dnn_gating::train {
 

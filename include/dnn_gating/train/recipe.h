@@ -3,11 +3,11 @@
 /// learning-rate schedule of pg-cifar10.py and cg-cifar10.py, for the
 /// trainers, the benchmarks and anyone training a gated model of their own.
 
-#include "dnn_gating/layers/gating_loss.h"
-#include "dnn_gating/train/optimizer.h"
-
 #include <cstdint>
 #include <vector>
+
+#include "dnn_gating/layers/gating_loss.h"
+#include "dnn_gating/train/optimizer.h"
 
 namespace dnn_gating::train {
 

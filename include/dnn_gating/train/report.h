@@ -3,21 +3,21 @@
 /// sparsity and per-class lines, then the per-layer gate table and the cost
 /// figures (average activation bits for PG, FLOP reduction for CG).
 
-#include "dnn_gating/train/step.h"
-
 #include <string>
 #include <vector>
+
+#include "dnn_gating/train/step.h"
 
 namespace dnn_gating::train {
 
 /// Model-level cost figures of an evaluation.
 struct CostFigures {
-  double sparsity = 0;           ///< update-phase sparsity, percent
-  int64_t dense_macs = 0;        ///< whole network, per image
-  double effective_macs = 0;     ///< ungated layers + sum over gated layers of C_l
+  double sparsity = 0;        ///< update-phase sparsity, percent
+  int64_t dense_macs = 0;     ///< whole network, per image
+  double effective_macs = 0;  ///< ungated layers + sum over gated layers of C_l
   bool has_pg = false;
-  double pg_average_bits = 0;    ///< sum(F_l B_l) / sum(F_l) over PG layers
-  int64_t pg_full_bits = 0;      ///< abits of the PG layers
+  double pg_average_bits = 0;  ///< sum(F_l B_l) / sum(F_l) over PG layers
+  int64_t pg_full_bits = 0;    ///< abits of the PG layers
   bool has_cg = false;
   double cg_flop_reduction = 1;  ///< dense_macs / effective_macs
 };

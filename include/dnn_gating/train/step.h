@@ -1,15 +1,15 @@
 #pragma once
 /// One optimisation step and one evaluation pass of a classifier.
 
-#include "dnn_gating/data/loader.h"
-#include "dnn_gating/layers/gated_layer.h"
-#include "dnn_gating/layers/gating_loss.h"
-
 #include <torch/torch.h>
 
 #include <functional>
 #include <string>
 #include <vector>
+
+#include "dnn_gating/data/loader.h"
+#include "dnn_gating/layers/gated_layer.h"
+#include "dnn_gating/layers/gating_loss.h"
 
 namespace dnn_gating::train {
 
@@ -34,9 +34,9 @@ StepResult train_step(const Classifier& model, torch::optim::Optimizer& optimize
 
 /// Gate counts of one layer over an evaluation.
 struct LayerGateStats {
-  std::string name;             ///< state-dict prefix, e.g. "layer2.0.conv1"
+  std::string name;  ///< state-dict prefix, e.g. "layer2.0.conv1"
   layers::GateKind kind = layers::GateKind::kPrecision;
-  layers::GateCounts counts;    ///< summed over every evaluated image
+  layers::GateCounts counts;  ///< summed over every evaluated image
   int64_t dense_macs_per_image = 0;
   layers::GateCost cost;
 };

@@ -1,17 +1,17 @@
 #pragma once
 /// A whole training or evaluation job, as the two trainer programs run it.
 
-#include "dnn_gating/models/resnet.h"
-#include "dnn_gating/layers/gating_loss.h"
-#include "dnn_gating/train/optimizer.h"
-#include "dnn_gating/train/progress.h"
-
 #include <torch/torch.h>
 
 #include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
+
+#include "dnn_gating/layers/gating_loss.h"
+#include "dnn_gating/models/resnet.h"
+#include "dnn_gating/train/optimizer.h"
+#include "dnn_gating/train/progress.h"
 
 namespace dnn_gating::train {
 
@@ -41,6 +41,11 @@ struct JobConfig {
   /// Save a checkpoint at the end of training (`-s`) into `save_dir`.
   bool save = false;
   std::string save_dir = "save_CIFAR10_model";
+  /// Write a resumable checkpoint (resume_file) every this many epochs; 0: only
+  /// when interrupted.
+  int64_t save_every = 0;
+  /// Continue the run a resumable checkpoint describes ("" for a new run).
+  std::string resume_path;
   torch::Device device = torch::kCPU;
   /// Test accuracy is reported every this many epochs.
   int64_t eval_every = 10;
@@ -54,10 +59,11 @@ struct JobConfig {
   std::string metrics_csv_path;
   /// SVG training curves written at the end (`--plot`), "" for none.
   std::string plot_path;
-  /// Model settings given explicitly on the command line: ResNetOptions
-  /// field name (as in model_to_json) -> the flag that set it. A checkpoint
-  /// that describes its model overrides every other field; an explicit one
-  /// that contradicts it is refused. "dataset" marks an explicit --dataset.
+  /// Settings given explicitly on the command line: setting name (a
+  /// ResNetOptions field as in model_to_json, or a job setting as in
+  /// job_to_json) -> the flag that set it. A checkpoint that describes its
+  /// model (and, when resuming, its job) overrides every other setting; an
+  /// explicit one that contradicts it is refused.
   std::map<std::string, std::string> explicit_settings;
 };
 
@@ -78,5 +84,8 @@ JobResult run_job(const JobConfig& config);
 
 /// Path of the checkpoint a job saves: <save_dir>/model_resnet-<depth>.pt.
 std::string checkpoint_file(const JobConfig& config);
+
+/// Path of a job's resumable checkpoint: <save_dir>/resume_resnet-<depth>.pt.
+std::string resume_file(const JobConfig& config);
 
 }  // namespace dnn_gating::train
