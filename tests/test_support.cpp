@@ -1,6 +1,11 @@
 #include "test_support.h"
 
+#include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
 
 #include <array>
 #include <cstdio>
@@ -90,6 +95,46 @@ RunResult run_command(const std::string& command) {
   while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) output.append(buffer.data(), n);
   const int status = pclose(pipe);
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
+
+Background::Background(const std::string& command, const fs::path& output) {
+  const std::string shell = "exec " + command + " > '" + output.string() + "' 2>&1";
+  pid_ = fork();
+  if (pid_ == 0) {
+    execl("/bin/sh", "sh", "-c", shell.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+}
+
+Background::~Background() {
+  if (pid_ > 0) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+}
+
+void Background::signal(int signal_number) const {
+  if (pid_ > 0) kill(pid_, signal_number);
+}
+
+int Background::wait(double seconds) {
+  int status = 0;
+  const bool ended = wait_until(
+      [&] { return pid_ > 0 && waitpid(pid_, &status, WNOHANG) == pid_; }, seconds);
+  if (!ended) return -1;
+  pid_ = -1;
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : -1;
+}
+
+bool wait_until(const std::function<bool()>& done, double seconds) {
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
 }
 
 void write_cifar_file(const fs::path& file, int64_t records, uint64_t seed) {

@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <string>
 
@@ -63,6 +64,28 @@ struct RunResult {
   std::string output;
 };
 RunResult run_command(const std::string& command);
+
+/// A program running in the background (through /bin/sh, which it replaces),
+/// its stdout and stderr going to `output`. Killed and reaped at destruction
+/// if still running.
+class Background {
+ public:
+  Background(const std::string& command, const std::filesystem::path& output);
+  ~Background();
+  Background(const Background&) = delete;
+  Background& operator=(const Background&) = delete;
+  /// Sends `signal_number` to the program.
+  void signal(int signal_number) const;
+  /// Waits at most `seconds` for the program to end; its exit code, 128 +
+  /// the signal that killed it, or -1 if it did not end in time (it is then killed).
+  int wait(double seconds);
+
+ private:
+  int pid_ = -1;
+};
+
+/// Waits at most `seconds`, polling, until `done()` holds; returns whether it did.
+bool wait_until(const std::function<bool()>& done, double seconds);
 
 /// Writes a CIFAR-10 binary file of `records` random images with labels
 /// `label_of(i)`; returns its path.

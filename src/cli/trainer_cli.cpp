@@ -11,6 +11,7 @@
 
 #include "dnn_gating/cli/flags.h"
 #include "dnn_gating/setting_error.h"
+#include "dnn_gating/train/interrupt.h"
 #include "dnn_gating/train/log.h"
 #include "dnn_gating/train/recipe.h"
 #include "dnn_gating/train/runtime.h"
@@ -94,16 +95,16 @@ std::vector<Flag> trainer_flags(Trainer trainer, Values& v) {
         flag({"-pact", "--ispact"}, v.pact, "PACT clipped activations", "pact"),
         flag({"-pg", "--ispg"}, v.pg, "Precision gating (needs -a above -pb)", "conv"),
         option({"-pb", "--pbits"}, v.pbits, "Prediction (MSB) bits, below -a", "pred_bits"),
-        option({"-gtar", "--gtarget"}, v.gtarget, "Gating target of the thresholds"),
-        option({"-sg", "--sigma"}, v.sigma, "Weight of the gating loss"),
+        option({"-gtar", "--gtarget"}, v.gtarget, "Gating target of the thresholds", "gtarget"),
+        option({"-sg", "--sigma"}, v.sigma, "Weight of the gating loss", "gating_weight"),
         flag({"-spbp", "--sparse_bp"}, v.sparse_bp, "Back-propagate through open gates only",
              "sparse_bp"),
     };
   }
   return {
-      option({"-lr", "--lr"}, v.lr, "Initial learning rate", "", at_least(0, false)),
+      option({"-lr", "--lr"}, v.lr, "Initial learning rate", "lr", at_least(0, false)),
       option({"-wd", "--wt_decay"}, v.wt_decay,
-             "Weight decay (not on thresholds and 1-D parameters)", "", at_least(0, true)),
+             "Weight decay (not on thresholds and 1-D parameters)", "weight_decay", at_least(0, true)),
       option({"-pt", "--partitions"}, v.partitions, "The base path sees 1/pt of the input channels",
              "partitions"),
       option({"-gi", "--ginit"}, v.ginit, "Initial gate threshold", "ginit"),
@@ -111,7 +112,7 @@ std::vector<Flag> trainer_flags(Trainer trainer, Values& v) {
              at_least(0, false)),
       flag({"-group", "--use_group"}, v.use_group, "Block-diagonal (grouped) base path",
            "use_group"),
-      option({"-gtar", "-gt", "--gtarget"}, v.gtarget, "Gating target of the thresholds"),
+      option({"-gtar", "-gt", "--gtarget"}, v.gtarget, "Gating target of the thresholds", "gtarget"),
       flag({"-spbp", "--sparse_bp"}, v.sparse_bp, "Back-propagate through open gates only",
            "sparse_bp"),
       flag({"-cg", "--use_cg"}, v.use_cg, "Channel gating (without it: plain convs)", "conv"),
@@ -124,40 +125,46 @@ std::vector<Flag> trainer_flags(Trainer trainer, Values& v) {
 std::vector<Flag> common_flags(Values& v) {
   train::JobConfig& job = v.inv.job;
   return {
-      flag({"-s", "--save"}, job.save, "Save the trained model to --save-dir"),
+      flag({"-s", "--save"}, job.save, "Save the trained model to --save-dir", "save"),
       flag({"-t", "--test"}, job.test_only, "Only evaluate (the checkpoint given with -p)"),
       option({"-p", "--path"}, job.load_path,
              "Checkpoint to evaluate (-t) or to start training from", "", CLI::ExistingFile, false),
       option({"-gpu", "--which_gpus"}, v.inv.gpus, "CUDA device(s), e.g. 0; without CUDA the CPU",
              "", std::nullopt, false),
-      option({"--epochs"}, v.epochs, "Training epochs", "", CLI::Range(1, 100000)),
+      option({"--epochs"}, v.epochs, "Training epochs", "epochs", CLI::Range(1, 100000)),
       option({"--milestones"}, v.milestones,
              "Epochs at which the learning rate drops 10x, comma list (default: the original's "
              "fractions of --epochs)",
-             "", std::nullopt, false),
-      option({"--batch-size"}, job.batch_size, "Images per batch", "", CLI::Range(1, 65536)),
+             "milestones", std::nullopt, false),
+      option({"--batch-size"}, job.batch_size, "Images per batch", "batch_size", CLI::Range(1, 65536)),
       option({"--depth"}, v.depth, "ResNet depth: 6n+2 (20, 32, 44, 56, 110)", "depth"),
       option({"--dataset"}, job.dataset, "cifar10 or fashion-mnist", "dataset",
              CLI::IsMember({"cifar10", "fashion-mnist"})),
       option({"--data-dir"}, v.data_dir,
              "Data directory (default: " + train::default_data_dir("cifar10") + " for cifar10, " +
                  train::default_data_dir("fashion-mnist") + " for fashion-mnist)",
-             "", std::nullopt, false),
+             "data_dir", std::nullopt, false),
       option({"--train-limit"}, job.train_limit, "Use only the first N training images (0: all)",
-             "", at_least(0, true)),
-      option({"--test-limit"}, job.test_limit, "Use only the first N test images (0: all)", "",
+             "train_limit", at_least(0, true)),
+      option({"--test-limit"}, job.test_limit, "Use only the first N test images (0: all)", "test_limit",
              at_least(0, true)),
-      option({"--save-dir"}, job.save_dir, "Where -s saves the checkpoint"),
-      option({"--seed"}, job.seed, "Random seed (weights, order, augmentation)"),
+      option({"--save-dir"}, job.save_dir, "Where checkpoints are saved", "save_dir"),
+      option({"--seed"}, job.seed, "Random seed (weights, order, augmentation)", "seed"),
       option({"--threads"}, v.inv.threads, "Intra-op threads (default: every core)", "",
              CLI::Range(1, 1024), false),
       flag({"--quiet"}, v.inv.quiet, "Print only warnings, errors and the final report"),
-      option({"--metrics"}, job.metrics_path, "Write per-epoch and final metrics as JSON lines", "",
+      option({"--metrics"}, job.metrics_path, "Write per-epoch and final metrics as JSON lines", "metrics",
              std::nullopt, false),
-      option({"--metrics-csv"}, job.metrics_csv_path, "Write the per-epoch scalars as CSV", "",
+      option({"--metrics-csv"}, job.metrics_csv_path, "Write the per-epoch scalars as CSV", "metrics_csv",
              std::nullopt, false),
-      option({"--plot"}, job.plot_path, "Write the training curves as an SVG file", "",
+      option({"--plot"}, job.plot_path, "Write the training curves as an SVG file", "plot",
              std::nullopt, false),
+      option({"--save-every"}, job.save_every,
+             "Write a resumable checkpoint to --save-dir every N epochs (0: only on Ctrl-C)",
+             "save_every", at_least(0, true)),
+      option({"--resume"}, job.resume_path,
+             "Continue the run a resumable checkpoint describes (no other flag needed)", "",
+             CLI::ExistingFile, false),
   };
 }
 
@@ -243,14 +250,14 @@ void build_job(Trainer trainer, Values& v) {
 }
 
 // A library message names settings ("pred_bits must ..."); users typed flags.
-std::string in_flag_names(std::string message, const std::vector<Flag>& flags) {
+std::string in_flag_names(std::string message, const std::vector<FlagInfo>& flags) {
   const auto is_word = [](char c) {
     return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
   };
   for (const auto& f : flags) {
-    const std::string& setting = f.info.setting;
+    const std::string& setting = f.setting;
     if (setting.empty()) continue;
-    const std::string name = display_name(f.info);
+    const std::string name = display_name(f);
     for (size_t at = message.find(setting); at != std::string::npos;
          at = message.find(setting, at + 1)) {
       const size_t end = at + setting.size();
@@ -343,7 +350,7 @@ Invocation parse_command_line(Trainer trainer, const std::vector<std::string>& r
     }
     models::validate(v.inv.job.model);
   } catch (const SettingError& e) {
-    throw std::invalid_argument(in_flag_names(e.what(), flags));
+    throw std::invalid_argument(in_flag_names(e.what(), flag_table(trainer)));
   }
   return v.inv;
 }
@@ -368,9 +375,15 @@ int run_program(Trainer trainer, int argc, char** argv) {
   train::configure_logging(inv.quiet);
   if (inv.quiet) inv.job.progress = train::ProgressStyle::kQuiet;
   train::configure_runtime(inv.threads);
+  train::install_stop_handlers();
   try {
     inv.job.device = choose_device(inv.gpus);
     train::run_job(inv.job);
+  } catch (const train::Interrupted& interrupted) {
+    return 128 + interrupted.signal;
+  } catch (const SettingError& e) {
+    std::cerr << program << ": error: " << in_flag_names(e.what(), flag_table(trainer)) << "\n";
+    return 2;
   } catch (const std::exception& e) {
     std::cerr << program << ": error: " << error_text(e) << "\n";
     return 1;

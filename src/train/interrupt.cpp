@@ -29,6 +29,9 @@ void install_stop_handlers() {
   sigemptyset(&action.sa_mask);
   sigaction(SIGINT, &action, nullptr);
   sigaction(SIGTERM, &action, nullptr);
+  // A file size limit (ulimit -f) then fails the write with EFBIG, which the
+  // writer reports like a full disk, instead of killing the process.
+  signal(SIGXFSZ, SIG_IGN);
 }
 
 int stop_signal() { return g_signal.load(); }

@@ -2,7 +2,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include <chrono>
+#include <csignal>
 #include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -10,7 +13,11 @@
 
 #include "dnn_gating/data/image_set.h"
 #include "dnn_gating/data/loader.h"
+#include "dnn_gating/setting_error.h"
+#include "dnn_gating/train/atomic_file.h"
 #include "dnn_gating/train/checkpoint.h"
+#include "dnn_gating/train/interrupt.h"
+#include "dnn_gating/train/job_meta.h"
 #include "dnn_gating/train/log.h"
 #include "dnn_gating/train/metrics.h"
 #include "dnn_gating/train/model_meta.h"
@@ -31,58 +38,99 @@ data::ImageSet load_split(const JobConfig& config, data::Split split, int64_t li
   const std::string dir =
       config.data_dir.empty() ? default_data_dir(config.dataset) : config.data_dir;
   data::ImageSet set = data::read_dataset(config.dataset, dir, split);
+  const bool train = split == data::Split::kTrain;
+  if (limit > set.size()) {
+    throw SettingError(train ? "train_limit" : "test_limit",
+                       std::string(train ? "train_limit" : "test_limit") + " " +
+                           std::to_string(limit) + " exceeds the " + (train ? "training" : "test") +
+                           " split of " + set.name + " (" + std::to_string(set.size()) +
+                           " images)");
+  }
   if (limit > 0 && limit < set.size()) {
     spdlog::info("Using the first {} of {} {} images", limit, set.size(),
-                 split == data::Split::kTrain ? "training" : "test");
+                 train ? "training" : "test");
     set = set.first(limit);
   }
   return set;
 }
 
-std::string checkpoint_meta(const JobConfig& config, int64_t epochs_done, double accuracy,
-                            double sparsity) {
-  nlohmann::json meta;
-  meta["program"] = config.program;
-  meta["model"] = nlohmann::json::parse(model_to_json(config.model));
-  meta["dataset"] = config.dataset;
-  meta["epochs"] = epochs_done;
-  meta["test_accuracy"] = accuracy;
-  meta["sparsity"] = sparsity;
-  return meta.dump();
+nlohmann::json parse_meta(const std::string& path, const std::string& meta_text) {
+  try {
+    return nlohmann::json::parse(meta_text);
+  } catch (const nlohmann::json::exception&) {
+    throw std::runtime_error(path + ": the checkpoint's description is not valid JSON");
+  }
 }
 
-// Applies a self-describing checkpoint's model and dataset to the job;
-// explicit settings that contradict it are an error naming the flags.
-JobConfig adopt_checkpoint(const JobConfig& config, const std::string& meta_text) {
-  JobConfig out = config;
-  nlohmann::json meta;
-  try {
-    meta = nlohmann::json::parse(meta_text);
-  } catch (const nlohmann::json::exception&) {
-    TORCH_CHECK(false, config.load_path, ": the checkpoint's description is not valid JSON");
+// "flag (setting given, checkpoint saved)" for every explicit setting that
+// differs between `given` and `saved` (JSON objects keyed by setting).
+std::string conflicts_of(const std::vector<std::string>& differing, const nlohmann::json& given,
+                         const nlohmann::json& saved,
+                         const std::map<std::string, std::string>& explicit_settings) {
+  std::string out;
+  for (const auto& setting : differing) {
+    const auto it = explicit_settings.find(setting);
+    if (it == explicit_settings.end()) continue;
+    out += (out.empty() ? "" : ", ") + it->second + " (" + setting + " " +
+           given.at(setting).dump() + ", checkpoint " + saved.at(setting).dump() + ")";
   }
-  if (!meta.contains("model")) return out;
-  const models::ResNetOptions saved = model_from_json(meta.at("model").dump());
-  const nlohmann::json saved_json = meta.at("model");
-  const nlohmann::json given_json = nlohmann::json::parse(model_to_json(config.model));
-  std::string conflicts;
-  for (const auto& field : differing_fields(config.model, saved)) {
-    auto it = config.explicit_settings.find(field);
-    if (it == config.explicit_settings.end()) continue;
-    conflicts += (conflicts.empty() ? "" : ", ") + it->second + " (" + field + " " +
-                 given_json.at(field).dump() + ", checkpoint " + saved_json.at(field).dump() + ")";
-  }
-  const std::string saved_dataset = meta.value("dataset", config.dataset);
-  if (config.explicit_settings.count("dataset") && saved_dataset != config.dataset) {
-    conflicts += (conflicts.empty() ? "" : ", ") + config.explicit_settings.at("dataset") +
-                 " (checkpoint " + saved_dataset + ")";
-  }
-  TORCH_CHECK(conflicts.empty(), config.load_path,
-              ": flags contradict the checkpoint: ", conflicts);
-  out.model = saved;
-  out.dataset = saved_dataset;
   return out;
 }
+
+// Applies a self-describing checkpoint's model and dataset to the job (and,
+// when `resuming`, every training setting); explicit settings that
+// contradict it are an error naming the flags.
+JobConfig adopt_checkpoint(const JobConfig& config, const std::string& path,
+                           const nlohmann::json& meta, bool resuming) {
+  JobConfig out = config;
+  if (resuming) {
+    out = job_from_json(meta.at("job").dump(), config);
+    out.resume_path = config.resume_path;
+  }
+  if (!meta.contains("model")) return out;
+  out.model = model_from_json(meta.at("model").dump());
+  out.dataset = meta.value("dataset", out.dataset);
+  std::string conflicts =
+      conflicts_of(differing_fields(config.model, out.model),
+                   nlohmann::json::parse(model_to_json(config.model)), meta.at("model"),
+                   config.explicit_settings);
+  const nlohmann::json given_job = nlohmann::json::parse(job_to_json(config));
+  const nlohmann::json saved_job = nlohmann::json::parse(job_to_json(out));
+  std::vector<std::string> differing_job =
+      resuming ? differing_job_settings(config, out) : std::vector<std::string>{};
+  if (!resuming && out.dataset != config.dataset) differing_job.push_back("dataset");
+  const std::string job_conflicts =
+      conflicts_of(differing_job, given_job, saved_job, config.explicit_settings);
+  if (!job_conflicts.empty()) conflicts += (conflicts.empty() ? "" : ", ") + job_conflicts;
+  if (!conflicts.empty()) {
+    throw std::invalid_argument(path + ": flags contradict the checkpoint: " + conflicts);
+  }
+  return out;
+}
+
+// The same text as the shell would need it: quoted when it is not plain.
+std::string shell_word(const std::string& word) {
+  if (!word.empty() && word.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                              "0123456789_-./=:,+") == std::string::npos) {
+    return word;
+  }
+  std::string out = "'";
+  for (char c : word) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+const char* signal_name(int signal_number) {
+  return signal_number == SIGINT ? "SIGINT" : signal_number == SIGTERM ? "SIGTERM" : "a signal";
+}
+
+// Where an epoch's training stands, for a resumable checkpoint.
+struct Position {
+  int64_t epoch = 0;  ///< 0-based epoch to continue
+  int64_t batch = 0;  ///< first batch of that epoch still to train
+  double loss_sum = 0;
+  int64_t correct = 0;
+  int64_t images = 0;
+};
 
 void log_lines(spdlog::logger& log, const std::vector<std::string>& lines) {
   for (const auto& line : lines) log.info("{}", line);
@@ -113,25 +161,42 @@ class Job {
 
   JobResult run() {
     Checkpoint checkpoint;
-    if (!requested_.load_path.empty()) checkpoint = read_checkpoint(requested_.load_path);
-    config_ = checkpoint.meta.empty() ? requested_ : adopt_checkpoint(requested_, checkpoint.meta);
+    nlohmann::json meta;
+    const bool resuming = !requested_.resume_path.empty();
+    const std::string source = resuming ? requested_.resume_path : requested_.load_path;
+    if (!source.empty()) {
+      checkpoint = read_checkpoint(source);
+      if (!checkpoint.meta.empty()) meta = parse_meta(source, checkpoint.meta);
+    }
+    if (resuming && !(meta.contains("job") && meta.contains("resume") && checkpoint.training)) {
+      throw std::runtime_error(source +
+                               ": not a resumable checkpoint (those are written by --save-every "
+                               "and when a run is interrupted); -p starts a new run from weights");
+    }
+    config_ = meta.is_null() ? requested_ : adopt_checkpoint(requested_, source, meta, resuming);
     torch::manual_seed(config_.seed);
+    // Every input is read and every output path tried before any training.
     test_set_ = load_split(config_, data::Split::kTest, config_.test_limit);
+    if (!config_.test_only) {
+      train_set_ = load_split(config_, data::Split::kTrain, config_.train_limit);
+    }
+    check_writable();
 
     config_.model.in_channels(test_set_.channels());
     config_.model.num_classes(static_cast<int64_t>(test_set_.class_names.size()));
     model_ = models::ResNet(config_.model);
-    if (!config_.load_path.empty()) {
-      load_state(*model_, checkpoint, config_.load_path);
-      spdlog::info("Loaded checkpoint {} ({}-layer {} ResNet)", config_.load_path,
-                   config_.model.depth(), model_name(config_.model));
+    if (!source.empty()) {
+      load_state(*model_, checkpoint, source);
+      spdlog::info("Loaded checkpoint {} ({}-layer {} ResNet)", source, config_.model.depth(),
+                   model_name(config_.model));
     }
     model_->to(config_.device);
     classifier_ = Classifier{model_.ptr(), [model = model_](const torch::Tensor& x) mutable {
                                return model->forward(x);
                              }};
     test_loader_.emplace(test_set_, data::LoaderOptions(config_.batch_size));
-    metrics_.emplace(config_.metrics_path, config_.metrics_csv_path);
+    if (resuming) resume_from(checkpoint, meta);
+    metrics_.emplace(config_.metrics_path, config_.metrics_csv_path, history_);
 
     // Training ends with an evaluation of the final model; reuse it.
     const Evaluation evaluation = config_.test_only ? evaluate_split() : train();
@@ -143,9 +208,8 @@ class Job {
     result.sparsity = evaluation.sparsity();
     if (!config_.test_only && config_.save) {
       result.checkpoint_path = checkpoint_file(config_);
-      save_checkpoint(
-          result.checkpoint_path, *model_,
-          checkpoint_meta(config_, config_.epochs, result.test_accuracy, result.sparsity));
+      save_checkpoint(result.checkpoint_path, *model_,
+                      final_meta(result.test_accuracy, result.sparsity).dump());
       spdlog::info("Saved checkpoint {}", result.checkpoint_path);
     }
     write_final_record(evaluation, costs, result.checkpoint_path);
@@ -163,19 +227,121 @@ class Job {
     return evaluate(classifier_, *test_loader_, config_.device, config_.model.num_classes());
   }
 
+  // A save that would fail must fail now, not after hours of training.
+  void check_writable() const {
+    if (config_.test_only) return;
+    if (config_.save || config_.save_every > 0 || !config_.resume_path.empty()) {
+      const std::string probe =
+          (std::filesystem::path(config_.save_dir) / ".write-test").string();
+      write_file_atomically(probe, "", "checkpoint directory's test file");
+      std::filesystem::remove(probe);
+    }
+    if (!config_.plot_path.empty()) {
+      const std::string plot_probe = config_.plot_path + ".write-test";
+      write_file_atomically(plot_probe, "", "plot's test file");
+      std::filesystem::remove(plot_probe);
+    }
+  }
+
+  nlohmann::json describe() const {
+    nlohmann::json meta;
+    meta["program"] = config_.program;
+    meta["model"] = nlohmann::json::parse(model_to_json(config_.model));
+    meta["dataset"] = config_.dataset;
+    meta["job"] = nlohmann::json::parse(job_to_json(config_));
+    return meta;
+  }
+
+  nlohmann::json final_meta(double accuracy, double sparsity) const {
+    nlohmann::json meta = describe();
+    meta["epochs"] = config_.epochs;
+    meta["test_accuracy"] = accuracy;
+    meta["sparsity"] = sparsity;
+    return meta;
+  }
+
+  // Writes the resumable checkpoint of `position`; returns its path.
+  std::string save_resumable(torch::optim::SGD& optimizer, const Position& position) {
+    nlohmann::json meta = describe();
+    meta["epochs"] = position.epoch;
+    meta["resume"] = {{"epoch", position.epoch},       {"batch", position.batch},
+                      {"loss_sum", position.loss_sum}, {"correct", position.correct},
+                      {"images", position.images}};
+    meta["history"] = metrics_->jsonl();
+    TrainingState training;
+    training.momentum = momentum_buffers(optimizer, *model_);
+    {
+      at::Generator generator = at::detail::getDefaultCPUGenerator();
+      std::lock_guard<std::mutex> lock(generator.mutex());
+      training.rng = generator.get_state();
+    }
+    const std::string path = resume_file(config_);
+    save_checkpoint(path, *model_, meta.dump(), &training);
+    return path;
+  }
+
+  void resume_from(const Checkpoint& checkpoint, const nlohmann::json& meta) {
+    const nlohmann::json& at = meta.at("resume");
+    start_.epoch = at.at("epoch").get<int64_t>();
+    start_.batch = at.at("batch").get<int64_t>();
+    start_.loss_sum = at.at("loss_sum").get<double>();
+    start_.correct = at.at("correct").get<int64_t>();
+    start_.images = at.at("images").get<int64_t>();
+    history_ = parse_metrics(meta.value("history", std::string()), config_.resume_path).epochs;
+    resumed_momentum_ = checkpoint.training->momentum;
+    if (checkpoint.training->rng.defined()) {
+      at::Generator generator = at::detail::getDefaultCPUGenerator();
+      std::lock_guard<std::mutex> lock(generator.mutex());
+      generator.set_state(checkpoint.training->rng);
+    }
+    spdlog::info("Resuming {} from {}: epoch {} of {}, batch {}", config_.program,
+                 config_.resume_path, start_.epoch + 1, config_.epochs, start_.batch + 1);
+  }
+
+  // Stops for a signal: saves where training stands and says how to go on.
+  [[noreturn]] void stop(torch::optim::SGD& optimizer, const Position& position, int signal_number) {
+    const std::string path = save_resumable(optimizer, position);
+    spdlog::warn("{}: stopped by {} at epoch {}, batch {}; saved a resumable checkpoint to {}",
+                 config_.program, signal_name(signal_number), position.epoch + 1, position.batch,
+                 path);
+    spdlog::warn("Resume with: {} --resume {}", config_.program, shell_word(path));
+    throw Interrupted(signal_number);
+  }
+
+  // A non-finite parameter after a step ends the run: the last good
+  // checkpoints stay as they are.
+  void check_finite(int64_t epoch, int64_t batch, double loss) const {
+    if (!std::isfinite(loss)) {
+      throw std::runtime_error("training diverged: the loss is " + std::to_string(loss) +
+                               " at epoch " + std::to_string(epoch + 1) + " batch " +
+                               std::to_string(batch + 1) +
+                               " (try a lower learning rate); the last checkpoints are kept");
+    }
+    torch::NoGradGuard no_grad;
+    for (const auto& p : model_->named_parameters()) {
+      if (!torch::isfinite(p.value()).all().item<bool>()) {
+        throw std::runtime_error("training diverged: parameter " + p.key() +
+                                 " is no longer finite after epoch " + std::to_string(epoch + 1) +
+                                 " batch " + std::to_string(batch + 1) +
+                                 " (try a lower learning rate); the last checkpoints are kept");
+      }
+    }
+  }
+
   // Trains every epoch; returns the evaluation after the last one.
   Evaluation train() {
-    const data::ImageSet train_set = load_split(config_, data::Split::kTrain, config_.train_limit);
-    data::BatchLoader loader(
-        train_set,
-        data::LoaderOptions(config_.batch_size).augment(true).shuffle(true).seed(config_.seed));
+    data::BatchLoader loader(train_set_, data::LoaderOptions(config_.batch_size)
+                                             .augment(true)
+                                             .shuffle(true)
+                                             .seed(config_.seed));
     auto optimizer = make_sgd(*model_, config_.sgd);
+    restore_momentum_buffers(*optimizer, *model_, resumed_momentum_);
     Progress progress(config_.progress, config_.log_every);
     spdlog::info("Training {} ({}-layer {}) on {} ({} images) for {} epochs, {} batches of {}",
-                 config_.program, config_.model.depth(), model_name(config_.model), train_set.name,
-                 train_set.size(), config_.epochs, loader.num_batches(), config_.batch_size);
+                 config_.program, config_.model.depth(), model_name(config_.model), train_set_.name,
+                 train_set_.size(), config_.epochs, loader.num_batches(), config_.batch_size);
     std::optional<Evaluation> latest;
-    for (int64_t epoch = 0; epoch < config_.epochs; ++epoch) {
+    for (int64_t epoch = start_.epoch; epoch < config_.epochs; ++epoch) {
       EpochRecord record;
       record.epoch = epoch + 1;
       record.lr = scheduled_lr(config_.sgd.lr, config_.milestones, epoch);
@@ -184,25 +350,30 @@ class Job {
       loader.start_epoch(epoch);
       progress.start_epoch(epoch, config_.epochs, loader.num_batches());
       const auto start = Clock::now();
-      double loss_sum = 0;
-      int64_t correct = 0;
-      for (int64_t b = 0; b < loader.num_batches(); ++b) {
+      Position position{epoch, 0, 0, 0, 0};
+      if (epoch == start_.epoch) position = start_;
+      for (int64_t b = position.batch; b < loader.num_batches(); ++b) {
         const data::Batch batch = loader.batch(b);
         const StepResult step =
             train_step(classifier_, *optimizer, config_.gating_loss,
                        batch.images.to(config_.device), batch.labels.to(config_.device));
         const double loss = step.ce_loss + step.gating_loss;
-        TORCH_CHECK(std::isfinite(loss), "training diverged: the loss is ", loss, " at epoch ",
-                    epoch + 1, " batch ", b + 1, " (try a lower learning rate)");
-        loss_sum += loss;
-        correct += step.correct;
+        check_finite(epoch, b, loss);
+        position.batch = b + 1;
+        position.loss_sum += loss;
+        position.correct += step.correct;
+        position.images += batch.labels.size(0);
         progress.batch(b, loss, step.correct, batch.labels.size(0));
+        if (const int signal_number = stop_signal(); signal_number != 0) {
+          progress.end_epoch();
+          stop(*optimizer, position, signal_number);
+        }
       }
       progress.end_epoch();
       record.seconds = seconds_since(start);
-      record.images_per_second = train_set.size() / record.seconds;
-      record.train_loss = loss_sum / loader.num_batches();
-      record.train_accuracy = 100.0 * correct / train_set.size();
+      record.images_per_second = train_set_.size() / record.seconds;
+      record.train_loss = position.loss_sum / loader.num_batches();
+      record.train_accuracy = 100.0 * position.correct / train_set_.size();
       spdlog::info(
           "Epoch {} took {:.1f} s ({:.0f} images/s), train loss {:.3f}, train acc {:.1f} %",
           epoch + 1, record.seconds, record.images_per_second, record.train_loss,
@@ -223,8 +394,16 @@ class Job {
       }
       metrics_->write_epoch(record);
       history_.push_back(record);
+      if (config_.save_every > 0 && (epoch + 1) % config_.save_every == 0) {
+        const std::string path = save_resumable(*optimizer, Position{epoch + 1, 0, 0, 0, 0});
+        spdlog::info("Saved resumable checkpoint {} (epoch {})", path, epoch + 1);
+      }
+      if (const int signal_number = stop_signal(); signal_number != 0 && !last) {
+        stop(*optimizer, Position{epoch + 1, 0, 0, 0, 0}, signal_number);
+      }
     }
-    return *latest;  // the last epoch always evaluates
+    if (!latest) latest = evaluate_split();  // resumed after the last epoch's training
+    return *latest;
   }
 
   void write_final_record(const Evaluation& evaluation, const CostFigures& costs,
@@ -245,12 +424,14 @@ class Job {
 
   const JobConfig& requested_;
   JobConfig config_;
-  data::ImageSet test_set_;
+  data::ImageSet test_set_, train_set_;
   models::ResNet model_{nullptr};
   Classifier classifier_;
   std::optional<data::BatchLoader> test_loader_;
   std::optional<MetricsWriter> metrics_;
   std::vector<EpochRecord> history_;
+  Position start_;
+  std::map<std::string, torch::Tensor> resumed_momentum_;
 };
 
 }  // namespace
@@ -263,6 +444,12 @@ std::string default_data_dir(const std::string& dataset) {
 std::string checkpoint_file(const JobConfig& config) {
   return (std::filesystem::path(config.save_dir) /
           ("model_resnet-" + std::to_string(config.model.depth()) + ".pt"))
+      .string();
+}
+
+std::string resume_file(const JobConfig& config) {
+  return (std::filesystem::path(config.save_dir) /
+          ("resume_resnet-" + std::to_string(config.model.depth()) + ".pt"))
       .string();
 }
 

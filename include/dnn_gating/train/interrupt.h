@@ -9,7 +9,9 @@
 
 namespace dnn_gating::train {
 
-/// Installs the handlers of SIGINT and SIGTERM (programs call this once).
+/// Installs the handlers of SIGINT and SIGTERM (programs call this once),
+/// and ignores SIGXFSZ so that exceeding a file size limit fails a write
+/// cleanly (as a full disk does) rather than killing the process.
 void install_stop_handlers();
 
 /// The signal that asked the run to stop, 0 while none has.
