@@ -4,13 +4,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <chrono>
-#include <thread>
-
 #include <array>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <random>
+#include <thread>
 
 namespace dnn_gating::testing {
 namespace fs = std::filesystem;
@@ -119,8 +118,8 @@ void Background::signal(int signal_number) const {
 
 int Background::wait(double seconds) {
   int status = 0;
-  const bool ended = wait_until(
-      [&] { return pid_ > 0 && waitpid(pid_, &status, WNOHANG) == pid_; }, seconds);
+  const bool ended =
+      wait_until([&] { return pid_ > 0 && waitpid(pid_, &status, WNOHANG) == pid_; }, seconds);
   if (!ended) return -1;
   pid_ = -1;
   if (WIFEXITED(status)) return WEXITSTATUS(status);
@@ -128,8 +127,7 @@ int Background::wait(double seconds) {
 }
 
 bool wait_until(const std::function<bool()>& done, double seconds) {
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
   while (!done()) {
     if (std::chrono::steady_clock::now() > deadline) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));

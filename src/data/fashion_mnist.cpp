@@ -30,6 +30,10 @@ fs::path find_file(const fs::path& dir, const std::string& name) {
                            gz.string() + ")");
 }
 
+// Fashion-MNIST's largest file is 47 MB; a file (or a small gzip bomb) that
+// decompresses to far more is refused before it fills the memory.
+constexpr size_t kMaxFileBytes = size_t{256} << 20;
+
 /// The whole (decompressed) content. gzread also reads plain files verbatim,
 /// so one path serves both forms.
 std::vector<uint8_t> read_bytes(const fs::path& file) {
@@ -48,6 +52,12 @@ std::vector<uint8_t> read_bytes(const fs::path& file) {
                                message);
     }
     if (n == 0) break;
+    if (bytes.size() + static_cast<size_t>(n) > kMaxFileBytes) {
+      gzclose(gz);
+      throw std::runtime_error("Fashion-MNIST file " + file.string() + " holds more than " +
+                               std::to_string(kMaxFileBytes >> 20) +
+                               " MiB (decompressed); not an IDX file of this data set");
+    }
     bytes.insert(bytes.end(), chunk.begin(), chunk.begin() + n);
   }
   gzclose(gz);

@@ -1,12 +1,11 @@
 #include "dnn_gating/train/trainer.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <spdlog/spdlog.h>
 
-#include <ATen/CPUGeneratorImpl.h>
-
 #include <chrono>
-#include <csignal>
 #include <cmath>
+#include <csignal>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -90,10 +89,9 @@ JobConfig adopt_checkpoint(const JobConfig& config, const std::string& path,
   if (!meta.contains("model")) return out;
   out.model = model_from_json(meta.at("model").dump());
   out.dataset = meta.value("dataset", out.dataset);
-  std::string conflicts =
-      conflicts_of(differing_fields(config.model, out.model),
-                   nlohmann::json::parse(model_to_json(config.model)), meta.at("model"),
-                   config.explicit_settings);
+  std::string conflicts = conflicts_of(differing_fields(config.model, out.model),
+                                       nlohmann::json::parse(model_to_json(config.model)),
+                                       meta.at("model"), config.explicit_settings);
   const nlohmann::json given_job = nlohmann::json::parse(job_to_json(config));
   const nlohmann::json saved_job = nlohmann::json::parse(job_to_json(out));
   std::vector<std::string> differing_job =
@@ -231,8 +229,7 @@ class Job {
   void check_writable() const {
     if (config_.test_only) return;
     if (config_.save || config_.save_every > 0 || !config_.resume_path.empty()) {
-      const std::string probe =
-          (std::filesystem::path(config_.save_dir) / ".write-test").string();
+      const std::string probe = (std::filesystem::path(config_.save_dir) / ".write-test").string();
       write_file_atomically(probe, "", "checkpoint directory's test file");
       std::filesystem::remove(probe);
     }
@@ -264,8 +261,10 @@ class Job {
   std::string save_resumable(torch::optim::SGD& optimizer, const Position& position) {
     nlohmann::json meta = describe();
     meta["epochs"] = position.epoch;
-    meta["resume"] = {{"epoch", position.epoch},       {"batch", position.batch},
-                      {"loss_sum", position.loss_sum}, {"correct", position.correct},
+    meta["resume"] = {{"epoch", position.epoch},
+                      {"batch", position.batch},
+                      {"loss_sum", position.loss_sum},
+                      {"correct", position.correct},
                       {"images", position.images}};
     meta["history"] = metrics_->jsonl();
     TrainingState training;
@@ -299,7 +298,8 @@ class Job {
   }
 
   // Stops for a signal: saves where training stands and says how to go on.
-  [[noreturn]] void stop(torch::optim::SGD& optimizer, const Position& position, int signal_number) {
+  [[noreturn]] void stop(torch::optim::SGD& optimizer, const Position& position,
+                         int signal_number) {
     const std::string path = save_resumable(optimizer, position);
     spdlog::warn("{}: stopped by {} at epoch {}, batch {}; saved a resumable checkpoint to {}",
                  config_.program, signal_name(signal_number), position.epoch + 1, position.batch,
@@ -330,10 +330,9 @@ class Job {
 
   // Trains every epoch; returns the evaluation after the last one.
   Evaluation train() {
-    data::BatchLoader loader(train_set_, data::LoaderOptions(config_.batch_size)
-                                             .augment(true)
-                                             .shuffle(true)
-                                             .seed(config_.seed));
+    data::BatchLoader loader(
+        train_set_,
+        data::LoaderOptions(config_.batch_size).augment(true).shuffle(true).seed(config_.seed));
     auto optimizer = make_sgd(*model_, config_.sgd);
     restore_momentum_buffers(*optimizer, *model_, resumed_momentum_);
     Progress progress(config_.progress, config_.log_every);

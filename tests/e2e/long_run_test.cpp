@@ -87,10 +87,11 @@ TEST_F(LongRun, InterruptedAndResumedRunEqualsAStraightOne) {
   ASSERT_TRUE(fs::exists(resume));
 
   // No other flag needed; the log says where it continues.
-  const auto resumed = dgt::run_command(std::string(DG_PG_BINARY) + " --resume " + quote(resume) +
-                                        " --threads 1");
+  const auto resumed =
+      dgt::run_command(std::string(DG_PG_BINARY) + " --resume " + quote(resume) + " --threads 1");
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
-  EXPECT_TRUE(std::regex_search(resumed.output, std::regex("Resuming pg-cifar10 from .*: epoch [2-4] of 4")))
+  EXPECT_TRUE(std::regex_search(resumed.output,
+                                std::regex("Resuming pg-cifar10 from .*: epoch [2-4] of 4")))
       << resumed.output;
 
   const auto a = dtr::read_checkpoint((path("straight") / "model_resnet-20.pt").string());
@@ -119,8 +120,8 @@ TEST_F(LongRun, SigtermStopsCleanlyAndASecondSignalAtOnce) {
   const fs::path log = path("term.log");
   {
     dgt::Background run(pg("--epochs 50 --save-dir " + quote(path("term"))), log);
-    ASSERT_TRUE(dgt::wait_until([&] { return read_text(log).find("Epoch 1/50") != std::string::npos; },
-                                120))
+    ASSERT_TRUE(dgt::wait_until(
+        [&] { return read_text(log).find("Epoch 1/50") != std::string::npos; }, 120))
         << read_text(log);
     run.signal(SIGTERM);
     ASSERT_EQ(run.wait(120), 143) << read_text(log);
@@ -141,9 +142,9 @@ TEST_F(LongRun, SigtermStopsCleanlyAndASecondSignalAtOnce) {
 }
 
 TEST_F(LongRun, ResumeRefusesContradictingFlagsAndOtherCheckpoints) {
-  ASSERT_EQ(dgt::run_command(pg("--epochs 1 --save-every 1 -s --save-dir " + quote(path("s"))))
-                .exit_code,
-            0);
+  ASSERT_EQ(
+      dgt::run_command(pg("--epochs 1 --save-every 1 -s --save-dir " + quote(path("s")))).exit_code,
+      0);
   const fs::path resume = path("s") / "resume_resnet-20.pt";
   auto run = dgt::run_command(std::string(DG_PG_BINARY) + " --resume " + quote(resume) +
                               " -a 4 --batch-size 16");
@@ -165,16 +166,16 @@ TEST_F(LongRun, ResumeRefusesContradictingFlagsAndOtherCheckpoints) {
 // A diverging run stops at once, naming epoch and batch, and keeps the last
 // good checkpoint.
 TEST_F(LongRun, DivergenceStopsAndKeepsTheLastGoodCheckpoint) {
-  const std::string cg = std::string(DG_CG_BINARY) + " -cg --data-dir " +
-                         quote(tmp_.path() / "cifar") + " --batch-size 32 --threads 1 --epochs 1 -s" +
-                         " --save-dir " + quote(path("cg"));
+  const std::string cg =
+      std::string(DG_CG_BINARY) + " -cg --data-dir " + quote(tmp_.path() / "cifar") +
+      " --batch-size 32 --threads 1 --epochs 1 -s" + " --save-dir " + quote(path("cg"));
   ASSERT_EQ(dgt::run_command(cg).exit_code, 0);
   const fs::path model = path("cg") / "model_resnet-20.pt";
   const std::string good = read_text(model);
   const auto run = dgt::run_command(cg + " -lr 1e30");
   EXPECT_EQ(run.exit_code, 1) << run.output;
-  EXPECT_TRUE(std::regex_search(run.output,
-                                std::regex("training diverged: .* epoch 1 batch [0-9]+")))
+  EXPECT_TRUE(
+      std::regex_search(run.output, std::regex("training diverged: .* epoch 1 batch [0-9]+")))
       << run.output;
   EXPECT_EQ(read_text(model), good);
 }
@@ -185,14 +186,16 @@ TEST_F(LongRun, UnwritableDirectoriesAndFullDisks) {
   std::ofstream(path("plain-file")) << "x";
   auto run = dgt::run_command(pg("--epochs 1 -s --save-dir " + quote(path("plain-file") / "save")));
   EXPECT_EQ(run.exit_code, 1) << run.output;
-  EXPECT_NE(run.output.find((path("plain-file") / "save").string()), std::string::npos) << run.output;
+  EXPECT_NE(run.output.find((path("plain-file") / "save").string()), std::string::npos)
+      << run.output;
   EXPECT_EQ(run.output.find("Epoch 1/"), std::string::npos) << "checked before training";
 
   ASSERT_EQ(dgt::run_command(pg("--epochs 1 -s --save-dir " + quote(path("full")))).exit_code, 0);
   const fs::path model = path("full") / "model_resnet-20.pt";
   const std::string good = read_text(model);
   // A 200 KiB file size limit: the 1 MiB checkpoint cannot be written.
-  run = dgt::run_command("ulimit -f 200; exec " + pg("--epochs 1 -s --save-dir " + quote(path("full"))));
+  run = dgt::run_command("ulimit -f 200; exec " +
+                         pg("--epochs 1 -s --save-dir " + quote(path("full"))));
   EXPECT_EQ(run.exit_code, 1) << run.output;
   EXPECT_NE(run.output.find(model.string() + ": cannot write the checkpoint (File too large)"),
             std::string::npos)

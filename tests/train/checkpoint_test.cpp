@@ -56,8 +56,8 @@ TEST(Checkpoint, MismatchedModelIsRefusedNamingFileAndKeys) {
   try {
     dg::train::load_state(*pg, dg::train::read_checkpoint(path), path);
     FAIL() << "expected an error";
-  } catch (const c10::Error& e) {
-    const std::string msg = e.what_without_backtrace();
+  } catch (const std::exception& e) {
+    const std::string msg = e.what();
     EXPECT_NE(msg.find(path), std::string::npos) << msg;
     EXPECT_NE(msg.find("missing layer1.0.conv1.threshold"), std::string::npos) << msg;
   }
@@ -66,11 +66,10 @@ TEST(Checkpoint, MismatchedModelIsRefusedNamingFileAndKeys) {
   try {
     dg::train::read_checkpoint(junk.string());
     FAIL() << "expected an error";
-  } catch (const c10::Error& e) {
-    EXPECT_NE(std::string(e.what_without_backtrace()).find("junk.pt: not a readable checkpoint"),
-              std::string::npos);
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("junk.pt: not a readable checkpoint"), std::string::npos);
   }
-  EXPECT_THROW(dg::train::read_checkpoint((tmp.path() / "absent.pt").string()), c10::Error);
+  EXPECT_THROW(dg::train::read_checkpoint((tmp.path() / "absent.pt").string()), std::runtime_error);
 }
 
 TEST(ModelMeta, JsonRoundTripAndDifferences) {
