@@ -8,6 +8,7 @@ packages=(
   cmake g++ make pkg-config
   libtorch-dev libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev zlib1g-dev
   libgtest-dev libbenchmark-dev
+  libgloo-dev            # the headers of c10d's Gloo process group (data-parallel runs)
   clang-format           # the formatting check
   libxml2-utils          # xmllint, which checks the SVG plots
   libopenblas0-pthread   # replaces Debian's reference BLAS, ~25x faster GEMM

@@ -165,6 +165,10 @@ std::vector<Flag> common_flags(Values& v) {
       option({"--save-every"}, job.save_every,
              "Write a resumable checkpoint to --save-dir every N epochs (0: only on Ctrl-C)",
              "save_every", at_least(0, true)),
+      option({"--export-pytorch"}, job.export_pytorch_path,
+             "Also write the model as a state dict file Python's torch.load reads (with -t -p, "
+             "or after training)",
+             "", std::nullopt, false),
       option({"--resume"}, job.resume_path,
              "Continue the run a resumable checkpoint describes (no other flag needed)", "",
              CLI::ExistingFile, false),

@@ -93,11 +93,19 @@ void BatchLoader::start_epoch(int64_t epoch) {
   }
 }
 
-Batch BatchLoader::batch(int64_t index) const {
+std::pair<int64_t, int64_t> shard_of(int64_t count, int64_t part, int64_t parts) {
+  const int64_t base = count / parts, extra = count % parts;
+  return {part * base + std::min(part, extra), base + (part < extra ? 1 : 0)};
+}
+
+Batch BatchLoader::batch(int64_t index, int64_t part, int64_t parts) const {
   TORCH_CHECK(index >= 0 && index < num_batches(), "BatchLoader: batch index ", index,
               " out of range [0, ", num_batches(), ")");
-  const int64_t begin = index * options_.batch_size();
-  const int64_t count = std::min(options_.batch_size(), set_.size() - begin);
+  TORCH_CHECK(parts >= 1 && part >= 0 && part < parts, "BatchLoader: part ", part, " of ", parts);
+  const int64_t whole =
+      std::min(options_.batch_size(), set_.size() - index * options_.batch_size());
+  const auto [first, count] = shard_of(whole, part, parts);
+  const int64_t begin = index * options_.batch_size() + first;
   const int64_t channels = set_.channels();
   const int64_t height = set_.images.size(2);
   const int64_t width = set_.images.size(3);

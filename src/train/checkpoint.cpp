@@ -8,6 +8,8 @@
 #include <sstream>
 
 #include "dnn_gating/train/atomic_file.h"
+#include "dnn_gating/train/pytorch_state_dict.h"
+#include "train/zip_check.h"
 
 namespace dnn_gating::train {
 namespace fs = std::filesystem;
@@ -31,49 +33,6 @@ std::string list_keys(const std::vector<std::string>& keys) {
 // One line naming the file: what the programs print for a bad checkpoint.
 [[noreturn]] void fail(const std::string& path, const std::string& what) {
   throw std::runtime_error(path + ": " + what);
-}
-
-uint32_t little_endian(const std::vector<char>& bytes, size_t at, int width) {
-  uint32_t value = 0;
-  for (int i = width - 1; i >= 0; --i) value = (value << 8) | static_cast<uint8_t>(bytes[at + i]);
-  return value;
-}
-
-// The zip archive's directory, checked before torch reads it: every record
-// stored uncompressed (as torch.save writes them) and lying inside the file,
-// so that nothing the file claims can make the reader allocate more than the
-// file holds.
-void check_archive(const std::vector<char>& bytes, const std::string& path) {
-  const std::string not_torch = "not a readable checkpoint (corrupt or not saved by torch)";
-  constexpr size_t kEndRecord = 22;
-  if (bytes.size() < kEndRecord) fail(path, not_torch);
-  size_t end = bytes.size() - kEndRecord;
-  const size_t lowest = bytes.size() > kEndRecord + 65535 ? bytes.size() - kEndRecord - 65535 : 0;
-  while (little_endian(bytes, end, 4) != 0x06054b50) {
-    if (end == lowest) fail(path, not_torch);
-    --end;
-  }
-  const uint32_t entries = little_endian(bytes, end + 10, 2);
-  const uint64_t directory_size = little_endian(bytes, end + 12, 4);
-  const uint64_t directory = little_endian(bytes, end + 16, 4);
-  if (directory + directory_size > end)
-    fail(path, not_torch + ": its directory lies outside the file");
-  size_t at = directory;
-  for (uint32_t i = 0; i < entries; ++i) {
-    if (at + 46 > directory + directory_size || little_endian(bytes, at, 4) != 0x02014b50) {
-      fail(path, not_torch + ": broken directory entry " + std::to_string(i));
-    }
-    const uint32_t method = little_endian(bytes, at + 10, 2);
-    const uint64_t packed = little_endian(bytes, at + 20, 4);
-    const uint64_t size = little_endian(bytes, at + 24, 4);
-    const uint64_t local = little_endian(bytes, at + 42, 4);
-    if (method != 0 || packed != size || local + size > bytes.size()) {
-      fail(path, not_torch + ": record " + std::to_string(i) + " claims " + std::to_string(size) +
-                     " bytes that the file does not hold");
-    }
-    at += 46 + little_endian(bytes, at + 28, 2) + little_endian(bytes, at + 30, 2) +
-          little_endian(bytes, at + 32, 2);
-  }
 }
 
 std::map<std::string, torch::Tensor> tensor_dict(const c10::IValue& value,
@@ -115,7 +74,12 @@ Checkpoint read_checkpoint(const std::string& path) {
   const std::vector<char> bytes((std::istreambuf_iterator<char>(in)),
                                 std::istreambuf_iterator<char>());
   if (bytes.empty()) fail(path, "the checkpoint file is empty");
-  check_archive(bytes, path);
+  check_zip_records(bytes, path);
+  if (is_pytorch_state_dict(bytes)) {  // written by Python's torch.save: no description
+    Checkpoint checkpoint;
+    checkpoint.state = parse_pytorch_state_dict(bytes, path);
+    return checkpoint;
+  }
   c10::IValue value;
   try {
     value = torch::pickle_load(bytes);
@@ -160,17 +124,21 @@ void load_state(torch::nn::Module& model, const Checkpoint& checkpoint, const st
   for (const auto& entry : checkpoint.state) {
     if (state.count(entry.first) == 0) unexpected.push_back(entry.first);
   }
-  if (!missing.empty()) {
-    fail(path, "checkpoint does not fit this model: missing " + list_keys(missing) +
-                   " (was it trained with other flags?)");
-  }
+  // A plain state dict (as the original's files are) does not say what
+  // model it holds: the flags describe it.
+  const std::string hint = checkpoint.meta.empty()
+                               ? " (the file does not describe its model, so the flags do: give "
+                                 "the flags it was trained with)"
+                               : " (was it trained with other flags?)";
+  std::string problems;
+  if (!missing.empty()) problems += "missing " + list_keys(missing);
   if (!unexpected.empty()) {
-    fail(path, "checkpoint does not fit this model: unexpected " + list_keys(unexpected) +
-                   " (was it trained with other flags?)");
+    problems += (problems.empty() ? "" : "; ") + std::string("unexpected ") + list_keys(unexpected);
   }
   if (!mismatched.empty()) {
-    fail(path, "checkpoint does not fit this model: shape of " + list_keys(mismatched));
+    problems += (problems.empty() ? "" : "; ") + std::string("shape of ") + list_keys(mismatched);
   }
+  if (!problems.empty()) fail(path, "checkpoint does not fit this model: " + problems + hint);
   torch::NoGradGuard no_grad;
   for (auto& [key, tensor] : state) tensor.copy_(checkpoint.state.at(key));
 }

@@ -32,6 +32,7 @@ void for_each_setting(Job& j, Visitor&& visit) {
   visit("metrics", j.metrics_path);
   visit("metrics_csv", j.metrics_csv_path);
   visit("plot", j.plot_path);
+  visit("export_pytorch", j.export_pytorch_path);
 }
 
 json to_object(const JobConfig& job) {

@@ -4,13 +4,14 @@ namespace dnn_gating::train {
 
 StepResult train_step(const Classifier& model, torch::optim::Optimizer& optimizer,
                       const layers::GatingLoss& gating_loss, const torch::Tensor& images,
-                      const torch::Tensor& labels) {
+                      const torch::Tensor& labels, const GradientHook& before_step) {
   model.module->train();
   optimizer.zero_grad();
   torch::Tensor logits = model.forward(images);
   torch::Tensor ce = torch::nn::functional::cross_entropy(logits, labels);
   torch::Tensor gating = gating_loss(*model.module);
   (ce + gating).backward();
+  if (before_step) before_step(*model.module);
   optimizer.step();
   StepResult result;
   result.logits = logits.detach();
@@ -31,7 +32,7 @@ double Evaluation::sparsity() const {
 }
 
 Evaluation evaluate(const Classifier& model, const data::BatchLoader& loader,
-                    const torch::Device& device, int64_t num_classes) {
+                    const torch::Device& device, int64_t num_classes, int64_t part, int64_t parts) {
   torch::NoGradGuard no_grad;
   model.module->eval();
   layers::reset_counts(*model.module);
@@ -43,7 +44,7 @@ Evaluation evaluate(const Classifier& model, const data::BatchLoader& loader,
   const auto input = torch::TensorOptions(device).dtype(
       params.empty() ? torch::kFloat : params.front().scalar_type());
   torch::Tensor confusion = torch::zeros({num_classes * num_classes}, torch::kLong);
-  for (int64_t b = 0; b < loader.num_batches(); ++b) {
+  for (int64_t b = part; b < loader.num_batches(); b += parts) {
     const data::Batch batch = loader.batch(b);
     const torch::Tensor predicted = model.forward(batch.images.to(input)).argmax(1).cpu();
     confusion.index_add_(0, batch.labels * num_classes + predicted, torch::ones_like(predicted));

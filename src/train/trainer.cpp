@@ -2,6 +2,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cmath>
@@ -15,12 +16,14 @@
 #include "dnn_gating/setting_error.h"
 #include "dnn_gating/train/atomic_file.h"
 #include "dnn_gating/train/checkpoint.h"
+#include "dnn_gating/train/distributed.h"
 #include "dnn_gating/train/interrupt.h"
 #include "dnn_gating/train/job_meta.h"
 #include "dnn_gating/train/log.h"
 #include "dnn_gating/train/metrics.h"
 #include "dnn_gating/train/model_meta.h"
 #include "dnn_gating/train/plot.h"
+#include "dnn_gating/train/pytorch_state_dict.h"
 #include "dnn_gating/train/report.h"
 #include "dnn_gating/train/step.h"
 
@@ -121,6 +124,9 @@ const char* signal_name(int signal_number) {
   return signal_number == SIGINT ? "SIGINT" : signal_number == SIGTERM ? "SIGTERM" : "a signal";
 }
 
+// How long a rank waits for the others to join the process group.
+constexpr std::chrono::milliseconds kJoinTimeout = std::chrono::minutes(5);
+
 // Where an epoch's training stands, for a resumable checkpoint.
 struct Position {
   int64_t epoch = 0;  ///< 0-based epoch to continue
@@ -158,6 +164,7 @@ class Job {
   explicit Job(const JobConfig& requested) : requested_(requested) {}
 
   JobResult run() {
+    dist_ = Distributed::from_environment(kJoinTimeout);
     Checkpoint checkpoint;
     nlohmann::json meta;
     const bool resuming = !requested_.resume_path.empty();
@@ -172,6 +179,7 @@ class Job {
                                "and when a run is interrupted); -p starts a new run from weights");
     }
     config_ = meta.is_null() ? requested_ : adopt_checkpoint(requested_, source, meta, resuming);
+    share_among_ranks();
     torch::manual_seed(config_.seed);
     // Every input is read and every output path tried before any training.
     test_set_ = load_split(config_, data::Split::kTest, config_.test_limit);
@@ -189,6 +197,7 @@ class Job {
                    model_name(config_.model));
     }
     model_->to(config_.device);
+    dist_.broadcast_state(*model_);  // every rank starts from rank 0's weights
     classifier_ = Classifier{model_.ptr(), [model = model_](const torch::Tensor& x) mutable {
                                return model->forward(x);
                              }};
@@ -210,6 +219,10 @@ class Job {
                       final_meta(result.test_accuracy, result.sparsity).dump());
       spdlog::info("Saved checkpoint {}", result.checkpoint_path);
     }
+    if (!config_.export_pytorch_path.empty()) {
+      write_pytorch_state_dict(config_.export_pytorch_path, *model_);
+      spdlog::info("Exported the model as a PyTorch state dict to {}", config_.export_pytorch_path);
+    }
     write_final_record(evaluation, costs, result.checkpoint_path);
     if (!config_.plot_path.empty() && !history_.empty()) {
       write_training_plot(history_, config_.plot_path,
@@ -221,20 +234,94 @@ class Job {
   }
 
  private:
+  // In a data-parallel run each rank evaluates every world_size-th batch and
+  // the counts behind every figure are summed, so the report equals a single
+  // process's evaluation of the same weights.
   Evaluation evaluate_split() {
-    return evaluate(classifier_, *test_loader_, config_.device, config_.model.num_classes());
+    Evaluation e = evaluate(classifier_, *test_loader_, config_.device, config_.model.num_classes(),
+                            dist_.rank(), dist_.world_size());
+    if (dist_.world_size() == 1) return e;
+    std::vector<int64_t> counts{e.images};
+    for (const auto& row : e.confusion) counts.insert(counts.end(), row.begin(), row.end());
+    for (const auto& layer : e.layers) {
+      counts.push_back(layer.counts.num_out);
+      counts.push_back(layer.counts.num_on);
+    }
+    torch::Tensor total = torch::tensor(counts, torch::kLong);
+    dist_.sum(total);
+    const auto* c = total.data_ptr<int64_t>();
+    size_t i = 0;
+    e.images = c[i++];
+    e.correct = 0;
+    for (size_t t = 0; t < e.confusion.size(); ++t) {
+      e.class_total[t] = 0;
+      for (auto& cell : e.confusion[t]) {
+        cell = c[i++];
+        e.class_total[t] += cell;
+      }
+      e.class_correct[t] = e.confusion[t][t];
+      e.correct += e.class_correct[t];
+    }
+    for (auto& layer : e.layers) {
+      layer.counts.num_out = c[i++];
+      layer.counts.num_on = c[i++];
+      layer.dense_macs_per_image = dist_.max(layer.dense_macs_per_image);
+    }
+    e.dense_macs = dist_.max(e.dense_macs);
+    return e;
+  }
+
+  // Rank 0 writes and prints; the others train and evaluate their shares.
+  void share_among_ranks() {
+    if (dist_.world_size() == 1) return;
+    if (config_.batch_size % dist_.world_size() != 0) {
+      throw SettingError("batch_size",
+                         "batch_size " + std::to_string(config_.batch_size) +
+                             " is the global batch and must divide evenly among the " +
+                             std::to_string(dist_.world_size()) + " processes");
+    }
+    if (dist_.is_main()) {
+      spdlog::info("Data parallel over {} processes: each takes {} images of every batch of {}",
+                   dist_.world_size(), config_.batch_size / dist_.world_size(), config_.batch_size);
+      return;
+    }
+    config_.save = false;
+    config_.save_every = 0;
+    config_.metrics_path.clear();
+    config_.metrics_csv_path.clear();
+    config_.plot_path.clear();
+    config_.export_pytorch_path.clear();
+    config_.progress = ProgressStyle::kQuiet;
+    spdlog::default_logger()->set_level(spdlog::level::warn);
+    report_log().set_level(spdlog::level::warn);
+  }
+
+  // The ranks' weights must agree bit for bit after training.
+  void check_ranks_agree() const {
+    if (dist_.world_size() == 1) return;
+    int64_t checksum = 0;
+    for (const auto& p : model_->parameters()) {
+      const torch::Tensor bytes =
+          p.detach().contiguous().reshape(-1).view(torch::kByte).to(torch::kLong);
+      checksum += (bytes * torch::arange(1, bytes.numel() + 1, torch::kLong)).sum().item<int64_t>();
+    }
+    if (dist_.max(checksum) != -dist_.max(-checksum)) {
+      throw std::runtime_error("the ranks' weights differ after training (rank " +
+                               std::to_string(dist_.rank()) + ")");
+    }
+    spdlog::info("Weights identical on all {} ranks (checksum {})", dist_.world_size(), checksum);
   }
 
   // A save that would fail must fail now, not after hours of training.
   void check_writable() const {
-    if (config_.test_only) return;
+    if (config_.test_only || !dist_.is_main()) return;
     if (config_.save || config_.save_every > 0 || !config_.resume_path.empty()) {
       const std::string probe = (std::filesystem::path(config_.save_dir) / ".write-test").string();
       write_file_atomically(probe, "", "checkpoint directory's test file");
       std::filesystem::remove(probe);
     }
     if (!config_.plot_path.empty()) {
-      const std::string plot_probe = config_.plot_path + ".write-test";
+      const std::string plot_probe = config_.plot_path + ".write-test-" + std::to_string(getpid());
       write_file_atomically(plot_probe, "", "plot's test file");
       std::filesystem::remove(plot_probe);
     }
@@ -298,34 +385,52 @@ class Job {
   }
 
   // Stops for a signal: saves where training stands and says how to go on.
-  [[noreturn]] void stop(torch::optim::SGD& optimizer, const Position& position,
-                         int signal_number) {
+  [[noreturn]] void stop(torch::optim::SGD& optimizer, Position position, int signal_number) {
+    // The epoch's sums so far, over every rank.
+    torch::Tensor sums = torch::tensor({position.loss_sum, static_cast<double>(position.correct),
+                                        static_cast<double>(position.images)},
+                                       torch::kDouble);
+    dist_.sum(sums);
+    position.loss_sum = sums[0].item<double>();
+    position.correct = static_cast<int64_t>(sums[1].item<double>());
+    position.images = static_cast<int64_t>(sums[2].item<double>());
+    if (!dist_.is_main()) throw Interrupted(signal_number);
     const std::string path = save_resumable(optimizer, position);
     spdlog::warn("{}: stopped by {} at epoch {}, batch {}; saved a resumable checkpoint to {}",
                  config_.program, signal_name(signal_number), position.epoch + 1, position.batch,
                  path);
-    spdlog::warn("Resume with: {} --resume {}", config_.program, shell_word(path));
+    const std::string launcher =
+        dist_.world_size() > 1 ? "scripts/launch.sh -n " + std::to_string(dist_.world_size()) + " "
+                               : std::string();
+    spdlog::warn("Resume with: {}{} --resume {}", launcher, config_.program, shell_word(path));
     throw Interrupted(signal_number);
   }
 
-  // A non-finite parameter after a step ends the run: the last good
-  // checkpoints stay as they are.
-  void check_finite(int64_t epoch, int64_t batch, double loss) const {
-    if (!std::isfinite(loss)) {
-      throw std::runtime_error("training diverged: the loss is " + std::to_string(loss) +
-                               " at epoch " + std::to_string(epoch + 1) + " batch " +
-                               std::to_string(batch + 1) +
-                               " (try a lower learning rate); the last checkpoints are kept");
-    }
+  // What went wrong with the loss or the parameters after a step ("" if nothing).
+  std::string nonfinite(double loss) const {
+    if (!std::isfinite(loss)) return "the loss is " + std::to_string(loss);
     torch::NoGradGuard no_grad;
     for (const auto& p : model_->named_parameters()) {
       if (!torch::isfinite(p.value()).all().item<bool>()) {
-        throw std::runtime_error("training diverged: parameter " + p.key() +
-                                 " is no longer finite after epoch " + std::to_string(epoch + 1) +
-                                 " batch " + std::to_string(batch + 1) +
-                                 " (try a lower learning rate); the last checkpoints are kept");
+        return "parameter " + p.key() + " is no longer finite";
       }
     }
+    return "";
+  }
+
+  // After every step, all ranks agree whether to go on: a non-finite loss or
+  // parameter on any rank ends the run (the checkpoints saved so far stay as
+  // they are), a signal to any rank stops it cleanly. Returns the signal.
+  int after_step(int64_t epoch, int64_t batch, double loss) const {
+    const std::string problem = nonfinite(loss);
+    const int64_t verdict = dist_.max((problem.empty() ? 0 : 1000) + stop_signal());
+    if (verdict >= 1000) {
+      throw std::runtime_error("training diverged at epoch " + std::to_string(epoch + 1) +
+                               " batch " + std::to_string(batch + 1) + ": " +
+                               (problem.empty() ? "on another rank" : problem) +
+                               " (try a lower learning rate); the last checkpoints are kept");
+    }
+    return static_cast<int>(verdict);
   }
 
   // Trains every epoch; returns the evaluation after the last one.
@@ -350,24 +455,44 @@ class Job {
       progress.start_epoch(epoch, config_.epochs, loader.num_batches());
       const auto start = Clock::now();
       Position position{epoch, 0, 0, 0, 0};
-      if (epoch == start_.epoch) position = start_;
+      if (epoch == start_.epoch) {
+        position = start_;
+        if (!dist_.is_main()) {  // the saved sums are the whole run's: counted once, on rank 0
+          position.loss_sum = 0;
+          position.correct = 0;
+          position.images = 0;
+        }
+      }
       for (int64_t b = position.batch; b < loader.num_batches(); ++b) {
-        const data::Batch batch = loader.batch(b);
+        const data::Batch batch = loader.batch(b, dist_.rank(), dist_.world_size());
+        // This rank's share of the whole batch weighs its gradient.
+        const double whole = static_cast<double>(
+            std::min(config_.batch_size, train_set_.size() - b * config_.batch_size));
+        const double share = static_cast<double>(batch.labels.size(0)) / whole;
+        dist_.broadcast_buffers(*model_);
         const StepResult step =
             train_step(classifier_, *optimizer, config_.gating_loss,
-                       batch.images.to(config_.device), batch.labels.to(config_.device));
+                       batch.images.to(config_.device), batch.labels.to(config_.device),
+                       [&](torch::nn::Module& m) { dist_.average_gradients(m, share); });
         const double loss = step.ce_loss + step.gating_loss;
-        check_finite(epoch, b, loss);
+        const int signal_number = after_step(epoch, b, loss);
         position.batch = b + 1;
-        position.loss_sum += loss;
+        // The whole batch's loss is the sum of the ranks' contributions.
+        position.loss_sum += step.ce_loss * share + step.gating_loss / dist_.world_size();
         position.correct += step.correct;
         position.images += batch.labels.size(0);
         progress.batch(b, loss, step.correct, batch.labels.size(0));
-        if (const int signal_number = stop_signal(); signal_number != 0) {
+        if (signal_number != 0) {
           progress.end_epoch();
           stop(*optimizer, position, signal_number);
         }
       }
+      // The epoch's sums over every rank.
+      torch::Tensor sums =
+          torch::tensor({position.loss_sum, static_cast<double>(position.correct)}, torch::kDouble);
+      dist_.sum(sums);
+      position.loss_sum = sums[0].item<double>();
+      position.correct = static_cast<int64_t>(sums[1].item<double>());
       progress.end_epoch();
       record.seconds = seconds_since(start);
       record.images_per_second = train_set_.size() / record.seconds;
@@ -397,11 +522,13 @@ class Job {
         const std::string path = save_resumable(*optimizer, Position{epoch + 1, 0, 0, 0, 0});
         spdlog::info("Saved resumable checkpoint {} (epoch {})", path, epoch + 1);
       }
-      if (const int signal_number = stop_signal(); signal_number != 0 && !last) {
+      if (const int signal_number = static_cast<int>(dist_.max(stop_signal()));
+          signal_number != 0 && !last) {
         stop(*optimizer, Position{epoch + 1, 0, 0, 0, 0}, signal_number);
       }
     }
     if (!latest) latest = evaluate_split();  // resumed after the last epoch's training
+    check_ranks_agree();
     return *latest;
   }
 
@@ -430,6 +557,7 @@ class Job {
   std::optional<MetricsWriter> metrics_;
   std::vector<EpochRecord> history_;
   Position start_;
+  Distributed dist_;
   std::map<std::string, torch::Tensor> resumed_momentum_;
 };
 

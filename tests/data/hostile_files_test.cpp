@@ -13,6 +13,7 @@
 #include "dnn_gating/models/resnet.h"
 #include "dnn_gating/train/checkpoint.h"
 #include "dnn_gating/train/metrics.h"
+#include "dnn_gating/train/pytorch_state_dict.h"
 #include "test_support.h"
 
 namespace dg = dnn_gating;
@@ -144,6 +145,18 @@ TEST(HostileFiles, Checkpoints) {
   dg::train::save_checkpoint(file.string(), *model, "{}");
   survive_mutations(
       file, [&] { dg::train::read_checkpoint(file.string()); }, 5);
+}
+
+TEST(HostileFiles, PytorchStateDicts) {
+  dg::testing::TempDir dir;
+  torch::manual_seed(0);
+  dg::models::ResNet model(dg::models::ResNetOptions(dg::models::ConvKind::kChannelGated).depth(8));
+  const fs::path file = dir.path() / "state_dict.pt";
+  dg::train::write_pytorch_state_dict(file.string(), *model);
+  survive_mutations(
+      file, [&] { dg::train::read_pytorch_state_dict(file.string()); }, 7);
+  survive_mutations(
+      file, [&] { dg::train::read_checkpoint(file.string()); }, 8);
 }
 
 TEST(HostileFiles, MetricsFiles) {

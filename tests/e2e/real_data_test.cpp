@@ -30,9 +30,11 @@ bool have_fashion_mnist() {
          std::filesystem::exists(std::string(kFashionDir) + "/t10k-labels-idx1-ubyte");
 }
 
+// One thread: ctest runs these two side by side, and two processes of two
+// OpenMP threads on two cores spin against each other (ten times slower).
 std::string common_flags() {
   return " --dataset fashion-mnist --epochs 2 --milestones 1 --train-limit 6000 --batch-size 128"
-         " --seed 0 --quiet";
+         " --seed 0 --quiet --threads 1";
 }
 
 }  // namespace

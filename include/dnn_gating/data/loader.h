@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "dnn_gating/data/image_set.h"
@@ -55,8 +56,10 @@ class BatchLoader {
   /// Re-draws the order (if shuffle) and augmentation randomness for epoch
   /// `epoch`; deterministic given seed and epoch.
   void start_epoch(int64_t epoch);
-  /// Batch `index` (0 <= index < num_batches()) of the current epoch.
-  Batch batch(int64_t index) const;
+  /// Batch `index` (0 <= index < num_batches()) of the current epoch, or
+  /// part `part` of `parts` of it (see shard_of): the same images, order and
+  /// augmentation as in the whole batch.
+  Batch batch(int64_t index, int64_t part = 0, int64_t parts = 1) const;
 
  private:
   ImageSet set_;
@@ -67,5 +70,9 @@ class BatchLoader {
   std::vector<uint8_t> dx_;     // epoch position -> crop column offset in [0, 2*pad]
   std::vector<uint8_t> flip_;   // epoch position -> 1 if flipped horizontally
 };
+
+/// The part of `count` items that part `part` of `parts` takes: {first,
+/// size}, contiguous, sizes differing by at most one.
+std::pair<int64_t, int64_t> shard_of(int64_t count, int64_t part, int64_t parts);
 
 }  // namespace dnn_gating::data

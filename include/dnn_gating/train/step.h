@@ -28,9 +28,13 @@ struct StepResult {
 };
 
 /// Forward in training mode, cross entropy + gating loss, backward, optimiser step.
+/// Called between the backward pass and the optimiser step (data-parallel
+/// training averages the gradients over its processes there).
+using GradientHook = std::function<void(torch::nn::Module&)>;
+
 StepResult train_step(const Classifier& model, torch::optim::Optimizer& optimizer,
                       const layers::GatingLoss& gating_loss, const torch::Tensor& images,
-                      const torch::Tensor& labels);
+                      const torch::Tensor& labels, const GradientHook& before_step = nullptr);
 
 /// Gate counts of one layer over an evaluation.
 struct LayerGateStats {
@@ -63,7 +67,11 @@ struct Evaluation {
 
 /// Evaluates in eval mode without gradients over every batch of `loader`;
 /// gate counters are reset first, so the counts cover exactly this split.
+/// With `parts` > 1 only the batches b with b % parts == part are evaluated
+/// (one process's share of a data-parallel evaluation; whole batches, so
+/// that per-batch quantization scales stay those of a single process).
 Evaluation evaluate(const Classifier& model, const data::BatchLoader& loader,
-                    const torch::Device& device, int64_t num_classes);
+                    const torch::Device& device, int64_t num_classes, int64_t part = 0,
+                    int64_t parts = 1);
 
 }  // namespace dnn_gating::train

@@ -46,6 +46,9 @@ struct JobConfig {
   int64_t save_every = 0;
   /// Continue the run a resumable checkpoint describes ("" for a new run).
   std::string resume_path;
+  /// Also write the final model as a state dict file that Python's
+  /// torch.load reads (`--export-pytorch`), "" for none.
+  std::string export_pytorch_path;
   torch::Device device = torch::kCPU;
   /// Test accuracy is reported every this many epochs.
   int64_t eval_every = 10;

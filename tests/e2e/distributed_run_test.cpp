@@ -1,0 +1,117 @@
+// Two processes on 127.0.0.1 through scripts/launch.sh: identical weights on
+// both ranks, and reports that equal one process's evaluation, to the image.
+#include <csignal>
+#include <fstream>
+#include <regex>
+
+#include "dnn_gating/train/metrics.h"
+#include "test_support.h"
+
+namespace dgt = dnn_gating::testing;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string quote(const fs::path& p) { return "'" + p.string() + "'"; }
+
+std::string launch(int n, const std::string& program, const std::string& flags) {
+  return "env DNN_GATING_BUILD_DIR=" + quote(DG_BINARY_DIR) + " " +
+         quote(fs::path(DG_SOURCE_DIR) / "scripts" / "launch.sh") + " -n " + std::to_string(n) +
+         " --threads 1 " + program + " " + flags;
+}
+
+std::vector<std::string> report_lines(const std::string& output) {
+  std::vector<std::string> out;
+  const std::regex line(
+      "(Accuracy of [^\\n]*|Sparsity of the update phase: [^\\n]*|layer[0-9.]+conv1 [^\\n]*)");
+  for (std::sregex_iterator it(output.begin(), output.end(), line), end; it != end; ++it) {
+    out.push_back((*it)[1]);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(DistributedRun, TwoProcessesTrainAlikeAndReportExactly) {
+  dgt::TempDir tmp;
+  dgt::write_cifar_dir(tmp.path() / "cifar", /*per_file=*/64);
+  const std::string data = "--data-dir " + quote(tmp.path() / "cifar") + " --batch-size 32 ";
+  const auto train =
+      dgt::run_command("timeout 300 " + launch(2, "pg-cifar10",
+                                               "-pg -w 8 -a 3 -pb 2 -spbp -pact --epochs 1 -s " +
+                                                   data + "--save-dir " + quote(tmp.path() / "s")));
+  ASSERT_EQ(train.exit_code, 0) << train.output;
+  EXPECT_NE(train.output.find("Data parallel over 2 processes: each takes 16 images"),
+            std::string::npos)
+      << train.output;
+  EXPECT_NE(train.output.find("Weights identical on all 2 ranks"), std::string::npos)
+      << train.output;
+  EXPECT_EQ(train.output.find("[rank 1]"), std::string::npos) << "rank 1 prints no progress";
+
+  // Sharded evaluation, counts summed over ranks: the one-process report.
+  const fs::path ckpt = tmp.path() / "s" / "model_resnet-20.pt";
+  const auto one =
+      dgt::run_command(std::string(DG_PG_BINARY) + " -t -p " + quote(ckpt) + " " + data);
+  const auto two = dgt::run_command("timeout 300 " +
+                                    launch(2, "pg-cifar10", "-t -p " + quote(ckpt) + " " + data));
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  ASSERT_EQ(two.exit_code, 0) << two.output;
+  const auto expected = report_lines(one.output);
+  ASSERT_EQ(expected.size(), 21u) << one.output;  // accuracy, sparsity, 10 classes, 9 layers
+  EXPECT_EQ(report_lines(two.output), expected) << two.output;
+
+  // A global batch that does not divide: one clear error, every rank stopped.
+  const auto bad = dgt::run_command("timeout 300 " + launch(3, "cg-cifar10", "--epochs 1 " + data));
+  EXPECT_EQ(bad.exit_code, 2) << bad.output;
+  EXPECT_NE(
+      bad.output.find("--batch-size 32 is the global batch and must divide evenly among the 3 "
+                      "processes"),
+      std::string::npos)
+      << bad.output;
+}
+
+// SIGTERM to the launcher stops every rank at the same step; resumed with the
+// launcher, the run ends as the uninterrupted 2-process run does.
+TEST(DistributedRun, InterruptedAndResumedLikeOneRun) {
+  dgt::TempDir tmp;
+  dgt::write_cifar_dir(tmp.path() / "cifar", /*per_file=*/64);
+  const std::string flags = "-pg -w 8 -a 3 -pb 2 -spbp -pact --data-dir " +
+                            quote(tmp.path() / "cifar") +
+                            " --batch-size 32 --epochs 4 --milestones 2,3 -s ";
+  const auto metrics = [&](const std::string& name) { return tmp.path() / (name + ".jsonl"); };
+  ASSERT_EQ(dgt::run_command("timeout 300 " +
+                             launch(2, "pg-cifar10",
+                                    flags + "--save-dir " + quote(tmp.path() / "straight") +
+                                        " --metrics " + quote(metrics("straight"))))
+                .exit_code,
+            0);
+  {
+    dgt::Background run(launch(2, "pg-cifar10",
+                               flags + "--save-dir " + quote(tmp.path() / "stopped") +
+                                   " --metrics " + quote(metrics("stopped"))),
+                        tmp.path() / "stopped.log");
+    const auto text = [&] {
+      std::ifstream in(metrics("stopped"));
+      return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    };
+    ASSERT_TRUE(
+        dgt::wait_until([&] { return text().find("\"epoch\":1") != std::string::npos; }, 120));
+    run.signal(SIGTERM);
+    ASSERT_EQ(run.wait(120), 143);
+  }
+  const auto resumed = dgt::run_command(
+      "timeout 300 " +
+      launch(2, "pg-cifar10", "--resume " + quote(tmp.path() / "stopped" / "resume_resnet-20.pt")));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  const auto a = dnn_gating::train::read_metrics(metrics("straight").string());
+  const auto b = dnn_gating::train::read_metrics(metrics("stopped").string());
+  ASSERT_EQ(a.epochs.size(), 4u);
+  ASSERT_EQ(b.epochs.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(a.epochs[i].train_loss, b.epochs[i].train_loss) << "epoch " << i + 1;
+    EXPECT_EQ(a.epochs[i].train_accuracy, b.epochs[i].train_accuracy) << "epoch " << i + 1;
+  }
+  ASSERT_TRUE(a.final_record && b.final_record);
+  EXPECT_EQ(a.final_record->confusion, b.final_record->confusion);
+  EXPECT_EQ(a.final_record->sparsity, b.final_record->sparsity);
+}

@@ -1,0 +1,98 @@
+// Data-parallel gradients: two ranks (threads over one in-memory store) with
+// half a batch each end with the gradient of the whole batch.
+#include "dnn_gating/train/distributed.h"
+
+#include <gtest/gtest.h>
+
+#include <thread>
+#include <torch/csrc/distributed/c10d/HashStore.hpp>
+
+namespace dtr = dnn_gating::train;
+
+namespace {
+
+// A model without batch statistics (no BatchNorm, no per-batch quantizer
+// scale), in double.
+struct SmallNetImpl : torch::nn::Module {
+  SmallNetImpl()
+      : conv(register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(3, 4, 3)))),
+        fc(register_module("fc", torch::nn::Linear(4, 5))) {}
+  torch::Tensor forward(const torch::Tensor& x) { return fc(torch::relu(conv(x)).mean({2, 3})); }
+  torch::nn::Conv2d conv;
+  torch::nn::Linear fc;
+};
+TORCH_MODULE(SmallNet);
+
+std::vector<torch::Tensor> gradients(SmallNet& net, const torch::Tensor& x,
+                                     const torch::Tensor& y) {
+  net->zero_grad();
+  torch::nn::functional::cross_entropy(net->forward(x), y).backward();
+  std::vector<torch::Tensor> out;
+  for (const auto& p : net->parameters()) out.push_back(p.grad().clone());
+  return out;
+}
+
+}  // namespace
+
+TEST(Distributed, AveragedGradientEqualsTheWholeBatchs) {
+  torch::manual_seed(0);
+  SmallNet reference;
+  reference->to(torch::kDouble);
+  // 7 images: shards of 4 and 3, weighed by their share.
+  const torch::Tensor x = torch::randn({7, 3, 6, 6}, torch::kDouble);
+  const torch::Tensor y = torch::tensor({0, 1, 2, 3, 4, 0, 1});
+  const auto expected = gradients(reference, x, y);
+
+  auto store = c10::make_intrusive<c10d::HashStore>();
+  std::vector<std::vector<torch::Tensor>> results(2);
+  std::vector<std::thread> ranks;
+  for (int rank = 0; rank < 2; ++rank) {
+    ranks.emplace_back([&, rank] {
+      dtr::Distributed dist(store, rank, 2, std::chrono::seconds(60));
+      SmallNet net;
+      net->to(torch::kDouble);
+      if (rank == 1) {  // different weights: the broadcast must replace them
+        torch::NoGradGuard no_grad;
+        for (auto& p : net->parameters()) p.add_(1.0);
+      } else {
+        torch::NoGradGuard no_grad;
+        auto mine = net->parameters();
+        auto theirs = reference->parameters();
+        for (size_t i = 0; i < mine.size(); ++i) mine[i].copy_(theirs[i]);
+      }
+      dist.broadcast_state(*net);
+      const int64_t first = rank == 0 ? 0 : 4, count = rank == 0 ? 4 : 3;
+      gradients(net, x.narrow(0, first, count), y.narrow(0, first, count));
+      dist.average_gradients(*net, static_cast<double>(count) / 7.0);
+      for (const auto& p : net->parameters()) results[rank].push_back(p.grad().clone());
+      EXPECT_EQ(dist.max(rank * 10), 10);
+    });
+  }
+  for (auto& t : ranks) t.join();
+  for (int rank = 0; rank < 2; ++rank) {
+    ASSERT_EQ(results[rank].size(), expected.size());
+    for (size_t i = 0; i < expected.size(); ++i) {
+      EXPECT_TRUE(torch::allclose(results[rank][i], expected[i], 1e-12, 1e-14))
+          << "rank " << rank << ", parameter " << i;
+      EXPECT_TRUE(torch::equal(results[rank][i], results[0][i])) << "ranks agree bit for bit";
+    }
+  }
+}
+
+TEST(Distributed, AloneWithoutWorldSize) {
+  unsetenv("WORLD_SIZE");
+  const auto alone = dtr::Distributed::from_environment(std::chrono::seconds(1));
+  EXPECT_EQ(alone.world_size(), 1);
+  EXPECT_TRUE(alone.is_main());
+  setenv("WORLD_SIZE", "two", 1);
+  try {
+    dtr::Distributed::from_environment(std::chrono::seconds(1));
+    ADD_FAILURE() << "a malformed WORLD_SIZE was accepted";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("WORLD_SIZE='two'"), std::string::npos) << e.what();
+  }
+  setenv("WORLD_SIZE", "2", 1);
+  unsetenv("RANK");
+  EXPECT_THROW(dtr::Distributed::from_environment(std::chrono::seconds(1)), std::invalid_argument);
+  unsetenv("WORLD_SIZE");
+}
