@@ -9,6 +9,8 @@
 #include <cstdio>
 #include <fstream>
 #include <random>
+#include <regex>
+#include <sstream>
 #include <thread>
 
 namespace dnn_gating::testing {
@@ -94,6 +96,17 @@ RunResult run_command(const std::string& command) {
   while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) output.append(buffer.data(), n);
   const int status = pclose(pipe);
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
+
+std::vector<std::string> matching_lines(const std::string& text, const std::string& pattern) {
+  std::vector<std::string> out;
+  const std::regex re(pattern);
+  std::istringstream lines(text);
+  std::smatch match;
+  for (std::string line; std::getline(lines, line);) {
+    if (std::regex_search(line, match, re)) out.push_back(match.str());
+  }
+  return out;
 }
 
 Background::Background(const std::string& command, const fs::path& output) {

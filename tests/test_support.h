@@ -10,6 +10,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <vector>
 
 namespace dnn_gating::testing {
 
@@ -64,6 +65,10 @@ struct RunResult {
   std::string output;
 };
 RunResult run_command(const std::string& command);
+
+/// The lines of `text` that contain a match of `pattern` (ECMAScript regex),
+/// each cut to its first match, in order.
+std::vector<std::string> matching_lines(const std::string& text, const std::string& pattern);
 
 /// A program running in the background (through /bin/sh, which it replaces),
 /// its stdout and stderr going to `output`. Killed and reaped at destruction

@@ -20,14 +20,10 @@ std::string launch(int n, const std::string& program, const std::string& flags) 
          " --threads 1 " + program + " " + flags;
 }
 
+// The report lines log parsers read and the per-layer gate table.
 std::vector<std::string> report_lines(const std::string& output) {
-  std::vector<std::string> out;
-  const std::regex line(
-      "(Accuracy of [^\\n]*|Sparsity of the update phase: [^\\n]*|layer[0-9.]+conv1 [^\\n]*)");
-  for (std::sregex_iterator it(output.begin(), output.end(), line), end; it != end; ++it) {
-    out.push_back((*it)[1]);
-  }
-  return out;
+  return dgt::matching_lines(
+      output, "Accuracy of .*|Sparsity of the update phase: .*|layer[0-9.]+conv1 .*");
 }
 
 }  // namespace

@@ -13,12 +13,7 @@ std::string quote(const fs::path& p) { return "'" + p.string() + "'"; }
 
 // The report lines log parsers read: overall and per-class accuracy, sparsity.
 std::vector<std::string> report_lines(const std::string& output) {
-  std::vector<std::string> out;
-  const std::regex line("(Accuracy of [^\\n]*|Sparsity of the update phase: [^\\n]*)");
-  for (std::sregex_iterator it(output.begin(), output.end(), line), end; it != end; ++it) {
-    out.push_back((*it)[1]);
-  }
-  return out;
+  return dgt::matching_lines(output, "Accuracy of .*|Sparsity of the update phase: .*");
 }
 
 }  // namespace
