@@ -41,6 +41,18 @@ bool load_golden(const std::string& name, GoldenCase& out);
     GTEST_SKIP() << "golden vectors not found (../shared/golden absent): " << (name); \
   }
 
+/// The message of the exception `f` throws ("" and a test failure if none).
+template <typename F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected an exception";
+  return "";
+}
+
 /// Asserts allclose and reports the largest difference on failure.
 ::testing::AssertionResult all_close(const torch::Tensor& actual, const torch::Tensor& expected,
                                      double rtol, double atol);

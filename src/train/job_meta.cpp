@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "train/json_settings.h"
+
 namespace dnn_gating::train {
 namespace {
 
@@ -65,12 +67,7 @@ JobConfig job_from_json(const std::string& text, JobConfig job) {
 }
 
 std::vector<std::string> differing_job_settings(const JobConfig& a, const JobConfig& b) {
-  const json ja = to_object(a), jb = to_object(b);
-  std::vector<std::string> out;
-  for (const auto& item : ja.items()) {
-    if (item.value() != jb.at(item.key())) out.push_back(item.key());
-  }
-  return out;
+  return differing_keys(to_object(a), to_object(b));
 }
 
 }  // namespace dnn_gating::train

@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "train/json_settings.h"
+
 namespace dnn_gating::train {
 namespace {
 
@@ -62,12 +64,7 @@ ResNetOptions model_from_json(const std::string& text) {
 }
 
 std::vector<std::string> differing_fields(const ResNetOptions& a, const ResNetOptions& b) {
-  const json ja = to_json_object(a), jb = to_json_object(b);
-  std::vector<std::string> out;
-  for (const auto& item : ja.items()) {
-    if (item.value() != jb.at(item.key())) out.push_back(item.key());
-  }
-  return out;
+  return differing_keys(to_json_object(a), to_json_object(b));
 }
 
 }  // namespace dnn_gating::train

@@ -129,11 +129,10 @@ constexpr std::chrono::milliseconds kJoinTimeout = std::chrono::minutes(5);
 
 // Where an epoch's training stands, for a resumable checkpoint.
 struct Position {
-  int64_t epoch = 0;  ///< 0-based epoch to continue
-  int64_t batch = 0;  ///< first batch of that epoch still to train
-  double loss_sum = 0;
-  int64_t correct = 0;
-  int64_t images = 0;
+  int64_t epoch = 0;    ///< 0-based epoch to continue
+  int64_t batch = 0;    ///< first batch of that epoch still to train
+  double loss_sum = 0;  ///< of the epoch's batches so far
+  int64_t correct = 0;  ///< right answers of the epoch so far
 };
 
 void log_lines(spdlog::logger& log, const std::vector<std::string>& lines) {
@@ -351,8 +350,7 @@ class Job {
     meta["resume"] = {{"epoch", position.epoch},
                       {"batch", position.batch},
                       {"loss_sum", position.loss_sum},
-                      {"correct", position.correct},
-                      {"images", position.images}};
+                      {"correct", position.correct}};
     meta["history"] = metrics_->jsonl();
     TrainingState training;
     training.momentum = momentum_buffers(optimizer, *model_);
@@ -372,7 +370,6 @@ class Job {
     start_.batch = at.at("batch").get<int64_t>();
     start_.loss_sum = at.at("loss_sum").get<double>();
     start_.correct = at.at("correct").get<int64_t>();
-    start_.images = at.at("images").get<int64_t>();
     history_ = parse_metrics(meta.value("history", std::string()), config_.resume_path).epochs;
     resumed_momentum_ = checkpoint.training->momentum;
     if (checkpoint.training->rng.defined()) {
@@ -384,16 +381,18 @@ class Job {
                  config_.resume_path, start_.epoch + 1, config_.epochs, start_.batch + 1);
   }
 
-  // Stops for a signal: saves where training stands and says how to go on.
-  [[noreturn]] void stop(torch::optim::SGD& optimizer, Position position, int signal_number) {
-    // The epoch's sums so far, over every rank.
-    torch::Tensor sums = torch::tensor({position.loss_sum, static_cast<double>(position.correct),
-                                        static_cast<double>(position.images)},
-                                       torch::kDouble);
+  // The epoch's sums so far, over every rank.
+  void sum_over_ranks(Position& position) const {
+    torch::Tensor sums =
+        torch::tensor({position.loss_sum, static_cast<double>(position.correct)}, torch::kDouble);
     dist_.sum(sums);
     position.loss_sum = sums[0].item<double>();
     position.correct = static_cast<int64_t>(sums[1].item<double>());
-    position.images = static_cast<int64_t>(sums[2].item<double>());
+  }
+
+  // Stops for a signal: saves where training stands and says how to go on.
+  [[noreturn]] void stop(torch::optim::SGD& optimizer, Position position, int signal_number) {
+    sum_over_ranks(position);
     if (!dist_.is_main()) throw Interrupted(signal_number);
     const std::string path = save_resumable(optimizer, position);
     spdlog::warn("{}: stopped by {} at epoch {}, batch {}; saved a resumable checkpoint to {}",
@@ -407,13 +406,17 @@ class Job {
   }
 
   // What went wrong with the loss or the parameters after a step ("" if nothing).
+  // One synchronising read per step; the parameter is named only on failure.
   std::string nonfinite(double loss) const {
     if (!std::isfinite(loss)) return "the loss is " + std::to_string(loss);
     torch::NoGradGuard no_grad;
-    for (const auto& p : model_->named_parameters()) {
-      if (!torch::isfinite(p.value()).all().item<bool>()) {
-        return "parameter " + p.key() + " is no longer finite";
-      }
+    const auto params = model_->named_parameters();
+    std::vector<torch::Tensor> finite;
+    finite.reserve(params.size());
+    for (const auto& p : params) finite.push_back(torch::isfinite(p.value()).all());
+    if (finite.empty() || torch::stack(finite).all().item<bool>()) return "";
+    for (size_t i = 0; i < finite.size(); ++i) {
+      if (!finite[i].item<bool>()) return "parameter " + params[i].key() + " is no longer finite";
     }
     return "";
   }
@@ -454,13 +457,12 @@ class Job {
       loader.start_epoch(epoch);
       progress.start_epoch(epoch, config_.epochs, loader.num_batches());
       const auto start = Clock::now();
-      Position position{epoch, 0, 0, 0, 0};
+      Position position{epoch, 0, 0, 0};
       if (epoch == start_.epoch) {
         position = start_;
         if (!dist_.is_main()) {  // the saved sums are the whole run's: counted once, on rank 0
           position.loss_sum = 0;
           position.correct = 0;
-          position.images = 0;
         }
       }
       for (int64_t b = position.batch; b < loader.num_batches(); ++b) {
@@ -480,19 +482,13 @@ class Job {
         // The whole batch's loss is the sum of the ranks' contributions.
         position.loss_sum += step.ce_loss * share + step.gating_loss / dist_.world_size();
         position.correct += step.correct;
-        position.images += batch.labels.size(0);
         progress.batch(b, loss, step.correct, batch.labels.size(0));
         if (signal_number != 0) {
           progress.end_epoch();
           stop(*optimizer, position, signal_number);
         }
       }
-      // The epoch's sums over every rank.
-      torch::Tensor sums =
-          torch::tensor({position.loss_sum, static_cast<double>(position.correct)}, torch::kDouble);
-      dist_.sum(sums);
-      position.loss_sum = sums[0].item<double>();
-      position.correct = static_cast<int64_t>(sums[1].item<double>());
+      sum_over_ranks(position);
       progress.end_epoch();
       record.seconds = seconds_since(start);
       record.images_per_second = train_set_.size() / record.seconds;
@@ -519,12 +515,12 @@ class Job {
       metrics_->write_epoch(record);
       history_.push_back(record);
       if (config_.save_every > 0 && (epoch + 1) % config_.save_every == 0) {
-        const std::string path = save_resumable(*optimizer, Position{epoch + 1, 0, 0, 0, 0});
+        const std::string path = save_resumable(*optimizer, Position{epoch + 1, 0, 0, 0});
         spdlog::info("Saved resumable checkpoint {} (epoch {})", path, epoch + 1);
       }
       if (const int signal_number = static_cast<int>(dist_.max(stop_signal()));
           signal_number != 0 && !last) {
-        stop(*optimizer, Position{epoch + 1, 0, 0, 0, 0}, signal_number);
+        stop(*optimizer, Position{epoch + 1, 0, 0, 0}, signal_number);
       }
     }
     if (!latest) latest = evaluate_split();  // resumed after the last epoch's training

@@ -12,17 +12,7 @@ namespace {
 namespace fs = std::filesystem;
 using dnn_gating::testing::TempDir;
 
-/// The message of the exception `f` throws ("" and a test failure if none).
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected an exception";
-  return "";
-}
+using dnn_gating::testing::error_of;
 
 /// Pixel (channel c, row r, column x) of record i in the files written below:
 /// distinct across channels, rows and columns so a transposition shows.

@@ -16,16 +16,7 @@ using dnn_gating::testing::TempDir;
 
 const fs::path kRealDataDir = "/usr/share/datasets/fashion-mnist";
 
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected an exception";
-  return "";
-}
+using dnn_gating::testing::error_of;
 
 /// Pixel (row r, column x) of image i in the files written below; never 0, so
 /// the zero padding is told apart from image content.

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "dnn_gating/train/metrics.h"
+#include "test_support.h"
 
 namespace dnn_gating::train::fixtures {
 
@@ -47,16 +48,7 @@ inline ::testing::AssertionResult has_substr(const std::string& text, const std:
   return ::testing::AssertionFailure() << "\"" << part << "\" not found in:\n" << text;
 }
 
-/// The message of the std::runtime_error that `f` throws ("" if none).
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::runtime_error& e) {
-    return e.what();
-  }
-  return "";
-}
+using dnn_gating::testing::error_of;
 
 /// An epoch with every optional absent.
 inline EpochRecord bare_epoch() {
