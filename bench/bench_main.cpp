@@ -17,6 +17,7 @@
 #include "dnn_gating/train/recipe.h"
 #include "dnn_gating/train/runtime.h"
 #include "dnn_gating/train/step.h"
+#include "gated_inference.h"
 
 namespace dg = dnn_gating;
 using dg::models::ResNetOptions;
@@ -150,6 +151,10 @@ class RatioReporter : public benchmark::ConsoleReporter {
     ConsoleReporter::Finalize();
     std::printf("\n%-24s %14s %8s %14s %8s %12s %8s\n", "model", "step ms", "x float", "eval img/s",
                 "x float", "peak MiB", "x float");
+    if (times_.count("train_step/float") == 0 && times_.count("evaluation/float") == 0) {
+      dg::bench::print_gated_inference(times_);
+      return;
+    }
     const double float_step = times_["train_step/float"];
     const double float_eval = times_["evaluation/float"];
     const double float_rss = rss_["float"];
@@ -169,6 +174,7 @@ class RatioReporter : public benchmark::ConsoleReporter {
     }
     std::printf("(eval column 'x float' is the time ratio; threads: %d)\n",
                 torch::get_num_threads());
+    dg::bench::print_gated_inference(times_);
   }
   std::map<std::string, double> rss_;
 
@@ -200,6 +206,7 @@ int main(int argc, char** argv) {
   benchmark::RegisterBenchmark("data_pipeline", data_pipeline)
       ->Unit(benchmark::kMillisecond)
       ->UseRealTime();
+  dg::bench::register_gated_inference();
   // Repetitions of different benchmarks are interleaved (in random order), so
   // that a slow spell of a shared machine spreads over every model instead of
   // skewing one model's ratio. Flags given on the command line come later and win.

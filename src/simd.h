@@ -10,6 +10,17 @@
 #define DNN_GATING_SIMD_CLONES
 #endif
 
+// Loops marked DNN_GATING_FMA_CLONES are compiled for x86-64-v4 (AVX-512),
+// x86-64-v3 (AVX2 with fused multiply-add) and the baseline. They are
+// sums of products whose rounding may differ from ATen's by float rounding
+// (like any convolution's), so their files may contract multiply-adds.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define DNN_GATING_FMA_CLONES \
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define DNN_GATING_FMA_CLONES
+#endif
+
 #include <cstdint>
 
 namespace dnn_gating::simd {

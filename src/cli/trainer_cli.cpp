@@ -57,6 +57,7 @@ struct Values {
   // both
   double gtarget = 0.0;
   bool sparse_bp = false;
+  std::string skipping = "fastest";
 };
 
 // One row of a trainer's table: its spellings, help and setting, and how it
@@ -155,6 +156,10 @@ std::vector<Flag> common_flags(Values& v) {
       option({"--seed"}, job.seed, "Random seed (weights, order, augmentation)", "seed"),
       option({"--threads"}, v.inv.threads, "Intra-op threads (default: every core)", "",
              CLI::Range(1, 1024), false),
+      option({"--skipping"}, v.skipping,
+             "Evaluation of gated layers: fastest (measured per layer shape), never (every "
+             "output, then the gate selects), always (only the open outputs)",
+             "skipping", CLI::IsMember({"fastest", "never", "always"})),
       flag({"--quiet"}, v.inv.quiet, "Print only warnings, errors and the final report"),
       option({"--metrics"}, job.metrics_path, "Write per-epoch and final metrics as JSON lines",
              "metrics", std::nullopt, false),
@@ -241,7 +246,7 @@ void build_job(Trainer trainer, Values& v) {
             .shuffle(v.shuffle)
             .sparse_bp(v.sparse_bp);
   }
-  job.model.depth(v.depth);
+  job.model.depth(v.depth).skipping(layers::skipping_from_string(v.skipping));
   const train::Recipe recipe =
       pg ? train::pg_recipe(v.sigma, v.gtarget) : train::cg_recipe(v.lr, v.wt_decay, v.gtarget);
   job.sgd = recipe.sgd;

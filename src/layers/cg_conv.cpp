@@ -3,6 +3,8 @@
 #include "dnn_gating/quant/gate.h"
 #include "fusable.h"
 #include "layers/gate_kernels.h"
+#include "layers/sparse_choice.h"
+#include "layers/sparse_conv.h"
 
 namespace dnn_gating::layers {
 namespace {
@@ -105,18 +107,20 @@ GateCost CGConv2dImpl::gate_cost() const {
 GateKind CGConv2dImpl::gate_kind() const { return GateKind::kChannel; }
 
 torch::Tensor CGConv2dImpl::forward(const torch::Tensor& input) {
-  const torch::Tensor x =
+  const torch::Tensor shuffled =
       options.shuffle() ? layers::channel_shuffle(input, options.partitions()) : input;
+  const bool fused = !options.reference_ops() && fusable(shuffled);
+  if (fused && !torch::GradMode::is_enabled()) {
+    // Inference runs channels-last: the library's convolutions are faster so
+    // laid out, and the gate and the open outputs of one position are adjacent.
+    const torch::Tensor x = shuffled.contiguous(at::MemoryFormat::ChannelsLast);
+    const torch::Tensor partial = base_path(x);
+    return infer(x, partial, bn->forward(partial));
+  }
+  const torch::Tensor& x = shuffled;
   const torch::Tensor partial = base_path(x);
   const torch::Tensor gate_input = bn->forward(partial);
   const torch::Tensor full = torch::conv2d(x, weight, {}, *options.stride(), *options.padding());
-  const bool fused = !options.reference_ops() && fusable(full);
-  if (fused && !torch::GradMode::is_enabled()) {  // nothing to keep for a backward pass
-    auto [y, open] =
-        gate_kernels::cg_select_inference(full, partial, gate_input, threshold_, options.alpha());
-    record_gate(open, y.sizes(), weight);
-    return y;
-  }
   if (fused) {
     const auto outs = CGGateFunction::apply(full, partial, gate_input, threshold_, options.alpha(),
                                             options.sparse_bp());
@@ -127,6 +131,46 @@ torch::Tensor CGConv2dImpl::forward(const torch::Tensor& input) {
       torch::sigmoid(options.alpha() * (gate_input - threshold_)) - 0.5, 0.0, options.sparse_bp());
   record_gate(d, weight);
   return full * d + partial * (1 - d);
+}
+
+// Without a backward pass: the gate decided from the base path, then either
+// the full convolution selected by the gate, or the channels outside the base
+// path added to the partial sums only where the gate is open.
+torch::Tensor CGConv2dImpl::infer(const torch::Tensor& x, const torch::Tensor& partial_in,
+                                  const torch::Tensor& gate_input) {
+  const torch::IntArrayRef stride = *options.stride();
+  const torch::IntArrayRef padding = *options.padding();
+  const sparse_conv::OpenOutputs open =
+      gate_kernels::open_outputs(gate_input, threshold_, options.alpha());
+  const torch::Tensor rest = weight * (1 - mask);
+  // Completed in place below: the base path's own output, in a layout the kernels take.
+  const torch::Tensor partial =
+      partial_in.is_contiguous() || partial_in.is_contiguous(at::MemoryFormat::ChannelsLast)
+          ? partial_in
+          : partial_in.contiguous(at::MemoryFormat::ChannelsLast);
+  torch::Tensor scratch;
+  const sparse_choice::Paths paths{
+      [&] {
+        gate_kernels::cg_select_inference(torch::conv2d(x, weight, {}, stride, padding), partial,
+                                          gate_input, threshold_, options.alpha());
+      },
+      [&](const sparse_conv::OpenOutputs& some) {
+        if (!scratch.defined()) scratch = partial.clone();
+        sparse_conv::add_at_open(x, rest, stride, padding, some, scratch);
+      }};
+  torch::Tensor y;
+  if (sparse_choice::skip_closed(options.skipping(),
+                                 sparse_choice::shape_key(x, weight, stride, padding), open,
+                                 partial.sizes(), paths)) {
+    y = partial;
+    sparse_conv::add_at_open(x, rest, stride, padding, open, y);
+  } else {
+    y = gate_kernels::cg_select_inference(torch::conv2d(x, weight, {}, stride, padding), partial,
+                                          gate_input, threshold_, options.alpha())
+            .first;
+  }
+  record_gate(open.count, y.sizes(), weight);
+  return y;
 }
 
 }  // namespace dnn_gating::layers

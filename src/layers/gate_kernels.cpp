@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cstring>
 #include <numeric>
 #include <vector>
 
@@ -41,6 +42,12 @@ torch::Tensor per_channel(const torch::Tensor& threshold, int64_t channels) {
   TORCH_CHECK(threshold.numel() == channels, "gate threshold has ", threshold.numel(),
               " values for ", channels, " channels");
   return threshold.detach().reshape({channels}).contiguous();
+}
+
+// A 4-d tensor laid out [N, H, W, C] in memory (and not also [N, C, H, W],
+// as when C or H * W is 1).
+bool channels_last(const torch::Tensor& t) {
+  return t.dim() == 4 && !t.is_contiguous() && t.is_contiguous(at::MemoryFormat::ChannelsLast);
 }
 
 // Without a backward pass the sigmoid itself is not needed, only whether
@@ -115,6 +122,86 @@ float cg_infer_kernel(const float* __restrict gate_input, const float* __restric
     y[i] = cg_mix(full[i], partial[i], open);
     return open;
   });
+}
+
+// Writes open[i] = 1 where plane element i's gate opens, else 0; returns the
+// number of open gates.
+DNN_GATING_SIMD_CLONES
+float open_plane_kernel(const float* __restrict gate_input, uint8_t* __restrict open, int64_t size,
+                        float threshold, float alpha) {
+  return simd::lane_sum(0, size, [=](int64_t i) {
+    const bool on = sigmoid_above_half(logit(gate_input[i], threshold, alpha));
+    open[i] = on ? 1 : 0;
+    return on ? 1.0f : 0.0f;
+  });
+}
+
+// Channels-last tensors ([N, H, W, C] in memory) are taken in blocks of
+// whole positions, [0, size) of the block's elements, with `t` the channels'
+// thresholds repeated over the block. Writes open[i] = 1 where the gate opens;
+// returns the number of open gates.
+DNN_GATING_SIMD_CLONES
+float open_cl_kernel(const float* __restrict gate_input, uint8_t* __restrict open, int64_t size,
+                     const float* __restrict t, float alpha) {
+  return simd::lane_sum(0, size, [=](int64_t i) {
+    const bool on = sigmoid_above_half(logit(gate_input[i], t[i], alpha));
+    open[i] = on ? 1 : 0;
+    return on ? 1.0f : 0.0f;
+  });
+}
+
+// Bits c - first of the 0/1 bytes d[c], c in [first, min(first + 64, end)).
+// Eight bytes at a time: multiplying by 0x0102040810204080 gathers the low
+// bits of bytes 0..7 into bits 56..63 (little-endian byte order).
+inline uint64_t pack_bits(const uint8_t* d, int64_t first, int64_t end) {
+  const int64_t last = std::min(end, first + 64);
+  uint64_t bits = 0;
+  int64_t c = first;
+  for (; c + 8 <= last; c += 8) {
+    uint64_t v = 0;
+    std::memcpy(&v, d + c, 8);
+    bits |= ((v * 0x0102040810204080ULL) >> 56) << (c - first);
+  }
+  for (; c < last; ++c) bits |= uint64_t{d[c]} << (c - first);
+  return bits;
+}
+
+// cg_infer_kernel for a block of channels-last positions (as open_cl_kernel).
+DNN_GATING_SIMD_CLONES
+float cg_infer_cl_kernel(const float* __restrict gate_input, const float* __restrict full,
+                         const float* __restrict partial, float* __restrict y, int64_t size,
+                         const float* __restrict t, float alpha) {
+  return simd::lane_sum(0, size, [=](int64_t i) {
+    const float open = sigmoid_above_half(logit(gate_input[i], t[i], alpha)) ? 1.0f : 0.0f;
+    y[i] = cg_mix(full[i], partial[i], open);
+    return open;
+  });
+}
+
+// Positions per block of the channels-last kernels.
+constexpr int64_t kBlockPositions = 256;
+
+// The channel thresholds repeated for a block of positions.
+std::vector<float> tiled(const torch::Tensor& t, int64_t channels) {
+  std::vector<float> out(kBlockPositions * channels);
+  const float* tp = t.data_ptr<float>();
+  for (size_t i = 0; i < out.size(); ++i) out[i] = tp[i % channels];
+  return out;
+}
+
+// Calls fn(first, last) for blocks of positions of a channels-last tensor in
+// parallel, summing what it returns.
+template <typename Fn>
+int64_t sum_over_blocks(int64_t positions, Fn fn) {
+  return at::parallel_reduce(
+      0, positions, kBlockPositions, int64_t{0},
+      [&](int64_t first, int64_t last, int64_t acc) {
+        for (int64_t b = first; b < last; b += kBlockPositions) {
+          acc += fn(b, std::min(last, b + kBlockPositions));
+        }
+        return acc;
+      },
+      std::plus<int64_t>());
 }
 
 // dL/d(gate input) through the sigmoid, as ATen's chain computes it: the
@@ -263,7 +350,77 @@ std::pair<torch::Tensor, int64_t> cg_select_inference(const torch::Tensor& full,
                                                       const torch::Tensor& gate_input,
                                                       const torch::Tensor& threshold,
                                                       double alpha) {
-  return run_inference(gate_input, full, partial, threshold, alpha, cg_infer_kernel);
+  if (!channels_last(gate_input) || !channels_last(full) || !channels_last(partial)) {
+    return run_inference(gate_input, full, partial, threshold, alpha, cg_infer_kernel);
+  }
+  const int64_t channels = full.size(1);
+  const torch::Tensor t = per_channel(threshold, channels);
+  torch::Tensor y = torch::empty_like(full);  // channels-last too
+  const float* gp = gate_input.data_ptr<float>();
+  const float* fp = full.data_ptr<float>();
+  const float* pp = partial.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  const auto alpha_f = static_cast<float>(alpha);
+  const std::vector<float> tt = tiled(t, channels);
+  const int64_t open = sum_over_blocks(full.numel() / channels, [&](int64_t first, int64_t last) {
+    const int64_t o = first * channels;
+    return static_cast<int64_t>(cg_infer_cl_kernel(gp + o, fp + o, pp + o, yp + o,
+                                                   (last - first) * channels, tt.data(), alpha_f));
+  });
+  return {y, open};
+}
+
+sparse_conv::OpenOutputs open_outputs(const torch::Tensor& gate_input_in,
+                                      const torch::Tensor& threshold, double alpha) {
+  TORCH_CHECK(gate_input_in.dim() == 4, "open_outputs needs an [N, C, H, W] gate input, got ",
+              gate_input_in.sizes());
+  const bool cl = channels_last(gate_input_in);
+  const torch::Tensor gate_input = cl ? gate_input_in : gate_input_in.contiguous();
+  sparse_conv::OpenOutputs open = sparse_conv::OpenOutputs::none(gate_input.sizes());
+  const int64_t n = gate_input.size(0), c = gate_input.size(1);
+  const int64_t plane = gate_input.size(2) * gate_input.size(3);
+  const int64_t per = open.words_per_position();
+  const torch::Tensor t = per_channel(threshold, c);
+  const float* gp = gate_input.data_ptr<float>();
+  const float* tp = t.data_ptr<float>();
+  auto* wp = reinterpret_cast<uint64_t*>(open.words.data_ptr<int64_t>());
+  const auto alpha_f = static_cast<float>(alpha);
+  if (cl) {  // the decisions of a block of positions, then their bits (every word written)
+    open.words = torch::empty_like(open.words);
+    wp = reinterpret_cast<uint64_t*>(open.words.data_ptr<int64_t>());
+    const std::vector<float> tt = tiled(t, c);
+    open.count = sum_over_blocks(n * plane, [&](int64_t first, int64_t last) {
+      thread_local std::vector<uint8_t> on;
+      on.resize(kBlockPositions * c);
+      const auto count = static_cast<int64_t>(
+          open_cl_kernel(gp + first * c, on.data(), (last - first) * c, tt.data(), alpha_f));
+      for (int64_t p = first; p < last; ++p) {
+        const uint8_t* d = on.data() + (p - first) * c;
+        for (int64_t k = 0; k < per; ++k) wp[p * per + k] = pack_bits(d, k * 64, c);
+      }
+      return count;
+    });
+    return open;
+  }
+  // One image per task (the channels of a position share its words): each
+  // plane's decisions, then their bits.
+  open.count = at::parallel_reduce(
+      0, n, 1, int64_t{0},
+      [&](int64_t first, int64_t last, int64_t acc) {
+        std::vector<uint8_t> on(plane);
+        for (int64_t img = first; img < last; ++img) {
+          uint64_t* words = wp + img * plane * per;
+          for (int64_t ch = 0; ch < c; ++ch) {
+            acc += static_cast<int64_t>(
+                open_plane_kernel(gp + (img * c + ch) * plane, on.data(), plane, tp[ch], alpha_f));
+            const int64_t k = ch / 64, shift = ch % 64;
+            for (int64_t i = 0; i < plane; ++i) words[i * per + k] |= uint64_t{on[i]} << shift;
+          }
+        }
+        return acc;
+      },
+      std::plus<int64_t>());
+  return open;
 }
 
 torch::Tensor pg_select_backward(const torch::Tensor& grad_y_in, const torch::Tensor& s,

@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <utility>
 
+#include "layers/sparse_conv.h"
+
 namespace dnn_gating::layers::gate_kernels {
 
 /// Ends the forward pass of a gate's autograd function: keeps alpha and
@@ -43,6 +45,12 @@ std::pair<torch::Tensor, int64_t> cg_select_inference(const torch::Tensor& full,
                                                       const torch::Tensor& partial,
                                                       const torch::Tensor& gate_input,
                                                       const torch::Tensor& threshold, double alpha);
+
+/// Forward only: the open outputs of a gate reading `gate_input` (PG: the
+/// MSB output, CG: bn(partial)), decided as `pg_select_inference` and
+/// `cg_select_inference` decide them, position by position.
+sparse_conv::OpenOutputs open_outputs(const torch::Tensor& gate_input,
+                                      const torch::Tensor& threshold, double alpha);
 
 /// Gradients of the PG gate given dL/dy `grad_y`: writes dL/dmsb (the direct
 /// term plus the gate's sigmoid path) into `grad_msb` and dL/dlsb into

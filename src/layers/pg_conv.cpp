@@ -7,6 +7,8 @@
 #include "dnn_gating/quant/quantize.h"
 #include "fusable.h"
 #include "layers/gate_kernels.h"
+#include "layers/sparse_choice.h"
+#include "layers/sparse_conv.h"
 
 namespace dnn_gating::layers {
 namespace {
@@ -170,15 +172,7 @@ GateKind PGConv2dImpl::gate_kind() const { return GateKind::kPrecision; }
 torch::Tensor PGConv2dImpl::forward(const torch::Tensor& x) {
   const torch::Tensor wq = quantize_weight(weight, options.wbits());
   const bool fused = !options.reference_ops() && fusable(x);
-  if (fused && !torch::GradMode::is_enabled()) {  // nothing to keep for a backward pass
-    const torch::Tensor out = stacked_forward(x, wq, *options.stride(), *options.padding(),
-                                              options.abits(), options.pred_bits());
-    const int64_t n = x.size(0);
-    auto [y, open] = gate_kernels::pg_select_inference(out.narrow(0, 0, n), out.narrow(0, n, n),
-                                                       threshold_, options.alpha());
-    record_gate(open, y.sizes(), weight);
-    return y;
-  }
+  if (fused && !torch::GradMode::is_enabled()) return infer(x, wq);
   if (fused) {
     const auto outs =
         PGConvGateFunction::apply(x, wq, threshold_, torch::IntArrayRef(*options.stride()).vec(),
@@ -195,6 +189,40 @@ torch::Tensor PGConv2dImpl::forward(const torch::Tensor& x) {
       torch::sigmoid(options.alpha() * (out_msb - threshold_)), 0.5, options.sparse_bp());
   record_gate(mask, weight);
   return out_msb + mask * out_lsb;
+}
+
+// Without a backward pass: the MSB convolution and the gate on it, then
+// either the LSB convolution selected by the gate, or the LSB contribution
+// added only where the gate is open.
+torch::Tensor PGConv2dImpl::infer(const torch::Tensor& x, const torch::Tensor& wq) {
+  const torch::IntArrayRef stride = *options.stride();
+  const torch::IntArrayRef padding = *options.padding();
+  const torch::Tensor parts = quant::split_msb_lsb(x, options.abits(), options.pred_bits());
+  const torch::Tensor msb = parts[0];
+  const torch::Tensor lsb = parts[1];
+  torch::Tensor y = torch::conv2d(msb, wq, {}, stride, padding).contiguous();
+  const sparse_conv::OpenOutputs open = gate_kernels::open_outputs(y, threshold_, options.alpha());
+  torch::Tensor scratch;
+  const sparse_choice::Paths paths{
+      [&] {
+        gate_kernels::pg_select_inference(y, torch::conv2d(lsb, wq, {}, stride, padding),
+                                          threshold_, options.alpha());
+      },
+      [&](const sparse_conv::OpenOutputs& some) {
+        if (!scratch.defined()) scratch = y.clone();
+        sparse_conv::add_at_open(lsb, wq, stride, padding, some, scratch);
+      }};
+  if (sparse_choice::skip_closed(options.skipping(),
+                                 sparse_choice::shape_key(x, weight, stride, padding), open,
+                                 y.sizes(), paths)) {
+    sparse_conv::add_at_open(lsb, wq, stride, padding, open, y);  // y: the MSB output
+  } else {
+    y = gate_kernels::pg_select_inference(y, torch::conv2d(lsb, wq, {}, stride, padding),
+                                          threshold_, options.alpha())
+            .first;
+  }
+  record_gate(open.count, y.sizes(), weight);
+  return y;
 }
 
 }  // namespace dnn_gating::layers

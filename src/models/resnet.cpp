@@ -67,7 +67,8 @@ torch::nn::AnyModule make_conv(ConvKind conv, const ResNetOptions& o, int64_t in
                                                        .pred_bits(o.pred_bits())
                                                        .sparse_bp(o.sparse_bp())
                                                        .alpha(o.pg_alpha())
-                                                       .reference_ops(o.reference_ops())));
+                                                       .reference_ops(o.reference_ops())
+                                                       .skipping(o.skipping())));
     case ConvKind::kChannelGated:
       return torch::nn::AnyModule(layers::CGConv2d(layers::CGConv2dOptions(in, out, 3)
                                                        .stride(stride)
@@ -78,7 +79,8 @@ torch::nn::AnyModule make_conv(ConvKind conv, const ResNetOptions& o, int64_t in
                                                        .use_group(o.use_group())
                                                        .shuffle(o.shuffle())
                                                        .sparse_bp(o.sparse_bp())
-                                                       .reference_ops(o.reference_ops())));
+                                                       .reference_ops(o.reference_ops())
+                                                       .skipping(o.skipping())));
     case ConvKind::kFloat:
     case ConvKind::kQuantized:
       break;

@@ -90,7 +90,8 @@ JobConfig adopt_checkpoint(const JobConfig& config, const std::string& path,
     out.resume_path = config.resume_path;
   }
   if (!meta.contains("model")) return out;
-  out.model = model_from_json(meta.at("model").dump());
+  // How gated layers compute is this run's choice, not the file's.
+  out.model = model_from_json(meta.at("model").dump()).skipping(config.model.skipping());
   out.dataset = meta.value("dataset", out.dataset);
   std::string conflicts = conflicts_of(differing_fields(config.model, out.model),
                                        nlohmann::json::parse(model_to_json(config.model)),

@@ -123,6 +123,53 @@ INSTANTIATE_TEST_SUITE_P(
                                          "cgconv_p4_group_shuffle", "cgconv_p4_group_eval"),
                        ::testing::Bool()));
 
+// Inference (no gradients) both ways: every output computed then selected,
+// and only the open outputs computed. Same outputs, same gate counts.
+class GatedInferenceGolden
+    : public ::testing::TestWithParam<std::tuple<std::string, dg::layers::Skipping>> {};
+
+TEST_P(GatedInferenceGolden, MatchesOriginal) {
+  const auto& [name, skipping] = GetParam();
+  DG_LOAD_GOLDEN_OR_SKIP(name, golden);
+  torch::nn::AnyModule layer;
+  if (name.rfind("pg", 0) == 0) {
+    layer = torch::nn::AnyModule(
+        dg::layers::PGConv2d(dg::layers::PGConv2dOptions(config_int(golden, "in_channels"),
+                                                         config_int(golden, "out_channels"),
+                                                         config_int(golden, "kernel_size"))
+                                 .stride(config_int(golden, "stride"))
+                                 .padding(config_int(golden, "padding"))
+                                 .wbits(config_int(golden, "wbits"))
+                                 .abits(config_int(golden, "abits"))
+                                 .pred_bits(config_int(golden, "pred_bits"))
+                                 .skipping(skipping)));
+  } else {
+    layer = torch::nn::AnyModule(
+        dg::layers::CGConv2d(dg::layers::CGConv2dOptions(config_int(golden, "in_channels"),
+                                                         config_int(golden, "out_channels"),
+                                                         config_int(golden, "kernel_size"))
+                                 .stride(config_int(golden, "stride"))
+                                 .padding(config_int(golden, "padding"))
+                                 .partitions(config_int(golden, "partitions"))
+                                 .use_group(config_bool(golden, "use_group"))
+                                 .shuffle(config_bool(golden, "shuffle"))
+                                 .skipping(skipping)));
+  }
+  dg::testing::load_state(*layer.ptr(), golden.with_prefix("init__"));
+  layer.ptr()->train(config_bool(golden, "train"));
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(all_close(layer.forward(golden.at("x")), golden.at("y"), kRtol, kAtol));
+  check_counts(*dynamic_cast<dg::layers::GatedLayer*>(layer.ptr().get()), golden);
+}
+INSTANTIATE_TEST_SUITE_P(
+    Cases, GatedInferenceGolden,
+    ::testing::Combine(::testing::Values("pgconv_w8_a3_pb2_sparse", "pgconv_w8_a4_pb2_dense_s2",
+                                         "cgconv_p4_group_sparse", "cgconv_p2_dense_s2",
+                                         "cgconv_p4_group_shuffle", "cgconv_p4_group_eval"),
+                       ::testing::Values(dg::layers::Skipping::kNever,
+                                         dg::layers::Skipping::kAlways,
+                                         dg::layers::Skipping::kFastest)));
+
 TEST(LayerOptions, RejectInvalidSettingsWithClearMessages) {
   auto message_of = [](const std::function<void()>& make) -> std::string {
     try {

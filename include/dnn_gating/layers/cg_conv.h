@@ -42,6 +42,9 @@ struct CGConv2dOptions {
   /// only) and the gate as its chain of ATen operations (instead of the fused
   /// kernels). Same sums in another order; kept to pin the reference numerics.
   TORCH_ARG(bool, reference_ops) = false;
+  /// Without gradients, whether to compute the channels outside the base
+  /// path only where the gate is open (see `Skipping`; reference_ops never does).
+  TORCH_ARG(Skipping, skipping) = Skipping::kFastest;
 };
 
 /// y = Y * d + Yp * (1 - d) with Yp the base-path partial sum, Y the full
@@ -55,6 +58,8 @@ class CGConv2dImpl : public torch::nn::Cloneable<CGConv2dImpl>, public GatedLaye
   torch::Tensor forward(const torch::Tensor& x);
   GateCost gate_cost() const override;
   GateKind gate_kind() const override;
+  Skipping skipping() const override { return options.skipping(); }
+  void set_skipping(Skipping skipping) override { options.skipping(skipping); }
 
   CGConv2dOptions options;
   torch::Tensor weight;
@@ -64,6 +69,8 @@ class CGConv2dImpl : public torch::nn::Cloneable<CGConv2dImpl>, public GatedLaye
 
  private:
   torch::Tensor base_path(const torch::Tensor& x) const;
+  torch::Tensor infer(const torch::Tensor& x, const torch::Tensor& partial,
+                      const torch::Tensor& gate_input);
 };
 TORCH_MODULE(CGConv2d);
 

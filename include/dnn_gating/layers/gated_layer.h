@@ -35,6 +35,28 @@ enum class GateKind {
   kChannel,    ///< CG: whether an output sums over all input channels
 };
 
+/// How a gated layer computes, in a forward pass without gradients (evaluation,
+/// inference), the work that only its open gates need (PG: the LSB
+/// contribution; CG: the channels outside the base path). Training always
+/// computes every output, since the gate's gradient needs them.
+enum class Skipping {
+  /// Whichever of the two below is faster at the layer's shape and the
+  /// pass's on-fraction, as timed once per shape in this process.
+  kFastest,
+  /// Every output in full, then the gate selects (what the original does).
+  kNever,
+  /// Only the open outputs.
+  kAlways,
+};
+
+/// "fastest", "never", "always".
+std::string to_string(Skipping skipping);
+/// The inverse of to_string; throws std::invalid_argument naming the
+/// accepted names.
+Skipping skipping_from_string(const std::string& name);
+/// Writes to_string(skipping).
+std::ostream& operator<<(std::ostream& out, Skipping skipping);
+
 /// How a gated layer's cost depends on its gate: a `base_fraction` of the
 /// dense cost is always paid, the rest only where the gate is on. PG:
 /// pred_bits / abits of the bit-serial cost (full_bits = abits); CG: 1/p of
@@ -67,6 +89,9 @@ class GatedLayer : public CountsMacs {
   void reset_counts() { total_ = GateCounts{}; }
   /// The layer's cost model.
   virtual GateCost gate_cost() const = 0;
+  /// How the layer computes without gradients (its options' `skipping`).
+  virtual Skipping skipping() const = 0;
+  virtual void set_skipping(Skipping skipping) = 0;
 
  protected:
   /// Records the gate `mask` [N, C_out, H, W] (1 = on) of one forward pass
@@ -91,5 +116,7 @@ std::vector<std::pair<std::string, GatedLayer*>> gated_layers(torch::nn::Module&
 GateCounts total_counts(torch::nn::Module& root);
 /// Calls reset_counts() on every gated layer in the tree.
 void reset_counts(torch::nn::Module& root);
+/// Sets how every gated layer in the tree computes without gradients.
+void set_skipping(torch::nn::Module& root, Skipping skipping);
 
 }  // namespace dnn_gating::layers

@@ -40,6 +40,9 @@ struct PGConv2dOptions {
   /// the fused kernels. Same forward values, gradients equal to float
   /// rounding; kept to pin the reference numerics.
   TORCH_ARG(bool, reference_ops) = false;
+  /// Without gradients, whether to add the LSB contribution only where the
+  /// gate is open (see `Skipping`; reference_ops never does).
+  TORCH_ARG(Skipping, skipping) = Skipping::kFastest;
 };
 
 /// y = out_msb + mask * out_lsb with out_msb = conv(T(x), Wq),
@@ -53,9 +56,14 @@ class PGConv2dImpl : public torch::nn::Cloneable<PGConv2dImpl>, public GatedLaye
   torch::Tensor forward(const torch::Tensor& x);
   GateCost gate_cost() const override;
   GateKind gate_kind() const override;
+  Skipping skipping() const override { return options.skipping(); }
+  void set_skipping(Skipping skipping) override { options.skipping(skipping); }
 
   PGConv2dOptions options;
   torch::Tensor weight;
+
+ private:
+  torch::Tensor infer(const torch::Tensor& x, const torch::Tensor& wq);
 };
 TORCH_MODULE(PGConv2d);
 

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "dnn_gating/layers/dense_macs.h"
+#include "dnn_gating/layers/gated_layer.h"
 #include "dnn_gating/quant/pact.h"
 #include "dnn_gating/setting_error.h"
 
@@ -83,6 +84,8 @@ struct ResNetOptions {
   /// chains, the CG base path as a dense masked convolution) instead of on
   /// the fused kernels: the reference numerics.
   TORCH_ARG(bool, reference_ops) = false;
+  /// How gated layers compute without gradients (see layers::Skipping).
+  TORCH_ARG(layers::Skipping, skipping) = layers::Skipping::kFastest;
 };
 
 /// Checks a configuration; a bad one throws SettingError naming the setting

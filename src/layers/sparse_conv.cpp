@@ -1,0 +1,270 @@
+#include "layers/sparse_conv.h"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "simd.h"
+
+namespace dnn_gating::layers::sparse_conv {
+namespace {
+
+// Where a convolution reads and writes, in elements.
+struct Geometry {
+  int64_t batch, channels, out_channels;
+  int64_t kernel_h, kernel_w, stride_h, stride_w;
+  int64_t padded_h, padded_w;  // of the padded NHWC input
+  int64_t out_h, out_w;
+  int64_t words;           // per output position
+  bool out_channels_last;  // y laid out [N, H', W', O] rather than [N, O, H', W']
+};
+
+// x [N, C, H, W] as [N, H + 2 ph, W + 2 pw, C] with zero borders, so that the
+// kw * C inputs of one kernel row under an output position are contiguous.
+torch::Tensor padded_channels_last(const torch::Tensor& x_in, int64_t ph, int64_t pw) {
+  const bool cl = !x_in.is_contiguous() && x_in.is_contiguous(at::MemoryFormat::ChannelsLast);
+  const torch::Tensor x = cl ? x_in : x_in.contiguous();
+  const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+  const int64_t hp = h + 2 * ph, wp = w + 2 * pw;
+  torch::Tensor out = torch::empty({n, hp, wp, c}, x.options());
+  const float* src = x.data_ptr<float>();
+  float* dst = out.data_ptr<float>();
+  at::parallel_for(0, n * hp, std::max<int64_t>(1, 4096 / (wp * c)), [&](int64_t a, int64_t b) {
+    for (int64_t row = a; row < b; ++row) {
+      float* d = dst + row * wp * c;
+      const int64_t img = row / hp, r = row % hp - ph;
+      if (r < 0 || r >= h) {
+        std::memset(d, 0, sizeof(float) * wp * c);
+        continue;
+      }
+      std::memset(d, 0, sizeof(float) * pw * c);
+      std::memset(d + (pw + w) * c, 0, sizeof(float) * pw * c);
+      float* inner = d + pw * c;
+      if (cl) {  // already [N, H, W, C]: one row at a time
+        std::memcpy(inner, src + (img * h + r) * w * c, sizeof(float) * w * c);
+        continue;
+      }
+      for (int64_t ch = 0; ch < c; ++ch) {
+        const float* s = src + ((img * c + ch) * h + r) * w;
+        for (int64_t col = 0; col < w; ++col) inner[col * c + ch] = s[col];
+      }
+    }
+  });
+  return out;
+}
+
+// 16 floats; in each compiled clone one AVX-512 register, two AVX2 ones or
+// four SSE ones.
+typedef float Vec __attribute__((vector_size(64)));
+typedef int IVec __attribute__((vector_size(64)));
+constexpr int64_t kVec = 16;
+
+#define DG_INLINE __attribute__((always_inline)) inline
+
+DG_INLINE Vec load(const float* p) {
+  Vec v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+DG_INLINE float horizontal_sum(Vec a) {
+#if defined(__clang__) || !defined(__GNUC__)
+  float sum = 0.0f;
+  for (int i = 0; i < kVec; ++i) sum += a[i];
+  return sum;
+#else
+  a += __builtin_shuffle(a, IVec{8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7});
+  a += __builtin_shuffle(a, IVec{4, 5, 6, 7, 0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15});
+  a += __builtin_shuffle(a, IVec{2, 3, 0, 1, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15});
+  a += __builtin_shuffle(a, IVec{1, 0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15});
+  return a[0];
+#endif
+}
+
+// The horizontal sums of four vectors at once, by a transposing reduction.
+DG_INLINE void horizontal_sums4(const Vec* a, float* out) {
+#if defined(__clang__) || !defined(__GNUC__)
+  for (int m = 0; m < 4; ++m) out[m] = horizontal_sum(a[m]);
+#else
+  const IVec lo8{0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23};
+  const IVec hi8{8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31};
+  const Vec ab = __builtin_shuffle(a[0], a[1], lo8) + __builtin_shuffle(a[0], a[1], hi8);
+  const Vec cd = __builtin_shuffle(a[2], a[3], lo8) + __builtin_shuffle(a[2], a[3], hi8);
+  const IVec lo4{0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27};
+  const IVec hi4{4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31};
+  Vec v = __builtin_shuffle(ab, cd, lo4) + __builtin_shuffle(ab, cd, hi4);
+  v += __builtin_shuffle(v, IVec{2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13});
+  v += __builtin_shuffle(v, IVec{1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14});
+  out[0] = v[0];
+  out[1] = v[4];
+  out[2] = v[8];
+  out[3] = v[12];
+#endif
+}
+
+// One open output waiting for its sum: where its patch, its channel's weights
+// and its value are.
+struct Pending {
+  const float* patch;
+  const float* weight;
+  float* out;
+};
+
+// Adds to each of M pending outputs the dot product of its weights and its
+// patch. The M sums are independent chains, so their multiply-adds overlap
+// instead of waiting on each other; the outputs may belong to different
+// positions, so that sparse gates still fill every chain.
+template <int M>
+DG_INLINE void add_dots(const Geometry& g, const Pending* p) {
+  const int64_t row_len = g.kernel_w * g.channels;
+  const int64_t row_stride = g.padded_w * g.channels;
+  Vec acc[M] = {};
+  float tail[M] = {};
+  for (int64_t i = 0; i < g.kernel_h; ++i) {
+    const int64_t x_off = i * row_stride, w_off = i * row_len;
+    int64_t j = 0;
+    for (; j + kVec <= row_len; j += kVec) {
+      for (int m = 0; m < M; ++m) {
+        acc[m] += load(p[m].weight + w_off + j) * load(p[m].patch + x_off + j);
+      }
+    }
+    for (; j < row_len; ++j) {
+      for (int m = 0; m < M; ++m) tail[m] += p[m].weight[w_off + j] * p[m].patch[x_off + j];
+    }
+  }
+  float sum[M];
+  if constexpr (M == 4) {
+    horizontal_sums4(acc, sum);
+  } else {
+    for (int m = 0; m < M; ++m) sum[m] = horizontal_sum(acc[m]);
+  }
+  for (int m = 0; m < M; ++m) *p[m].out += sum[m] + tail[m];
+}
+
+// The open outputs of output rows [first, last) (row = n * out_h + h).
+DNN_GATING_FMA_CLONES
+void add_rows(const Geometry& g, const float* xp, const float* weight, const uint64_t* words,
+              float* y, int64_t first, int64_t last) {
+  constexpr int kChains = 4;
+  const int64_t plane = g.out_h * g.out_w;
+  const int64_t patch_len = g.kernel_h * g.kernel_w * g.channels;
+  const int64_t step = g.out_channels_last ? 1 : plane;
+  Pending pending[kChains];
+  int m = 0;
+  for (int64_t row = first; row < last; ++row) {
+    const int64_t n = row / g.out_h, h = row % g.out_h;
+    for (int64_t w = 0; w < g.out_w; ++w) {
+      const uint64_t* bits_of = words + (row * g.out_w + w) * g.words;
+      const float* patch =
+          xp + ((n * g.padded_h + h * g.stride_h) * g.padded_w + w * g.stride_w) * g.channels;
+      const int64_t position = row * g.out_w + w;
+      float* out = g.out_channels_last ? y + position * g.out_channels
+                                       : y + n * g.out_channels * plane + h * g.out_w + w;
+      for (int64_t k = 0; k < g.words; ++k) {
+        for (uint64_t bits = bits_of[k]; bits != 0; bits &= bits - 1) {
+          const int64_t channel = k * 64 + __builtin_ctzll(bits);
+          pending[m++] = {patch, weight + channel * patch_len, out + channel * step};
+          if (m == kChains) {
+            add_dots<kChains>(g, pending);
+            m = 0;
+          }
+        }
+      }
+    }
+  }
+  switch (m) {
+    case 3:
+      add_dots<3>(g, pending);
+      break;
+    case 2:
+      add_dots<2>(g, pending);
+      break;
+    case 1:
+      add_dots<1>(g, pending);
+      break;
+    default:
+      break;
+  }
+}
+
+}  // namespace
+
+int64_t OpenOutputs::num_outputs() const {
+  return words.defined() ? words.size(0) * words.size(1) * words.size(2) * channels : 0;
+}
+
+double OpenOutputs::on_fraction() const {
+  const int64_t total = num_outputs();
+  return total == 0 ? 0.0 : static_cast<double>(count) / static_cast<double>(total);
+}
+
+OpenOutputs OpenOutputs::none(torch::IntArrayRef shape) {
+  TORCH_CHECK(shape.size() == 4, "open outputs need an [N, C, H, W] shape, got ", shape);
+  OpenOutputs open;
+  open.channels = shape[1];
+  open.words =
+      torch::zeros({shape[0], shape[2], shape[3], open.words_per_position()}, torch::kLong);
+  return open;
+}
+
+OpenOutputs OpenOutputs::all(torch::IntArrayRef shape) {
+  OpenOutputs open = none(shape);
+  auto* w = reinterpret_cast<uint64_t*>(open.words.data_ptr<int64_t>());
+  const int64_t per = open.words_per_position();
+  for (int64_t i = 0; i < open.words.numel(); ++i) {
+    const int64_t left = open.channels - (i % per) * 64;
+    w[i] = left >= 64 ? ~uint64_t{0} : (uint64_t{1} << left) - 1;
+  }
+  open.count = open.num_outputs();
+  return open;
+}
+
+void add_at_open(const torch::Tensor& x, const torch::Tensor& weight_in, torch::IntArrayRef stride,
+                 torch::IntArrayRef padding, const OpenOutputs& open, const torch::Tensor& y) {
+  TORCH_CHECK(x.dim() == 4 && weight_in.dim() == 4 && y.dim() == 4,
+              "add_at_open needs 4-d input, weight and output");
+  TORCH_CHECK(x.scalar_type() == torch::kFloat && weight_in.scalar_type() == torch::kFloat &&
+                  y.scalar_type() == torch::kFloat && x.device().is_cpu() && y.device().is_cpu(),
+              "add_at_open computes float tensors on the CPU");
+  const bool out_cl = !y.is_contiguous() && y.is_contiguous(at::MemoryFormat::ChannelsLast);
+  TORCH_CHECK(y.is_contiguous() || out_cl,
+              "add_at_open writes a contiguous or channels-last output");
+  TORCH_CHECK(
+      weight_in.size(1) == x.size(1) && weight_in.size(0) == y.size(1) && x.size(0) == y.size(0),
+      "add_at_open: input ", x.sizes(), ", weight ", weight_in.sizes(), " and output ", y.sizes(),
+      " do not match");
+  Geometry g{};
+  g.batch = x.size(0);
+  g.channels = x.size(1);
+  g.out_channels = y.size(1);
+  g.kernel_h = weight_in.size(2);
+  g.kernel_w = weight_in.size(3);
+  g.stride_h = stride[0];
+  g.stride_w = stride[1];
+  g.padded_h = x.size(2) + 2 * padding[0];
+  g.padded_w = x.size(3) + 2 * padding[1];
+  g.out_h = y.size(2);
+  g.out_w = y.size(3);
+  g.words = open.words_per_position();
+  g.out_channels_last = out_cl;
+  TORCH_CHECK(g.out_h == (g.padded_h - g.kernel_h) / g.stride_h + 1 &&
+                  g.out_w == (g.padded_w - g.kernel_w) / g.stride_w + 1,
+              "add_at_open: output ", y.sizes(), " is not the convolution's");
+  TORCH_CHECK(open.channels == g.out_channels &&
+                  open.words.sizes() == torch::IntArrayRef({g.batch, g.out_h, g.out_w, g.words}),
+              "add_at_open: open outputs do not describe an output of shape ", y.sizes());
+  if (open.count == 0) return;
+  const torch::Tensor xp = padded_channels_last(x, padding[0], padding[1]);
+  // [O, kh, kw, C]: one output channel's weights in the patch's order.
+  const torch::Tensor weight = weight_in.permute({0, 2, 3, 1}).contiguous();
+  const float* xpp = xp.data_ptr<float>();
+  const float* wp = weight.data_ptr<float>();
+  const auto* bits = reinterpret_cast<const uint64_t*>(open.words.data_ptr<int64_t>());
+  float* yp = y.data_ptr<float>();
+  const int64_t rows = g.batch * g.out_h;
+  at::parallel_for(0, rows, std::max<int64_t>(1, 64 / g.out_w),
+                   [&](int64_t a, int64_t b) { add_rows(g, xpp, wp, bits, yp, a, b); });
+}
+
+}  // namespace dnn_gating::layers::sparse_conv

@@ -1,0 +1,132 @@
+// Gated inference that computes only the open outputs (Skipping::kAlways)
+// against computing every output and selecting (kNever): same outputs to
+// float rounding and the same gate decisions, over shapes that exercise the
+// kernel's edges (channel counts off the vector width, more than 64 output
+// channels, strides, paddings, non-square kernels, batch 1).
+#include "dnn_gating/layers/cg_conv.h"
+#include "dnn_gating/layers/pg_conv.h"
+#include "test_support.h"
+
+namespace dg = dnn_gating;
+using dg::layers::Skipping;
+using dnn_gating::testing::all_close;
+
+namespace {
+
+struct Shape {
+  int64_t in, out, kh, kw, stride, padding, batch, height, width;
+};
+
+const std::vector<Shape>& shapes() {
+  static const std::vector<Shape> all{
+      {16, 16, 3, 3, 1, 1, 4, 12, 12}, {16, 32, 3, 3, 2, 1, 3, 16, 16},
+      {12, 20, 3, 3, 1, 1, 2, 9, 11},  {64, 96, 3, 3, 1, 1, 2, 8, 8},
+      {8, 8, 1, 1, 1, 0, 2, 7, 7},     {20, 12, 3, 5, 2, 2, 2, 10, 9},
+      {32, 32, 3, 3, 1, 1, 1, 16, 16},
+  };
+  return all;
+}
+
+void copy_state(torch::nn::Module& from, torch::nn::Module& to) {
+  torch::NoGradGuard no_grad;
+  auto params = to.named_parameters();
+  for (const auto& item : from.named_parameters()) params[item.key()].copy_(item.value());
+  auto buffers = to.named_buffers();
+  for (const auto& item : from.named_buffers()) buffers[item.key()].copy_(item.value());
+}
+
+// Runs `forward` without gradients with the layer's thresholds spread so that
+// some gates open and some close; returns {output, open count}.
+template <typename Layer>
+std::pair<torch::Tensor, int64_t> infer(Layer& layer, const torch::Tensor& x) {
+  torch::NoGradGuard no_grad;
+  torch::Tensor y = layer->forward(x);
+  return {y, layer->last_counts().num_on};
+}
+
+template <typename Options, typename Layer>
+void expect_same_both_ways(const Options& options, const Shape& s, double threshold_scale) {
+  torch::manual_seed(7);
+  Layer dense(Options(options).skipping(Skipping::kNever));
+  Layer sparse(Options(options).skipping(Skipping::kAlways));
+  Layer fastest(Options(options).skipping(Skipping::kFastest));
+  {
+    torch::NoGradGuard no_grad;
+    dense->named_parameters()["threshold"].uniform_(-threshold_scale, threshold_scale);
+  }
+  copy_state(*dense, *sparse);
+  copy_state(*dense, *fastest);
+  const torch::Tensor x = torch::rand({s.batch, s.in, s.height, s.width}) * 2;
+  for (auto* layer : {&dense, &sparse, &fastest}) (*layer)->eval();
+  const auto [y_dense, on_dense] = infer(dense, x);
+  const auto [y_sparse, on_sparse] = infer(sparse, x);
+  const auto [y_fastest, on_fastest] = infer(fastest, x);
+  const int64_t total = y_dense.numel();
+  EXPECT_GT(on_dense, total / 20) << "too few open gates to test anything";
+  EXPECT_LT(on_dense, total - total / 20) << "too few closed gates to test anything";
+  EXPECT_EQ(on_sparse, on_dense);
+  EXPECT_EQ(on_fastest, on_dense);
+  EXPECT_TRUE(all_close(y_sparse, y_dense, 1e-5, 1e-5));
+  EXPECT_TRUE(all_close(y_fastest, y_dense, 1e-5, 1e-5));
+}
+
+std::string describe(const Shape& s) {
+  std::ostringstream out;
+  out << s.in << "->" << s.out << " k" << s.kh << "x" << s.kw << " s" << s.stride << " p"
+      << s.padding << " n" << s.batch << " " << s.height << "x" << s.width;
+  return out.str();
+}
+
+}  // namespace
+
+TEST(Skipping, PrecisionGatedLayerSameBothWays) {
+  for (const Shape& s : shapes()) {
+    SCOPED_TRACE(describe(s));
+    const auto options = dg::layers::PGConv2dOptions(s.in, s.out, {s.kh, s.kw})
+                             .stride(s.stride)
+                             .padding(s.padding)
+                             .wbits(8)
+                             .abits(4)
+                             .pred_bits(2);
+    expect_same_both_ways<dg::layers::PGConv2dOptions, dg::layers::PGConv2d>(options, s, 1.0);
+  }
+}
+
+TEST(Skipping, ChannelGatedLayerSameBothWays) {
+  for (const Shape& s : shapes()) {
+    for (const int64_t p : {2, 4}) {
+      for (const bool group : {false, true}) {
+        if (s.in % p != 0 || s.out % p != 0) continue;
+        SCOPED_TRACE(describe(s) + " p" + std::to_string(p) + (group ? " group" : ""));
+        const auto options = dg::layers::CGConv2dOptions(s.in, s.out, {s.kh, s.kw})
+                                 .stride(s.stride)
+                                 .padding(s.padding)
+                                 .partitions(p)
+                                 .use_group(group)
+                                 .shuffle(group && p == 4);
+        expect_same_both_ways<dg::layers::CGConv2dOptions, dg::layers::CGConv2d>(options, s, 0.5);
+      }
+    }
+  }
+}
+
+// Without gradients in training mode (BatchNorm on batch statistics), and in
+// double precision (the dense path: the kernel is float only).
+TEST(Skipping, TrainingModeAndDoubleStillAgree) {
+  torch::manual_seed(3);
+  dg::layers::CGConv2d sparse(
+      dg::layers::CGConv2dOptions(16, 16, 3).padding(1).use_group(true).skipping(
+          Skipping::kAlways));
+  dg::layers::CGConv2d dense(
+      dg::layers::CGConv2dOptions(16, 16, 3).padding(1).use_group(true).skipping(Skipping::kNever));
+  copy_state(*sparse, *dense);
+  const torch::Tensor x = torch::rand({4, 16, 8, 8});
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(all_close(sparse(x), dense(x), 1e-5, 1e-5));
+  EXPECT_EQ(sparse->last_counts().num_on, dense->last_counts().num_on);
+  sparse->to(torch::kDouble);
+  dense->to(torch::kDouble);
+  sparse->eval();
+  dense->eval();
+  EXPECT_TRUE(all_close(sparse(x.to(torch::kDouble)), dense(x.to(torch::kDouble)), 1e-12, 1e-12));
+}
