@@ -34,12 +34,54 @@ std::map<std::string, torch::Tensor> GoldenCase::with_prefix(const std::string& 
 }
 
 bool load_golden(const std::string& name, GoldenCase& out) {
-  const fs::path file = fs::path(DG_GOLDEN_DIR) / (name + ".pt");
+  const char* dir = std::getenv("DNN_GATING_GOLDEN_DIR");
+  const fs::path file =
+      fs::path(dir != nullptr && *dir != '\0' ? dir : DG_GOLDEN_DIR) / (name + ".pt");
   if (!fs::exists(file)) return false;
   torch::jit::Module module = torch::jit::load(file.string());
   for (const auto& buffer : module.named_buffers()) out.tensors[buffer.name] = buffer.value;
   out.config = module.attr("config").toStringRef();
   return true;
+}
+
+bool select_test_device(torch::Device& device, std::string& why) {
+  const char* name = std::getenv("DNN_GATING_TEST_DEVICE");
+  if (name == nullptr || *name == '\0') {
+    device = torch::kCPU;
+    return true;
+  }
+  try {
+    device = torch::Device(name);
+  } catch (const c10::Error&) {
+    why = std::string("DNN_GATING_TEST_DEVICE='") + name + "' is not a device (e.g. cuda:0)";
+    return false;
+  }
+  if (device.is_cuda()) {
+    if (!torch::cuda::is_available()) {
+      why = std::string("DNN_GATING_TEST_DEVICE=") + name +
+            ": no CUDA device available to this "
+            "LibTorch build";
+      return false;
+    }
+    if (device.has_index() && device.index() >= static_cast<int>(torch::cuda::device_count())) {
+      why = std::string("DNN_GATING_TEST_DEVICE=") + name + ": only " +
+            std::to_string(torch::cuda::device_count()) + " CUDA devices";
+      return false;
+    }
+    auto& context = at::globalContext();
+    context.setBenchmarkCuDNN(false);
+    context.setDeterministicCuDNN(true);
+    context.setAllowTF32CuDNN(false);
+    context.setAllowTF32CuBLAS(false);
+    // Warns (once per operation) where an operation has no deterministic
+    // CUDA implementation, rather than failing the case.
+    context.setDeterministicAlgorithms(true, /*warn_only=*/true);
+  }
+  return true;
+}
+
+Tolerance float32_layer_tolerance(const torch::Device& device) {
+  return device.is_cpu() ? Tolerance{1e-5, 1e-6} : Tolerance{1e-4, 1e-5};
 }
 
 ::testing::AssertionResult all_close(const torch::Tensor& actual, const torch::Tensor& expected,
@@ -48,8 +90,8 @@ bool load_golden(const std::string& name, GoldenCase& out) {
     return ::testing::AssertionFailure()
            << "shape " << actual.sizes() << " != expected " << expected.sizes();
   }
-  torch::Tensor a = actual.detach().to(torch::kDouble);
-  torch::Tensor e = expected.detach().to(torch::kDouble);
+  torch::Tensor a = actual.detach().to(torch::kCPU, torch::kDouble);
+  torch::Tensor e = expected.detach().to(torch::kCPU, torch::kDouble);
   if (torch::allclose(a, e, rtol, atol)) return ::testing::AssertionSuccess();
   torch::Tensor excess = (a - e).abs() - (e.abs() * rtol + atol);
   const int64_t worst = excess.flatten().argmax().item<int64_t>();

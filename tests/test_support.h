@@ -27,10 +27,35 @@ struct GoldenCase {
   std::map<std::string, torch::Tensor> with_prefix(const std::string& prefix) const;
 };
 
-/// Loads `name`.pt from the golden directory. Returns false (and the test
-/// should return) when the directory is absent: skipped on a user's machine,
-/// failed when the CI environment variable is set.
+/// Loads `name`.pt from the golden directory: DNN_GATING_GOLDEN_DIR when
+/// set, else ../shared/golden beside the source tree. Returns false (and the
+/// test should return) when the directory is absent: skipped on a user's
+/// machine, failed when the CI environment variable is set.
 bool load_golden(const std::string& name, GoldenCase& out);
+
+/// The device the golden layer and model cases run on: DNN_GATING_TEST_DEVICE
+/// (e.g. `cuda:0`), the CPU when unset. Returns false with the reason in `why`
+/// when that device is not available here (the test should skip). On CUDA it
+/// makes cuDNN choose deterministic algorithms without benchmarking and turns
+/// TF32 off, so that float32 convolutions round as float32 does on the CPU.
+bool select_test_device(torch::Device& device, std::string& why);
+
+#define DG_TEST_DEVICE_OR_SKIP(var)                                              \
+  torch::Device var = torch::kCPU;                                               \
+  if (std::string why_; !::dnn_gating::testing::select_test_device(var, why_)) { \
+    GTEST_SKIP() << why_;                                                        \
+  }
+
+/// Tolerances of a float32 comparison with the original's recorded values.
+struct Tolerance {
+  double rtol;
+  double atol;
+};
+/// Float32 layer cases (convolutions and their gradients): rtol 1e-5, atol
+/// 1e-6 on the CPU; rtol 1e-4, atol 1e-5 on CUDA, where cuDNN sums the
+/// convolutions' products (up to a few thousand per output or weight
+/// gradient) in another order than the CPU that recorded them.
+Tolerance float32_layer_tolerance(const torch::Device& device);
 
 #define DG_LOAD_GOLDEN_OR_SKIP(name, var)                                             \
   ::dnn_gating::testing::GoldenCase var;                                              \
@@ -53,7 +78,8 @@ std::string error_of(F&& f) {
   return "";
 }
 
-/// Asserts allclose and reports the largest difference on failure.
+/// Asserts allclose and reports the largest difference on failure; the
+/// tensors may be on different devices (they are compared on the CPU).
 ::testing::AssertionResult all_close(const torch::Tensor& actual, const torch::Tensor& expected,
                                      double rtol, double atol);
 

@@ -309,6 +309,12 @@ torch::Device choose_device(const std::string& gpus) {
     throw std::invalid_argument("-gpu: device " + std::to_string(index) + " does not exist (" +
                                 std::to_string(torch::cuda::device_count()) + " CUDA devices)");
   }
+  if (first != gpus) {
+    spdlog::warn("warning: -gpu {}: a process trains on one device; using CUDA device {}", gpus,
+                 index);
+  }
+  spdlog::info("Training and evaluating on CUDA device {} of {}", index,
+               torch::cuda::device_count());
   return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
 }
 

@@ -112,8 +112,9 @@ Batch BatchLoader::batch(int64_t index, int64_t part, int64_t parts) const {
   const int64_t plane = height * width;
 
   Batch out;
-  out.images = torch::empty({count, channels, height, width}, torch::kFloat);
-  out.labels = torch::empty({count}, torch::kLong);
+  const auto in_memory = torch::TensorOptions().pinned_memory(options_.pin_memory());
+  out.images = torch::empty({count, channels, height, width}, in_memory.dtype(torch::kFloat));
+  out.labels = torch::empty({count}, in_memory.dtype(torch::kLong));
   const uint8_t* source = set_.images.data_ptr<uint8_t>();
   const int64_t* labels = set_.labels.data_ptr<int64_t>();
   float* target = out.images.data_ptr<float>();

@@ -33,14 +33,47 @@ Skipping skipping_from_string(const std::string& name) {
 }
 
 void GatedLayer::record_gate(const torch::Tensor& mask, const torch::Tensor& weight) {
-  record_gate(mask.gt(0).sum().item<int64_t>(), mask.sizes(), weight);
+  if (mask.device().is_cpu()) {
+    record_gate(mask.gt(0).sum().item<int64_t>(), mask.sizes(), weight);
+    return;
+  }
+  // On a device the count is a tensor there: summing it into the running
+  // total is one more queued kernel, not a synchronising read per layer.
+  const torch::Tensor on = mask.detach().gt(0).sum();
+  last_ = {c10::multiply_integers(mask.sizes()), 0};
+  pending_last_on_ = on;
+  total_.num_out += last_.num_out;
+  pending_total_on_ = pending_total_on_.defined() ? pending_total_on_ + on : on;
+  record_macs(layers::dense_macs_per_image(weight, mask.sizes()));
 }
 
 void GatedLayer::record_gate(int64_t num_on, torch::IntArrayRef shape,
                              const torch::Tensor& weight) {
   last_ = {c10::multiply_integers(shape), num_on};
+  pending_last_on_ = torch::Tensor();
   total_ += last_;
   record_macs(layers::dense_macs_per_image(weight, shape));
+}
+
+const GateCounts& GatedLayer::last_counts() const {
+  if (pending_last_on_.defined()) {
+    last_.num_on = pending_last_on_.item<int64_t>();
+    pending_last_on_ = torch::Tensor();
+  }
+  return last_;
+}
+
+const GateCounts& GatedLayer::total_counts() const {
+  if (pending_total_on_.defined()) {
+    total_.num_on += pending_total_on_.item<int64_t>();
+    pending_total_on_ = torch::Tensor();
+  }
+  return total_;
+}
+
+void GatedLayer::reset_counts() {
+  total_ = GateCounts{};
+  pending_total_on_ = torch::Tensor();
 }
 
 std::vector<std::pair<std::string, GatedLayer*>> gated_layers(torch::nn::Module& root) {

@@ -38,6 +38,13 @@ float pact_backward_kernel(const float* __restrict g, const uint8_t* __restrict 
   });
 }
 
+// clamp(x, 0, upper_bound): on the CPU with the bound read once; on a device
+// with the bound as a tensor there, so that no layer waits for the device.
+torch::Tensor clamp_to_bound(const torch::Tensor& x, const torch::Tensor& upper_bound) {
+  if (x.device().is_cpu()) return torch::clamp(x, 0, upper_bound.item<double>());
+  return torch::clamp(x, torch::zeros_like(upper_bound), upper_bound);
+}
+
 // The fused path on float CPU tensors keeps the regions for the backward
 // pass; the ATen operations elsewhere keep x.
 struct PactFunction : torch::autograd::Function<PactFunction> {
@@ -45,7 +52,7 @@ struct PactFunction : torch::autograd::Function<PactFunction> {
                                const torch::Tensor& upper_bound) {
     if (!fusable(x_in)) {
       ctx->save_for_backward({x_in, upper_bound});
-      return torch::clamp(x_in, 0, upper_bound.item<double>());
+      return clamp_to_bound(x_in, upper_bound);
     }
     const torch::Tensor x = x_in.contiguous();
     torch::Tensor y = torch::empty_like(x);
@@ -97,7 +104,7 @@ struct PactFunction : torch::autograd::Function<PactFunction> {
 torch::Tensor pact_relu(const torch::Tensor& x, const torch::Tensor& upper_bound) {
   TORCH_CHECK(upper_bound.numel() == 1, "PACT upper_bound must have one element, got ",
               upper_bound.numel());
-  if (!torch::GradMode::is_enabled()) return torch::clamp(x, 0, upper_bound.item<double>());
+  if (!torch::GradMode::is_enabled()) return clamp_to_bound(x, upper_bound);
   return PactFunction::apply(x, upper_bound);
 }
 

@@ -4,8 +4,10 @@
 #include <map>
 #include <stdexcept>
 #include <string>
+#ifndef DNN_GATING_NO_GLOO
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#endif
 
 namespace dnn_gating::train {
 namespace {
@@ -31,8 +33,11 @@ int64_t env_int(const char* name, int64_t fallback, int64_t low, int64_t high) {
 
 }  // namespace
 
+#ifndef DNN_GATING_NO_GLOO
+// Held as Gloo's own class: LibTorch 1.x derives it from c10d::ProcessGroup,
+// 2.x from c10d::Backend, and both give it the collectives used here.
 struct Distributed::Group {
-  c10::intrusive_ptr<c10d::ProcessGroup> group;
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
 };
 
 Distributed::Distributed(const c10::intrusive_ptr<c10d::Store>& store, int rank, int world_size,
@@ -56,6 +61,11 @@ Distributed Distributed::from_environment(std::chrono::milliseconds timeout) {
   }
   const int64_t port = env_int("MASTER_PORT", -1, 1, 65535);
   if (port < 0) throw std::invalid_argument("WORLD_SIZE is set but MASTER_PORT is not");
+#ifdef DNN_GATING_NO_GLOO
+  throw std::invalid_argument("WORLD_SIZE is " + std::to_string(world) +
+                              ", but this build has no c10d Gloo process group (it was "
+                              "configured without Gloo's headers): data-parallel runs need one");
+#else
   c10d::TCPStoreOptions store_options;
   store_options.port = static_cast<uint16_t>(port);
   store_options.isServer = rank == 0;
@@ -70,6 +80,7 @@ Distributed Distributed::from_environment(std::chrono::milliseconds timeout) {
                              ": cannot join the process group at " + address + ":" +
                              std::to_string(port) + " (" + e.what_without_backtrace() + ")");
   }
+#endif
 }
 
 void Distributed::broadcast_state(torch::nn::Module& model) const {
@@ -78,10 +89,7 @@ void Distributed::broadcast_state(torch::nn::Module& model) const {
   std::vector<torch::Tensor> tensors;
   for (const auto& p : model.parameters()) tensors.push_back(p);
   for (const auto& b : model.buffers()) tensors.push_back(b);
-  for (auto& t : tensors) {
-    std::vector<torch::Tensor> one{t};
-    group_->group->broadcast(one)->wait();
-  }
+  for (auto& t : tensors) broadcast(t);
 }
 
 void Distributed::broadcast_buffers(torch::nn::Module& model) const {
@@ -93,11 +101,11 @@ void Distributed::broadcast_buffers(torch::nn::Module& model) const {
   for (auto& [type, buffers] : by_type) {
     std::vector<torch::Tensor> flat_parts;
     for (const auto& b : buffers) flat_parts.push_back(b.reshape(-1));
-    std::vector<torch::Tensor> one{torch::cat(flat_parts)};
-    group_->group->broadcast(one)->wait();
+    torch::Tensor flat = torch::cat(flat_parts);
+    broadcast(flat);
     int64_t offset = 0;
     for (auto& b : buffers) {
-      b.copy_(one[0].narrow(0, offset, b.numel()).view_as(b));
+      b.copy_(flat.narrow(0, offset, b.numel()).view_as(b));
       offset += b.numel();
     }
   }
@@ -149,5 +157,24 @@ void Distributed::all_reduce(torch::Tensor& tensor, bool maximum) const {
   std::vector<torch::Tensor> one{tensor};
   group_->group->allreduce(one, options)->wait();
 }
+
+void Distributed::broadcast(torch::Tensor& tensor) const {
+  std::vector<torch::Tensor> one{tensor};
+  group_->group->broadcast(one)->wait();
+}
+#else
+// Without Gloo a process is always alone (from_environment refuses
+// WORLD_SIZE > 1), and every collective is the identity.
+struct Distributed::Group {};
+
+Distributed::Distributed(const c10::intrusive_ptr<c10d::Store>& store, int rank, int world_size,
+                         std::chrono::milliseconds timeout) {
+  throw std::invalid_argument("this build has no c10d Gloo process group");
+}
+
+void Distributed::all_reduce(torch::Tensor& tensor, bool maximum) const {}
+
+void Distributed::broadcast(torch::Tensor& tensor) const {}
+#endif
 
 }  // namespace dnn_gating::train

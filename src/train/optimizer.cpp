@@ -3,6 +3,7 @@
 #include <unordered_set>
 
 #include "dnn_gating/layers/gated_layer.h"
+#include "torch_compat.h"
 
 namespace dnn_gating::train {
 
@@ -37,8 +38,8 @@ std::unique_ptr<torch::optim::SGD> make_sgd(torch::nn::Module& model, const SgdS
 namespace {
 
 // How torch::optim keys the state of a parameter.
-std::string state_key(const torch::Tensor& parameter) {
-  return c10::guts::to_string(parameter.unsafeGetTensorImpl());
+compat::OptimizerStateKey state_key(const torch::Tensor& parameter) {
+  return compat::optimizer_state_key(parameter);
 }
 
 }  // namespace

@@ -15,9 +15,14 @@ StepResult train_step(const Classifier& model, torch::optim::Optimizer& optimize
   optimizer.step();
   StepResult result;
   result.logits = logits.detach();
-  result.ce_loss = ce.item<double>();
-  result.gating_loss = gating.item<double>();
-  result.correct = result.logits.argmax(1).eq(labels).sum().item<int64_t>();
+  // The three figures in one read: one wait for a device, not three.
+  const torch::Tensor figures =
+      torch::stack({ce.detach().to(torch::kDouble), gating.detach().to(ce.device(), torch::kDouble),
+                    result.logits.argmax(1).eq(labels).sum().to(torch::kDouble)})
+          .cpu();
+  result.ce_loss = figures[0].item<double>();
+  result.gating_loss = figures[1].item<double>();
+  result.correct = static_cast<int64_t>(figures[2].item<double>());
   return result;
 }
 
@@ -43,14 +48,19 @@ Evaluation evaluate(const Classifier& model, const data::BatchLoader& loader,
   const auto params = model.module->parameters();
   const auto input = torch::TensorOptions(device).dtype(
       params.empty() ? torch::kFloat : params.front().scalar_type());
-  torch::Tensor confusion = torch::zeros({num_classes * num_classes}, torch::kLong);
+  // Counted on the model's device and read once at the end; batches from a
+  // pinned loader are copied asynchronously.
+  torch::Tensor confusion =
+      torch::zeros({num_classes * num_classes}, torch::TensorOptions(device).dtype(torch::kLong));
   for (int64_t b = part; b < loader.num_batches(); b += parts) {
     const data::Batch batch = loader.batch(b);
-    const torch::Tensor predicted = model.forward(batch.images.to(input)).argmax(1).cpu();
-    confusion.index_add_(0, batch.labels * num_classes + predicted, torch::ones_like(predicted));
+    const torch::Tensor labels = batch.labels.to(device, /*non_blocking=*/true);
+    const torch::Tensor predicted =
+        model.forward(batch.images.to(input, /*non_blocking=*/true)).argmax(1);
+    confusion.index_add_(0, labels * num_classes + predicted, torch::ones_like(predicted));
     result.images += batch.labels.size(0);
   }
-  auto c = confusion.view({num_classes, num_classes});
+  auto c = confusion.cpu().view({num_classes, num_classes});
   result.confusion.assign(num_classes, std::vector<int64_t>(num_classes, 0));
   for (int64_t t = 0; t < num_classes; ++t) {
     for (int64_t p = 0; p < num_classes; ++p) {

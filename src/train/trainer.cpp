@@ -179,6 +179,11 @@ class Job {
                                "and when a run is interrupted); -p starts a new run from weights");
     }
     config_ = meta.is_null() ? requested_ : adopt_checkpoint(requested_, source, meta, resuming);
+    if (dist_.world_size() > 1 && !config_.device.is_cpu()) {
+      throw std::invalid_argument(
+          "data-parallel runs train on CPUs over Gloo; a CUDA device with WORLD_SIZE > 1 is not "
+          "supported");
+    }
     share_among_ranks();
     torch::manual_seed(config_.seed);
     // Every input is read and every output path tried before any training.
@@ -201,7 +206,9 @@ class Job {
     classifier_ = Classifier{model_.ptr(), [model = model_](const torch::Tensor& x) mutable {
                                return model->forward(x);
                              }};
-    test_loader_.emplace(test_set_, data::LoaderOptions(config_.batch_size));
+    // A CUDA device copies batches asynchronously from page-locked memory.
+    test_loader_.emplace(
+        test_set_, data::LoaderOptions(config_.batch_size).pin_memory(config_.device.is_cuda()));
     if (resuming) resume_from(checkpoint, meta);
     metrics_.emplace(config_.metrics_path, config_.metrics_csv_path, history_);
 
@@ -439,9 +446,11 @@ class Job {
 
   // Trains every epoch; returns the evaluation after the last one.
   Evaluation train() {
-    data::BatchLoader loader(
-        train_set_,
-        data::LoaderOptions(config_.batch_size).augment(true).shuffle(true).seed(config_.seed));
+    data::BatchLoader loader(train_set_, data::LoaderOptions(config_.batch_size)
+                                             .augment(true)
+                                             .shuffle(true)
+                                             .seed(config_.seed)
+                                             .pin_memory(config_.device.is_cuda()));
     auto optimizer = make_sgd(*model_, config_.sgd);
     restore_momentum_buffers(*optimizer, *model_, resumed_momentum_);
     Progress progress(config_.progress, config_.log_every);
@@ -475,7 +484,8 @@ class Job {
         dist_.broadcast_buffers(*model_);
         const StepResult step =
             train_step(classifier_, *optimizer, config_.gating_loss,
-                       batch.images.to(config_.device), batch.labels.to(config_.device),
+                       batch.images.to(config_.device, /*non_blocking=*/true),
+                       batch.labels.to(config_.device, /*non_blocking=*/true),
                        [&](torch::nn::Module& m) { dist_.average_gradients(m, share); });
         const double loss = step.ce_loss + step.gating_loss;
         const int signal_number = after_step(epoch, b, loss);

@@ -15,9 +15,6 @@ using dnn_gating::testing::GoldenCase;
 
 namespace {
 
-constexpr double kRtol = 1e-5;
-constexpr double kAtol = 1e-6;
-
 int64_t config_int(const GoldenCase& golden, const std::string& key) {
   return nlohmann::json::parse(golden.config).at(key).get<int64_t>();
 }
@@ -26,24 +23,27 @@ bool config_bool(const GoldenCase& golden, const std::string& key) {
   return nlohmann::json::parse(golden.config).value(key, false);
 }
 
-// Loads the initial state, runs forward + backward, compares everything recorded.
-void check_layer(torch::nn::Module& layer, const GoldenCase& golden,
+// Loads the initial state on `device`, runs forward + backward there,
+// compares everything recorded (see float32_layer_tolerance).
+void check_layer(torch::nn::Module& layer, const GoldenCase& golden, const torch::Device& device,
                  const std::function<torch::Tensor(const torch::Tensor&)>& forward) {
+  const auto [rtol, atol] = dg::testing::float32_layer_tolerance(device);
+  layer.to(device);
   dg::testing::load_state(layer, golden.with_prefix("init__"));
   layer.train(config_bool(golden, "train"));
-  torch::Tensor x = golden.at("x").clone().requires_grad_(true);
+  torch::Tensor x = golden.at("x").to(device).clone().requires_grad_(true);
   torch::Tensor y = forward(x);
-  EXPECT_TRUE(all_close(y, golden.at("y"), kRtol, kAtol)) << "output";
-  y.backward(golden.at("grad_y"));
-  EXPECT_TRUE(all_close(x.grad(), golden.at("grad_x"), kRtol, kAtol)) << "grad_x";
+  EXPECT_TRUE(all_close(y, golden.at("y"), rtol, atol)) << "output";
+  y.backward(golden.at("grad_y").to(device));
+  EXPECT_TRUE(all_close(x.grad(), golden.at("grad_x"), rtol, atol)) << "grad_x";
   for (const auto& [name, grad] : golden.with_prefix("grad__")) {
-    EXPECT_TRUE(all_close(layer.named_parameters()[name].grad(), grad, kRtol, kAtol))
+    EXPECT_TRUE(all_close(layer.named_parameters()[name].grad(), grad, rtol, atol))
         << "grad of " << name;
   }
   auto buffers = layer.named_buffers();
   for (const auto& [name, value] : golden.with_prefix("after__")) {
     if (buffers.contains(name)) {
-      EXPECT_TRUE(all_close(buffers[name], value, kRtol, kAtol)) << "after " << name;
+      EXPECT_TRUE(all_close(buffers[name], value, rtol, atol)) << "after " << name;
     }
   }
 }
@@ -59,6 +59,7 @@ class QuantizedConvGolden : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(QuantizedConvGolden, MatchesOriginal) {
   DG_LOAD_GOLDEN_OR_SKIP(GetParam(), golden);
+  DG_TEST_DEVICE_OR_SKIP(device);
   dg::layers::QuantizedConv2d conv(
       dg::layers::QuantizedConv2dOptions(config_int(golden, "in_channels"),
                                          config_int(golden, "out_channels"),
@@ -67,7 +68,7 @@ TEST_P(QuantizedConvGolden, MatchesOriginal) {
           .padding(config_int(golden, "padding"))
           .wbits(config_int(golden, "wbits"))
           .abits(config_int(golden, "abits")));
-  check_layer(*conv, golden, [&](const torch::Tensor& x) { return conv(x); });
+  check_layer(*conv, golden, device, [&](const torch::Tensor& x) { return conv(x); });
 }
 INSTANTIATE_TEST_SUITE_P(Cases, QuantizedConvGolden,
                          ::testing::Values("qconv_w8_a3", "qconv_w1_a2_s2"));
@@ -79,6 +80,7 @@ class PGConvGolden : public ::testing::TestWithParam<std::tuple<std::string, boo
 TEST_P(PGConvGolden, MatchesOriginal) {
   const auto& [name, reference] = GetParam();
   DG_LOAD_GOLDEN_OR_SKIP(name, golden);
+  DG_TEST_DEVICE_OR_SKIP(device);
   dg::layers::PGConv2d conv(dg::layers::PGConv2dOptions(config_int(golden, "in_channels"),
                                                         config_int(golden, "out_channels"),
                                                         config_int(golden, "kernel_size"))
@@ -89,7 +91,7 @@ TEST_P(PGConvGolden, MatchesOriginal) {
                                 .pred_bits(config_int(golden, "pred_bits"))
                                 .sparse_bp(config_bool(golden, "sparse_bp"))
                                 .reference_ops(reference));
-  check_layer(*conv, golden, [&](const torch::Tensor& x) { return conv(x); });
+  check_layer(*conv, golden, device, [&](const torch::Tensor& x) { return conv(x); });
   check_counts(*conv, golden);
 }
 INSTANTIATE_TEST_SUITE_P(Cases, PGConvGolden,
@@ -102,6 +104,7 @@ class CGConvGolden : public ::testing::TestWithParam<std::tuple<std::string, boo
 TEST_P(CGConvGolden, MatchesOriginal) {
   const auto& [name, reference] = GetParam();
   DG_LOAD_GOLDEN_OR_SKIP(name, golden);
+  DG_TEST_DEVICE_OR_SKIP(device);
   dg::layers::CGConv2d conv(dg::layers::CGConv2dOptions(config_int(golden, "in_channels"),
                                                         config_int(golden, "out_channels"),
                                                         config_int(golden, "kernel_size"))
@@ -114,7 +117,7 @@ TEST_P(CGConvGolden, MatchesOriginal) {
                                 .reference_ops(reference));
   // The mask is built from the options; it must equal the recorded one.
   EXPECT_TRUE(torch::equal(conv->mask, golden.at("init__mask")));
-  check_layer(*conv, golden, [&](const torch::Tensor& x) { return conv(x); });
+  check_layer(*conv, golden, device, [&](const torch::Tensor& x) { return conv(x); });
   check_counts(*conv, golden);
 }
 INSTANTIATE_TEST_SUITE_P(

@@ -10,14 +10,15 @@ using dnn_gating::testing::all_close;
 
 namespace {
 
-// Runs `op` on the golden input with the golden upstream gradient and checks
-// output and input gradient.
+// Runs `op` on `device` on the golden input with the golden upstream
+// gradient and checks output and input gradient. Element-wise operations
+// round alike on every device: the CPU's tolerance holds on CUDA too.
 template <typename Op>
-void check_op(const dg::testing::GoldenCase& golden, Op op) {
-  torch::Tensor x = golden.at("x").clone().requires_grad_(true);
+void check_op(const dg::testing::GoldenCase& golden, const torch::Device& device, Op op) {
+  torch::Tensor x = golden.at("x").to(device).clone().requires_grad_(true);
   torch::Tensor y = op(x);
   EXPECT_TRUE(all_close(y, golden.at("y"), 1e-5, 1e-6));
-  y.backward(golden.at("grad_y"));
+  y.backward(golden.at("grad_y").to(device));
   EXPECT_TRUE(all_close(x.grad(), golden.at("grad_x"), 1e-5, 1e-6));
 }
 
@@ -28,26 +29,30 @@ class QuantizeGolden : public ::testing::TestWithParam<int> {};
 TEST_P(QuantizeGolden, MatchesOriginal) {
   const int bits = GetParam();
   DG_LOAD_GOLDEN_OR_SKIP("quantize_b" + std::to_string(bits), golden);
-  check_op(golden, [&](const torch::Tensor& x) { return dg::quant::quantize(x, bits); });
+  DG_TEST_DEVICE_OR_SKIP(device);
+  check_op(golden, device, [&](const torch::Tensor& x) { return dg::quant::quantize(x, bits); });
   EXPECT_TRUE(torch::equal(dg::quant::reference::quantize(golden.at("x"), bits), golden.at("y")));
 }
 INSTANTIATE_TEST_SUITE_P(Bits, QuantizeGolden, ::testing::Values(1, 3, 8));
 
 TEST(TruncateGolden, MatchesOriginal) {
+  DG_TEST_DEVICE_OR_SKIP(device);
   for (auto [b, bh] : {std::pair{3, 2}, std::pair{8, 4}}) {
     DG_LOAD_GOLDEN_OR_SKIP("truncate_b" + std::to_string(b) + "_bh" + std::to_string(bh), golden);
-    check_op(golden,
+    check_op(golden, device,
              [&, b = b, bh = bh](const torch::Tensor& x) { return dg::quant::truncate(x, b, bh); });
   }
 }
 
 TEST(PactGolden, MatchesOriginalIncludingBoundGradient) {
   DG_LOAD_GOLDEN_OR_SKIP("pact_ub1.5", golden);
+  DG_TEST_DEVICE_OR_SKIP(device);
   dg::quant::PactReLU pact(dg::quant::PactReLUOptions().upper_bound(1.5));
-  torch::Tensor x = golden.at("x").clone().requires_grad_(true);
+  pact->to(device);
+  torch::Tensor x = golden.at("x").to(device).clone().requires_grad_(true);
   torch::Tensor y = pact(x);
   EXPECT_TRUE(all_close(y, golden.at("y"), 1e-5, 1e-6));
-  y.backward(golden.at("grad_y"));
+  y.backward(golden.at("grad_y").to(device));
   EXPECT_TRUE(all_close(x.grad(), golden.at("grad_x"), 1e-5, 1e-6));
   EXPECT_TRUE(all_close(pact->upper_bound.grad(), golden.at("grad__upper_bound"), 1e-5, 1e-6));
 }

@@ -42,11 +42,12 @@ class TrajectoryGolden : public ::testing::TestWithParam<TrajectoryCase> {};
 
 TEST_P(TrajectoryGolden, TwentySgdStepsMatchTheOriginal) {
   DG_LOAD_GOLDEN_OR_SKIP(GetParam().name, golden);
+  DG_TEST_DEVICE_OR_SKIP(device);
   const nlohmann::json config = nlohmann::json::parse(golden.config);
   ASSERT_EQ(config.at("dtype"), "float64");
   dg::models::ResNet model(
       dg::testing::golden_model_options(config).reference_ops(GetParam().reference_ops));
-  model->to(torch::kDouble);
+  model->to(device, torch::kDouble);
   dg::testing::load_state(*model, golden.with_prefix("sd__"));
 
   const dg::train::Recipe recipe = dg::testing::golden_recipe(config);
@@ -62,8 +63,8 @@ TEST_P(TrajectoryGolden, TwentySgdStepsMatchTheOriginal) {
   const int64_t steps = config.at("steps");
   ASSERT_EQ(images.size(0), steps);
   for (int64_t i = 0; i < steps; ++i) {
-    const auto step =
-        dg::train::train_step(classifier, *optimizer, recipe.gating_loss, images[i], labels[i]);
+    const auto step = dg::train::train_step(classifier, *optimizer, recipe.gating_loss,
+                                            images[i].to(device), labels[i].to(device));
     const double expected_ce = ce[i].item<double>();
     const double expected_gating = gating[i].item<double>();
     EXPECT_NEAR(step.ce_loss, expected_ce, kTol + kTol * std::abs(expected_ce)) << "step " << i;

@@ -29,6 +29,10 @@ struct LoaderOptions {
   /// Seed of the order and augmentation draws; with the epoch number it
   /// determines every batch.
   TORCH_ARG(uint64_t, seed) = 0;
+  /// Batches in page-locked (pinned) memory, from which a CUDA device copies
+  /// asynchronously (`to(device, /*non_blocking=*/true)`). Needs a LibTorch
+  /// with CUDA; the trainers set it when they train on a CUDA device.
+  TORCH_ARG(bool, pin_memory) = false;
 };
 
 /// One batch: normalised float images [B,C,H,W] and int64 labels [B].

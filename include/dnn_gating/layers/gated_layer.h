@@ -71,7 +71,11 @@ struct GateCost {
 
 /// Mixin of a gated convolution: its gate kind and learned threshold,
 /// counters of the last forward pass and their sum since `reset_counts()`,
-/// and (from CountsMacs) the layer's dense cost per image.
+/// and (from CountsMacs) the layer's dense cost per image. On the CPU a
+/// forward pass counts its open gates at once; on another device (CUDA) the
+/// count stays there, summed by the device, and is read when
+/// `last_counts()` or `total_counts()` asks for it, so a forward pass never
+/// waits for the device.
 class GatedLayer : public CountsMacs {
  public:
   /// What the gate decides.
@@ -82,11 +86,13 @@ class GatedLayer : public CountsMacs {
   const torch::Tensor& threshold() const { return threshold_; }
 
   /// Counters of the last forward pass (SPEC: num_out, num_high / num_full).
-  const GateCounts& last_counts() const { return last_; }
-  /// Counters summed over every forward pass since the last reset.
-  const GateCounts& total_counts() const { return total_; }
+  /// Reads a count still on the device (one synchronising read).
+  const GateCounts& last_counts() const;
+  /// Counters summed over every forward pass since the last reset. Reads
+  /// the sum still on the device (one synchronising read).
+  const GateCounts& total_counts() const;
   /// Clears the running sums (the trainer does this before each evaluation).
-  void reset_counts() { total_ = GateCounts{}; }
+  void reset_counts();
   /// The layer's cost model.
   virtual GateCost gate_cost() const = 0;
   /// How the layer computes without gradients (its options' `skipping`).
@@ -104,8 +110,12 @@ class GatedLayer : public CountsMacs {
   torch::Tensor threshold_;
 
  private:
-  GateCounts last_;
-  GateCounts total_;
+  // Counts read so far; on a device, the open gates not yet read are held in
+  // the 0-dim int64 tensors below (undefined when nothing is pending).
+  mutable GateCounts last_;
+  mutable GateCounts total_;
+  mutable torch::Tensor pending_last_on_;
+  mutable torch::Tensor pending_total_on_;
 };
 
 /// Every gated layer of a module tree with its state-dict prefix (e.g.

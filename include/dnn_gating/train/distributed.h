@@ -5,6 +5,7 @@
 /// all-reduce before the optimiser step, BatchNorm statistics per rank. Gloo
 /// on CPUs over a TCPStore, joined the way torchrun and cluster launchers
 /// describe a run: RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT.
+/// A build configured without Gloo's headers runs alone only.
 
 #include <torch/torch.h>
 
@@ -14,7 +15,6 @@
 #include <vector>
 
 namespace c10d {
-class ProcessGroup;
 class Store;
 }  // namespace c10d
 
@@ -56,6 +56,7 @@ class Distributed {
 
  private:
   void all_reduce(torch::Tensor& tensor, bool maximum) const;
+  void broadcast(torch::Tensor& tensor) const;  // rank 0's values, in place
 
   struct Group;  // the c10d process group (kept out of this header)
   std::shared_ptr<Group> group_;
