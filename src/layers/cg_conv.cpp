@@ -140,34 +140,40 @@ torch::Tensor CGConv2dImpl::infer(const torch::Tensor& x, const torch::Tensor& p
                                   const torch::Tensor& gate_input) {
   const torch::IntArrayRef stride = *options.stride();
   const torch::IntArrayRef padding = *options.padding();
-  const sparse_conv::OpenOutputs open =
-      gate_kernels::open_outputs(gate_input, threshold_, options.alpha());
-  const torch::Tensor rest = weight * (1 - mask);
   // Completed in place below: the base path's own output, in a layout the kernels take.
   const torch::Tensor partial =
       partial_in.is_contiguous() || partial_in.is_contiguous(at::MemoryFormat::ChannelsLast)
           ? partial_in
           : partial_in.contiguous(at::MemoryFormat::ChannelsLast);
+  const auto dense = [&] {
+    return gate_kernels::cg_select_inference(torch::conv2d(x, weight, {}, stride, padding), partial,
+                                             gate_input, threshold_, options.alpha());
+  };
+  const std::vector<int64_t> key = sparse_choice::shape_key(x, weight, stride, padding);
+  const sparse_choice::Plan plan =
+      sparse_choice::plan(options.skipping(), key, previous_on_fraction(partial.sizes()));
+  if (plan == sparse_choice::Plan::kDense) {
+    auto [y, open] = dense();
+    record_gate(open, y.sizes(), weight);
+    return y;
+  }
+  const sparse_conv::OpenOutputs open =
+      gate_kernels::open_outputs(gate_input, threshold_, options.alpha());
+  const torch::Tensor rest = weight * (1 - mask);
   torch::Tensor scratch;
-  const sparse_choice::Paths paths{
-      [&] {
-        gate_kernels::cg_select_inference(torch::conv2d(x, weight, {}, stride, padding), partial,
-                                          gate_input, threshold_, options.alpha());
-      },
-      [&](const sparse_conv::OpenOutputs& some) {
-        if (!scratch.defined()) scratch = partial.clone();
-        sparse_conv::add_at_open(x, rest, stride, padding, some, scratch);
-      }};
+  const sparse_choice::Paths paths{[&] { dense(); },
+                                   [&](const sparse_conv::OpenOutputs& some) {
+                                     if (!scratch.defined()) scratch = partial.clone();
+                                     sparse_conv::add_at_open(x, rest, stride, padding, some,
+                                                              scratch);
+                                   }};
   torch::Tensor y;
-  if (sparse_choice::skip_closed(options.skipping(),
-                                 sparse_choice::shape_key(x, weight, stride, padding), open,
-                                 partial.sizes(), paths)) {
+  if (plan == sparse_choice::Plan::kSparse ||
+      sparse_choice::skip_closed(options.skipping(), key, open, partial.sizes(), paths)) {
     y = partial;
     sparse_conv::add_at_open(x, rest, stride, padding, open, y);
   } else {
-    y = gate_kernels::cg_select_inference(torch::conv2d(x, weight, {}, stride, padding), partial,
-                                          gate_input, threshold_, options.alpha())
-            .first;
+    y = dense().first;
   }
   record_gate(open.count, y.sizes(), weight);
   return y;

@@ -141,13 +141,20 @@ float open_plane_kernel(const float* __restrict gate_input, uint8_t* __restrict 
 // thresholds repeated over the block. Writes open[i] = 1 where the gate opens;
 // returns the number of open gates.
 DNN_GATING_SIMD_CLONES
-float open_cl_kernel(const float* __restrict gate_input, uint8_t* __restrict open, int64_t size,
+float open_cl_kernel(const float* __restrict gate_input, float* __restrict open, int64_t size,
                      const float* __restrict t, float alpha) {
   return simd::lane_sum(0, size, [=](int64_t i) {
-    const bool on = sigmoid_above_half(logit(gate_input[i], t[i], alpha));
-    open[i] = on ? 1 : 0;
-    return on ? 1.0f : 0.0f;
+    const float on = sigmoid_above_half(logit(gate_input[i], t[i], alpha)) ? 1.0f : 0.0f;
+    open[i] = on;
+    return on;
   });
+}
+
+// bytes[i] = values[i] for 0/1 floats (a separate loop: mixed with the float
+// decisions, the byte stores keep GCC to narrow vectors).
+DNN_GATING_SIMD_CLONES
+void to_bytes(const float* __restrict values, uint8_t* __restrict bytes, int64_t size) {
+  for (int64_t i = 0; i < size; ++i) bytes[i] = static_cast<uint8_t>(values[i]);
 }
 
 // Bits c - first of the 0/1 bytes d[c], c in [first, min(first + 64, end)).
@@ -390,10 +397,14 @@ sparse_conv::OpenOutputs open_outputs(const torch::Tensor& gate_input_in,
     wp = reinterpret_cast<uint64_t*>(open.words.data_ptr<int64_t>());
     const std::vector<float> tt = tiled(t, c);
     open.count = sum_over_blocks(n * plane, [&](int64_t first, int64_t last) {
+      thread_local std::vector<float> decided;
       thread_local std::vector<uint8_t> on;
+      decided.resize(kBlockPositions * c);
       on.resize(kBlockPositions * c);
+      const int64_t size = (last - first) * c;
       const auto count = static_cast<int64_t>(
-          open_cl_kernel(gp + first * c, on.data(), (last - first) * c, tt.data(), alpha_f));
+          open_cl_kernel(gp + first * c, decided.data(), size, tt.data(), alpha_f));
+      to_bytes(decided.data(), on.data(), size);
       for (int64_t p = first; p < last; ++p) {
         const uint8_t* d = on.data() + (p - first) * c;
         for (int64_t k = 0; k < per; ++k) wp[p * per + k] = pack_bits(d, k * 64, c);

@@ -76,6 +76,12 @@ void GatedLayer::reset_counts() {
   pending_total_on_ = torch::Tensor();
 }
 
+double GatedLayer::previous_on_fraction(torch::IntArrayRef shape) const {
+  const GateCounts& last = last_counts();
+  return last.num_out > 0 && last.num_out == c10::multiply_integers(shape) ? last.on_fraction()
+                                                                           : -1.0;
+}
+
 std::vector<std::pair<std::string, GatedLayer*>> gated_layers(torch::nn::Module& root) {
   std::vector<std::pair<std::string, GatedLayer*>> out;
   for (const auto& item : root.named_modules(/*name_prefix=*/"", /*include_self=*/true)) {

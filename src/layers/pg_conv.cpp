@@ -201,25 +201,31 @@ torch::Tensor PGConv2dImpl::infer(const torch::Tensor& x, const torch::Tensor& w
   const torch::Tensor msb = parts[0];
   const torch::Tensor lsb = parts[1];
   torch::Tensor y = torch::conv2d(msb, wq, {}, stride, padding).contiguous();
+  const auto dense = [&] {
+    return gate_kernels::pg_select_inference(y, torch::conv2d(lsb, wq, {}, stride, padding),
+                                             threshold_, options.alpha());
+  };
+  const std::vector<int64_t> key = sparse_choice::shape_key(x, weight, stride, padding);
+  const sparse_choice::Plan plan =
+      sparse_choice::plan(options.skipping(), key, previous_on_fraction(y.sizes()));
+  if (plan == sparse_choice::Plan::kDense) {
+    auto [out, open] = dense();
+    record_gate(open, out.sizes(), weight);
+    return out;
+  }
   const sparse_conv::OpenOutputs open = gate_kernels::open_outputs(y, threshold_, options.alpha());
   torch::Tensor scratch;
-  const sparse_choice::Paths paths{
-      [&] {
-        gate_kernels::pg_select_inference(y, torch::conv2d(lsb, wq, {}, stride, padding),
-                                          threshold_, options.alpha());
-      },
-      [&](const sparse_conv::OpenOutputs& some) {
-        if (!scratch.defined()) scratch = y.clone();
-        sparse_conv::add_at_open(lsb, wq, stride, padding, some, scratch);
-      }};
-  if (sparse_choice::skip_closed(options.skipping(),
-                                 sparse_choice::shape_key(x, weight, stride, padding), open,
-                                 y.sizes(), paths)) {
+  const sparse_choice::Paths paths{[&] { dense(); },
+                                   [&](const sparse_conv::OpenOutputs& some) {
+                                     if (!scratch.defined()) scratch = y.clone();
+                                     sparse_conv::add_at_open(lsb, wq, stride, padding, some,
+                                                              scratch);
+                                   }};
+  if (plan == sparse_choice::Plan::kSparse ||
+      sparse_choice::skip_closed(options.skipping(), key, open, y.sizes(), paths)) {
     sparse_conv::add_at_open(lsb, wq, stride, padding, open, y);  // y: the MSB output
   } else {
-    y = gate_kernels::pg_select_inference(y, torch::conv2d(lsb, wq, {}, stride, padding),
-                                          threshold_, options.alpha())
-            .first;
+    y = dense().first;
   }
   record_gate(open.count, y.sizes(), weight);
   return y;

@@ -70,6 +70,14 @@ std::vector<int64_t> shape_key(const torch::Tensor& x, const torch::Tensor& weig
   return key;
 }
 
+Plan plan(Skipping mode, const std::vector<int64_t>& shape, double previous) {
+  if (mode == Skipping::kNever) return Plan::kDense;
+  if (mode == Skipping::kAlways) return Plan::kSparse;
+  const double even = break_even(shape);
+  if (even < 0 || previous < 0) return Plan::kAfterGates;
+  return previous < even ? Plan::kSparse : Plan::kDense;
+}
+
 bool skip_closed(Skipping mode, const std::vector<int64_t>& shape,
                  const sparse_conv::OpenOutputs& open, torch::IntArrayRef out_shape,
                  const Paths& paths) {

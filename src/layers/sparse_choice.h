@@ -25,6 +25,20 @@ struct Paths {
 std::vector<int64_t> shape_key(const torch::Tensor& x, const torch::Tensor& weight,
                                torch::IntArrayRef stride, torch::IntArrayRef padding);
 
+/// What a pass does before its gates are decided.
+enum class Plan {
+  kDense,       ///< every output, then the gate selects
+  kSparse,      ///< only the open outputs
+  kAfterGates,  ///< decide the gates first, then ask `skip_closed`
+};
+
+/// The plan of a pass under `mode`. For kFastest, with the break-even of
+/// `shape` measured and `previous` the on-fraction of the layer's previous
+/// pass at this shape (negative when there is none), the plan follows from
+/// `previous`: on-fractions change little from one batch to the next, and
+/// planning before the gates saves the dense path a second decision pass.
+Plan plan(Skipping mode, const std::vector<int64_t>& shape, double previous);
+
 /// Whether to skip the closed outputs under `mode`. For kFastest the first
 /// pass of each `shape` (a key naming the layer's geometry and batch) times
 /// both paths on its own data: the dense one, and the sparse one with no

@@ -106,6 +106,10 @@ class GatedLayer : public CountsMacs {
   /// The same from a count: `num_on` open gates among outputs of `shape`.
   void record_gate(int64_t num_on, torch::IntArrayRef shape, const torch::Tensor& weight);
 
+  /// The on-fraction of the previous forward pass if its output had `shape`,
+  /// else -1.
+  double previous_on_fraction(torch::IntArrayRef shape) const;
+
   /// Set by the layer when it registers its `threshold` parameter.
   torch::Tensor threshold_;
 
