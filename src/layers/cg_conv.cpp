@@ -1,5 +1,7 @@
 #include "dnn_gating/layers/cg_conv.h"
 
+#include <optional>
+
 #include "dnn_gating/quant/gate.h"
 #include "fusable.h"
 #include "layers/gate_kernels.h"
@@ -114,8 +116,7 @@ torch::Tensor CGConv2dImpl::forward(const torch::Tensor& input) {
     // Inference runs channels-last: the library's convolutions are faster so
     // laid out, and the gate and the open outputs of one position are adjacent.
     const torch::Tensor x = shuffled.contiguous(at::MemoryFormat::ChannelsLast);
-    const torch::Tensor partial = base_path(x);
-    return infer(x, partial, bn->forward(partial));
+    return infer(x);
   }
   const torch::Tensor& x = shuffled;
   const torch::Tensor partial = base_path(x);
@@ -136,15 +137,15 @@ torch::Tensor CGConv2dImpl::forward(const torch::Tensor& input) {
 // Without a backward pass: the gate decided from the base path, then either
 // the full convolution selected by the gate, or the channels outside the base
 // path added to the partial sums only where the gate is open.
-torch::Tensor CGConv2dImpl::infer(const torch::Tensor& x, const torch::Tensor& partial_in,
-                                  const torch::Tensor& gate_input) {
+torch::Tensor CGConv2dImpl::infer(const torch::Tensor& x) {
   const torch::IntArrayRef stride = *options.stride();
   const torch::IntArrayRef padding = *options.padding();
-  // Completed in place below: the base path's own output, in a layout the kernels take.
-  const torch::Tensor partial =
-      partial_in.is_contiguous() || partial_in.is_contiguous(at::MemoryFormat::ChannelsLast)
-          ? partial_in
-          : partial_in.contiguous(at::MemoryFormat::ChannelsLast);
+  torch::Tensor partial = base_path(x);
+  // Completed in place below, in a layout the kernels take.
+  if (!partial.is_contiguous() && !partial.is_contiguous(at::MemoryFormat::ChannelsLast)) {
+    partial = partial.contiguous(at::MemoryFormat::ChannelsLast);
+  }
+  const torch::Tensor gate_input = bn->forward(partial);
   const auto dense = [&] {
     return gate_kernels::cg_select_inference(torch::conv2d(x, weight, {}, stride, padding), partial,
                                              gate_input, threshold_, options.alpha());
@@ -160,18 +161,22 @@ torch::Tensor CGConv2dImpl::infer(const torch::Tensor& x, const torch::Tensor& p
   const sparse_conv::OpenOutputs open =
       gate_kernels::open_outputs(gate_input, threshold_, options.alpha());
   const torch::Tensor rest = weight * (1 - mask);
+  std::optional<sparse_conv::PaddedInput> padded;  // built once, for every call below
+  const auto add_rest = [&](const sparse_conv::OpenOutputs& some, const torch::Tensor& y) {
+    if (!padded) padded = sparse_conv::pad_channels_last(x, padding);
+    sparse_conv::add_at_open(*padded, rest, stride, some, y);
+  };
   torch::Tensor scratch;
   const sparse_choice::Paths paths{[&] { dense(); },
                                    [&](const sparse_conv::OpenOutputs& some) {
                                      if (!scratch.defined()) scratch = partial.clone();
-                                     sparse_conv::add_at_open(x, rest, stride, padding, some,
-                                                              scratch);
+                                     add_rest(some, scratch);
                                    }};
   torch::Tensor y;
   if (plan == sparse_choice::Plan::kSparse ||
       sparse_choice::skip_closed(options.skipping(), key, open, partial.sizes(), paths)) {
     y = partial;
-    sparse_conv::add_at_open(x, rest, stride, padding, open, y);
+    add_rest(open, y);
   } else {
     y = dense().first;
   }

@@ -115,13 +115,17 @@ struct Pending {
 // patch. The M sums are independent chains, so their multiply-adds overlap
 // instead of waiting on each other; the outputs may belong to different
 // positions, so that sparse gates still fill every chain.
-template <int M>
+// KH and RowVecs, when not 0, are the kernel height and the vectors in one
+// kernel row (kw * C / 16) known at compile time, so that the common shapes
+// run fully unrolled.
+template <int M, int KH, int RowVecs>
 DG_INLINE void add_dots(const Geometry& g, const Pending* p) {
-  const int64_t row_len = g.kernel_w * g.channels;
+  const int64_t row_len = RowVecs > 0 ? RowVecs * kVec : g.kernel_w * g.channels;
+  const int64_t kernel_h = KH > 0 ? KH : g.kernel_h;
   const int64_t row_stride = g.padded_w * g.channels;
   Vec acc[M] = {};
   float tail[M] = {};
-  for (int64_t i = 0; i < g.kernel_h; ++i) {
+  for (int64_t i = 0; i < kernel_h; ++i) {
     const int64_t x_off = i * row_stride, w_off = i * row_len;
     int64_t j = 0;
     for (; j + kVec <= row_len; j += kVec) {
@@ -143,9 +147,9 @@ DG_INLINE void add_dots(const Geometry& g, const Pending* p) {
 }
 
 // The open outputs of output rows [first, last) (row = n * out_h + h).
-DNN_GATING_FMA_CLONES
-void add_rows(const Geometry& g, const float* xp, const float* weight, const uint64_t* words,
-              float* y, int64_t first, int64_t last) {
+template <int KH, int RowVecs>
+DG_INLINE void add_rows_of(const Geometry& g, const float* xp, const float* weight,
+                           const uint64_t* words, float* y, int64_t first, int64_t last) {
   constexpr int kChains = 4;
   const int64_t plane = g.out_h * g.out_w;
   const int64_t patch_len = g.kernel_h * g.kernel_w * g.channels;
@@ -166,7 +170,7 @@ void add_rows(const Geometry& g, const float* xp, const float* weight, const uin
           const int64_t channel = k * 64 + __builtin_ctzll(bits);
           pending[m++] = {patch, weight + channel * patch_len, out + channel * step};
           if (m == kChains) {
-            add_dots<kChains>(g, pending);
+            add_dots<kChains, KH, RowVecs>(g, pending);
             m = 0;
           }
         }
@@ -175,16 +179,31 @@ void add_rows(const Geometry& g, const float* xp, const float* weight, const uin
   }
   switch (m) {
     case 3:
-      add_dots<3>(g, pending);
+      add_dots<3, KH, RowVecs>(g, pending);
       break;
     case 2:
-      add_dots<2>(g, pending);
+      add_dots<2, KH, RowVecs>(g, pending);
       break;
     case 1:
-      add_dots<1>(g, pending);
+      add_dots<1, KH, RowVecs>(g, pending);
       break;
     default:
       break;
+  }
+}
+
+DNN_GATING_FMA_CLONES
+void add_rows(const Geometry& g, const float* xp, const float* weight, const uint64_t* words,
+              float* y, int64_t first, int64_t last) {
+  const int64_t row_len = g.kernel_w * g.channels;
+  if (g.kernel_h == 3 && row_len == 3 * 16) {
+    add_rows_of<3, 3>(g, xp, weight, words, y, first, last);
+  } else if (g.kernel_h == 3 && row_len == 3 * 32) {
+    add_rows_of<3, 6>(g, xp, weight, words, y, first, last);
+  } else if (g.kernel_h == 3 && row_len == 3 * 64) {
+    add_rows_of<3, 12>(g, xp, weight, words, y, first, last);
+  } else {
+    add_rows_of<0, 0>(g, xp, weight, words, y, first, last);
   }
 }
 
@@ -220,30 +239,43 @@ OpenOutputs OpenOutputs::all(torch::IntArrayRef shape) {
   return open;
 }
 
-void add_at_open(const torch::Tensor& x, const torch::Tensor& weight_in, torch::IntArrayRef stride,
+PaddedInput pad_channels_last(const torch::Tensor& x, torch::IntArrayRef padding) {
+  TORCH_CHECK(x.dim() == 4 && x.scalar_type() == torch::kFloat && x.device().is_cpu(),
+              "pad_channels_last takes a float [N, C, H, W] tensor on the CPU, got ", x.sizes());
+  return {padded_channels_last(x, padding[0], padding[1]), padding[0], padding[1]};
+}
+
+void add_at_open(const torch::Tensor& x, const torch::Tensor& weight, torch::IntArrayRef stride,
                  torch::IntArrayRef padding, const OpenOutputs& open, const torch::Tensor& y) {
-  TORCH_CHECK(x.dim() == 4 && weight_in.dim() == 4 && y.dim() == 4,
+  if (open.count == 0) return;
+  add_at_open(pad_channels_last(x, padding), weight, stride, open, y);
+}
+
+void add_at_open(const PaddedInput& x, const torch::Tensor& weight_in, torch::IntArrayRef stride,
+                 const OpenOutputs& open, const torch::Tensor& y) {
+  const torch::Tensor& xp = x.data;
+  TORCH_CHECK(xp.dim() == 4 && weight_in.dim() == 4 && y.dim() == 4,
               "add_at_open needs 4-d input, weight and output");
-  TORCH_CHECK(x.scalar_type() == torch::kFloat && weight_in.scalar_type() == torch::kFloat &&
-                  y.scalar_type() == torch::kFloat && x.device().is_cpu() && y.device().is_cpu(),
+  TORCH_CHECK(weight_in.scalar_type() == torch::kFloat && y.scalar_type() == torch::kFloat &&
+                  y.device().is_cpu(),
               "add_at_open computes float tensors on the CPU");
   const bool out_cl = !y.is_contiguous() && y.is_contiguous(at::MemoryFormat::ChannelsLast);
   TORCH_CHECK(y.is_contiguous() || out_cl,
               "add_at_open writes a contiguous or channels-last output");
   TORCH_CHECK(
-      weight_in.size(1) == x.size(1) && weight_in.size(0) == y.size(1) && x.size(0) == y.size(0),
-      "add_at_open: input ", x.sizes(), ", weight ", weight_in.sizes(), " and output ", y.sizes(),
-      " do not match");
+      weight_in.size(1) == xp.size(3) && weight_in.size(0) == y.size(1) && xp.size(0) == y.size(0),
+      "add_at_open: input ", xp.sizes(), " (padded, channels last), weight ", weight_in.sizes(),
+      " and output ", y.sizes(), " do not match");
   Geometry g{};
-  g.batch = x.size(0);
-  g.channels = x.size(1);
+  g.batch = xp.size(0);
+  g.channels = xp.size(3);
   g.out_channels = y.size(1);
   g.kernel_h = weight_in.size(2);
   g.kernel_w = weight_in.size(3);
   g.stride_h = stride[0];
   g.stride_w = stride[1];
-  g.padded_h = x.size(2) + 2 * padding[0];
-  g.padded_w = x.size(3) + 2 * padding[1];
+  g.padded_h = xp.size(1);
+  g.padded_w = xp.size(2);
   g.out_h = y.size(2);
   g.out_w = y.size(3);
   g.words = open.words_per_position();
@@ -255,7 +287,6 @@ void add_at_open(const torch::Tensor& x, const torch::Tensor& weight_in, torch::
                   open.words.sizes() == torch::IntArrayRef({g.batch, g.out_h, g.out_w, g.words}),
               "add_at_open: open outputs do not describe an output of shape ", y.sizes());
   if (open.count == 0) return;
-  const torch::Tensor xp = padded_channels_last(x, padding[0], padding[1]);
   // [O, kh, kw, C]: one output channel's weights in the patch's order.
   const torch::Tensor weight = weight_in.permute({0, 2, 3, 1}).contiguous();
   const float* xpp = xp.data_ptr<float>();

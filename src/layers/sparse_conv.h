@@ -30,6 +30,17 @@ struct OpenOutputs {
   static OpenOutputs none(torch::IntArrayRef shape);
 };
 
+/// An input laid out for the kernels below: [N, H + 2 ph, W + 2 pw, C] with
+/// zero borders, so that the inputs under one kernel row are contiguous.
+struct PaddedInput {
+  torch::Tensor data;
+  int64_t pad_h = 0, pad_w = 0;
+};
+
+/// x (float [N, C, H, W], contiguous or channels-last; channels-last is a
+/// row copy, the other a transposition) padded by `padding`.
+PaddedInput pad_channels_last(const torch::Tensor& x, torch::IntArrayRef padding);
+
 /// Adds, at every open output (n, o, h, w) of `y`,
 ///   sum over c, i, j of weight[o, c, i, j] * x[n, c, h * sh + i - ph, w * sw + j - pw]
 /// (zero outside x): the convolution of x restricted to the open outputs.
@@ -38,5 +49,8 @@ struct OpenOutputs {
 /// contiguous or channels-last; channels-last x saves a transposition.
 void add_at_open(const torch::Tensor& x, const torch::Tensor& weight, torch::IntArrayRef stride,
                  torch::IntArrayRef padding, const OpenOutputs& open, const torch::Tensor& y);
+/// The same on an input already padded.
+void add_at_open(const PaddedInput& x, const torch::Tensor& weight, torch::IntArrayRef stride,
+                 const OpenOutputs& open, const torch::Tensor& y);
 
 }  // namespace dnn_gating::layers::sparse_conv

@@ -69,8 +69,7 @@ class CGConv2dImpl : public torch::nn::Cloneable<CGConv2dImpl>, public GatedLaye
 
  private:
   torch::Tensor base_path(const torch::Tensor& x) const;
-  torch::Tensor infer(const torch::Tensor& x, const torch::Tensor& partial,
-                      const torch::Tensor& gate_input);
+  torch::Tensor infer(const torch::Tensor& x);
 };
 TORCH_MODULE(CGConv2d);
 
