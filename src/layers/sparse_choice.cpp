@@ -4,24 +4,34 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <map>
 #include <mutex>
+#include <optional>
+#include <utility>
 
 namespace dnn_gating::layers::sparse_choice {
 namespace {
+
+// What has been timed for one shape, in seconds.
+struct Timings {
+  double dense = 0;
+  double none_open = 0;                           // the sparse way's fixed cost
+  std::vector<std::pair<double, double>> sparse;  // (on-fraction, time)
+};
 
 std::mutex& table_mutex() {
   static std::mutex m;
   return m;
 }
 
-std::map<std::vector<int64_t>, double>& table() {
-  static std::map<std::vector<int64_t>, double> t;
+std::map<std::vector<int64_t>, Timings>& table() {
+  static std::map<std::vector<int64_t>, Timings> t;
   return t;
 }
 
-// The fastest of two runs, in seconds (the first run of a shape also pays
-// for the library's setup of its kernels).
+// The fastest of two runs (the first run of a shape also pays for the
+// library's setup of its kernels and for fresh memory).
 double best_of_two(const std::function<void()>& run) {
   double best = 0;
   for (int i = 0; i < 2; ++i) {
@@ -34,28 +44,28 @@ double best_of_two(const std::function<void()>& run) {
   return best;
 }
 
-// Below this on-fraction a pass's own gates give too few open outputs to
-// measure the sparse path's cost per output; it is then timed all open.
-constexpr double kMinMeasuredFraction = 0.02;
+// Timings this close in on-fraction (a factor) estimate each other's cost.
+constexpr double kNear = 1.5;
+// Below this on-fraction a pass's own gates are timed as all open instead.
+constexpr double kMinTimedFraction = 0.02;
 
-double measure(const sparse_conv::OpenOutputs& open, torch::IntArrayRef out_shape,
-               const Paths& paths) {
-  const double dense = best_of_two(paths.dense);
-  const sparse_conv::OpenOutputs none = sparse_conv::OpenOutputs::none(out_shape);
-  const double fixed = best_of_two([&] { paths.sparse(none); });
-  double fraction = open.on_fraction();
-  double at_fraction = 0;
-  if (fraction >= kMinMeasuredFraction) {
-    at_fraction = best_of_two([&] { paths.sparse(open); });
-  } else {
-    const sparse_conv::OpenOutputs all = sparse_conv::OpenOutputs::all(out_shape);
-    fraction = 1.0;
-    at_fraction = best_of_two([&] { paths.sparse(all); });
+// The sparse way's estimated time at `fraction` from the timing nearest to
+// it within kNear, if any.
+std::optional<double> estimate(const Timings& t, double fraction) {
+  std::optional<double> best;
+  double best_distance = kNear;
+  for (const auto& [at, time] : t.sparse) {
+    const double distance = std::max(at, fraction) / std::max(std::min(at, fraction), 1e-9);
+    if (distance > best_distance) continue;
+    best_distance = distance;
+    best = t.none_open + (time - t.none_open) * fraction / at;
   }
-  if (fixed >= dense) return 0.0;  // skipping never pays
-  const double per_fraction = (at_fraction - fixed) / fraction;
-  if (per_fraction <= 0) return 1.0;
-  return std::min(1.0, (dense - fixed) / per_fraction);
+  if (!best && fraction < kMinTimedFraction && !t.sparse.empty()) {
+    // Far below every timing: scale from the lowest one.
+    const auto& [at, time] = *std::min_element(t.sparse.begin(), t.sparse.end());
+    best = t.none_open + (time - t.none_open) * fraction / at;
+  }
+  return best;
 }
 
 }  // namespace
@@ -73,26 +83,42 @@ std::vector<int64_t> shape_key(const torch::Tensor& x, const torch::Tensor& weig
 Plan plan(Skipping mode, const std::vector<int64_t>& shape, double previous) {
   if (mode == Skipping::kNever) return Plan::kDense;
   if (mode == Skipping::kAlways) return Plan::kSparse;
-  const double even = break_even(shape);
-  if (even < 0 || previous < 0) return Plan::kAfterGates;
-  return previous < even ? Plan::kSparse : Plan::kDense;
+  if (previous < 0) return Plan::kAfterGates;
+  std::lock_guard<std::mutex> lock(table_mutex());
+  const auto it = table().find(shape);
+  if (it == table().end()) return Plan::kAfterGates;
+  const std::optional<double> sparse = estimate(it->second, previous);
+  if (!sparse) return Plan::kAfterGates;
+  return *sparse < it->second.dense ? Plan::kSparse : Plan::kDense;
 }
 
 bool skip_closed(Skipping mode, const std::vector<int64_t>& shape,
                  const sparse_conv::OpenOutputs& open, torch::IntArrayRef out_shape,
                  const Paths& paths) {
   if (mode != Skipping::kFastest) return mode == Skipping::kAlways;
-  // One measurement per shape; a pass meeting a shape being measured waits.
+  // Timings of one shape are taken one pass at a time.
   std::lock_guard<std::mutex> lock(table_mutex());
   auto it = table().find(shape);
-  if (it == table().end()) it = table().emplace(shape, measure(open, out_shape, paths)).first;
-  return open.on_fraction() < it->second;
-}
-
-double break_even(const std::vector<int64_t>& shape) {
-  std::lock_guard<std::mutex> lock(table_mutex());
-  const auto it = table().find(shape);
-  return it == table().end() ? -1.0 : it->second;
+  if (it == table().end()) {
+    Timings t;
+    t.dense = best_of_two(paths.dense);
+    const sparse_conv::OpenOutputs none = sparse_conv::OpenOutputs::none(out_shape);
+    t.none_open = best_of_two([&] { paths.sparse(none); });
+    it = table().emplace(shape, std::move(t)).first;
+  }
+  Timings& t = it->second;
+  const double fraction = open.on_fraction();
+  std::optional<double> sparse = estimate(t, fraction);
+  if (!sparse) {
+    if (fraction >= kMinTimedFraction) {
+      t.sparse.emplace_back(fraction, best_of_two([&] { paths.sparse(open); }));
+    } else {
+      const sparse_conv::OpenOutputs all = sparse_conv::OpenOutputs::all(out_shape);
+      t.sparse.emplace_back(1.0, best_of_two([&] { paths.sparse(all); }));
+    }
+    sparse = estimate(t, fraction);
+  }
+  return *sparse < t.dense;
 }
 
 }  // namespace dnn_gating::layers::sparse_choice

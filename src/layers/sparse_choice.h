@@ -1,6 +1,6 @@
 #pragma once
 // Whether computing only a gated layer's open outputs beats computing them
-// all, decided by timing both once per layer shape.
+// all, decided by timing both on the layer's own passes.
 #include <torch/torch.h>
 
 #include <cstdint>
@@ -32,26 +32,23 @@ enum class Plan {
   kAfterGates,  ///< decide the gates first, then ask `skip_closed`
 };
 
-/// The plan of a pass under `mode`. For kFastest, with the break-even of
-/// `shape` measured and `previous` the on-fraction of the layer's previous
-/// pass at this shape (negative when there is none), the plan follows from
-/// `previous`: on-fractions change little from one batch to the next, and
-/// planning before the gates saves the dense path a second decision pass.
+/// The plan of a pass under `mode`. For kFastest, `previous` is the
+/// on-fraction of the layer's previous pass at this shape (negative when
+/// there is none): on-fractions change little from one batch to the next,
+/// so when both ways have been timed near that on-fraction the plan follows
+/// from the timings, and the dense way needs no separate decision pass.
 Plan plan(Skipping mode, const std::vector<int64_t>& shape, double previous);
 
-/// Whether to skip the closed outputs under `mode`. For kFastest the first
-/// pass of each `shape` (a key naming the layer's geometry and batch) times
-/// both paths on its own data: the dense one, and the sparse one with no
-/// outputs open and with the pass's own open outputs (all open when almost
-/// none are). The sparse time is taken as linear in the on-fraction, which
-/// gives the on-fraction below which skipping is faster; later passes of
-/// that shape compare with it.
+/// Whether to skip the closed outputs under `mode`, the gates decided. For
+/// kFastest, per `shape` (a key naming the layer's geometry and batch) the
+/// dense way is timed once, the sparse way with no output open once, and
+/// the sparse way at this pass's own open outputs whenever no timing lies
+/// within a factor 1.5 of its on-fraction (all open when almost none are);
+/// between timings the sparse way's cost is taken as linear in the number of
+/// open outputs. So a shape is timed a few times at most, each time on real
+/// data, and later passes compare estimates.
 bool skip_closed(Skipping mode, const std::vector<int64_t>& shape,
                  const sparse_conv::OpenOutputs& open, torch::IntArrayRef out_shape,
                  const Paths& paths);
-
-/// The measured break-even on-fraction of `shape`, or a negative value when
-/// it has not been measured (for the benchmarks and tests).
-double break_even(const std::vector<int64_t>& shape);
 
 }  // namespace dnn_gating::layers::sparse_choice
