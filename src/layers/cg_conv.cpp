@@ -167,11 +167,13 @@ torch::Tensor CGConv2dImpl::infer(const torch::Tensor& x) {
     sparse_conv::add_at_open(*padded, rest, stride, some, y);
   };
   torch::Tensor scratch;
-  const sparse_choice::Paths paths{[&] { dense(); },
-                                   [&](const sparse_conv::OpenOutputs& some) {
-                                     if (!scratch.defined()) scratch = partial.clone();
-                                     add_rest(some, scratch);
-                                   }};
+  const sparse_choice::Paths paths{
+      [&] { dense(); },
+      [&](const sparse_conv::OpenOutputs& some) {
+        if (!scratch.defined()) scratch = partial.clone();
+        add_rest(some, scratch);
+      },
+      [&] { gate_kernels::open_outputs(gate_input, threshold_, options.alpha()); }};
   torch::Tensor y;
   if (plan == sparse_choice::Plan::kSparse ||
       sparse_choice::skip_closed(options.skipping(), key, open, partial.sizes(), paths)) {

@@ -215,12 +215,13 @@ torch::Tensor PGConv2dImpl::infer(const torch::Tensor& x, const torch::Tensor& w
   }
   const sparse_conv::OpenOutputs open = gate_kernels::open_outputs(y, threshold_, options.alpha());
   torch::Tensor scratch;
-  const sparse_choice::Paths paths{[&] { dense(); },
-                                   [&](const sparse_conv::OpenOutputs& some) {
-                                     if (!scratch.defined()) scratch = y.clone();
-                                     sparse_conv::add_at_open(lsb, wq, stride, padding, some,
-                                                              scratch);
-                                   }};
+  const sparse_choice::Paths paths{
+      [&] { dense(); },
+      [&](const sparse_conv::OpenOutputs& some) {
+        if (!scratch.defined()) scratch = y.clone();
+        sparse_conv::add_at_open(lsb, wq, stride, padding, some, scratch);
+      },
+      [&] { gate_kernels::open_outputs(y, threshold_, options.alpha()); }};
   if (plan == sparse_choice::Plan::kSparse ||
       sparse_choice::skip_closed(options.skipping(), key, open, y.sizes(), paths)) {
     sparse_conv::add_at_open(lsb, wq, stride, padding, open, y);  // y: the MSB output

@@ -17,6 +17,7 @@ namespace {
 struct Timings {
   double dense = 0;
   double none_open = 0;                           // the sparse way's fixed cost
+  double decide = 0;                              // finding the open outputs first
   std::vector<std::pair<double, double>> sparse;  // (on-fraction, time)
 };
 
@@ -89,7 +90,7 @@ Plan plan(Skipping mode, const std::vector<int64_t>& shape, double previous) {
   if (it == table().end()) return Plan::kAfterGates;
   const std::optional<double> sparse = estimate(it->second, previous);
   if (!sparse) return Plan::kAfterGates;
-  return *sparse < it->second.dense ? Plan::kSparse : Plan::kDense;
+  return *sparse + it->second.decide < it->second.dense ? Plan::kSparse : Plan::kDense;
 }
 
 bool skip_closed(Skipping mode, const std::vector<int64_t>& shape,
@@ -104,6 +105,7 @@ bool skip_closed(Skipping mode, const std::vector<int64_t>& shape,
     t.dense = best_of_two(paths.dense);
     const sparse_conv::OpenOutputs none = sparse_conv::OpenOutputs::none(out_shape);
     t.none_open = best_of_two([&] { paths.sparse(none); });
+    t.decide = best_of_two(paths.decide);
     it = table().emplace(shape, std::move(t)).first;
   }
   Timings& t = it->second;
@@ -118,7 +120,7 @@ bool skip_closed(Skipping mode, const std::vector<int64_t>& shape,
     }
     sparse = estimate(t, fraction);
   }
-  return *sparse < t.dense;
+  return *sparse + t.decide < t.dense;
 }
 
 }  // namespace dnn_gating::layers::sparse_choice

@@ -12,12 +12,14 @@
 
 namespace dnn_gating::layers::sparse_choice {
 
-/// The work of one forward pass, both ways: `dense` computes every output,
-/// `sparse` only those open in its argument. Either may be called several
+/// The work of one forward pass, both ways: `dense` computes every output
+/// (deciding the gates as it selects), `sparse` only those open in its
+/// argument, after `decide` has found them. Each may be called several
 /// times; their results are thrown away.
 struct Paths {
   std::function<void()> dense;
   std::function<void(const sparse_conv::OpenOutputs&)> sparse;
+  std::function<void()> decide;
 };
 
 /// The key of a convolution's shape: input and weight sizes, stride,
