@@ -49,6 +49,31 @@ void check_layer(torch::nn::Module& layer, const GoldenCase& golden, const torch
   }
 }
 
+// The layer a golden case describes.
+dg::layers::PGConv2dOptions pg_options(const GoldenCase& golden) {
+  return dg::layers::PGConv2dOptions(config_int(golden, "in_channels"),
+                                     config_int(golden, "out_channels"),
+                                     config_int(golden, "kernel_size"))
+      .stride(config_int(golden, "stride"))
+      .padding(config_int(golden, "padding"))
+      .wbits(config_int(golden, "wbits"))
+      .abits(config_int(golden, "abits"))
+      .pred_bits(config_int(golden, "pred_bits"))
+      .sparse_bp(config_bool(golden, "sparse_bp"));
+}
+
+dg::layers::CGConv2dOptions cg_options(const GoldenCase& golden) {
+  return dg::layers::CGConv2dOptions(config_int(golden, "in_channels"),
+                                     config_int(golden, "out_channels"),
+                                     config_int(golden, "kernel_size"))
+      .stride(config_int(golden, "stride"))
+      .padding(config_int(golden, "padding"))
+      .partitions(config_int(golden, "partitions"))
+      .use_group(config_bool(golden, "use_group"))
+      .shuffle(config_bool(golden, "shuffle"))
+      .sparse_bp(config_bool(golden, "sparse_bp"));
+}
+
 void check_counts(const dg::layers::GatedLayer& layer, const GoldenCase& golden) {
   EXPECT_EQ(layer.last_counts().num_out, golden.at("num_out").item<int64_t>());
   EXPECT_EQ(layer.last_counts().num_on, golden.at("num_on").item<int64_t>());
@@ -82,16 +107,7 @@ TEST_P(PGConvGolden, MatchesOriginal) {
   const auto& [name, reference] = GetParam();
   DG_LOAD_GOLDEN_OR_SKIP(name, golden);
   DG_TEST_DEVICE_OR_SKIP(device);
-  dg::layers::PGConv2d conv(dg::layers::PGConv2dOptions(config_int(golden, "in_channels"),
-                                                        config_int(golden, "out_channels"),
-                                                        config_int(golden, "kernel_size"))
-                                .stride(config_int(golden, "stride"))
-                                .padding(config_int(golden, "padding"))
-                                .wbits(config_int(golden, "wbits"))
-                                .abits(config_int(golden, "abits"))
-                                .pred_bits(config_int(golden, "pred_bits"))
-                                .sparse_bp(config_bool(golden, "sparse_bp"))
-                                .reference_ops(reference));
+  dg::layers::PGConv2d conv(pg_options(golden).reference_ops(reference));
   check_layer(*conv, golden, device, [&](const torch::Tensor& x) { return conv(x); });
   check_counts(*conv, golden);
 }
@@ -106,16 +122,7 @@ TEST_P(CGConvGolden, MatchesOriginal) {
   const auto& [name, reference] = GetParam();
   DG_LOAD_GOLDEN_OR_SKIP(name, golden);
   DG_TEST_DEVICE_OR_SKIP(device);
-  dg::layers::CGConv2d conv(dg::layers::CGConv2dOptions(config_int(golden, "in_channels"),
-                                                        config_int(golden, "out_channels"),
-                                                        config_int(golden, "kernel_size"))
-                                .stride(config_int(golden, "stride"))
-                                .padding(config_int(golden, "padding"))
-                                .partitions(config_int(golden, "partitions"))
-                                .use_group(config_bool(golden, "use_group"))
-                                .shuffle(config_bool(golden, "shuffle"))
-                                .sparse_bp(config_bool(golden, "sparse_bp"))
-                                .reference_ops(reference));
+  dg::layers::CGConv2d conv(cg_options(golden).reference_ops(reference));
   // The mask is built from the options; it must equal the recorded one.
   EXPECT_TRUE(torch::equal(conv->mask, golden.at("init__mask")));
   check_layer(*conv, golden, device, [&](const torch::Tensor& x) { return conv(x); });
@@ -135,30 +142,10 @@ class GatedInferenceGolden
 TEST_P(GatedInferenceGolden, MatchesOriginal) {
   const auto& [name, skipping] = GetParam();
   DG_LOAD_GOLDEN_OR_SKIP(name, golden);
-  torch::nn::AnyModule layer;
-  if (name.rfind("pg", 0) == 0) {
-    layer = torch::nn::AnyModule(
-        dg::layers::PGConv2d(dg::layers::PGConv2dOptions(config_int(golden, "in_channels"),
-                                                         config_int(golden, "out_channels"),
-                                                         config_int(golden, "kernel_size"))
-                                 .stride(config_int(golden, "stride"))
-                                 .padding(config_int(golden, "padding"))
-                                 .wbits(config_int(golden, "wbits"))
-                                 .abits(config_int(golden, "abits"))
-                                 .pred_bits(config_int(golden, "pred_bits"))
-                                 .skipping(skipping)));
-  } else {
-    layer = torch::nn::AnyModule(
-        dg::layers::CGConv2d(dg::layers::CGConv2dOptions(config_int(golden, "in_channels"),
-                                                         config_int(golden, "out_channels"),
-                                                         config_int(golden, "kernel_size"))
-                                 .stride(config_int(golden, "stride"))
-                                 .padding(config_int(golden, "padding"))
-                                 .partitions(config_int(golden, "partitions"))
-                                 .use_group(config_bool(golden, "use_group"))
-                                 .shuffle(config_bool(golden, "shuffle"))
-                                 .skipping(skipping)));
-  }
+  torch::nn::AnyModule layer =
+      name.rfind("pg", 0) == 0
+          ? torch::nn::AnyModule(dg::layers::PGConv2d(pg_options(golden).skipping(skipping)))
+          : torch::nn::AnyModule(dg::layers::CGConv2d(cg_options(golden).skipping(skipping)));
   dg::testing::load_state(*layer.ptr(), golden.with_prefix("init__"));
   layer.ptr()->train(config_bool(golden, "train"));
   torch::NoGradGuard no_grad;
