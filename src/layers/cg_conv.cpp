@@ -146,43 +146,26 @@ torch::Tensor CGConv2dImpl::infer(const torch::Tensor& x) {
     partial = partial.contiguous(at::MemoryFormat::ChannelsLast);
   }
   const torch::Tensor gate_input = bn->forward(partial);
-  const auto dense = [&] {
-    return gate_kernels::cg_select_inference(torch::conv2d(x, weight, {}, stride, padding), partial,
-                                             gate_input, threshold_, options.alpha());
-  };
-  const std::vector<int64_t> key = sparse_choice::shape_key(x, weight, stride, padding);
-  const sparse_choice::Plan plan =
-      sparse_choice::plan(options.skipping(), key, previous_on_fraction(partial.sizes()));
-  if (plan == sparse_choice::Plan::kDense) {
-    auto [y, open] = dense();
-    record_gate(open, y.sizes(), weight);
-    return y;
-  }
-  const sparse_conv::OpenOutputs open =
-      gate_kernels::open_outputs(gate_input, threshold_, options.alpha());
-  const torch::Tensor rest = weight * (1 - mask);
-  std::optional<sparse_conv::PaddedInput> padded;  // built once, for every call below
-  const auto add_rest = [&](const sparse_conv::OpenOutputs& some, const torch::Tensor& y) {
-    if (!padded) padded = sparse_conv::pad_channels_last(x, padding);
-    sparse_conv::add_at_open(*padded, rest, stride, some, y);
-  };
-  torch::Tensor scratch;
-  const sparse_choice::Paths paths{
-      [&] { dense(); },
-      [&](const sparse_conv::OpenOutputs& some) {
-        if (!scratch.defined()) scratch = partial.clone();
-        add_rest(some, scratch);
+  // The weights outside the base path and the padded input, made once, and
+  // only if the open outputs are computed.
+  torch::Tensor rest;
+  std::optional<sparse_conv::PaddedInput> padded;
+  const sparse_choice::GatedPass pass{
+      partial,
+      [&] {
+        return gate_kernels::cg_select_inference(torch::conv2d(x, weight, {}, stride, padding),
+                                                 partial, gate_input, threshold_, options.alpha());
       },
-      [&] { gate_kernels::open_outputs(gate_input, threshold_, options.alpha()); }};
-  torch::Tensor y;
-  if (plan == sparse_choice::Plan::kSparse ||
-      sparse_choice::skip_closed(options.skipping(), key, open, partial.sizes(), paths)) {
-    y = partial;
-    add_rest(open, y);
-  } else {
-    y = dense().first;
-  }
-  record_gate(open.count, y.sizes(), weight);
+      [&] { return gate_kernels::open_outputs(gate_input, threshold_, options.alpha()); },
+      [&](const sparse_conv::OpenOutputs& open, const torch::Tensor& y) {
+        if (!rest.defined()) rest = weight * (1 - mask);
+        if (!padded) padded = sparse_conv::pad_channels_last(x, padding);
+        sparse_conv::add_at_open(*padded, rest, stride, open, y);
+      }};
+  auto [y, open] =
+      sparse_choice::run(options.skipping(), sparse_choice::shape_key(x, weight, stride, padding),
+                         previous_on_fraction(partial.sizes()), pass);
+  record_gate(open, y.sizes(), weight);
   return y;
 }
 

@@ -7,6 +7,7 @@
 #include <numeric>
 #include <vector>
 
+#include "fusable.h"
 #include "simd.h"
 
 namespace dnn_gating::layers::gate_kernels {
@@ -42,12 +43,6 @@ torch::Tensor per_channel(const torch::Tensor& threshold, int64_t channels) {
   TORCH_CHECK(threshold.numel() == channels, "gate threshold has ", threshold.numel(),
               " values for ", channels, " channels");
   return threshold.detach().reshape({channels}).contiguous();
-}
-
-// A 4-d tensor laid out [N, H, W, C] in memory (and not also [N, C, H, W],
-// as when C or H * W is 1).
-bool channels_last(const torch::Tensor& t) {
-  return t.dim() == 4 && !t.is_contiguous() && t.is_contiguous(at::MemoryFormat::ChannelsLast);
 }
 
 // Without a backward pass the sigmoid itself is not needed, only whether

@@ -200,35 +200,21 @@ torch::Tensor PGConv2dImpl::infer(const torch::Tensor& x, const torch::Tensor& w
   const torch::Tensor parts = quant::split_msb_lsb(x, options.abits(), options.pred_bits());
   const torch::Tensor msb = parts[0];
   const torch::Tensor lsb = parts[1];
-  torch::Tensor y = torch::conv2d(msb, wq, {}, stride, padding).contiguous();
-  const auto dense = [&] {
-    return gate_kernels::pg_select_inference(y, torch::conv2d(lsb, wq, {}, stride, padding),
-                                             threshold_, options.alpha());
-  };
-  const std::vector<int64_t> key = sparse_choice::shape_key(x, weight, stride, padding);
-  const sparse_choice::Plan plan =
-      sparse_choice::plan(options.skipping(), key, previous_on_fraction(y.sizes()));
-  if (plan == sparse_choice::Plan::kDense) {
-    auto [out, open] = dense();
-    record_gate(open, out.sizes(), weight);
-    return out;
-  }
-  const sparse_conv::OpenOutputs open = gate_kernels::open_outputs(y, threshold_, options.alpha());
-  torch::Tensor scratch;
-  const sparse_choice::Paths paths{
-      [&] { dense(); },
-      [&](const sparse_conv::OpenOutputs& some) {
-        if (!scratch.defined()) scratch = y.clone();
-        sparse_conv::add_at_open(lsb, wq, stride, padding, some, scratch);
+  const torch::Tensor msb_out = torch::conv2d(msb, wq, {}, stride, padding).contiguous();
+  const sparse_choice::GatedPass pass{
+      msb_out,
+      [&] {
+        return gate_kernels::pg_select_inference(
+            msb_out, torch::conv2d(lsb, wq, {}, stride, padding), threshold_, options.alpha());
       },
-      [&] { gate_kernels::open_outputs(y, threshold_, options.alpha()); }};
-  if (plan == sparse_choice::Plan::kSparse ||
-      sparse_choice::skip_closed(options.skipping(), key, open, y.sizes(), paths)) {
-    sparse_conv::add_at_open(lsb, wq, stride, padding, open, y);  // y: the MSB output
-  } else {
-    y = dense().first;
-  }
-  record_gate(open.count, y.sizes(), weight);
+      [&] { return gate_kernels::open_outputs(msb_out, threshold_, options.alpha()); },
+      [&](const sparse_conv::OpenOutputs& open, const torch::Tensor& y) {
+        sparse_conv::add_at_open(lsb, wq, stride, padding, open, y);
+      }};
+  auto [y, open] =
+      sparse_choice::run(options.skipping(), sparse_choice::shape_key(x, weight, stride, padding),
+                         previous_on_fraction(msb_out.sizes()), pass);
+  record_gate(open, y.sizes(), weight);
   return y;
 }
 

@@ -81,6 +81,11 @@ std::vector<int64_t> shape_key(const torch::Tensor& x, const torch::Tensor& weig
   return key;
 }
 
+namespace {
+
+// What a pass does before its gates are decided.
+enum class Plan { kDense, kSparse, kAfterGates };
+
 Plan plan(Skipping mode, const std::vector<int64_t>& shape, double previous) {
   if (mode == Skipping::kNever) return Plan::kDense;
   if (mode == Skipping::kAlways) return Plan::kSparse;
@@ -93,19 +98,25 @@ Plan plan(Skipping mode, const std::vector<int64_t>& shape, double previous) {
   return *sparse + it->second.decide < it->second.dense ? Plan::kSparse : Plan::kDense;
 }
 
-bool skip_closed(Skipping mode, const std::vector<int64_t>& shape,
-                 const sparse_conv::OpenOutputs& open, torch::IntArrayRef out_shape,
-                 const Paths& paths) {
-  if (mode != Skipping::kFastest) return mode == Skipping::kAlways;
+// kFastest with the gates decided: whether skipping is faster, timing what
+// is missing (see run()).
+bool skip_is_faster(const std::vector<int64_t>& shape, const sparse_conv::OpenOutputs& open,
+                    const GatedPass& pass) {
+  const torch::IntArrayRef out_shape = pass.base.sizes();
+  torch::Tensor scratch;  // the timed sparse runs write here, not into base
+  const auto sparse_run = [&](const sparse_conv::OpenOutputs& some) {
+    if (!scratch.defined()) scratch = pass.base.clone();
+    pass.add_open(some, scratch);
+  };
   // Timings of one shape are taken one pass at a time.
   std::lock_guard<std::mutex> lock(table_mutex());
   auto it = table().find(shape);
   if (it == table().end()) {
     Timings t;
-    t.dense = best_of_two(paths.dense);
+    t.dense = best_of_two([&] { pass.dense(); });
     const sparse_conv::OpenOutputs none = sparse_conv::OpenOutputs::none(out_shape);
-    t.none_open = best_of_two([&] { paths.sparse(none); });
-    t.decide = best_of_two(paths.decide);
+    t.none_open = best_of_two([&] { sparse_run(none); });
+    t.decide = best_of_two([&] { pass.decide(); });
     it = table().emplace(shape, std::move(t)).first;
   }
   Timings& t = it->second;
@@ -113,14 +124,26 @@ bool skip_closed(Skipping mode, const std::vector<int64_t>& shape,
   std::optional<double> sparse = estimate(t, fraction);
   if (!sparse) {
     if (fraction >= kMinTimedFraction) {
-      t.sparse.emplace_back(fraction, best_of_two([&] { paths.sparse(open); }));
+      t.sparse.emplace_back(fraction, best_of_two([&] { sparse_run(open); }));
     } else {
       const sparse_conv::OpenOutputs all = sparse_conv::OpenOutputs::all(out_shape);
-      t.sparse.emplace_back(1.0, best_of_two([&] { paths.sparse(all); }));
+      t.sparse.emplace_back(1.0, best_of_two([&] { sparse_run(all); }));
     }
     sparse = estimate(t, fraction);
   }
   return *sparse + t.decide < t.dense;
+}
+
+}  // namespace
+
+std::pair<torch::Tensor, int64_t> run(Skipping mode, const std::vector<int64_t>& shape,
+                                      double previous, const GatedPass& pass) {
+  const Plan planned = plan(mode, shape, previous);
+  if (planned == Plan::kDense) return pass.dense();
+  const sparse_conv::OpenOutputs open = pass.decide();
+  if (planned == Plan::kAfterGates && !skip_is_faster(shape, open, pass)) return pass.dense();
+  pass.add_open(open, pass.base);
+  return {pass.base, open.count};
 }
 
 }  // namespace dnn_gating::layers::sparse_choice

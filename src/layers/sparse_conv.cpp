@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "fusable.h"
 #include "simd.h"
 
 namespace dnn_gating::layers::sparse_conv {
@@ -19,40 +20,6 @@ struct Geometry {
   int64_t words;           // per output position
   bool out_channels_last;  // y laid out [N, H', W', O] rather than [N, O, H', W']
 };
-
-// x [N, C, H, W] as [N, H + 2 ph, W + 2 pw, C] with zero borders, so that the
-// kw * C inputs of one kernel row under an output position are contiguous.
-torch::Tensor padded_channels_last(const torch::Tensor& x_in, int64_t ph, int64_t pw) {
-  const bool cl = !x_in.is_contiguous() && x_in.is_contiguous(at::MemoryFormat::ChannelsLast);
-  const torch::Tensor x = cl ? x_in : x_in.contiguous();
-  const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
-  const int64_t hp = h + 2 * ph, wp = w + 2 * pw;
-  torch::Tensor out = torch::empty({n, hp, wp, c}, x.options());
-  const float* src = x.data_ptr<float>();
-  float* dst = out.data_ptr<float>();
-  at::parallel_for(0, n * hp, std::max<int64_t>(1, 4096 / (wp * c)), [&](int64_t a, int64_t b) {
-    for (int64_t row = a; row < b; ++row) {
-      float* d = dst + row * wp * c;
-      const int64_t img = row / hp, r = row % hp - ph;
-      if (r < 0 || r >= h) {
-        std::memset(d, 0, sizeof(float) * wp * c);
-        continue;
-      }
-      std::memset(d, 0, sizeof(float) * pw * c);
-      std::memset(d + (pw + w) * c, 0, sizeof(float) * pw * c);
-      float* inner = d + pw * c;
-      if (cl) {  // already [N, H, W, C]: one row at a time
-        std::memcpy(inner, src + (img * h + r) * w * c, sizeof(float) * w * c);
-        continue;
-      }
-      for (int64_t ch = 0; ch < c; ++ch) {
-        const float* s = src + ((img * c + ch) * h + r) * w;
-        for (int64_t col = 0; col < w; ++col) inner[col * c + ch] = s[col];
-      }
-    }
-  });
-  return out;
-}
 
 // 16 floats; in each compiled clone one AVX-512 register, two AVX2 ones or
 // four SSE ones.
@@ -239,10 +206,39 @@ OpenOutputs OpenOutputs::all(torch::IntArrayRef shape) {
   return open;
 }
 
-PaddedInput pad_channels_last(const torch::Tensor& x, torch::IntArrayRef padding) {
-  TORCH_CHECK(x.dim() == 4 && x.scalar_type() == torch::kFloat && x.device().is_cpu(),
-              "pad_channels_last takes a float [N, C, H, W] tensor on the CPU, got ", x.sizes());
-  return {padded_channels_last(x, padding[0], padding[1]), padding[0], padding[1]};
+PaddedInput pad_channels_last(const torch::Tensor& x_in, torch::IntArrayRef padding) {
+  TORCH_CHECK(x_in.dim() == 4 && x_in.scalar_type() == torch::kFloat && x_in.device().is_cpu(),
+              "pad_channels_last takes a float [N, C, H, W] tensor on the CPU, got ", x_in.sizes());
+  const int64_t ph = padding[0], pw = padding[1];
+  const bool cl = channels_last(x_in);
+  const torch::Tensor x = cl ? x_in : x_in.contiguous();
+  const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+  const int64_t hp = h + 2 * ph, wp = w + 2 * pw;
+  torch::Tensor out = torch::empty({n, hp, wp, c}, x.options());
+  const float* src = x.data_ptr<float>();
+  float* dst = out.data_ptr<float>();
+  at::parallel_for(0, n * hp, std::max<int64_t>(1, 4096 / (wp * c)), [&](int64_t a, int64_t b) {
+    for (int64_t row = a; row < b; ++row) {
+      float* d = dst + row * wp * c;
+      const int64_t img = row / hp, r = row % hp - ph;
+      if (r < 0 || r >= h) {
+        std::memset(d, 0, sizeof(float) * wp * c);
+        continue;
+      }
+      std::memset(d, 0, sizeof(float) * pw * c);
+      std::memset(d + (pw + w) * c, 0, sizeof(float) * pw * c);
+      float* inner = d + pw * c;
+      if (cl) {  // already [N, H, W, C]: one row at a time
+        std::memcpy(inner, src + (img * h + r) * w * c, sizeof(float) * w * c);
+        continue;
+      }
+      for (int64_t ch = 0; ch < c; ++ch) {
+        const float* s = src + ((img * c + ch) * h + r) * w;
+        for (int64_t col = 0; col < w; ++col) inner[col * c + ch] = s[col];
+      }
+    }
+  });
+  return {out};
 }
 
 void add_at_open(const torch::Tensor& x, const torch::Tensor& weight, torch::IntArrayRef stride,
@@ -259,7 +255,7 @@ void add_at_open(const PaddedInput& x, const torch::Tensor& weight_in, torch::In
   TORCH_CHECK(weight_in.scalar_type() == torch::kFloat && y.scalar_type() == torch::kFloat &&
                   y.device().is_cpu(),
               "add_at_open computes float tensors on the CPU");
-  const bool out_cl = !y.is_contiguous() && y.is_contiguous(at::MemoryFormat::ChannelsLast);
+  const bool out_cl = channels_last(y);
   TORCH_CHECK(y.is_contiguous() || out_cl,
               "add_at_open writes a contiguous or channels-last output");
   TORCH_CHECK(

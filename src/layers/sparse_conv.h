@@ -34,7 +34,6 @@ struct OpenOutputs {
 /// zero borders, so that the inputs under one kernel row are contiguous.
 struct PaddedInput {
   torch::Tensor data;
-  int64_t pad_h = 0, pad_w = 0;
 };
 
 /// x (float [N, C, H, W], contiguous or channels-last; channels-last is a

@@ -60,7 +60,8 @@ TEST_P(ResNetGolden, LogitsLossesAndOneSgdStep) {
   ASSERT_EQ(config.at("dtype"), "float64");
   dg::models::ResNet model(
       dg::testing::golden_model_options(config).reference_ops(GetParam().reference_ops));
-  model->to(device, torch::kDouble);
+  model->to(torch::kDouble);
+  model->to(device);
 
   // Same keys and shapes as the original's state dict, nothing more.
   const auto initial = golden.with_prefix("sd__");

@@ -41,7 +41,7 @@ enum class GateKind {
 /// computes every output, since the gate's gradient needs them.
 enum class Skipping {
   /// Whichever of the two below is faster at the layer's shape and the
-  /// pass's on-fraction, as timed once per shape in this process.
+  /// pass's on-fraction, as timed on the layer's own passes in this process.
   kFastest,
   /// Every output in full, then the gate selects (what the original does).
   kNever,
