@@ -1,6 +1,7 @@
 #include "layers/gate_kernels.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/record_function.h>
 
 #include <algorithm>
 #include <cstring>
@@ -46,21 +47,17 @@ torch::Tensor per_channel(const torch::Tensor& threshold, int64_t channels) {
 }
 
 // Without a backward pass the sigmoid itself is not needed, only whether
-// ATen's float sigmoid 1 / (1 + exp(-z)) exceeds 0.5. It does for every z
-// above kSureLogit (sigmoid(1e-5) = 0.5 + 2.5e-6) and for no z <= 0. In
-// between (logits of cancellation residues, common in practice) the float
-// roundings decide; there exp(-z) = 1 - z + z^2/2 far below float precision,
-// so rounding that to float gives the correctly rounded exp that ATen's
-// vectorised exp returns.
-constexpr float kSureLogit = 1e-5f;
+// ATen's float sigmoid 1 / (1 + exp(-z)) exceeds 0.5. It does for no z <= 0
+// and for every z above kLastClosedLogit = 1.5 * 2^-24: below 1e-5 the float
+// exp(-z) is the correctly rounded 1 - z + z^2/2, so 1 + exp(-z) rounds to
+// 2 - 2^-23 or below (and its reciprocal above 0.5) exactly from there on,
+// and every step is monotone in z. One comparison therefore decides as the
+// sigmoid does; a test checks it against ATen's sigmoid for every float in
+// [0, 1e-5].
+constexpr float kLastClosedLogit = 0x1.8p-24f;
 
 inline float logit(float a, float threshold, float alpha) { return alpha * (a - threshold); }
-inline bool sigmoid_above_half(float z) {
-  const double zd = z;
-  const auto e = static_cast<float>(1.0 - zd + 0.5 * zd * zd);
-  const bool just_above_zero = z > 0.0f && 1.0f / (1.0f + e) > 0.5f;
-  return z > kSureLogit || just_above_zero;
-}
+inline bool sigmoid_above_half(float z) { return z > kLastClosedLogit; }
 inline float pg_mix(float msb, float lsb, float open) { return msb + open * lsb; }
 inline float cg_mix(float full, float partial, float open) {
   return full * open + partial * (1.0f - open);
@@ -352,6 +349,7 @@ std::pair<torch::Tensor, int64_t> cg_select_inference(const torch::Tensor& full,
                                                       const torch::Tensor& gate_input,
                                                       const torch::Tensor& threshold,
                                                       double alpha) {
+  RECORD_FUNCTION("dnn_gating::cg_select_inference", std::vector<c10::IValue>());
   if (!channels_last(gate_input) || !channels_last(full) || !channels_last(partial)) {
     return run_inference(gate_input, full, partial, threshold, alpha, cg_infer_kernel);
   }
@@ -374,6 +372,7 @@ std::pair<torch::Tensor, int64_t> cg_select_inference(const torch::Tensor& full,
 
 sparse_conv::OpenOutputs open_outputs(const torch::Tensor& gate_input_in,
                                       const torch::Tensor& threshold, double alpha) {
+  RECORD_FUNCTION("dnn_gating::open_outputs", std::vector<c10::IValue>());
   TORCH_CHECK(gate_input_in.dim() == 4, "open_outputs needs an [N, C, H, W] gate input, got ",
               gate_input_in.sizes());
   const bool cl = channels_last(gate_input_in);

@@ -1,6 +1,7 @@
 #include "layers/sparse_conv.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/record_function.h>
 
 #include <algorithm>
 #include <cstring>
@@ -81,14 +82,12 @@ struct Pending {
 // Adds to each of M pending outputs the dot product of its weights and its
 // patch. The M sums are independent chains, so their multiply-adds overlap
 // instead of waiting on each other; the outputs may belong to different
-// positions, so that sparse gates still fill every chain.
-// KH and RowVecs, when not 0, are the kernel height and the vectors in one
-// kernel row (kw * C / 16) known at compile time, so that the common shapes
-// run fully unrolled.
-template <int M, int KH, int RowVecs>
+// positions, so that sparse gates still fill every chain. Any kernel shape
+// and channel count (add_rows_by_position serves the common ones faster).
+template <int M>
 DG_INLINE void add_dots(const Geometry& g, const Pending* p) {
-  const int64_t row_len = RowVecs > 0 ? RowVecs * kVec : g.kernel_w * g.channels;
-  const int64_t kernel_h = KH > 0 ? KH : g.kernel_h;
+  const int64_t row_len = g.kernel_w * g.channels;
+  const int64_t kernel_h = g.kernel_h;
   const int64_t row_stride = g.padded_w * g.channels;
   Vec acc[M] = {};
   float tail[M] = {};
@@ -114,7 +113,6 @@ DG_INLINE void add_dots(const Geometry& g, const Pending* p) {
 }
 
 // The open outputs of output rows [first, last) (row = n * out_h + h).
-template <int KH, int RowVecs>
 DG_INLINE void add_rows_of(const Geometry& g, const float* xp, const float* weight,
                            const uint64_t* words, float* y, int64_t first, int64_t last) {
   constexpr int kChains = 4;
@@ -137,7 +135,7 @@ DG_INLINE void add_rows_of(const Geometry& g, const float* xp, const float* weig
           const int64_t channel = k * 64 + __builtin_ctzll(bits);
           pending[m++] = {patch, weight + channel * patch_len, out + channel * step};
           if (m == kChains) {
-            add_dots<kChains, KH, RowVecs>(g, pending);
+            add_dots<kChains>(g, pending);
             m = 0;
           }
         }
@@ -146,32 +144,147 @@ DG_INLINE void add_rows_of(const Geometry& g, const float* xp, const float* weig
   }
   switch (m) {
     case 3:
-      add_dots<3, KH, RowVecs>(g, pending);
+      add_dots<3>(g, pending);
       break;
     case 2:
-      add_dots<2, KH, RowVecs>(g, pending);
+      add_dots<2>(g, pending);
       break;
     case 1:
-      add_dots<1, KH, RowVecs>(g, pending);
+      add_dots<1>(g, pending);
       break;
     default:
       break;
   }
 }
 
-DNN_GATING_FMA_CLONES
-void add_rows(const Geometry& g, const float* xp, const float* weight, const uint64_t* words,
-              float* y, int64_t first, int64_t last) {
-  const int64_t row_len = g.kernel_w * g.channels;
-  if (g.kernel_h == 3 && row_len == 3 * 16) {
-    add_rows_of<3, 3>(g, xp, weight, words, y, first, last);
-  } else if (g.kernel_h == 3 && row_len == 3 * 32) {
-    add_rows_of<3, 6>(g, xp, weight, words, y, first, last);
-  } else if (g.kernel_h == 3 && row_len == 3 * 64) {
-    add_rows_of<3, 12>(g, xp, weight, words, y, first, last);
-  } else {
-    add_rows_of<0, 0>(g, xp, weight, words, y, first, last);
+// The 3x3 kernels over 16, 32 or 64 input channels, position by position:
+// the patch of a position (NV vectors per kernel row, NR rows per pass) is
+// loaded into registers once and serves every open output there, so each
+// multiply-add loads only its weights. Weight vectors that are zero for all
+// the outputs of a call (the gated layer's own input group, outside its
+// rest) are skipped.
+template <int M, int NV, int NR>
+DG_INLINE void add_patch_dots(const Vec* patch, const float* weight, const uint64_t* zero,
+                              const int32_t* channels, float* const* outs, int64_t first_row,
+                              int64_t patch_len) {
+  constexpr uint64_t kPass = NR * NV >= 64 ? ~uint64_t{0} : (uint64_t{1} << (NR * NV)) - 1;
+  constexpr int kChains = 2;  // per output: with M = 4, eight independent sums
+  const float* w[M];
+  uint64_t skip = kPass;
+  for (int m = 0; m < M; ++m) {
+    w[m] = weight + channels[m] * patch_len + first_row * NV * kVec;
+    skip &= zero[channels[m]] >> (first_row * NV);
   }
+  Vec acc[M][kChains] = {};
+#pragma GCC unroll 64
+  for (int k = 0; k < NR * NV; ++k) {
+    if ((skip >> k) & 1) continue;
+    for (int m = 0; m < M; ++m) acc[m][k % kChains] += load(w[m] + k * kVec) * patch[k];
+  }
+  Vec total[M];
+  for (int m = 0; m < M; ++m) total[m] = acc[m][0] + acc[m][1];
+  float sums[M];
+  if constexpr (M == 4) {
+    horizontal_sums4(total, sums);
+  } else {
+    for (int m = 0; m < M; ++m) sums[m] = horizontal_sum(total[m]);
+  }
+  for (int m = 0; m < M; ++m) *outs[m] += sums[m];
+}
+
+template <int NV, int NR>
+DG_INLINE void add_rows_by_position(const Geometry& g, const float* xp, const float* weight,
+                                    const uint64_t* zero, const uint64_t* words, float* y,
+                                    int64_t first, int64_t last) {
+  const int64_t plane = g.out_h * g.out_w;
+  const int64_t patch_len = 3 * NV * kVec;
+  const int64_t row_stride = g.padded_w * g.channels;
+  const int64_t step = g.out_channels_last ? 1 : plane;
+  thread_local std::vector<int32_t> channels;
+  thread_local std::vector<float*> outs;
+  channels.resize(g.out_channels);
+  outs.resize(g.out_channels);
+  for (int64_t row = first; row < last; ++row) {
+    const int64_t n = row / g.out_h, h = row % g.out_h;
+    for (int64_t w = 0; w < g.out_w; ++w) {
+      const int64_t position = row * g.out_w + w;
+      const uint64_t* bits_of = words + position * g.words;
+      float* out = g.out_channels_last ? y + position * g.out_channels
+                                       : y + n * g.out_channels * plane + h * g.out_w + w;
+      int64_t count = 0;
+      for (int64_t k = 0; k < g.words; ++k) {
+        for (uint64_t bits = bits_of[k]; bits != 0; bits &= bits - 1) {
+          const auto c = static_cast<int32_t>(k * 64 + __builtin_ctzll(bits));
+          channels[count] = c;
+          outs[count++] = out + c * step;
+        }
+      }
+      if (count == 0) continue;
+      const float* at =
+          xp + ((n * g.padded_h + h * g.stride_h) * g.padded_w + w * g.stride_w) * g.channels;
+      for (int64_t r0 = 0; r0 < 3; r0 += NR) {
+        Vec patch[NR * NV];
+        for (int r = 0; r < NR; ++r) {
+          for (int v = 0; v < NV; ++v)
+            patch[r * NV + v] = load(at + (r0 + r) * row_stride + v * kVec);
+        }
+        int64_t i = 0;
+        for (; i + 4 <= count; i += 4) {
+          add_patch_dots<4, NV, NR>(patch, weight, zero, &channels[i], &outs[i], r0, patch_len);
+        }
+        switch (count - i) {
+          case 3:
+            add_patch_dots<3, NV, NR>(patch, weight, zero, &channels[i], &outs[i], r0, patch_len);
+            break;
+          case 2:
+            add_patch_dots<2, NV, NR>(patch, weight, zero, &channels[i], &outs[i], r0, patch_len);
+            break;
+          case 1:
+            add_patch_dots<1, NV, NR>(patch, weight, zero, &channels[i], &outs[i], r0, patch_len);
+            break;
+          default:
+            break;
+        }
+      }
+    }
+  }
+}
+
+// Whether add_rows_by_position serves a geometry: 3x3 kernels over 16, 32 or
+// 64 channels.
+bool by_position(const Geometry& g) {
+  return g.kernel_h == 3 && g.kernel_w == 3 &&
+         (g.channels == 16 || g.channels == 32 || g.channels == 64);
+}
+
+DNN_GATING_FMA_CLONES
+void add_rows(const Geometry& g, const float* xp, const float* weight, const uint64_t* zero,
+              const uint64_t* words, float* y, int64_t first, int64_t last) {
+  if (by_position(g) && g.channels == 16) {
+    add_rows_by_position<3, 3>(g, xp, weight, zero, words, y, first, last);
+  } else if (by_position(g) && g.channels == 32) {
+    add_rows_by_position<6, 3>(g, xp, weight, zero, words, y, first, last);
+  } else if (by_position(g) && g.channels == 64) {
+    add_rows_by_position<12, 1>(g, xp, weight, zero, words, y, first, last);
+  } else {
+    add_rows_of(g, xp, weight, words, y, first, last);
+  }
+}
+
+// Per output channel of an [O, kh, kw, C] weight, bit k set where its k-th
+// run of 16 values is all zero (only the first 64 runs are looked at).
+std::vector<uint64_t> zero_runs(const torch::Tensor& weight) {
+  const int64_t out = weight.size(0), len = weight.numel() / std::max<int64_t>(out, 1);
+  const float* w = weight.data_ptr<float>();
+  std::vector<uint64_t> zero(out, 0);
+  for (int64_t o = 0; o < out; ++o) {
+    for (int64_t k = 0; k < std::min<int64_t>(len / kVec, 64); ++k) {
+      const float* run = w + o * len + k * kVec;
+      if (std::all_of(run, run + kVec, [](float v) { return v == 0.0f; }))
+        zero[o] |= uint64_t{1} << k;
+    }
+  }
+  return zero;
 }
 
 }  // namespace
@@ -207,6 +320,7 @@ OpenOutputs OpenOutputs::all(torch::IntArrayRef shape) {
 }
 
 PaddedInput pad_channels_last(const torch::Tensor& x_in, torch::IntArrayRef padding) {
+  RECORD_FUNCTION("dnn_gating::pad_channels_last", std::vector<c10::IValue>());
   TORCH_CHECK(x_in.dim() == 4 && x_in.scalar_type() == torch::kFloat && x_in.device().is_cpu(),
               "pad_channels_last takes a float [N, C, H, W] tensor on the CPU, got ", x_in.sizes());
   const int64_t ph = padding[0], pw = padding[1];
@@ -249,6 +363,7 @@ void add_at_open(const torch::Tensor& x, const torch::Tensor& weight, torch::Int
 
 void add_at_open(const PaddedInput& x, const torch::Tensor& weight_in, torch::IntArrayRef stride,
                  const OpenOutputs& open, const torch::Tensor& y) {
+  RECORD_FUNCTION("dnn_gating::add_at_open", std::vector<c10::IValue>());
   const torch::Tensor& xp = x.data;
   TORCH_CHECK(xp.dim() == 4 && weight_in.dim() == 4 && y.dim() == 4,
               "add_at_open needs 4-d input, weight and output");
@@ -287,11 +402,13 @@ void add_at_open(const PaddedInput& x, const torch::Tensor& weight_in, torch::In
   const torch::Tensor weight = weight_in.permute({0, 2, 3, 1}).contiguous();
   const float* xpp = xp.data_ptr<float>();
   const float* wp = weight.data_ptr<float>();
+  const std::vector<uint64_t> zero = zero_runs(weight);
   const auto* bits = reinterpret_cast<const uint64_t*>(open.words.data_ptr<int64_t>());
   float* yp = y.data_ptr<float>();
   const int64_t rows = g.batch * g.out_h;
-  at::parallel_for(0, rows, std::max<int64_t>(1, 64 / g.out_w),
-                   [&](int64_t a, int64_t b) { add_rows(g, xpp, wp, bits, yp, a, b); });
+  at::parallel_for(0, rows, std::max<int64_t>(1, 64 / g.out_w), [&](int64_t a, int64_t b) {
+    add_rows(g, xpp, wp, zero.data(), bits, yp, a, b);
+  });
 }
 
 }  // namespace dnn_gating::layers::sparse_conv
