@@ -163,23 +163,23 @@ DG_INLINE void add_rows_of(const Geometry& g, const float* xp, const float* weig
 // multiply-add loads only its weights. Weight vectors that are zero for all
 // the outputs of a call (the gated layer's own input group, outside its
 // rest) are skipped.
-template <int M, int NV, int NR>
-DG_INLINE void add_patch_dots(const Vec* patch, const float* weight, const uint64_t* zero,
-                              const int32_t* channels, float* const* outs, int64_t first_row,
-                              int64_t patch_len) {
-  constexpr uint64_t kPass = NR * NV >= 64 ? ~uint64_t{0} : (uint64_t{1} << (NR * NV)) - 1;
+template <int M, int NV>
+DG_INLINE void add_patch_dots(const float* patch, int64_t row_stride, const float* weight,
+                              const uint64_t* zero, const int32_t* channels, float* const* outs) {
+  constexpr int64_t kPatchLen = 3 * NV * kVec;
   constexpr int kChains = 2;  // per output: with M = 4, eight independent sums
   const float* w[M];
-  uint64_t skip = kPass;
+  uint64_t skip = ~uint64_t{0};
   for (int m = 0; m < M; ++m) {
-    w[m] = weight + channels[m] * patch_len + first_row * NV * kVec;
-    skip &= zero[channels[m]] >> (first_row * NV);
+    w[m] = weight + channels[m] * kPatchLen;
+    skip &= zero[channels[m]];
   }
   Vec acc[M][kChains] = {};
 #pragma GCC unroll 64
-  for (int k = 0; k < NR * NV; ++k) {
+  for (int k = 0; k < 3 * NV; ++k) {
     if ((skip >> k) & 1) continue;
-    for (int m = 0; m < M; ++m) acc[m][k % kChains] += load(w[m] + k * kVec) * patch[k];
+    const Vec x = load(patch + (k / NV) * row_stride + (k % NV) * kVec);
+    for (int m = 0; m < M; ++m) acc[m][k % kChains] += load(w[m] + k * kVec) * x;
   }
   Vec total[M];
   for (int m = 0; m < M; ++m) total[m] = acc[m][0] + acc[m][1];
@@ -192,12 +192,11 @@ DG_INLINE void add_patch_dots(const Vec* patch, const float* weight, const uint6
   for (int m = 0; m < M; ++m) *outs[m] += sums[m];
 }
 
-template <int NV, int NR>
+template <int NV>
 DG_INLINE void add_rows_by_position(const Geometry& g, const float* xp, const float* weight,
                                     const uint64_t* zero, const uint64_t* words, float* y,
                                     int64_t first, int64_t last) {
   const int64_t plane = g.out_h * g.out_w;
-  const int64_t patch_len = 3 * NV * kVec;
   const int64_t row_stride = g.padded_w * g.channels;
   const int64_t step = g.out_channels_last ? 1 : plane;
   thread_local std::vector<int32_t> channels;
@@ -219,30 +218,122 @@ DG_INLINE void add_rows_by_position(const Geometry& g, const float* xp, const fl
           outs[count++] = out + c * step;
         }
       }
-      if (count == 0) continue;
       const float* at =
           xp + ((n * g.padded_h + h * g.stride_h) * g.padded_w + w * g.stride_w) * g.channels;
-      for (int64_t r0 = 0; r0 < 3; r0 += NR) {
-        Vec patch[NR * NV];
-        for (int r = 0; r < NR; ++r) {
-          for (int v = 0; v < NV; ++v)
-            patch[r * NV + v] = load(at + (r0 + r) * row_stride + v * kVec);
+      int64_t i = 0;
+      for (; i + 4 <= count; i += 4) {
+        add_patch_dots<4, NV>(at, row_stride, weight, zero, &channels[i], &outs[i]);
+      }
+      switch (count - i) {
+        case 3:
+          add_patch_dots<3, NV>(at, row_stride, weight, zero, &channels[i], &outs[i]);
+          break;
+        case 2:
+          add_patch_dots<2, NV>(at, row_stride, weight, zero, &channels[i], &outs[i]);
+          break;
+        case 1:
+          add_patch_dots<1, NV>(at, row_stride, weight, zero, &channels[i], &outs[i]);
+          break;
+        default:
+          break;
+      }
+    }
+  }
+}
+
+// Dot products of one output channel's weights with the patches of up to
+// four positions: the weight vector is loaded once for all of them.
+template <int M, int NV>
+DG_INLINE void add_channel_dots(const float* w, uint64_t skip, const float* const* patches,
+                                int64_t row_stride, float* const* outs) {
+  constexpr int kChains = 2;
+  Vec acc[M][kChains] = {};
+#pragma GCC unroll 64
+  for (int k = 0; k < 3 * NV; ++k) {
+    if ((skip >> k) & 1) continue;
+    const Vec wk = load(w + k * kVec);
+    const int64_t offset = (k / NV) * row_stride + (k % NV) * kVec;
+    for (int m = 0; m < M; ++m) acc[m][k % kChains] += wk * load(patches[m] + offset);
+  }
+  Vec total[M];
+  for (int m = 0; m < M; ++m) total[m] = acc[m][0] + acc[m][1];
+  float sums[M];
+  if constexpr (M == 4) {
+    horizontal_sums4(total, sums);
+  } else {
+    for (int m = 0; m < M; ++m) sums[m] = horizontal_sum(total[m]);
+  }
+  for (int m = 0; m < M; ++m) *outs[m] += sums[m];
+}
+
+// The same channel by channel over blocks of positions: where one output
+// channel's weights outgrow the first-level cache (64 channels: 2.3 KB per
+// channel, 147 KB in all), each channel's weights serve every open output
+// of the block while they are at hand.
+template <int NV>
+DG_INLINE void add_rows_by_channel(const Geometry& g, const float* xp, const float* weight,
+                                   const uint64_t* zero, const uint64_t* words, float* y,
+                                   int64_t first, int64_t last) {
+  constexpr int64_t kPatchLen = 3 * NV * kVec;
+  constexpr int64_t kMaxBlock = 64;  // positions
+  const int64_t plane = g.out_h * g.out_w;
+  const int64_t row_stride = g.padded_w * g.channels;
+  const int64_t step = g.out_channels_last ? 1 : plane;
+  const int64_t rows_per_block = std::max<int64_t>(1, kMaxBlock / g.out_w);
+  thread_local std::vector<const float*> patches;
+  thread_local std::vector<float*> outs;
+  thread_local std::vector<int32_t> listed;  // per channel, its open positions in the block
+  thread_local std::vector<int32_t> listed_count;
+  const int64_t block_cap = rows_per_block * g.out_w;
+  patches.resize(block_cap);
+  outs.resize(block_cap);
+  listed.resize(g.out_channels * block_cap);
+  listed_count.resize(g.out_channels);
+  for (int64_t row0 = first; row0 < last; row0 += rows_per_block) {
+    const int64_t row1 = std::min(last, row0 + rows_per_block);
+    std::fill(listed_count.begin(), listed_count.end(), 0);
+    int32_t count = 0;
+    for (int64_t row = row0; row < row1; ++row) {
+      const int64_t n = row / g.out_h, h = row % g.out_h;
+      for (int64_t w = 0; w < g.out_w; ++w, ++count) {
+        const int64_t position = row * g.out_w + w;
+        patches[count] =
+            xp + ((n * g.padded_h + h * g.stride_h) * g.padded_w + w * g.stride_w) * g.channels;
+        outs[count] = g.out_channels_last ? y + position * g.out_channels
+                                          : y + n * g.out_channels * plane + h * g.out_w + w;
+        const uint64_t* bits_of = words + position * g.words;
+        for (int64_t k = 0; k < g.words; ++k) {
+          for (uint64_t bits = bits_of[k]; bits != 0; bits &= bits - 1) {
+            const int64_t c = k * 64 + __builtin_ctzll(bits);
+            listed[c * block_cap + listed_count[c]++] = count;
+          }
         }
-        int64_t i = 0;
-        for (; i + 4 <= count; i += 4) {
-          add_patch_dots<4, NV, NR>(patch, weight, zero, &channels[i], &outs[i], r0, patch_len);
+      }
+    }
+    for (int64_t c = 0; c < g.out_channels; ++c) {
+      const int32_t* at = &listed[c * block_cap];
+      const int32_t open = listed_count[c];
+      const float* w = weight + c * kPatchLen;
+      const float* p[4];
+      float* o[4];
+      for (int32_t i = 0; i < open; i += 4) {
+        const int32_t m = std::min(4, open - i);
+        for (int32_t j = 0; j < m; ++j) {
+          p[j] = patches[at[i + j]];
+          o[j] = outs[at[i + j]] + c * step;
         }
-        switch (count - i) {
+        switch (m) {
+          case 4:
+            add_channel_dots<4, NV>(w, zero[c], p, row_stride, o);
+            break;
           case 3:
-            add_patch_dots<3, NV, NR>(patch, weight, zero, &channels[i], &outs[i], r0, patch_len);
+            add_channel_dots<3, NV>(w, zero[c], p, row_stride, o);
             break;
           case 2:
-            add_patch_dots<2, NV, NR>(patch, weight, zero, &channels[i], &outs[i], r0, patch_len);
-            break;
-          case 1:
-            add_patch_dots<1, NV, NR>(patch, weight, zero, &channels[i], &outs[i], r0, patch_len);
+            add_channel_dots<2, NV>(w, zero[c], p, row_stride, o);
             break;
           default:
+            add_channel_dots<1, NV>(w, zero[c], p, row_stride, o);
             break;
         }
       }
@@ -261,11 +352,11 @@ DNN_GATING_FMA_CLONES
 void add_rows(const Geometry& g, const float* xp, const float* weight, const uint64_t* zero,
               const uint64_t* words, float* y, int64_t first, int64_t last) {
   if (by_position(g) && g.channels == 16) {
-    add_rows_by_position<3, 3>(g, xp, weight, zero, words, y, first, last);
+    add_rows_by_position<3>(g, xp, weight, zero, words, y, first, last);
   } else if (by_position(g) && g.channels == 32) {
-    add_rows_by_position<6, 3>(g, xp, weight, zero, words, y, first, last);
+    add_rows_by_position<6>(g, xp, weight, zero, words, y, first, last);
   } else if (by_position(g) && g.channels == 64) {
-    add_rows_by_position<12, 1>(g, xp, weight, zero, words, y, first, last);
+    add_rows_by_channel<12>(g, xp, weight, zero, words, y, first, last);
   } else {
     add_rows_of(g, xp, weight, words, y, first, last);
   }
