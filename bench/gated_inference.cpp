@@ -107,11 +107,15 @@ void evaluate_model(benchmark::State& state, const GatedModel& spec, int percent
   state.SetItemsProcessed(state.iterations() * batch);
 }
 
-void evaluate_float(benchmark::State& state, int64_t batch) {
+// The float model as the original runs it (NCHW), or on a channels-last
+// input, the layout the CG layers run in (a second reference: a float model
+// gains from it too).
+void evaluate_float(benchmark::State& state, int64_t batch, bool channels_last) {
   torch::manual_seed(0);
   models::ResNet model(ResNetOptions(ConvKind::kFloat));
   model->eval();
-  const torch::Tensor x = torch::randn({batch, 3, 32, 32});
+  torch::Tensor x = torch::randn({batch, 3, 32, 32});
+  if (channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
   torch::NoGradGuard no_grad;
   for (int i = 0; i < 3; ++i) model->forward(x);
   for (auto _ : state) benchmark::DoNotOptimize(model->forward(x).data_ptr());
@@ -154,6 +158,12 @@ void dense_conv(benchmark::State& state, LayerShape shape) {
   for (auto _ : state) benchmark::DoNotOptimize(torch::conv2d(x, w, {}, 1, 1).data_ptr());
 }
 
+std::string float_name(int64_t batch, bool channels_last) {
+  return std::string(channels_last ? "gated_eval/float_channels_last/batch"
+                                   : "gated_eval/float/batch") +
+         std::to_string(batch);
+}
+
 std::string model_name(const GatedModel& m, int percent, int64_t batch, Skipping s) {
   return "gated_eval/" + std::string(m.name) + "/on" + std::to_string(percent) + "/batch" +
          std::to_string(batch) + "/" + skipping_tag(s);
@@ -182,8 +192,10 @@ double lookup(const std::map<std::string, double>& times, const std::string& nam
 void register_gated_inference() {
   constexpr Skipping kModes[] = {Skipping::kFastest, Skipping::kNever};
   for (const int64_t batch : kBatches) {
-    configure(benchmark::RegisterBenchmark(
-        ("gated_eval/float/batch" + std::to_string(batch)).c_str(), evaluate_float, batch));
+    configure(benchmark::RegisterBenchmark(float_name(batch, false).c_str(), evaluate_float, batch,
+                                           false));
+    configure(
+        benchmark::RegisterBenchmark(float_name(batch, true).c_str(), evaluate_float, batch, true));
     for (const auto& m : gated_models()) {
       for (const int percent : m.percents) {
         for (const Skipping s : kModes) {
@@ -207,20 +219,21 @@ void register_gated_inference() {
 void print_gated_inference(const std::map<std::string, double>& times) {
   bool header = false;
   for (const int64_t batch : kBatches) {
-    const double base = lookup(times, "gated_eval/float/batch" + std::to_string(batch));
-    if (base <= 0) continue;
+    const double base = lookup(times, float_name(batch, false));
+    const double base_cl = lookup(times, float_name(batch, true));
+    if (base <= 0 || base_cl <= 0) continue;
     for (const auto& m : gated_models()) {
       for (const int percent : m.percents) {
         const double skip = lookup(times, model_name(m, percent, batch, Skipping::kFastest));
         const double dense = lookup(times, model_name(m, percent, batch, Skipping::kNever));
         if (skip <= 0 || dense <= 0) continue;
         if (!header) {
-          std::printf("\n%-22s %6s %6s %12s %12s\n", "gated evaluation", "batch", "on %", "x float",
-                      "x float all");
+          std::printf("\n%-22s %6s %6s %12s %12s %12s\n", "gated evaluation", "batch", "on %",
+                      "x float", "x float all", "x float CL");
           header = true;
         }
-        std::printf("%-22s %6lld %6d %12.2f %12.2f\n", m.name, static_cast<long long>(batch),
-                    percent, skip / base, dense / base);
+        std::printf("%-22s %6lld %6d %12.2f %12.2f %12.2f\n", m.name, static_cast<long long>(batch),
+                    percent, skip / base, dense / base, skip / base_cl);
       }
     }
   }

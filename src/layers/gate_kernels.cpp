@@ -9,10 +9,14 @@
 #include <vector>
 
 #include "fusable.h"
+#include "layers/gate_decision.h"
 #include "simd.h"
 
 namespace dnn_gating::layers::gate_kernels {
 namespace {
+
+using gate_decision::logit;
+using gate_decision::sigmoid_above_half;
 
 // Elements of one [N, C, ...] tensor grouped by plane: plane p = (n, c) covers
 // elements [p * size, (p + 1) * size) and uses threshold c = p % channels.
@@ -46,18 +50,6 @@ torch::Tensor per_channel(const torch::Tensor& threshold, int64_t channels) {
   return threshold.detach().reshape({channels}).contiguous();
 }
 
-// Without a backward pass the sigmoid itself is not needed, only whether
-// ATen's float sigmoid 1 / (1 + exp(-z)) exceeds 0.5. It does for no z <= 0
-// and for every z above kLastClosedLogit = 1.5 * 2^-24: below 1e-5 the float
-// exp(-z) is the correctly rounded 1 - z + z^2/2, so 1 + exp(-z) rounds to
-// 2 - 2^-23 or below (and its reciprocal above 0.5) exactly from there on,
-// and every step is monotone in z. One comparison therefore decides as the
-// sigmoid does; a test checks it against ATen's sigmoid for every float in
-// [0, 1e-5].
-constexpr float kLastClosedLogit = 0x1.8p-24f;
-
-inline float logit(float a, float threshold, float alpha) { return alpha * (a - threshold); }
-inline bool sigmoid_above_half(float z) { return z > kLastClosedLogit; }
 inline float pg_mix(float msb, float lsb, float open) { return msb + open * lsb; }
 inline float cg_mix(float full, float partial, float open) {
   return full * open + partial * (1.0f - open);

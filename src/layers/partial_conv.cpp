@@ -1,0 +1,278 @@
+#include "layers/partial_conv.h"
+
+#include <ATen/Parallel.h>
+#include <ATen/record_function.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <utility>
+#include <vector>
+
+#include "layers/gate_decision.h"
+#include "layers/vec16.h"
+#include "simd.h"
+
+namespace dnn_gating::layers::partial_conv {
+namespace {
+
+using namespace vec16;  // NOLINT: the kernel below is written in its terms
+
+struct Geometry {
+  int64_t channels, groups, out_channels;
+  int64_t stride_h, stride_w;
+  int64_t padded_h, padded_w;  // of the padded NHWC input
+  int64_t out_h, out_w;
+};
+
+// The gate applied in the kernel's last step, per output channel: the
+// partial sum's batch normalisation (running statistics) and threshold.
+struct Gate {
+  const float* mean;
+  const float* inv_std;
+  const float* threshold;
+  float alpha;
+};
+
+// acc[q] += w * x[q * Step] (the scalar broadcast) for every q, written out.
+template <int64_t Step, int... Q>
+DG_INLINE void multiply_add(Vec* acc, Vec w, const float* x, std::integer_sequence<int, Q...>) {
+  ((acc[Q] += w * x[Q * Step]), ...);
+}
+
+// P consecutive output positions of one row, 16 output channels (vector ov):
+// for each input group, the products of its channels summed apart in P
+// independent accumulators, then added to the full sum and, in the lanes
+// whose outputs take that group, to the partial sum (both kept at
+// full[q * O + ...], partial[q * O + ...]). weight is [C, 3, 3, O]; lanes
+// holds per group and output 0 or ~0. With a gate, y[q * O + ...] is then the
+// full sum where the gate opens and the partial sum elsewhere; returns the
+// open gates.
+template <int P, int C, int S>
+DG_INLINE int64_t positions(const Geometry& g, const float* row0, const float* weight,
+                            const int32_t* lanes, int64_t ov, float* full, float* partial,
+                            const Gate* gate, float* y) {
+  const int64_t ic = C / g.groups;
+  const int64_t row_stride = g.padded_w * C;
+  const int64_t o = ov * kVec;
+  constexpr int64_t step = S * C;  // between output positions: constant offsets
+  for (int64_t grp = 0; grp < g.groups; ++grp) {
+    Vec acc[P] = {};
+    for (int64_t c = grp * ic; c < (grp + 1) * ic; ++c) {
+      for (int t = 0; t < 9; ++t) {
+        const Vec w = load(weight + (c * 9 + t) * g.out_channels + o);
+        const float* x = row0 + (t / 3) * row_stride + (t % 3) * C + c;
+        multiply_add<step>(acc, w, x, std::make_integer_sequence<int, P>());
+      }
+    }
+    IVec take;
+    std::memcpy(&take, lanes + grp * g.out_channels + o, sizeof(take));
+    for (int q = 0; q < P; ++q) {
+      float* f = full + q * g.out_channels + o;
+      float* p = partial + q * g.out_channels + o;
+      const Vec mine = reinterpret_cast<Vec>(reinterpret_cast<IVec>(acc[q]) & take);
+      store(f, grp == 0 ? acc[q] : load(f) + acc[q]);
+      store(p, grp == 0 ? mine : load(p) + mine);
+    }
+  }
+  if (gate == nullptr) return 0;
+  // The decision of gate_decision, on (partial - mean) * inv_std.
+  const Vec mean = load(gate->mean + o), inv_std = load(gate->inv_std + o);
+  const Vec threshold = load(gate->threshold + o);
+  IVec open_lanes = {};
+  for (int q = 0; q < P; ++q) {
+    const Vec f = load(full + q * g.out_channels + o);
+    const Vec p = load(partial + q * g.out_channels + o);
+    const Vec z = gate->alpha * ((p - mean) * inv_std - threshold);
+    const IVec open = z > gate_decision::kLastClosedLogit;  // -1 where open
+    store(y + q * g.out_channels + o, open ? f : p);
+    open_lanes -= open;
+  }
+  int64_t count = 0;
+  for (int i = 0; i < kVec; ++i) count += open_lanes[i];
+  return count;
+}
+
+// Output rows [first, last) (row = n * out_h + h) for C input channels and
+// stride S along rows; returns the open gates. Without a gate the sums go to
+// full and partial; with one, they stay in a small scratch and only y is
+// written.
+template <int C, int S>
+DG_INLINE int64_t rows_of(const Geometry& g, const float* xp, const float* weight,
+                          const int32_t* lanes, float* full, float* partial, const Gate* gate,
+                          float* y, int64_t first, int64_t last) {
+  constexpr int kMaxP = 16;
+  std::vector<float> scratch;
+  if (gate != nullptr) scratch.resize(2 * kMaxP * g.out_channels);
+  int64_t count = 0;
+  for (int64_t row = first; row < last; ++row) {
+    const int64_t n = row / g.out_h, h = row % g.out_h;
+    const float* in = xp + (n * g.padded_h + h * g.stride_h) * g.padded_w * C;
+    const int64_t out_row = row * g.out_w * g.out_channels;
+    for (int64_t ov = 0; ov < g.out_channels / kVec; ++ov) {
+      int64_t w = 0;
+      // The sums of the positions from w on, and where y's go.
+      const auto sums = [&](float* all, int which) {
+        return gate != nullptr ? scratch.data() + which * kMaxP * g.out_channels
+                               : all + out_row + w * g.out_channels;
+      };
+      float* ys = y + out_row;
+      for (; w + 16 <= g.out_w; w += 16) {
+        count += positions<16, C, S>(g, in + w * S * C, weight, lanes, ov, sums(full, 0),
+                                     sums(partial, 1), gate, ys + w * g.out_channels);
+      }
+      for (; w + 8 <= g.out_w; w += 8) {
+        count += positions<8, C, S>(g, in + w * S * C, weight, lanes, ov, sums(full, 0),
+                                    sums(partial, 1), gate, ys + w * g.out_channels);
+      }
+      for (; w < g.out_w; ++w) {
+        count += positions<1, C, S>(g, in + w * S * C, weight, lanes, ov, sums(full, 0),
+                                    sums(partial, 1), gate, ys + w * g.out_channels);
+      }
+    }
+  }
+  return count;
+}
+
+DNN_GATING_FMA_CLONES
+int64_t rows(const Geometry& g, const float* xp, const float* weight, const int32_t* lanes,
+             float* full, float* partial, const Gate* gate, float* y, int64_t first, int64_t last) {
+  if (g.stride_w == 1) {
+    if (g.channels == 16)
+      return rows_of<16, 1>(g, xp, weight, lanes, full, partial, gate, y, first, last);
+    if (g.channels == 32)
+      return rows_of<32, 1>(g, xp, weight, lanes, full, partial, gate, y, first, last);
+    return rows_of<64, 1>(g, xp, weight, lanes, full, partial, gate, y, first, last);
+  }
+  if (g.channels == 16)
+    return rows_of<16, 2>(g, xp, weight, lanes, full, partial, gate, y, first, last);
+  if (g.channels == 32)
+    return rows_of<32, 2>(g, xp, weight, lanes, full, partial, gate, y, first, last);
+  return rows_of<64, 2>(g, xp, weight, lanes, full, partial, gate, y, first, last);
+}
+
+}  // namespace
+
+std::vector<std::vector<bool>> group_blocks(const torch::Tensor& mask, int64_t groups) {
+  if (mask.dim() != 4 || groups < 1 || mask.size(1) % groups != 0) return {};
+  const int64_t out = mask.size(0);
+  const torch::Tensor m = mask.detach().to(torch::kFloat).contiguous().view({out, groups, -1});
+  const torch::Tensor first = m.select(2, 0);
+  if (!torch::equal(m, first.unsqueeze(2).expand_as(m))) return {};
+  if (!torch::equal(first * (1 - first), torch::zeros_like(first))) return {};  // 0 or 1 only
+  std::vector<std::vector<bool>> blocks(out, std::vector<bool>(groups));
+  const auto f = first.accessor<float, 2>();
+  for (int64_t o = 0; o < out; ++o)
+    for (int64_t g = 0; g < groups; ++g) blocks[o][g] = f[o][g] != 0;
+  return blocks;
+}
+
+bool supported(const torch::Tensor& weight, int64_t groups, torch::IntArrayRef stride) {
+  const int64_t c = weight.dim() == 4 ? weight.size(1) : 0;
+  return weight.dim() == 4 && weight.scalar_type() == torch::kFloat && weight.device().is_cpu() &&
+         weight.size(2) == 3 && weight.size(3) == 3 && weight.size(0) % kVec == 0 &&
+         (c == 16 || c == 32 || c == 64) && groups >= 1 && c % groups == 0 && stride.size() == 2 &&
+         (stride[1] == 1 || stride[1] == 2) && stride[0] >= 1;
+}
+
+namespace {
+
+// What both entry points set up: the geometry, the weights as [C, 3, 3, O]
+// (the outputs of one input channel and tap side by side) and the lanes.
+struct Prepared {
+  Geometry g{};
+  int64_t batch = 0;
+  torch::Tensor weight;
+  std::vector<int32_t> lanes;
+};
+
+Prepared prepare(const sparse_conv::PaddedInput& x, const torch::Tensor& weight,
+                 const std::vector<std::vector<bool>>& blocks, torch::IntArrayRef stride) {
+  const torch::Tensor& xp = x.data;
+  TORCH_CHECK(!blocks.empty(), "partial_conv needs the mask's input-group blocks");
+  const auto groups = static_cast<int64_t>(blocks[0].size());
+  TORCH_CHECK(supported(weight, groups, stride) && xp.dim() == 4 && xp.size(3) == weight.size(1) &&
+                  xp.scalar_type() == torch::kFloat &&
+                  static_cast<int64_t>(blocks.size()) == weight.size(0),
+              "partial_conv: input ", xp.sizes(), " (padded, channels last) and weight ",
+              weight.sizes(), " in ", groups, " groups are not a supported convolution");
+  Prepared p;
+  Geometry& g = p.g;
+  g.channels = xp.size(3);
+  g.groups = groups;
+  g.out_channels = weight.size(0);
+  g.stride_h = stride[0];
+  g.stride_w = stride[1];
+  g.padded_h = xp.size(1);
+  g.padded_w = xp.size(2);
+  g.out_h = (g.padded_h - 3) / g.stride_h + 1;
+  g.out_w = (g.padded_w - 3) / g.stride_w + 1;
+  p.batch = xp.size(0);
+  p.weight = weight.detach().permute({1, 2, 3, 0}).contiguous();
+  p.lanes.resize(groups * g.out_channels);
+  for (int64_t grp = 0; grp < groups; ++grp) {
+    for (int64_t o = 0; o < g.out_channels; ++o)
+      p.lanes[grp * g.out_channels + o] = blocks[o][grp] ? ~0 : 0;
+  }
+  return p;
+}
+
+torch::Tensor output(const Prepared& p, const torch::Tensor& like) {
+  return torch::empty({p.batch, p.g.out_channels, p.g.out_h, p.g.out_w}, like.options(),
+                      at::MemoryFormat::ChannelsLast);
+}
+
+// O floats of a per-channel tensor.
+std::vector<float> per_channel(const torch::Tensor& t, int64_t channels) {
+  TORCH_CHECK(t.numel() == channels, "partial_conv: a per-channel tensor has ", t.numel(),
+              " values for ", channels, " channels");
+  const torch::Tensor f = t.detach().to(torch::kFloat).contiguous().view({-1});
+  return {f.data_ptr<float>(), f.data_ptr<float>() + channels};
+}
+
+}  // namespace
+
+std::pair<torch::Tensor, torch::Tensor> full_and_partial(
+    const sparse_conv::PaddedInput& x, const torch::Tensor& weight,
+    const std::vector<std::vector<bool>>& blocks, torch::IntArrayRef stride) {
+  RECORD_FUNCTION("dnn_gating::full_and_partial", std::vector<c10::IValue>());
+  const Prepared p = prepare(x, weight, blocks, stride);
+  torch::Tensor full = output(p, x.data);
+  torch::Tensor partial = output(p, x.data);
+  const float* xp = x.data.data_ptr<float>();
+  const float* wp = p.weight.data_ptr<float>();
+  float* fp = full.data_ptr<float>();
+  float* pp = partial.data_ptr<float>();
+  at::parallel_for(0, p.batch * p.g.out_h, 1, [&](int64_t a, int64_t b) {
+    rows(p.g, xp, wp, p.lanes.data(), fp, pp, nullptr, nullptr, a, b);
+  });
+  return {full, partial};
+}
+
+std::pair<torch::Tensor, int64_t> gated(const sparse_conv::PaddedInput& x,
+                                        const torch::Tensor& weight,
+                                        const std::vector<std::vector<bool>>& blocks,
+                                        torch::IntArrayRef stride, const GateParameters& gate) {
+  RECORD_FUNCTION("dnn_gating::gated_partial_conv", std::vector<c10::IValue>());
+  const Prepared p = prepare(x, weight, blocks, stride);
+  const int64_t channels = p.g.out_channels;
+  const std::vector<float> mean = per_channel(gate.running_mean, channels);
+  std::vector<float> inv_std = per_channel(gate.running_var, channels);
+  for (float& v : inv_std) v = 1.0f / std::sqrt(v + static_cast<float>(gate.eps));
+  const std::vector<float> threshold = per_channel(gate.threshold, channels);
+  const Gate g{mean.data(), inv_std.data(), threshold.data(), static_cast<float>(gate.alpha)};
+  torch::Tensor y = output(p, x.data);
+  const float* xp = x.data.data_ptr<float>();
+  const float* wp = p.weight.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  const int64_t open = at::parallel_reduce(
+      0, p.batch * p.g.out_h, 1, int64_t{0},
+      [&](int64_t a, int64_t b, int64_t acc) {
+        return acc + rows(p.g, xp, wp, p.lanes.data(), nullptr, nullptr, &g, yp, a, b);
+      },
+      std::plus<int64_t>());
+  return {y, open};
+}
+
+}  // namespace dnn_gating::layers::partial_conv
