@@ -166,14 +166,13 @@ torch::Tensor CGConv2dImpl::infer(const torch::Tensor& x) {
       // Gate and selection in the same pass: nothing is left to skip.
       const auto& bn_options = bn->options;
       auto [y, open] = partial_conv::gated(
-          padded_input(), weight, blocks, stride,
+          x, weight, blocks, stride, padding,
           {bn->running_mean, bn->running_var, bn_options.eps(), threshold_, options.alpha()});
       record_gate(open, y.sizes(), weight);
       return y;
     }
     if (!blocks.empty()) {
-      std::tie(full, partial) =
-          partial_conv::full_and_partial(padded_input(), weight, blocks, stride);
+      std::tie(full, partial) = partial_conv::full_and_partial(x, weight, blocks, stride, padding);
     }
   }
   if (!partial.defined()) partial = base_path(x);

@@ -21,8 +21,8 @@ using namespace vec16;  // NOLINT: the kernel below is written in its terms
 
 struct Geometry {
   int64_t channels, groups, out_channels;
-  int64_t stride_h, stride_w;
-  int64_t padded_h, padded_w;  // of the padded NHWC input
+  int64_t stride_h, stride_w, pad_h, pad_w;
+  int64_t in_h, in_w;  // of the NHWC input
   int64_t out_h, out_w;
 };
 
@@ -35,10 +35,12 @@ struct Gate {
   float alpha;
 };
 
-// acc[q] += w * x[q * Step] (the scalar broadcast) for every q, written out.
-template <int64_t Step, int... Q>
-DG_INLINE void multiply_add(Vec* acc, Vec w, const float* x, std::integer_sequence<int, Q...>) {
-  ((acc[Q] += w * x[Q * Step]), ...);
+// acc[q * Chains + chain] += w * x[q * Step] (the scalar broadcast) for
+// every position q, written out.
+template <int64_t Step, int Chains, int... Q>
+DG_INLINE void multiply_add(Vec* acc, int chain, Vec w, const float* x,
+                            std::integer_sequence<int, Q...>) {
+  ((acc[Q * Chains + chain] += w * x[Q * Step]), ...);
 }
 
 // P consecutive output positions of one row, 16 output channels (vector ov):
@@ -46,24 +48,28 @@ DG_INLINE void multiply_add(Vec* acc, Vec w, const float* x, std::integer_sequen
 // independent accumulators, then added to the full sum and, in the lanes
 // whose outputs take that group, to the partial sum (both kept at
 // full[q * O + ...], partial[q * O + ...]). weight is [C, 3, 3, O]; lanes
-// holds per group and output 0 or ~0. With a gate, y[q * O + ...] is then the
-// full sum where the gate opens and the partial sum elsewhere; returns the
-// open gates.
+// holds per group and output 0 or ~0; band holds the three zero-padded input
+// rows under the output row ([3, W + 2 pw, C]), from the first position's
+// column on. With a gate, y[q * O + ...] is then the full sum where the gate
+// opens and the partial sum elsewhere; returns the open gates.
 template <int P, int C, int S>
-DG_INLINE int64_t positions(const Geometry& g, const float* row0, const float* weight,
+DG_INLINE int64_t positions(const Geometry& g, const float* band, const float* weight,
                             const int32_t* lanes, int64_t ov, float* full, float* partial,
                             const Gate* gate, float* y) {
   const int64_t ic = C / g.groups;
-  const int64_t row_stride = g.padded_w * C;
+  const int64_t band_row = (g.in_w + 2 * g.pad_w) * C;
   const int64_t o = ov * kVec;
   constexpr int64_t step = S * C;  // between output positions: constant offsets
+  // Independent sums per position, so that few positions still keep the
+  // multiply-adds in flight (one per kernel column below four positions).
+  constexpr int kChains = P >= 4 ? 1 : 3;
   for (int64_t grp = 0; grp < g.groups; ++grp) {
-    Vec acc[P] = {};
+    Vec acc[P * kChains] = {};
     for (int64_t c = grp * ic; c < (grp + 1) * ic; ++c) {
       for (int t = 0; t < 9; ++t) {
         const Vec w = load(weight + (c * 9 + t) * g.out_channels + o);
-        const float* x = row0 + (t / 3) * row_stride + (t % 3) * C + c;
-        multiply_add<step>(acc, w, x, std::make_integer_sequence<int, P>());
+        const float* x = band + (t / 3) * band_row + (t % 3) * C + c;
+        multiply_add<step, kChains>(acc, t % kChains, w, x, std::make_integer_sequence<int, P>());
       }
     }
     IVec take;
@@ -71,8 +77,10 @@ DG_INLINE int64_t positions(const Geometry& g, const float* row0, const float* w
     for (int q = 0; q < P; ++q) {
       float* f = full + q * g.out_channels + o;
       float* p = partial + q * g.out_channels + o;
-      const Vec mine = reinterpret_cast<Vec>(reinterpret_cast<IVec>(acc[q]) & take);
-      store(f, grp == 0 ? acc[q] : load(f) + acc[q]);
+      Vec sum = acc[q * kChains];
+      for (int k = 1; k < kChains; ++k) sum += acc[q * kChains + k];
+      const Vec mine = reinterpret_cast<Vec>(reinterpret_cast<IVec>(sum) & take);
+      store(f, grp == 0 ? sum : load(f) + sum);
       store(p, grp == 0 ? mine : load(p) + mine);
     }
   }
@@ -94,42 +102,63 @@ DG_INLINE int64_t positions(const Geometry& g, const float* row0, const float* w
   return count;
 }
 
+// Positions [w, w + P) of an output row: their sums go to full and partial
+// at `at`, or with a gate to `scratch` while y takes the result.
+template <int P, int C, int S>
+DG_INLINE int64_t block(const Geometry& g, const float* band, int64_t at, int64_t w, int64_t ov,
+                        const float* weight, const int32_t* lanes, float* full, float* partial,
+                        const Gate* gate, float* y, std::vector<float>& scratch) {
+  const bool gated = gate != nullptr;
+  float* f = gated ? scratch.data() : full + at;
+  float* s = gated ? scratch.data() + scratch.size() / 2 : partial + at;
+  return positions<P, C, S>(g, band + w * S * C, weight, lanes, ov, f, s, gate,
+                            gated ? y + at : nullptr);
+}
+
 // Output rows [first, last) (row = n * out_h + h) for C input channels and
-// stride S along rows; returns the open gates. Without a gate the sums go to
-// full and partial; with one, they stay in a small scratch and only y is
-// written.
+// stride S along rows; returns the open gates. The three input rows under
+// an output row are copied, zero-padded, into a small band first (it stays
+// in cache, unlike a padded copy of the whole input). Without a gate the
+// sums go to full and partial; with one, they stay in a small scratch and
+// only y is written.
 template <int C, int S>
-DG_INLINE int64_t rows_of(const Geometry& g, const float* xp, const float* weight,
+DG_INLINE int64_t rows_of(const Geometry& g, const float* x, const float* weight,
                           const int32_t* lanes, float* full, float* partial, const Gate* gate,
                           float* y, int64_t first, int64_t last) {
   constexpr int kMaxP = 16;
-  std::vector<float> scratch;
-  if (gate != nullptr) scratch.resize(2 * kMaxP * g.out_channels);
+  std::vector<float> scratch(gate != nullptr ? 2 * kMaxP * g.out_channels : 0);
+  const int64_t band_row = (g.in_w + 2 * g.pad_w) * C;
+  std::vector<float> band(3 * band_row, 0.0f);
   int64_t count = 0;
   for (int64_t row = first; row < last; ++row) {
     const int64_t n = row / g.out_h, h = row % g.out_h;
-    const float* in = xp + (n * g.padded_h + h * g.stride_h) * g.padded_w * C;
+    for (int i = 0; i < 3; ++i) {
+      const int64_t r = h * g.stride_h - g.pad_h + i;
+      float* dst = band.data() + i * band_row + g.pad_w * C;
+      if (r < 0 || r >= g.in_h) {
+        std::fill(dst, dst + g.in_w * C, 0.0f);
+      } else {
+        const float* src = x + ((n * g.in_h + r) * g.in_w) * C;
+        std::copy(src, src + g.in_w * C, dst);
+      }
+    }
     const int64_t out_row = row * g.out_w * g.out_channels;
     for (int64_t ov = 0; ov < g.out_channels / kVec; ++ov) {
+      // (No lambda here: it would be compiled outside this function's clones.)
       int64_t w = 0;
-      // The sums of the positions from w on, and where y's go.
-      const auto sums = [&](float* all, int which) {
-        return gate != nullptr ? scratch.data() + which * kMaxP * g.out_channels
-                               : all + out_row + w * g.out_channels;
-      };
-      float* ys = y + out_row;
-      for (; w + 16 <= g.out_w; w += 16) {
-        count += positions<16, C, S>(g, in + w * S * C, weight, lanes, ov, sums(full, 0),
-                                     sums(partial, 1), gate, ys + w * g.out_channels);
-      }
-      for (; w + 8 <= g.out_w; w += 8) {
-        count += positions<8, C, S>(g, in + w * S * C, weight, lanes, ov, sums(full, 0),
-                                    sums(partial, 1), gate, ys + w * g.out_channels);
-      }
-      for (; w < g.out_w; ++w) {
-        count += positions<1, C, S>(g, in + w * S * C, weight, lanes, ov, sums(full, 0),
-                                    sums(partial, 1), gate, ys + w * g.out_channels);
-      }
+      const auto at = [&] { return out_row + w * g.out_channels; };
+      for (; w + 16 <= g.out_w; w += 16)
+        count += block<16, C, S>(g, band.data(), at(), w, ov, weight, lanes, full, partial, gate, y,
+                                 scratch);
+      for (; w + 8 <= g.out_w; w += 8)
+        count += block<8, C, S>(g, band.data(), at(), w, ov, weight, lanes, full, partial, gate, y,
+                                scratch);
+      for (; w + 4 <= g.out_w; w += 4)
+        count += block<4, C, S>(g, band.data(), at(), w, ov, weight, lanes, full, partial, gate, y,
+                                scratch);
+      for (; w < g.out_w; ++w)
+        count += block<1, C, S>(g, band.data(), at(), w, ov, weight, lanes, full, partial, gate, y,
+                                scratch);
     }
   }
   return count;
@@ -187,28 +216,34 @@ struct Prepared {
   std::vector<int32_t> lanes;
 };
 
-Prepared prepare(const sparse_conv::PaddedInput& x, const torch::Tensor& weight,
-                 const std::vector<std::vector<bool>>& blocks, torch::IntArrayRef stride) {
-  const torch::Tensor& xp = x.data;
+Prepared prepare(const torch::Tensor& x, const torch::Tensor& weight,
+                 const std::vector<std::vector<bool>>& blocks, torch::IntArrayRef stride,
+                 torch::IntArrayRef padding) {
   TORCH_CHECK(!blocks.empty(), "partial_conv needs the mask's input-group blocks");
   const auto groups = static_cast<int64_t>(blocks[0].size());
-  TORCH_CHECK(supported(weight, groups, stride) && xp.dim() == 4 && xp.size(3) == weight.size(1) &&
-                  xp.scalar_type() == torch::kFloat &&
+  TORCH_CHECK(supported(weight, groups, stride) && x.dim() == 4 && x.size(1) == weight.size(1) &&
+                  x.scalar_type() == torch::kFloat && x.device().is_cpu() &&
+                  x.is_contiguous(at::MemoryFormat::ChannelsLast) && padding.size() == 2 &&
+                  padding[0] >= 0 && padding[1] >= 0 &&
                   static_cast<int64_t>(blocks.size()) == weight.size(0),
-              "partial_conv: input ", xp.sizes(), " (padded, channels last) and weight ",
+              "partial_conv: input ", x.sizes(), " (channels-last float) and weight ",
               weight.sizes(), " in ", groups, " groups are not a supported convolution");
   Prepared p;
   Geometry& g = p.g;
-  g.channels = xp.size(3);
+  g.channels = x.size(1);
   g.groups = groups;
   g.out_channels = weight.size(0);
   g.stride_h = stride[0];
   g.stride_w = stride[1];
-  g.padded_h = xp.size(1);
-  g.padded_w = xp.size(2);
-  g.out_h = (g.padded_h - 3) / g.stride_h + 1;
-  g.out_w = (g.padded_w - 3) / g.stride_w + 1;
-  p.batch = xp.size(0);
+  g.pad_h = padding[0];
+  g.pad_w = padding[1];
+  g.in_h = x.size(2);
+  g.in_w = x.size(3);
+  g.out_h = (g.in_h + 2 * g.pad_h - 3) / g.stride_h + 1;
+  g.out_w = (g.in_w + 2 * g.pad_w - 3) / g.stride_w + 1;
+  TORCH_CHECK(g.out_h > 0 && g.out_w > 0, "partial_conv: input ", x.sizes(),
+              " is smaller than the kernel");
+  p.batch = x.size(0);
   p.weight = weight.detach().permute({1, 2, 3, 0}).contiguous();
   p.lanes.resize(groups * g.out_channels);
   for (int64_t grp = 0; grp < groups; ++grp) {
@@ -234,13 +269,14 @@ std::vector<float> per_channel(const torch::Tensor& t, int64_t channels) {
 }  // namespace
 
 std::pair<torch::Tensor, torch::Tensor> full_and_partial(
-    const sparse_conv::PaddedInput& x, const torch::Tensor& weight,
-    const std::vector<std::vector<bool>>& blocks, torch::IntArrayRef stride) {
+    const torch::Tensor& x, const torch::Tensor& weight,
+    const std::vector<std::vector<bool>>& blocks, torch::IntArrayRef stride,
+    torch::IntArrayRef padding) {
   RECORD_FUNCTION("dnn_gating::full_and_partial", std::vector<c10::IValue>());
-  const Prepared p = prepare(x, weight, blocks, stride);
-  torch::Tensor full = output(p, x.data);
-  torch::Tensor partial = output(p, x.data);
-  const float* xp = x.data.data_ptr<float>();
+  const Prepared p = prepare(x, weight, blocks, stride, padding);
+  torch::Tensor full = output(p, x);
+  torch::Tensor partial = output(p, x);
+  const float* xp = x.data_ptr<float>();
   const float* wp = p.weight.data_ptr<float>();
   float* fp = full.data_ptr<float>();
   float* pp = partial.data_ptr<float>();
@@ -250,20 +286,20 @@ std::pair<torch::Tensor, torch::Tensor> full_and_partial(
   return {full, partial};
 }
 
-std::pair<torch::Tensor, int64_t> gated(const sparse_conv::PaddedInput& x,
-                                        const torch::Tensor& weight,
+std::pair<torch::Tensor, int64_t> gated(const torch::Tensor& x, const torch::Tensor& weight,
                                         const std::vector<std::vector<bool>>& blocks,
-                                        torch::IntArrayRef stride, const GateParameters& gate) {
+                                        torch::IntArrayRef stride, torch::IntArrayRef padding,
+                                        const GateParameters& gate) {
   RECORD_FUNCTION("dnn_gating::gated_partial_conv", std::vector<c10::IValue>());
-  const Prepared p = prepare(x, weight, blocks, stride);
+  const Prepared p = prepare(x, weight, blocks, stride, padding);
   const int64_t channels = p.g.out_channels;
   const std::vector<float> mean = per_channel(gate.running_mean, channels);
   std::vector<float> inv_std = per_channel(gate.running_var, channels);
   for (float& v : inv_std) v = 1.0f / std::sqrt(v + static_cast<float>(gate.eps));
   const std::vector<float> threshold = per_channel(gate.threshold, channels);
   const Gate g{mean.data(), inv_std.data(), threshold.data(), static_cast<float>(gate.alpha)};
-  torch::Tensor y = output(p, x.data);
-  const float* xp = x.data.data_ptr<float>();
+  torch::Tensor y = output(p, x);
+  const float* xp = x.data_ptr<float>();
   const float* wp = p.weight.data_ptr<float>();
   float* yp = y.data_ptr<float>();
   const int64_t open = at::parallel_reduce(

@@ -8,8 +8,6 @@
 #include <utility>
 #include <vector>
 
-#include "layers/sparse_conv.h"
-
 namespace dnn_gating::layers::partial_conv {
 
 /// Which input-channel groups feed each output's partial sum: for a weight
@@ -26,11 +24,12 @@ bool supported(const torch::Tensor& weight, int64_t groups, torch::IntArrayRef s
 /// {conv2d(x, weight), conv2d(x, weight * mask)} computed together, each
 /// product summed once: for every output, the sums over each input group are
 /// added into the full sum and, where blocks[o][g], into the partial one.
-/// x: padded channels-last input; both results are channels-last
-/// [N, O, H', W'].
+/// x: a channels-last float [N, C, H, W], read in place (zero padding
+/// without a padded copy); both results are channels-last [N, O, H', W'].
 std::pair<torch::Tensor, torch::Tensor> full_and_partial(
-    const sparse_conv::PaddedInput& x, const torch::Tensor& weight,
-    const std::vector<std::vector<bool>>& blocks, torch::IntArrayRef stride);
+    const torch::Tensor& x, const torch::Tensor& weight,
+    const std::vector<std::vector<bool>>& blocks, torch::IntArrayRef stride,
+    torch::IntArrayRef padding);
 
 /// A CG gate without a backward pass: batch normalisation of the partial
 /// sums with running statistics (no affine parameters), then the threshold.
@@ -45,9 +44,9 @@ struct GateParameters {
 /// sum where alpha ((partial - mean) / sqrt(var + eps) - threshold) opens the
 /// gate (gate_decision), the partial sum elsewhere. Returns {y
 /// (channels-last), open gates}.
-std::pair<torch::Tensor, int64_t> gated(const sparse_conv::PaddedInput& x,
-                                        const torch::Tensor& weight,
+std::pair<torch::Tensor, int64_t> gated(const torch::Tensor& x, const torch::Tensor& weight,
                                         const std::vector<std::vector<bool>>& blocks,
-                                        torch::IntArrayRef stride, const GateParameters& gate);
+                                        torch::IntArrayRef stride, torch::IntArrayRef padding,
+                                        const GateParameters& gate);
 
 }  // namespace dnn_gating::layers::partial_conv

@@ -7,7 +7,6 @@
 #include "test_support.h"
 
 namespace pc = dnn_gating::layers::partial_conv;
-namespace sc = dnn_gating::layers::sparse_conv;
 using dnn_gating::testing::all_close;
 
 namespace {
@@ -36,7 +35,8 @@ TEST(PartialConv, FullAndPartialSumsAsTwoConvolutions) {
   const std::vector<Case> cases{
       {16, 16, 1, 1, 4, 9, true},  {16, 32, 2, 1, 4, 11, true}, {32, 32, 1, 1, 2, 8, true},
       {64, 64, 1, 1, 4, 5, true},  {16, 16, 1, 1, 2, 7, false}, {32, 64, 2, 1, 8, 9, true},
-      {16, 48, 1, 0, 1, 6, false}, {64, 16, 2, 1, 16, 7, true},
+      {16, 48, 1, 0, 1, 6, false}, {64, 16, 2, 1, 16, 7, true}, {32, 16, 1, 2, 2, 7, true},
+      {16, 16, 2, 1, 4, 3, true},  {16, 16, 1, 1, 4, 37, true}, {32, 32, 2, 0, 4, 20, true},
   };
   torch::manual_seed(3);
   for (const Case& c : cases) {
@@ -49,8 +49,8 @@ TEST(PartialConv, FullAndPartialSumsAsTwoConvolutions) {
     const auto blocks = pc::group_blocks(mask, c.groups);
     ASSERT_EQ(static_cast<int64_t>(blocks.size()), c.out);
     ASSERT_TRUE(pc::supported(w, c.groups, {c.stride, c.stride}));
-    const auto [full, partial] = pc::full_and_partial(
-        sc::pad_channels_last(x, {c.padding, c.padding}), w, blocks, {c.stride, c.stride});
+    const auto [full, partial] =
+        pc::full_and_partial(x, w, blocks, {c.stride, c.stride}, {c.padding, c.padding});
     EXPECT_TRUE(full.is_contiguous(at::MemoryFormat::ChannelsLast));
     EXPECT_TRUE(all_close(full, torch::conv2d(x, w, {}, c.stride, c.padding), 1e-5, 1e-4));
     EXPECT_TRUE(
