@@ -153,7 +153,7 @@ torch::Tensor CGConv2dImpl::infer(const torch::Tensor& x) {
   const torch::IntArrayRef padding = *options.padding();
   const int64_t p = options.partitions();
   const int64_t group_channels = options.in_channels() / p;
-  const bool one_pass = group_channels < 8 || (group_channels < 16 && p <= 2);
+  const bool one_pass = group_channels < 16;
   std::optional<sparse_conv::PaddedInput> padded;
   const auto padded_input = [&]() -> const sparse_conv::PaddedInput& {
     if (!padded) padded = sparse_conv::pad_channels_last(x, padding);

@@ -46,8 +46,8 @@ DG_INLINE void multiply_add(Vec* acc, int chain, Vec w, const float* x,
 // P consecutive output positions of one row, 16 output channels (vector ov):
 // for each input group, the products of its channels summed apart in P
 // independent accumulators, then added to the full sum and, in the lanes
-// whose outputs take that group, to the partial sum (both kept at
-// full[q * O + ...], partial[q * O + ...]). weight is [C, 3, 3, O]; lanes
+// whose outputs take that group, to the partial sum; both are stored at
+// full[q * O + ...] and partial[q * O + ...]. weight is [C, 3, 3, O]; lanes
 // holds per group and output 0 or ~0; band holds the three zero-padded input
 // rows under the output row ([3, W + 2 pw, C]), from the first position's
 // column on. With a gate, y[q * O + ...] is then the full sum where the gate
@@ -63,6 +63,7 @@ DG_INLINE int64_t positions(const Geometry& g, const float* band, const float* w
   // Independent sums per position, so that few positions still keep the
   // multiply-adds in flight (one per kernel column below four positions).
   constexpr int kChains = P >= 4 ? 1 : 3;
+  Vec full_sum[P] = {}, partial_sum[P] = {};
   for (int64_t grp = 0; grp < g.groups; ++grp) {
     Vec acc[P * kChains] = {};
     for (int64_t c = grp * ic; c < (grp + 1) * ic; ++c) {
@@ -75,26 +76,27 @@ DG_INLINE int64_t positions(const Geometry& g, const float* band, const float* w
     IVec take;
     std::memcpy(&take, lanes + grp * g.out_channels + o, sizeof(take));
     for (int q = 0; q < P; ++q) {
-      float* f = full + q * g.out_channels + o;
-      float* p = partial + q * g.out_channels + o;
       Vec sum = acc[q * kChains];
       for (int k = 1; k < kChains; ++k) sum += acc[q * kChains + k];
-      const Vec mine = reinterpret_cast<Vec>(reinterpret_cast<IVec>(sum) & take);
-      store(f, grp == 0 ? sum : load(f) + sum);
-      store(p, grp == 0 ? mine : load(p) + mine);
+      full_sum[q] += sum;
+      partial_sum[q] += reinterpret_cast<Vec>(reinterpret_cast<IVec>(sum) & take);
     }
   }
-  if (gate == nullptr) return 0;
+  if (gate == nullptr) {
+    for (int q = 0; q < P; ++q) {
+      store(full + q * g.out_channels + o, full_sum[q]);
+      store(partial + q * g.out_channels + o, partial_sum[q]);
+    }
+    return 0;
+  }
   // The decision of gate_decision, on (partial - mean) * inv_std.
   const Vec mean = load(gate->mean + o), inv_std = load(gate->inv_std + o);
   const Vec threshold = load(gate->threshold + o);
   IVec open_lanes = {};
   for (int q = 0; q < P; ++q) {
-    const Vec f = load(full + q * g.out_channels + o);
-    const Vec p = load(partial + q * g.out_channels + o);
-    const Vec z = gate->alpha * ((p - mean) * inv_std - threshold);
+    const Vec z = gate->alpha * ((partial_sum[q] - mean) * inv_std - threshold);
     const IVec open = z > gate_decision::kLastClosedLogit;  // -1 where open
-    store(y + q * g.out_channels + o, open ? f : p);
+    store(y + q * g.out_channels + o, open ? full_sum[q] : partial_sum[q]);
     open_lanes -= open;
   }
   int64_t count = 0;
@@ -102,31 +104,28 @@ DG_INLINE int64_t positions(const Geometry& g, const float* band, const float* w
   return count;
 }
 
-// Positions [w, w + P) of an output row: their sums go to full and partial
-// at `at`, or with a gate to `scratch` while y takes the result.
+// Positions [w, w + P) of an output row, whose outputs start at `at`.
 template <int P, int C, int S>
 DG_INLINE int64_t block(const Geometry& g, const float* band, int64_t at, int64_t w, int64_t ov,
                         const float* weight, const int32_t* lanes, float* full, float* partial,
-                        const Gate* gate, float* y, std::vector<float>& scratch) {
-  const bool gated = gate != nullptr;
-  float* f = gated ? scratch.data() : full + at;
-  float* s = gated ? scratch.data() + scratch.size() / 2 : partial + at;
-  return positions<P, C, S>(g, band + w * S * C, weight, lanes, ov, f, s, gate,
-                            gated ? y + at : nullptr);
+                        const Gate* gate, float* y) {
+  if (gate != nullptr) {
+    return positions<P, C, S>(g, band + w * S * C, weight, lanes, ov, nullptr, nullptr, gate,
+                              y + at);
+  }
+  return positions<P, C, S>(g, band + w * S * C, weight, lanes, ov, full + at, partial + at,
+                            nullptr, nullptr);
 }
 
 // Output rows [first, last) (row = n * out_h + h) for C input channels and
 // stride S along rows; returns the open gates. The three input rows under
 // an output row are copied, zero-padded, into a small band first (it stays
 // in cache, unlike a padded copy of the whole input). Without a gate the
-// sums go to full and partial; with one, they stay in a small scratch and
-// only y is written.
+// sums go to full and partial; with one, only y is written.
 template <int C, int S>
 DG_INLINE int64_t rows_of(const Geometry& g, const float* x, const float* weight,
                           const int32_t* lanes, float* full, float* partial, const Gate* gate,
                           float* y, int64_t first, int64_t last) {
-  constexpr int kMaxP = 16;
-  std::vector<float> scratch(gate != nullptr ? 2 * kMaxP * g.out_channels : 0);
   const int64_t band_row = (g.in_w + 2 * g.pad_w) * C;
   std::vector<float> band(3 * band_row, 0.0f);
   int64_t count = 0;
@@ -148,17 +147,14 @@ DG_INLINE int64_t rows_of(const Geometry& g, const float* x, const float* weight
       int64_t w = 0;
       const auto at = [&] { return out_row + w * g.out_channels; };
       for (; w + 16 <= g.out_w; w += 16)
-        count += block<16, C, S>(g, band.data(), at(), w, ov, weight, lanes, full, partial, gate, y,
-                                 scratch);
+        count +=
+            block<16, C, S>(g, band.data(), at(), w, ov, weight, lanes, full, partial, gate, y);
       for (; w + 8 <= g.out_w; w += 8)
-        count += block<8, C, S>(g, band.data(), at(), w, ov, weight, lanes, full, partial, gate, y,
-                                scratch);
+        count += block<8, C, S>(g, band.data(), at(), w, ov, weight, lanes, full, partial, gate, y);
       for (; w + 4 <= g.out_w; w += 4)
-        count += block<4, C, S>(g, band.data(), at(), w, ov, weight, lanes, full, partial, gate, y,
-                                scratch);
+        count += block<4, C, S>(g, band.data(), at(), w, ov, weight, lanes, full, partial, gate, y);
       for (; w < g.out_w; ++w)
-        count += block<1, C, S>(g, band.data(), at(), w, ov, weight, lanes, full, partial, gate, y,
-                                scratch);
+        count += block<1, C, S>(g, band.data(), at(), w, ov, weight, lanes, full, partial, gate, y);
     }
   }
   return count;
