@@ -128,6 +128,7 @@ DG_INLINE int64_t rows_of(const Geometry& g, const float* x, const float* weight
                           float* y, int64_t first, int64_t last) {
   const int64_t band_row = (g.in_w + 2 * g.pad_w) * C;
   std::vector<float> band(3 * band_row, 0.0f);
+  const bool wide = C / g.groups >= 8;
   int64_t count = 0;
   for (int64_t row = first; row < last; ++row) {
     const int64_t n = row / g.out_h, h = row % g.out_h;
@@ -146,7 +147,10 @@ DG_INLINE int64_t rows_of(const Geometry& g, const float* x, const float* weight
       // (No lambda here: it would be compiled outside this function's clones.)
       int64_t w = 0;
       const auto at = [&] { return out_row + w * g.out_channels; };
-      for (; w + 16 <= g.out_w; w += 16)
+      // Sixteen positions keep 48 sums: their spills pay off only where each
+      // input group is long enough (measured: 4 channels per group run faster
+      // eight positions at a time).
+      for (; wide && w + 16 <= g.out_w; w += 16)
         count +=
             block<16, C, S>(g, band.data(), at(), w, ov, weight, lanes, full, partial, gate, y);
       for (; w + 8 <= g.out_w; w += 8)
