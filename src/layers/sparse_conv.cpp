@@ -111,6 +111,21 @@ DG_INLINE void add_rows_of(const Geometry& g, const float* xp, const float* weig
   }
 }
 
+// Adds to *outs[m] the sum of the lanes of acc[m][0] + acc[m][1], four
+// outputs sharing one transposing reduction.
+template <int M>
+DG_INLINE void add_sums(const Vec (&acc)[M][2], float* const* outs) {
+  Vec total[M];
+  for (int m = 0; m < M; ++m) total[m] = acc[m][0] + acc[m][1];
+  float sums[M];
+  if constexpr (M == 4) {
+    horizontal_sums4(total, sums);
+  } else {
+    for (int m = 0; m < M; ++m) sums[m] = horizontal_sum(total[m]);
+  }
+  for (int m = 0; m < M; ++m) *outs[m] += sums[m];
+}
+
 // The 3x3 kernels over 16, 32 or 64 input channels, position by position:
 // the patch of a position (NV vectors per kernel row, NR rows per pass) is
 // loaded into registers once and serves every open output there, so each
@@ -135,15 +150,7 @@ DG_INLINE void add_patch_dots(const float* patch, int64_t row_stride, const floa
     const Vec x = load(patch + (k / NV) * row_stride + (k % NV) * kVec);
     for (int m = 0; m < M; ++m) acc[m][k % kChains] += load(w[m] + k * kVec) * x;
   }
-  Vec total[M];
-  for (int m = 0; m < M; ++m) total[m] = acc[m][0] + acc[m][1];
-  float sums[M];
-  if constexpr (M == 4) {
-    horizontal_sums4(total, sums);
-  } else {
-    for (int m = 0; m < M; ++m) sums[m] = horizontal_sum(total[m]);
-  }
-  for (int m = 0; m < M; ++m) *outs[m] += sums[m];
+  add_sums<M>(acc, outs);
 }
 
 template <int NV>
@@ -209,15 +216,7 @@ DG_INLINE void add_channel_dots(const float* w, uint64_t skip, const float* cons
     const int64_t offset = (k / NV) * row_stride + (k % NV) * kVec;
     for (int m = 0; m < M; ++m) acc[m][k % kChains] += wk * load(patches[m] + offset);
   }
-  Vec total[M];
-  for (int m = 0; m < M; ++m) total[m] = acc[m][0] + acc[m][1];
-  float sums[M];
-  if constexpr (M == 4) {
-    horizontal_sums4(total, sums);
-  } else {
-    for (int m = 0; m < M; ++m) sums[m] = horizontal_sum(total[m]);
-  }
-  for (int m = 0; m < M; ++m) *outs[m] += sums[m];
+  add_sums<M>(acc, outs);
 }
 
 // The same channel by channel over blocks of positions: where one output

@@ -38,7 +38,10 @@ enum class GateKind {
 /// How a gated layer computes, in a forward pass without gradients (evaluation,
 /// inference), the work that only its open gates need (PG: the LSB
 /// contribution; CG: the channels outside the base path). Training always
-/// computes every output, since the gate's gradient needs them.
+/// computes every output, since the gate's gradient needs them. CG layers
+/// whose input groups have fewer than 16 channels compute their full and
+/// partial sums together in one pass (the library has no faster base path
+/// for them), so there every mode runs that pass.
 enum class Skipping {
   /// Whichever of the two below is faster at the layer's shape and the
   /// pass's on-fraction, as timed on the layer's own passes in this process.
