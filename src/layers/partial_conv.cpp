@@ -144,7 +144,8 @@ DG_INLINE int64_t rows_of(const Geometry& g, const float* x, const float* weight
     }
     const int64_t out_row = row * g.out_w * g.out_channels;
     for (int64_t ov = 0; ov < g.out_channels / kVec; ++ov) {
-      // (No lambda here: it would be compiled outside this function's clones.)
+      // The kernel calls stay out of lambdas, which would be compiled outside
+      // this function's clones; `at` only computes the block's output offset.
       int64_t w = 0;
       const auto at = [&] { return out_row + w * g.out_channels; };
       // Sixteen positions keep 48 sums: their spills pay off only where each
