@@ -2,6 +2,7 @@
 
 #include <optional>
 #include <tuple>
+#include <vector>
 
 #include "dnn_gating/quant/gate.h"
 #include "fusable.h"
@@ -138,50 +139,47 @@ torch::Tensor CGConv2dImpl::forward(const torch::Tensor& input) {
 
 // Without a backward pass: the gate decided from the base path, then either
 // the full convolution selected by the gate, or the channels outside the base
-// path added to the partial sums only where the gate is open. Where the
-// library's base path costs about as much as the full convolution (input
-// groups below 8 channels take the masked dense convolution; two groups of
-// 8 to 15 run the grouped one at half its dense speed), the full and partial
-// sums come from one pass of partial_conv instead (CG ResNet-20 with p = 4:
-// 16 input channels; p = 2: 16 and 32). In evaluation mode that pass also
-// normalises the partial sums, decides the gates and selects, so neither sum
-// is stored; nothing is left to skip there, whatever the skipping mode.
-// Otherwise (training mode without gradients) both ways share the pass's
-// sums, so that they decide every gate from the same partial sums.
+// path added to the partial sums only where the gate is open. Where the input
+// groups have fewer than 16 channels, the library's grouped convolution runs
+// at half its dense speed or worse (below 8 the base path is even the masked
+// dense convolution), so the full and partial sums come from one pass of
+// partial_conv instead (CG ResNet-20 with p = 4: 16 and 32 input channels;
+// p = 2: 16). In evaluation mode that pass also normalises the partial sums,
+// decides the gates and selects, so neither sum is stored; nothing is left to
+// skip there, whatever the skipping mode. Otherwise (training mode without
+// gradients) both ways share the pass's sums, so that they decide every gate
+// from the same partial sums.
 torch::Tensor CGConv2dImpl::infer(const torch::Tensor& x) {
   const torch::IntArrayRef stride = *options.stride();
   const torch::IntArrayRef padding = *options.padding();
   const int64_t p = options.partitions();
-  const int64_t group_channels = options.in_channels() / p;
-  const bool one_pass = group_channels < 16;
-  std::optional<sparse_conv::PaddedInput> padded;
-  const auto padded_input = [&]() -> const sparse_conv::PaddedInput& {
-    if (!padded) padded = sparse_conv::pad_channels_last(x, padding);
-    return *padded;
-  };
-  torch::Tensor partial, full;
-  if (one_pass && partial_conv::supported(weight, p, stride)) {
-    const auto blocks = partial_conv::group_blocks(mask, p);
-    if (!blocks.empty() && !bn->is_training()) {
-      // Gate and selection in the same pass: nothing is left to skip.
-      const auto& bn_options = bn->options;
-      auto [y, open] = partial_conv::gated(
-          x, weight, blocks, stride, padding,
-          {bn->running_mean, bn->running_var, bn_options.eps(), threshold_, options.alpha()});
-      record_gate(open, y.sizes(), weight);
-      return y;
-    }
-    if (!blocks.empty()) {
-      std::tie(full, partial) = partial_conv::full_and_partial(x, weight, blocks, stride, padding);
-    }
+  const bool one_pass =
+      options.in_channels() / p < 16 && partial_conv::supported(weight, p, stride);
+  // Empty where the mask is not made of blocks (then the library's way).
+  const auto blocks =
+      one_pass ? partial_conv::group_blocks(mask, p) : std::vector<std::vector<bool>>();
+  if (!blocks.empty() && !bn->is_training()) {
+    auto [y, open] = partial_conv::gated(
+        x, weight, blocks, stride, padding,
+        {bn->running_mean, bn->running_var, bn->options.eps(), threshold_, options.alpha()});
+    record_gate(open, y.sizes(), weight);
+    return y;
   }
-  if (!partial.defined()) partial = base_path(x);
+  torch::Tensor partial, full;
+  if (blocks.empty()) {
+    partial = base_path(x);
+  } else {
+    std::tie(full, partial) = partial_conv::full_and_partial(x, weight, blocks, stride, padding);
+  }
   // Completed in place below, in a layout the kernels take.
   if (!partial.is_contiguous() && !partial.is_contiguous(at::MemoryFormat::ChannelsLast)) {
     partial = partial.contiguous(at::MemoryFormat::ChannelsLast);
   }
   const torch::Tensor gate_input = bn->forward(partial);
-  torch::Tensor rest;  // the weights outside the base path, made only if used
+  // The weights outside the base path and the padded input, made once, and
+  // only if the open outputs are computed.
+  torch::Tensor rest;
+  std::optional<sparse_conv::PaddedInput> padded;
   const sparse_choice::GatedPass pass{
       partial,
       [&] {
@@ -193,7 +191,8 @@ torch::Tensor CGConv2dImpl::infer(const torch::Tensor& x) {
       [&] { return gate_kernels::open_outputs(gate_input, threshold_, options.alpha()); },
       [&](const sparse_conv::OpenOutputs& open, const torch::Tensor& y) {
         if (!rest.defined()) rest = weight * (1 - mask);
-        sparse_conv::add_at_open(padded_input(), rest, stride, open, y);
+        if (!padded) padded = sparse_conv::pad_channels_last(x, padding);
+        sparse_conv::add_at_open(*padded, rest, stride, open, y);
       }};
   auto [y, open] =
       sparse_choice::run(options.skipping(), sparse_choice::shape_key(x, weight, stride, padding),

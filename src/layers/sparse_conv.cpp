@@ -37,7 +37,7 @@ struct Pending {
 // patch. The M sums are independent chains, so their multiply-adds overlap
 // instead of waiting on each other; the outputs may belong to different
 // positions, so that sparse gates still fill every chain. Any kernel shape
-// and channel count (add_rows_by_position serves the common ones faster).
+// and channel count (the kernels below serve 3x3 over 16, 32 and 64 faster).
 template <int M>
 DG_INLINE void add_dots(const Geometry& g, const Pending* p) {
   const int64_t row_len = g.kernel_w * g.channels;
@@ -126,12 +126,11 @@ DG_INLINE void add_sums(const Vec (&acc)[M][2], float* const* outs) {
   for (int m = 0; m < M; ++m) *outs[m] += sums[m];
 }
 
-// The 3x3 kernels over 16, 32 or 64 input channels, position by position:
-// the patch of a position (NV vectors per kernel row, NR rows per pass) is
-// loaded into registers once and serves every open output there, so each
-// multiply-add loads only its weights. Weight vectors that are zero for all
-// the outputs of a call (the gated layer's own input group, outside its
-// rest) are skipped.
+// The 3x3 kernels over 16 or 32 input channels, position by position: a
+// position's open outputs are taken four at a time, so each patch vector is
+// loaded once for four multiply-adds (NV vectors per kernel row). Weight
+// vectors that are zero for all four (a CG layer's own input group, outside
+// its rest) are skipped.
 template <int M, int NV>
 DG_INLINE void add_patch_dots(const float* patch, int64_t row_stride, const float* weight,
                               const uint64_t* zero, const int32_t* channels, float* const* outs) {
@@ -294,21 +293,17 @@ DG_INLINE void add_rows_by_channel(const Geometry& g, const float* xp, const flo
   }
 }
 
-// Whether add_rows_by_position serves a geometry: 3x3 kernels over 16, 32 or
-// 64 channels.
-bool by_position(const Geometry& g) {
-  return g.kernel_h == 3 && g.kernel_w == 3 &&
-         (g.channels == 16 || g.channels == 32 || g.channels == 64);
-}
-
+// 3x3 kernels over 16, 32 or 64 input channels take the kernels above; any
+// other shape the generic one.
 DNN_GATING_FMA_CLONES
 void add_rows(const Geometry& g, const float* xp, const float* weight, const uint64_t* zero,
               const uint64_t* words, float* y, int64_t first, int64_t last) {
-  if (by_position(g) && g.channels == 16) {
+  const bool three_by_three = g.kernel_h == 3 && g.kernel_w == 3;
+  if (three_by_three && g.channels == 16) {
     add_rows_by_position<3>(g, xp, weight, zero, words, y, first, last);
-  } else if (by_position(g) && g.channels == 32) {
+  } else if (three_by_three && g.channels == 32) {
     add_rows_by_position<6>(g, xp, weight, zero, words, y, first, last);
-  } else if (by_position(g) && g.channels == 64) {
+  } else if (three_by_three && g.channels == 64) {
     add_rows_by_channel<12>(g, xp, weight, zero, words, y, first, last);
   } else {
     add_rows_of(g, xp, weight, words, y, first, last);
