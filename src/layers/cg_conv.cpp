@@ -39,6 +39,25 @@ struct CGGateFunction : torch::autograd::Function<CGGateFunction> {
   }
 };
 
+// next(y), then a ReLU if relu: what a layer's output goes through next.
+torch::Tensor followed(const torch::Tensor& y, torch::nn::BatchNorm2dImpl& next, bool relu) {
+  const torch::Tensor normalised = next.forward(y);
+  return relu ? torch::relu(normalised) : normalised;
+}
+
+// `next` as one per-channel map, where it is a fixed one: evaluation mode
+// with running statistics. ATen's own arithmetic: scale = weight /
+// sqrt(var + eps), shift = bias - mean * scale.
+std::optional<partial_conv::Affine> as_affine(const torch::nn::BatchNorm2dImpl* next, bool relu) {
+  if (next == nullptr || next->is_training() || !next->running_mean.defined()) return std::nullopt;
+  torch::NoGradGuard no_grad;
+  const torch::Tensor inv_std = 1 / torch::sqrt(next->running_var + next->options.eps());
+  const torch::Tensor scale = next->weight.defined() ? next->weight * inv_std : inv_std;
+  torch::Tensor shift = -next->running_mean * scale;
+  if (next->bias.defined()) shift = next->bias + shift;
+  return partial_conv::Affine{scale, shift, relu};
+}
+
 }  // namespace
 
 torch::Tensor channel_shuffle(const torch::Tensor& x, int64_t groups) {
@@ -112,6 +131,16 @@ GateCost CGConv2dImpl::gate_cost() const {
 GateKind CGConv2dImpl::gate_kind() const { return GateKind::kChannel; }
 
 torch::Tensor CGConv2dImpl::forward(const torch::Tensor& input) {
+  return forward_followed(input, nullptr, false);
+}
+
+torch::Tensor CGConv2dImpl::forward_then(const torch::Tensor& input, torch::nn::BatchNorm2d& next,
+                                         bool relu) {
+  return forward_followed(input, next.get(), relu);
+}
+
+torch::Tensor CGConv2dImpl::forward_followed(const torch::Tensor& input,
+                                             torch::nn::BatchNorm2dImpl* next, bool relu) {
   const torch::Tensor shuffled =
       options.shuffle() ? layers::channel_shuffle(input, options.partitions()) : input;
   const bool fused = !options.reference_ops() && fusable(shuffled);
@@ -119,8 +148,13 @@ torch::Tensor CGConv2dImpl::forward(const torch::Tensor& input) {
     // Inference runs channels-last: the library's convolutions are faster so
     // laid out, and the gate and the open outputs of one position are adjacent.
     const torch::Tensor x = shuffled.contiguous(at::MemoryFormat::ChannelsLast);
-    return infer(x);
+    return infer(x, next, relu);
   }
+  const torch::Tensor y = both_sums(shuffled, fused);
+  return next == nullptr ? y : followed(y, *next, relu);
+}
+
+torch::Tensor CGConv2dImpl::both_sums(const torch::Tensor& shuffled, bool fused) {
   const torch::Tensor& x = shuffled;
   const torch::Tensor partial = base_path(x);
   const torch::Tensor gate_input = bn->forward(partial);
@@ -149,7 +183,8 @@ torch::Tensor CGConv2dImpl::forward(const torch::Tensor& input) {
 // skip there, whatever the skipping mode. Otherwise (training mode without
 // gradients) both ways share the pass's sums, so that they decide every gate
 // from the same partial sums.
-torch::Tensor CGConv2dImpl::infer(const torch::Tensor& x) {
+torch::Tensor CGConv2dImpl::infer(const torch::Tensor& x, torch::nn::BatchNorm2dImpl* next,
+                                  bool relu) {
   const torch::IntArrayRef stride = *options.stride();
   const torch::IntArrayRef padding = *options.padding();
   const int64_t p = options.partitions();
@@ -159,11 +194,13 @@ torch::Tensor CGConv2dImpl::infer(const torch::Tensor& x) {
   const auto blocks =
       one_pass ? partial_conv::group_blocks(mask, p) : std::vector<std::vector<bool>>();
   if (!blocks.empty() && !bn->is_training()) {
+    const auto then = as_affine(next, relu);
     auto [y, open] = partial_conv::gated(
         x, weight, blocks, stride, padding,
-        {bn->running_mean, bn->running_var, bn->options.eps(), threshold_, options.alpha()});
+        {bn->running_mean, bn->running_var, bn->options.eps(), threshold_, options.alpha()}, then);
     record_gate(open, y.sizes(), weight);
-    return y;
+    if (then || next == nullptr) return y;
+    return followed(y, *next, relu);
   }
   torch::Tensor partial, full;
   if (blocks.empty()) {
@@ -198,7 +235,7 @@ torch::Tensor CGConv2dImpl::infer(const torch::Tensor& x) {
       sparse_choice::run(options.skipping(), sparse_choice::shape_key(x, weight, stride, padding),
                          previous_on_fraction(partial.sizes()), pass);
   record_gate(open, y.sizes(), weight);
-  return y;
+  return next == nullptr ? y : followed(y, *next, relu);
 }
 
 }  // namespace dnn_gating::layers

@@ -27,12 +27,17 @@ struct Geometry {
 };
 
 // The gate applied in the kernel's last step, per output channel: the
-// partial sum's batch normalisation (running statistics) and threshold.
+// partial sum's batch normalisation (running statistics) and threshold; then,
+// where scale is set, the selected output's y * scale + shift and a ReLU if
+// relu.
 struct Gate {
   const float* mean;
   const float* inv_std;
   const float* threshold;
   float alpha;
+  const float* scale;
+  const float* shift;
+  bool relu;
 };
 
 // acc[q * Chains + chain] += w * x[q * Step] (the scalar broadcast) for
@@ -78,8 +83,8 @@ DG_INLINE int64_t positions(const Geometry& g, const float* band, const float* w
     for (int q = 0; q < P; ++q) {
       Vec sum = acc[q * kChains];
       for (int k = 1; k < kChains; ++k) sum += acc[q * kChains + k];
-      full_sum[q] += sum;
-      partial_sum[q] += reinterpret_cast<Vec>(reinterpret_cast<IVec>(sum) & take);
+      full_sum[q] = grp == 0 ? sum : full_sum[q] + sum;
+      partial_sum[q] = take ? sum : partial_sum[q];  // each output takes one group at most
     }
   }
   if (gate == nullptr) {
@@ -96,9 +101,18 @@ DG_INLINE int64_t positions(const Geometry& g, const float* band, const float* w
   for (int q = 0; q < P; ++q) {
     const Vec z = gate->alpha * ((partial_sum[q] - mean) * inv_std - threshold);
     const IVec open = z > gate_decision::kLastClosedLogit;  // -1 where open
-    store(y + q * g.out_channels + o, open ? full_sum[q] : partial_sum[q]);
+    full_sum[q] = open ? full_sum[q] : partial_sum[q];
     open_lanes -= open;
   }
+  if (gate->scale != nullptr) {
+    const Vec scale = load(gate->scale + o), shift = load(gate->shift + o);
+    for (int q = 0; q < P; ++q) full_sum[q] = full_sum[q] * scale + shift;
+    if (gate->relu) {
+      for (int q = 0; q < P; ++q)
+        full_sum[q] = full_sum[q] < 0.0f ? Vec{} : full_sum[q];  // NaN stays
+    }
+  }
+  for (int q = 0; q < P; ++q) store(y + q * g.out_channels + o, full_sum[q]);
   int64_t count = 0;
   for (int i = 0; i < kVec; ++i) count += open_lanes[i];
   return count;
@@ -193,8 +207,14 @@ std::vector<std::vector<bool>> group_blocks(const torch::Tensor& mask, int64_t g
   if (!torch::equal(first * (1 - first), torch::zeros_like(first))) return {};  // 0 or 1 only
   std::vector<std::vector<bool>> blocks(out, std::vector<bool>(groups));
   const auto f = first.accessor<float, 2>();
-  for (int64_t o = 0; o < out; ++o)
-    for (int64_t g = 0; g < groups; ++g) blocks[o][g] = f[o][g] != 0;
+  for (int64_t o = 0; o < out; ++o) {
+    int64_t taken = 0;
+    for (int64_t g = 0; g < groups; ++g) {
+      blocks[o][g] = f[o][g] != 0;
+      taken += blocks[o][g];
+    }
+    if (taken > 1) return {};  // the kernel keeps one group's sum per output
+  }
   return blocks;
 }
 
@@ -290,7 +310,8 @@ std::pair<torch::Tensor, torch::Tensor> full_and_partial(
 std::pair<torch::Tensor, int64_t> gated(const torch::Tensor& x, const torch::Tensor& weight,
                                         const std::vector<std::vector<bool>>& blocks,
                                         torch::IntArrayRef stride, torch::IntArrayRef padding,
-                                        const GateParameters& gate) {
+                                        const GateParameters& gate,
+                                        const std::optional<Affine>& then) {
   RECORD_FUNCTION("dnn_gating::gated_partial_conv", std::vector<c10::IValue>());
   const Prepared p = prepare(x, weight, blocks, stride, padding);
   const int64_t channels = p.g.out_channels;
@@ -298,7 +319,18 @@ std::pair<torch::Tensor, int64_t> gated(const torch::Tensor& x, const torch::Ten
   std::vector<float> inv_std = per_channel(gate.running_var, channels);
   for (float& v : inv_std) v = 1.0f / std::sqrt(v + static_cast<float>(gate.eps));
   const std::vector<float> threshold = per_channel(gate.threshold, channels);
-  const Gate g{mean.data(), inv_std.data(), threshold.data(), static_cast<float>(gate.alpha)};
+  std::vector<float> scale, shift;
+  if (then) {
+    scale = per_channel(then->scale, channels);
+    shift = per_channel(then->shift, channels);
+  }
+  const Gate g{mean.data(),
+               inv_std.data(),
+               threshold.data(),
+               static_cast<float>(gate.alpha),
+               then ? scale.data() : nullptr,
+               then ? shift.data() : nullptr,
+               then && then->relu};
   torch::Tensor y = output(p, x);
   const float* xp = x.data_ptr<float>();
   const float* wp = p.weight.data_ptr<float>();

@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -13,7 +14,8 @@ namespace dnn_gating::layers::partial_conv {
 /// Which input-channel groups feed each output's partial sum: for a weight
 /// mask [O, C, kh, kw] that is constant over each block of one output and
 /// one of `groups` equal groups of input channels, entry [o][g] is whether
-/// the block is 1. Empty when the mask is not so made.
+/// the block is 1. Empty when the mask is not so made or an output takes
+/// more than one group (a CG mask gives each output one).
 std::vector<std::vector<bool>> group_blocks(const torch::Tensor& mask, int64_t groups);
 
 /// Whether full_and_partial takes this convolution: float weights
@@ -40,13 +42,21 @@ struct GateParameters {
   double alpha = 2.0;
 };
 
+/// What follows the gated output in the same pass: an evaluation-mode
+/// BatchNorm, y * scale + shift per output channel, then a ReLU if `relu`.
+struct Affine {
+  torch::Tensor scale, shift;  // one value per output channel
+  bool relu = false;
+};
+
 /// The gated output in the same pass, without keeping either sum: the full
 /// sum where alpha ((partial - mean) / sqrt(var + eps) - threshold) opens the
-/// gate (gate_decision), the partial sum elsewhere. Returns {y
-/// (channels-last), open gates}.
+/// gate (gate_decision), the partial sum elsewhere; with `then`, mapped by it
+/// before it is stored. Returns {y (channels-last), open gates}.
 std::pair<torch::Tensor, int64_t> gated(const torch::Tensor& x, const torch::Tensor& weight,
                                         const std::vector<std::vector<bool>>& blocks,
                                         torch::IntArrayRef stride, torch::IntArrayRef padding,
-                                        const GateParameters& gate);
+                                        const GateParameters& gate,
+                                        const std::optional<Affine>& then = std::nullopt);
 
 }  // namespace dnn_gating::layers::partial_conv

@@ -6,6 +6,7 @@
 #include "dnn_gating/layers/pg_conv.h"
 #include "dnn_gating/layers/quantized_conv.h"
 #include "dnn_gating/quant/quantize.h"
+#include "fusable.h"
 
 namespace dnn_gating::models {
 namespace {
@@ -168,6 +169,16 @@ torch::Tensor BasicBlockImpl::activate(const torch::Tensor& x) {
   return pact_ ? pact_->forward(x) : torch::relu(x);
 }
 
+torch::Tensor BasicBlockImpl::normalised(torch::nn::AnyModule& conv, torch::nn::BatchNorm2d& bn,
+                                         bool relu, const torch::Tensor& x) {
+  // A CG layer applies them in its own last pass where it can.
+  if (const auto cg = std::dynamic_pointer_cast<layers::CGConv2dImpl>(conv.ptr())) {
+    return cg->forward_then(x, bn, relu);
+  }
+  const torch::Tensor y = bn->forward(conv.forward(x));
+  return relu ? torch::relu(y) : y;
+}
+
 torch::Tensor BasicBlockImpl::shortcut(const torch::Tensor& x) const {
   if (stride_ == 1 && in_planes_ == planes_) return x;
   // Option A: subsample and pad planes/4 zero channels on each side.
@@ -177,12 +188,13 @@ torch::Tensor BasicBlockImpl::shortcut(const torch::Tensor& x) const {
 
 torch::Tensor BasicBlockImpl::forward(const torch::Tensor& x) {
   if (options_.layout() == BlockLayout::kPostActivated) {
-    torch::Tensor out = torch::relu(bn1_->forward(conv1_.forward(x)));
-    out = torch::relu(bn2_->forward(conv2_.forward(out)));
+    torch::Tensor out = normalised(conv1_, bn1_, /*relu=*/true, x);
+    out = normalised(conv2_, bn2_, /*relu=*/true, out);
     return out + shortcut(x);
   }
-  torch::Tensor out = activate(bn1_->forward(conv1_.forward(x)));
-  out = bn2_->forward(conv2_.forward(out));
+  torch::Tensor out = pact_ ? activate(normalised(conv1_, bn1_, /*relu=*/false, x))
+                            : normalised(conv1_, bn1_, /*relu=*/true, x);
+  out = normalised(conv2_, bn2_, /*relu=*/false, out);
   return activate(out + shortcut(x));
 }
 
@@ -219,7 +231,13 @@ void ResNetImpl::pretty_print(std::ostream& stream) const {
          << ", model=" << model_name(options.conv(), options.layout()) << ")";
 }
 
-torch::Tensor ResNetImpl::forward(const torch::Tensor& x) {
+torch::Tensor ResNetImpl::forward(const torch::Tensor& input) {
+  // CG layers infer channels-last (CGConv2d::forward); with the image so laid
+  // out, the stem's output needs no conversion before the first of them.
+  const bool channels_last = options.conv() == ConvKind::kChannelGated &&
+                             !options.reference_ops() && !torch::GradMode::is_enabled() &&
+                             input.dim() == 4 && fusable(input);
+  const torch::Tensor x = channels_last ? input.contiguous(at::MemoryFormat::ChannelsLast) : input;
   const torch::Tensor stem = conv1_->forward(x);
   torch::Tensor out = bn1_->forward(stem);
   out = pact_ ? pact_->forward(out) : torch::relu(out);

@@ -63,6 +63,10 @@ TEST(PartialConv, TakesOnlyBlockMasksAndItsShapes) {
   EXPECT_FALSE(pc::group_blocks(cg_mask(16, 16, 4, true) * 2, 4).size());
   EXPECT_FALSE(pc::group_blocks(cg_mask(16, 16, 4, true), 3).size());
   EXPECT_EQ(pc::group_blocks(cg_mask(16, 16, 4, true), 4).size(), 16U);
+  EXPECT_EQ(pc::group_blocks(cg_mask(16, 16, 4, false), 4).size(), 16U);
+  torch::Tensor two_groups = cg_mask(16, 16, 4, true);
+  two_groups[0].narrow(0, 4, 4).fill_(1);
+  EXPECT_FALSE(pc::group_blocks(two_groups, 4).size());
   EXPECT_FALSE(pc::supported(torch::zeros({16, 16, 5, 5}), 4, {1, 1}));
   EXPECT_FALSE(pc::supported(torch::zeros({12, 16, 3, 3}), 4, {1, 1}));
   EXPECT_FALSE(pc::supported(torch::zeros({16, 24, 3, 3}), 4, {1, 1}));
@@ -104,6 +108,41 @@ TEST(PartialConv, CGLayerInferenceMatchesTheOriginal) {
       EXPECT_LE(std::abs(on - on_ref), 3) << on << " vs " << on_ref;
       const torch::Tensor agree = ((y - expected).abs() <= 1e-4 + 1e-4 * expected.abs());
       EXPECT_GE(agree.sum().item<int64_t>(), y.numel() - 3);
+    }
+  }
+}
+
+// What follows a CG layer in a block (an evaluation-mode BatchNorm, a ReLU)
+// applied in the layer's last pass: the values of the two passes after it,
+// on the one-pass kernel (16 input channels) and the library's way (64).
+TEST(PartialConv, CGLayerAppliesTheNextBatchNormAndReLU) {
+  namespace dl = dnn_gating::layers;
+  for (const int64_t in : {16, 64}) {
+    for (const bool relu : {true, false}) {
+      SCOPED_TRACE(std::to_string(in) + " input channels, relu " + std::to_string(relu));
+      torch::manual_seed(5);
+      dl::CGConv2d layer(dl::CGConv2dOptions(in, 32, 3).padding(1).partitions(4).use_group(true));
+      torch::nn::BatchNorm2d next(32);
+      {
+        torch::NoGradGuard no_grad;
+        layer->threshold().uniform_(-0.5, 0.5);
+        next->weight.uniform_(-2, 2);  // negative scales too
+        next->bias.uniform_(-1, 1);
+        next->running_mean.uniform_(-1, 1);
+        next->running_var.uniform_(0.5, 2);
+      }
+      layer->eval();
+      next->eval();
+      const torch::Tensor x =
+          torch::randn({4, in, 10, 10}).contiguous(at::MemoryFormat::ChannelsLast);
+      torch::NoGradGuard no_grad;
+      const torch::Tensor normalised = next->forward(layer->forward(x));
+      const torch::Tensor expected = relu ? torch::relu(normalised) : normalised;
+      const int64_t on = layer->last_counts().num_on;
+      const torch::Tensor y = layer->forward_then(x, next, relu);
+      EXPECT_EQ(layer->last_counts().num_on, on);
+      EXPECT_TRUE(all_close(y, expected, 1e-5, 1e-5));
+      if (relu) EXPECT_GT((y == 0).sum().item<int64_t>(), y.numel() / 8);
     }
   }
 }

@@ -56,6 +56,11 @@ class CGConv2dImpl : public torch::nn::Cloneable<CGConv2dImpl>, public GatedLaye
   void reset() override;
   void pretty_print(std::ostream& stream) const override;
   torch::Tensor forward(const torch::Tensor& x);
+  /// next(forward(x)), then a ReLU if `relu`: the same values, but in
+  /// evaluation without gradients (`next` in evaluation mode too) the batch
+  /// normalisation and ReLU are applied in the layer's last pass where it
+  /// has one, instead of two more passes over the output.
+  torch::Tensor forward_then(const torch::Tensor& x, torch::nn::BatchNorm2d& next, bool relu);
   GateCost gate_cost() const override;
   GateKind gate_kind() const override;
   Skipping skipping() const override { return options.skipping(); }
@@ -69,7 +74,15 @@ class CGConv2dImpl : public torch::nn::Cloneable<CGConv2dImpl>, public GatedLaye
 
  private:
   torch::Tensor base_path(const torch::Tensor& x) const;
-  torch::Tensor infer(const torch::Tensor& x);
+  /// forward(x) or, with `next`, next(forward(x)) and a ReLU if relu.
+  torch::Tensor forward_followed(const torch::Tensor& x, torch::nn::BatchNorm2dImpl* next,
+                                 bool relu);
+  /// Both sums for every output, then the gate's selection: the way with
+  /// gradients (on the shuffled input); `fused`: the gate on the library's
+  /// kernels rather than ATen's chain of operations.
+  torch::Tensor both_sums(const torch::Tensor& x, bool fused);
+  /// The way without gradients, on the channels-last input.
+  torch::Tensor infer(const torch::Tensor& x, torch::nn::BatchNorm2dImpl* next, bool relu);
 };
 TORCH_MODULE(CGConv2d);
 

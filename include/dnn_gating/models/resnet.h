@@ -101,6 +101,9 @@ class BasicBlockImpl : public torch::nn::Cloneable<BasicBlockImpl> {
 
  private:
   torch::Tensor activate(const torch::Tensor& x);
+  /// bn(conv(x)), then a ReLU if relu.
+  static torch::Tensor normalised(torch::nn::AnyModule& conv, torch::nn::BatchNorm2d& bn, bool relu,
+                                  const torch::Tensor& x);
   torch::Tensor shortcut(const torch::Tensor& x) const;
 
   ResNetOptions options_;
