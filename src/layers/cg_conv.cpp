@@ -6,6 +6,7 @@
 
 #include "dnn_gating/quant/gate.h"
 #include "fusable.h"
+#include "layers/affine.h"
 #include "layers/gate_kernels.h"
 #include "layers/partial_conv.h"
 #include "layers/sparse_choice.h"
@@ -43,19 +44,6 @@ struct CGGateFunction : torch::autograd::Function<CGGateFunction> {
 torch::Tensor followed(const torch::Tensor& y, torch::nn::BatchNorm2dImpl& next, bool relu) {
   const torch::Tensor normalised = next.forward(y);
   return relu ? torch::relu(normalised) : normalised;
-}
-
-// `next` as one per-channel map, where it is a fixed one: evaluation mode
-// with running statistics. ATen's own arithmetic: scale = weight /
-// sqrt(var + eps), shift = bias - mean * scale.
-std::optional<partial_conv::Affine> as_affine(const torch::nn::BatchNorm2dImpl* next, bool relu) {
-  if (next == nullptr || next->is_training() || !next->running_mean.defined()) return std::nullopt;
-  torch::NoGradGuard no_grad;
-  const torch::Tensor inv_std = 1 / torch::sqrt(next->running_var + next->options.eps());
-  const torch::Tensor scale = next->weight.defined() ? next->weight * inv_std : inv_std;
-  torch::Tensor shift = -next->running_mean * scale;
-  if (next->bias.defined()) shift = next->bias + shift;
-  return partial_conv::Affine{scale, shift, relu};
 }
 
 }  // namespace
@@ -194,7 +182,7 @@ torch::Tensor CGConv2dImpl::infer(const torch::Tensor& x, torch::nn::BatchNorm2d
   const auto blocks =
       one_pass ? partial_conv::group_blocks(mask, p) : std::vector<std::vector<bool>>();
   if (!blocks.empty() && !bn->is_training()) {
-    const auto then = as_affine(next, relu);
+    const auto then = next == nullptr ? std::nullopt : as_affine(*next, relu);
     auto [y, open] = partial_conv::gated(
         x, weight, blocks, stride, padding,
         {bn->running_mean, bn->running_var, bn->options.eps(), threshold_, options.alpha()}, then);
@@ -235,7 +223,13 @@ torch::Tensor CGConv2dImpl::infer(const torch::Tensor& x, torch::nn::BatchNorm2d
       sparse_choice::run(options.skipping(), sparse_choice::shape_key(x, weight, stride, padding),
                          previous_on_fraction(partial.sizes()), pass);
   record_gate(open, y.sizes(), weight);
-  return next == nullptr ? y : followed(y, *next, relu);
+  if (next == nullptr) return y;
+  // y is this pass's own tensor: mapped in place, in one pass.
+  if (const auto then = as_affine(*next, relu)) {
+    apply_in_place(*then, y);
+    return y;
+  }
+  return followed(y, *next, relu);
 }
 
 }  // namespace dnn_gating::layers

@@ -40,6 +40,12 @@ struct Gate {
   bool relu;
 };
 
+// Where a block of output positions reads its input: per kernel row, the
+// zero-padded input row at the block's first position's column.
+struct Band {
+  const float* row[3];
+};
+
 // acc[q * Chains + chain] += w * x[q * Step] (the scalar broadcast) for
 // every position q, written out.
 template <int64_t Step, int Chains, int... Q>
@@ -53,16 +59,15 @@ DG_INLINE void multiply_add(Vec* acc, int chain, Vec w, const float* x,
 // independent accumulators, then added to the full sum and, in the lanes
 // whose outputs take that group, to the partial sum; both are stored at
 // full[q * O + ...] and partial[q * O + ...]. weight is [C, 3, 3, O]; lanes
-// holds per group and output 0 or ~0; band holds the three zero-padded input
-// rows under the output row ([3, W + 2 pw, C]), from the first position's
-// column on. With a gate, y[q * O + ...] is then the full sum where the gate
+// holds per group and output 0 or ~0; band points into the three zero-padded
+// input rows under the output row ([W + 2 pw, C] each) at the first
+// position's column. With a gate, y[q * O + ...] is then the full sum where the gate
 // opens and the partial sum elsewhere; returns the open gates.
 template <int P, int C, int S>
-DG_INLINE int64_t positions(const Geometry& g, const float* band, const float* weight,
+DG_INLINE int64_t positions(const Geometry& g, const Band& band, const float* weight,
                             const int32_t* lanes, int64_t ov, float* full, float* partial,
                             const Gate* gate, float* y) {
   const int64_t ic = C / g.groups;
-  const int64_t band_row = (g.in_w + 2 * g.pad_w) * C;
   const int64_t o = ov * kVec;
   constexpr int64_t step = S * C;  // between output positions: constant offsets
   // Independent sums per position, so that few positions still keep the
@@ -72,9 +77,10 @@ DG_INLINE int64_t positions(const Geometry& g, const float* band, const float* w
   for (int64_t grp = 0; grp < g.groups; ++grp) {
     Vec acc[P * kChains] = {};
     for (int64_t c = grp * ic; c < (grp + 1) * ic; ++c) {
+#pragma GCC unroll 9
       for (int t = 0; t < 9; ++t) {
         const Vec w = load(weight + (c * 9 + t) * g.out_channels + o);
-        const float* x = band + (t / 3) * band_row + (t % 3) * C + c;
+        const float* x = band.row[t / 3] + (t % 3) * C + c;
         multiply_add<step, kChains>(acc, t % kChains, w, x, std::make_integer_sequence<int, P>());
       }
     }
@@ -120,40 +126,65 @@ DG_INLINE int64_t positions(const Geometry& g, const float* band, const float* w
 
 // Positions [w, w + P) of an output row, whose outputs start at `at`.
 template <int P, int C, int S>
-DG_INLINE int64_t block(const Geometry& g, const float* band, int64_t at, int64_t w, int64_t ov,
+DG_INLINE int64_t block(const Geometry& g, const Band& band, int64_t at, int64_t w, int64_t ov,
                         const float* weight, const int32_t* lanes, float* full, float* partial,
                         const Gate* gate, float* y) {
+  const int64_t column = w * S * C;
+  const Band from{{band.row[0] + column, band.row[1] + column, band.row[2] + column}};
   if (gate != nullptr) {
-    return positions<P, C, S>(g, band + w * S * C, weight, lanes, ov, nullptr, nullptr, gate,
-                              y + at);
+    return positions<P, C, S>(g, from, weight, lanes, ov, nullptr, nullptr, gate, y + at);
   }
-  return positions<P, C, S>(g, band + w * S * C, weight, lanes, ov, full + at, partial + at,
-                            nullptr, nullptr);
+  return positions<P, C, S>(g, from, weight, lanes, ov, full + at, partial + at, nullptr, nullptr);
 }
 
 // Output rows [first, last) (row = n * out_h + h) for C input channels and
-// stride S along rows; returns the open gates. The three input rows under
-// an output row are copied, zero-padded, into a small band first (it stays
-// in cache, unlike a padded copy of the whole input). Without a gate the
-// sums go to full and partial; with one, only y is written.
+// stride S along rows; returns the open gates. The input rows under an
+// output row are read from zero-padded copies of single rows (they stay in
+// cache, unlike a padded copy of the whole input), each copied once for the
+// consecutive output rows that read it. Without a gate the sums go to full
+// and partial; with one, only y is written.
 template <int C, int S>
 DG_INLINE int64_t rows_of(const Geometry& g, const float* x, const float* weight,
                           const int32_t* lanes, float* full, float* partial, const Gate* gate,
                           float* y, int64_t first, int64_t last) {
-  const int64_t band_row = (g.in_w + 2 * g.pad_w) * C;
-  std::vector<float> band(3 * band_row, 0.0f);
+  const int64_t padded_row = (g.in_w + 2 * g.pad_w) * C;
+  // Three slots for input rows and, last, a row of zeros (above and below
+  // the input); the padding columns are never written.
+  std::vector<float> slots(4 * padded_row, 0.0f);
+  int64_t held[3] = {-1, -1, -1};  // which input row (n * in_h + r) each slot holds
   const bool wide = C / g.groups >= 8;
   int64_t count = 0;
   for (int64_t row = first; row < last; ++row) {
     const int64_t n = row / g.out_h, h = row % g.out_h;
+    int64_t wanted[3];
     for (int i = 0; i < 3; ++i) {
       const int64_t r = h * g.stride_h - g.pad_h + i;
-      float* dst = band.data() + i * band_row + g.pad_w * C;
-      if (r < 0 || r >= g.in_h) {
-        std::fill(dst, dst + g.in_w * C, 0.0f);
-      } else {
-        const float* src = x + ((n * g.in_h + r) * g.in_w) * C;
-        std::copy(src, src + g.in_w * C, dst);
+      wanted[i] = r < 0 || r >= g.in_h ? -2 : n * g.in_h + r;  // -2: zeros, never held
+    }
+    Band band{};
+    for (int i = 0; i < 3; ++i) {
+      int slot = 3;  // the zero row
+      if (wanted[i] >= 0) {
+        slot = 0;
+        while (slot < 3 && held[slot] != wanted[i]) ++slot;
+        if (slot == 3) {  // copied into a slot that no input row of this output row holds
+          slot = 0;
+          while (held[slot] == wanted[0] || held[slot] == wanted[1] || held[slot] == wanted[2])
+            ++slot;
+          const float* src = x + wanted[i] * g.in_w * C;
+          std::copy(src, src + g.in_w * C, slots.data() + slot * padded_row + g.pad_w * C);
+          held[slot] = wanted[i];
+        }
+      }
+      band.row[i] = slots.data() + slot * padded_row;
+    }
+    // The input rows the next output row copies, fetched while this one computes.
+    if (row + 1 < last && h + 1 < g.out_h) {
+      for (int64_t i = std::max<int64_t>(0, 3 - g.stride_h); i < 3; ++i) {
+        const int64_t r = (h + 1) * g.stride_h - g.pad_h + i;
+        if (r < 0 || r >= g.in_h) continue;
+        const char* line = reinterpret_cast<const char*>(x + (n * g.in_h + r) * g.in_w * C);
+        for (int64_t b = 0; b < g.in_w * C * 4; b += 64) __builtin_prefetch(line + b);
       }
     }
     const int64_t out_row = row * g.out_w * g.out_channels;
@@ -166,14 +197,13 @@ DG_INLINE int64_t rows_of(const Geometry& g, const float* x, const float* weight
       // input group is long enough (measured: 4 channels per group run faster
       // eight positions at a time).
       for (; wide && w + 16 <= g.out_w; w += 16)
-        count +=
-            block<16, C, S>(g, band.data(), at(), w, ov, weight, lanes, full, partial, gate, y);
+        count += block<16, C, S>(g, band, at(), w, ov, weight, lanes, full, partial, gate, y);
       for (; w + 8 <= g.out_w; w += 8)
-        count += block<8, C, S>(g, band.data(), at(), w, ov, weight, lanes, full, partial, gate, y);
+        count += block<8, C, S>(g, band, at(), w, ov, weight, lanes, full, partial, gate, y);
       for (; w + 4 <= g.out_w; w += 4)
-        count += block<4, C, S>(g, band.data(), at(), w, ov, weight, lanes, full, partial, gate, y);
+        count += block<4, C, S>(g, band, at(), w, ov, weight, lanes, full, partial, gate, y);
       for (; w < g.out_w; ++w)
-        count += block<1, C, S>(g, band.data(), at(), w, ov, weight, lanes, full, partial, gate, y);
+        count += block<1, C, S>(g, band, at(), w, ov, weight, lanes, full, partial, gate, y);
     }
   }
   return count;

@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include "layers/affine.h"
+
 namespace dnn_gating::layers::partial_conv {
 
 /// Which input-channel groups feed each output's partial sum: for a weight
@@ -40,13 +42,6 @@ struct GateParameters {
   double eps = 1e-5;
   torch::Tensor threshold;  // one value per output channel
   double alpha = 2.0;
-};
-
-/// What follows the gated output in the same pass: an evaluation-mode
-/// BatchNorm, y * scale + shift per output channel, then a ReLU if `relu`.
-struct Affine {
-  torch::Tensor scale, shift;  // one value per output channel
-  bool relu = false;
 };
 
 /// The gated output in the same pass, without keeping either sum: the full
