@@ -159,25 +159,24 @@ torch::Tensor CGConv2dImpl::both_sums(const torch::Tensor& shuffled, bool fused)
   return full * d + partial * (1 - d);
 }
 
-// Without a backward pass: the gate decided from the base path, then either
-// the full convolution selected by the gate, or the channels outside the base
-// path added to the partial sums only where the gate is open. Where the input
-// groups have fewer than 16 channels, the library's grouped convolution runs
-// at half its dense speed or worse (below 8 the base path is even the masked
-// dense convolution), so the full and partial sums come from one pass of
-// partial_conv instead (CG ResNet-20 with p = 4: 16 and 32 input channels;
-// p = 2: 16). In evaluation mode that pass also normalises the partial sums,
-// decides the gates and selects, so neither sum is stored; nothing is left to
-// skip there, whatever the skipping mode. Otherwise (training mode without
-// gradients) both ways share the pass's sums, so that they decide every gate
-// from the same partial sums.
+// Without a backward pass. Where partial_conv takes the layer's shape, the
+// full and partial sums come from its one pass (each product computed once),
+// which in evaluation mode also normalises the partial sums, decides the
+// gates, selects and applies what follows the layer (`next`), so that no sum
+// is stored: measured faster than the ways below at 50, 25 and 10 % open
+// gates in both CG ResNet-20s (docs/PERFORMANCE.md). Otherwise, and for
+// Skipping::kAlways, the gate is decided from the base path, then either the
+// full convolution is selected by the gate or the channels outside the base
+// path are added to the partial sums only where the gate is open, as the
+// skipping mode says. In training mode without gradients both ways share the
+// one pass's sums, so that they decide every gate from the same partial sums.
 torch::Tensor CGConv2dImpl::infer(const torch::Tensor& x, torch::nn::BatchNorm2dImpl* next,
                                   bool relu) {
   const torch::IntArrayRef stride = *options.stride();
   const torch::IntArrayRef padding = *options.padding();
   const int64_t p = options.partitions();
   const bool one_pass =
-      options.in_channels() / p < 16 && partial_conv::supported(weight, p, stride);
+      options.skipping() != Skipping::kAlways && partial_conv::supported(weight, p, stride);
   // Empty where the mask is not made of blocks (then the library's way).
   const auto blocks =
       one_pass ? partial_conv::group_blocks(mask, p) : std::vector<std::vector<bool>>();
