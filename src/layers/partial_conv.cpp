@@ -24,6 +24,7 @@ struct Geometry {
   int64_t stride_h, stride_w, pad_h, pad_w;
   int64_t in_h, in_w;  // of the NHWC input
   int64_t out_h, out_w;
+  bool pairs;  // two vectors of 16 outputs at a time
 };
 
 // The gate applied in the kernel's last step, per output channel: the
@@ -46,95 +47,150 @@ struct Band {
   const float* row[3];
 };
 
-// acc[q * Chains + chain] += w * x[q * Step] (the scalar broadcast) for
-// every position q, written out.
+// acc[(q * Chains + chain) * V + v] += w[v] * x[q * Step] (the scalar
+// broadcast) for every position q and vector v, written out.
 template <int64_t Step, int Chains, int... Q>
 DG_INLINE void multiply_add(Vec* acc, int chain, Vec w, const float* x,
                             std::integer_sequence<int, Q...>) {
   ((acc[Q * Chains + chain] += w * x[Q * Step]), ...);
 }
 
-// P consecutive output positions of one row, 16 output channels (vector ov):
-// for each input group, the products of its channels summed apart in P
-// independent accumulators, then added to the full sum and, in the lanes
-// whose outputs take that group, to the partial sum; both are stored at
-// full[q * O + ...] and partial[q * O + ...]. weight is [C, 3, 3, O]; lanes
-// holds per group and output 0 or ~0; band points into the three zero-padded
-// input rows under the output row ([W + 2 pw, C] each) at the first
-// position's column. With a gate, y[q * O + ...] is then the full sum where the gate
-// opens and the partial sum elsewhere; returns the open gates.
-template <int P, int C, int S>
+template <int64_t Step, int Chains, int... Q>
+DG_INLINE void multiply_add(Vec* acc, int chain, Vec w0, Vec w1, const float* x,
+                            std::integer_sequence<int, Q...>) {
+  ((acc[(Q * Chains + chain) * 2] += w0 * x[Q * Step],
+    acc[(Q * Chains + chain) * 2 + 1] += w1 * x[Q * Step]),
+   ...);
+}
+
+// P consecutive output positions of one row, V vectors of 16 output channels
+// from vector ov on: for each input group, the products of its channels
+// summed apart in P x V independent accumulators, then added to the full sum
+// and, in the lanes whose outputs take that group, kept as the partial sum;
+// both are stored at full[q * O + ...] and partial[q * O + ...]. weight is
+// [C, 3, 3, O]; lanes holds per group and output 0 or ~0; band points into
+// the three zero-padded input rows under the output row ([W + 2 pw, C] each)
+// at the first position's column. With a gate, y[q * O + ...] is then the
+// full sum where the gate opens and the partial sum elsewhere (mapped by
+// gate->scale and shift where set); returns the open gates.
+template <int P, int V, int C, int S>
 DG_INLINE int64_t positions(const Geometry& g, const Band& band, const float* weight,
                             const int32_t* lanes, int64_t ov, float* full, float* partial,
                             const Gate* gate, float* y) {
+  static_assert(V == 1 || V == 2, "one or two vectors of outputs");
   const int64_t ic = C / g.groups;
   const int64_t o = ov * kVec;
   constexpr int64_t step = S * C;  // between output positions: constant offsets
   // Independent sums per position, so that few positions still keep the
   // multiply-adds in flight (one per kernel column below four positions).
   constexpr int kChains = P >= 4 ? 1 : 3;
-  Vec full_sum[P] = {}, partial_sum[P] = {};
+  constexpr int kSums = P * V;  // [q * V + v]
+  Vec full_sum[kSums] = {}, partial_sum[kSums] = {};
   for (int64_t grp = 0; grp < g.groups; ++grp) {
-    Vec acc[P * kChains] = {};
+    Vec acc[kSums * kChains] = {};
     for (int64_t c = grp * ic; c < (grp + 1) * ic; ++c) {
 #pragma GCC unroll 9
       for (int t = 0; t < 9; ++t) {
-        const Vec w = load(weight + (c * 9 + t) * g.out_channels + o);
+        const float* w = weight + (c * 9 + t) * g.out_channels + o;
         const float* x = band.row[t / 3] + (t % 3) * C + c;
-        multiply_add<step, kChains>(acc, t % kChains, w, x, std::make_integer_sequence<int, P>());
+        if constexpr (V == 1) {
+          multiply_add<step, kChains>(acc, t % kChains, load(w), x,
+                                      std::make_integer_sequence<int, P>());
+        } else {
+          multiply_add<step, kChains>(acc, t % kChains, load(w), load(w + kVec), x,
+                                      std::make_integer_sequence<int, P>());
+        }
       }
     }
-    IVec take;
-    std::memcpy(&take, lanes + grp * g.out_channels + o, sizeof(take));
+    IVec take[V];
+    for (int v = 0; v < V; ++v)
+      std::memcpy(&take[v], lanes + grp * g.out_channels + o + v * kVec, sizeof(IVec));
     for (int q = 0; q < P; ++q) {
-      Vec sum = acc[q * kChains];
-      for (int k = 1; k < kChains; ++k) sum += acc[q * kChains + k];
-      full_sum[q] = grp == 0 ? sum : full_sum[q] + sum;
-      partial_sum[q] = take ? sum : partial_sum[q];  // each output takes one group at most
+      for (int v = 0; v < V; ++v) {
+        const int i = q * V + v;
+        Vec sum = acc[q * kChains * V + v];
+        for (int k = 1; k < kChains; ++k) sum += acc[(q * kChains + k) * V + v];
+        full_sum[i] = grp == 0 ? sum : full_sum[i] + sum;
+        partial_sum[i] = take[v] ? sum : partial_sum[i];  // each output takes one group at most
+      }
     }
   }
   if (gate == nullptr) {
     for (int q = 0; q < P; ++q) {
-      store(full + q * g.out_channels + o, full_sum[q]);
-      store(partial + q * g.out_channels + o, partial_sum[q]);
+      for (int v = 0; v < V; ++v) {
+        store(full + q * g.out_channels + o + v * kVec, full_sum[q * V + v]);
+        store(partial + q * g.out_channels + o + v * kVec, partial_sum[q * V + v]);
+      }
     }
     return 0;
   }
-  // The decision of gate_decision, on (partial - mean) * inv_std.
-  const Vec mean = load(gate->mean + o), inv_std = load(gate->inv_std + o);
-  const Vec threshold = load(gate->threshold + o);
   IVec open_lanes = {};
-  for (int q = 0; q < P; ++q) {
-    const Vec z = gate->alpha * ((partial_sum[q] - mean) * inv_std - threshold);
-    const IVec open = z > gate_decision::kLastClosedLogit;  // -1 where open
-    full_sum[q] = open ? full_sum[q] : partial_sum[q];
-    open_lanes -= open;
-  }
-  if (gate->scale != nullptr) {
-    const Vec scale = load(gate->scale + o), shift = load(gate->shift + o);
-    for (int q = 0; q < P; ++q) full_sum[q] = full_sum[q] * scale + shift;
-    if (gate->relu) {
-      for (int q = 0; q < P; ++q)
-        full_sum[q] = full_sum[q] < 0.0f ? Vec{} : full_sum[q];  // NaN stays
+  for (int v = 0; v < V; ++v) {
+    const int64_t ov_first = o + v * kVec;
+    // The decision of gate_decision, on (partial - mean) * inv_std.
+    const Vec mean = load(gate->mean + ov_first), inv_std = load(gate->inv_std + ov_first);
+    const Vec threshold = load(gate->threshold + ov_first);
+    for (int q = 0; q < P; ++q) {
+      Vec& f = full_sum[q * V + v];
+      const Vec pa = partial_sum[q * V + v];
+      const Vec z = gate->alpha * ((pa - mean) * inv_std - threshold);
+      const IVec open = z > gate_decision::kLastClosedLogit;  // -1 where open
+      f = open ? f : pa;
+      open_lanes -= open;
     }
+    if (gate->scale != nullptr) {
+      const Vec scale = load(gate->scale + ov_first), shift = load(gate->shift + ov_first);
+      for (int q = 0; q < P; ++q) full_sum[q * V + v] = full_sum[q * V + v] * scale + shift;
+      if (gate->relu) {
+        for (int q = 0; q < P; ++q) {
+          Vec& f = full_sum[q * V + v];
+          f = f < 0.0f ? Vec{} : f;  // NaN stays
+        }
+      }
+    }
+    for (int q = 0; q < P; ++q) store(y + q * g.out_channels + ov_first, full_sum[q * V + v]);
   }
-  for (int q = 0; q < P; ++q) store(y + q * g.out_channels + o, full_sum[q]);
   int64_t count = 0;
   for (int i = 0; i < kVec; ++i) count += open_lanes[i];
   return count;
 }
 
 // Positions [w, w + P) of an output row, whose outputs start at `at`.
-template <int P, int C, int S>
+template <int P, int V, int C, int S>
 DG_INLINE int64_t block(const Geometry& g, const Band& band, int64_t at, int64_t w, int64_t ov,
                         const float* weight, const int32_t* lanes, float* full, float* partial,
                         const Gate* gate, float* y) {
   const int64_t column = w * S * C;
   const Band from{{band.row[0] + column, band.row[1] + column, band.row[2] + column}};
   if (gate != nullptr) {
-    return positions<P, C, S>(g, from, weight, lanes, ov, nullptr, nullptr, gate, y + at);
+    return positions<P, V, C, S>(g, from, weight, lanes, ov, nullptr, nullptr, gate, y + at);
   }
-  return positions<P, C, S>(g, from, weight, lanes, ov, full + at, partial + at, nullptr, nullptr);
+  return positions<P, V, C, S>(g, from, weight, lanes, ov, full + at, partial + at, nullptr,
+                               nullptr);
+}
+
+// A whole output row for V vectors of outputs from ov on (row's outputs
+// start at out_row). Sixteen positions of one vector keep 48 sums: their
+// spills pay off only where each input group is long enough (measured: 4
+// channels per group run faster eight positions at a time); two vectors go
+// eight positions at a time.
+template <int V, int C, int S>
+DG_INLINE int64_t output_row(const Geometry& g, const Band& band, int64_t out_row, int64_t ov,
+                             bool wide, const float* weight, const int32_t* lanes, float* full,
+                             float* partial, const Gate* gate, float* y) {
+  int64_t count = 0, w = 0;
+  // The kernel calls stay out of lambdas, which would be compiled outside
+  // this function's clones; `at` only computes the block's output offset.
+  const auto at = [&] { return out_row + w * g.out_channels; };
+  for (; V == 1 && wide && w + 16 <= g.out_w; w += 16)
+    count += block<16, 1, C, S>(g, band, at(), w, ov, weight, lanes, full, partial, gate, y);
+  for (; w + 8 <= g.out_w; w += 8)
+    count += block<8, V, C, S>(g, band, at(), w, ov, weight, lanes, full, partial, gate, y);
+  for (; w + 4 <= g.out_w; w += 4)
+    count += block<4, V, C, S>(g, band, at(), w, ov, weight, lanes, full, partial, gate, y);
+  for (; w < g.out_w; ++w)
+    count += block<1, V, C, S>(g, band, at(), w, ov, weight, lanes, full, partial, gate, y);
+  return count;
 }
 
 // Output rows [first, last) (row = n * out_h + h) for C input channels and
@@ -153,6 +209,7 @@ DG_INLINE int64_t rows_of(const Geometry& g, const float* x, const float* weight
   std::vector<float> slots(4 * padded_row, 0.0f);
   int64_t held[3] = {-1, -1, -1};  // which input row (n * in_h + r) each slot holds
   const bool wide = C / g.groups >= 8;
+  const bool pairs = g.pairs;
   int64_t count = 0;
   for (int64_t row = first; row < last; ++row) {
     const int64_t n = row / g.out_h, h = row % g.out_h;
@@ -188,23 +245,14 @@ DG_INLINE int64_t rows_of(const Geometry& g, const float* x, const float* weight
       }
     }
     const int64_t out_row = row * g.out_w * g.out_channels;
-    for (int64_t ov = 0; ov < g.out_channels / kVec; ++ov) {
-      // The kernel calls stay out of lambdas, which would be compiled outside
-      // this function's clones; `at` only computes the block's output offset.
-      int64_t w = 0;
-      const auto at = [&] { return out_row + w * g.out_channels; };
-      // Sixteen positions keep 48 sums: their spills pay off only where each
-      // input group is long enough (measured: 4 channels per group run faster
-      // eight positions at a time).
-      for (; wide && w + 16 <= g.out_w; w += 16)
-        count += block<16, C, S>(g, band, at(), w, ov, weight, lanes, full, partial, gate, y);
-      for (; w + 8 <= g.out_w; w += 8)
-        count += block<8, C, S>(g, band, at(), w, ov, weight, lanes, full, partial, gate, y);
-      for (; w + 4 <= g.out_w; w += 4)
-        count += block<4, C, S>(g, band, at(), w, ov, weight, lanes, full, partial, gate, y);
-      for (; w < g.out_w; ++w)
-        count += block<1, C, S>(g, band, at(), w, ov, weight, lanes, full, partial, gate, y);
-    }
+    const int64_t vectors = g.out_channels / kVec;
+    int64_t ov = 0;
+    for (; pairs && ov + 2 <= vectors; ov += 2)
+      count +=
+          output_row<2, C, S>(g, band, out_row, ov, wide, weight, lanes, full, partial, gate, y);
+    for (; ov < vectors; ++ov)
+      count +=
+          output_row<1, C, S>(g, band, out_row, ov, wide, weight, lanes, full, partial, gate, y);
   }
   return count;
 }
@@ -292,6 +340,11 @@ Prepared prepare(const torch::Tensor& x, const torch::Tensor& weight,
   g.in_w = x.size(3);
   g.out_h = (g.in_h + 2 * g.pad_h - 3) / g.stride_h + 1;
   g.out_w = (g.in_w + 2 * g.pad_w - 3) / g.stride_w + 1;
+  // Two output vectors at a time share each input broadcast; measured faster
+  // only where groups are long (8 or more channels) and rows too short for
+  // sixteen positions of one vector (64 channels at 8x8: 1.43 -> 1.31 ms;
+  // 4 channels per group: slower, as the sums of both vectors spill).
+  g.pairs = g.channels / g.groups >= 8 && g.out_w < 16;
   TORCH_CHECK(g.out_h > 0 && g.out_w > 0, "partial_conv: input ", x.sizes(),
               " is smaller than the kernel");
   p.batch = x.size(0);
