@@ -40,12 +40,6 @@ struct CGGateFunction : torch::autograd::Function<CGGateFunction> {
   }
 };
 
-// next(y), then a ReLU if relu: what a layer's output goes through next.
-torch::Tensor followed(const torch::Tensor& y, torch::nn::BatchNorm2dImpl& next, bool relu) {
-  const torch::Tensor normalised = next.forward(y);
-  return relu ? torch::relu(normalised) : normalised;
-}
-
 }  // namespace
 
 torch::Tensor channel_shuffle(const torch::Tensor& x, int64_t groups) {
@@ -118,31 +112,31 @@ GateCost CGConv2dImpl::gate_cost() const {
 
 GateKind CGConv2dImpl::gate_kind() const { return GateKind::kChannel; }
 
-torch::Tensor CGConv2dImpl::forward(const torch::Tensor& input) {
-  return forward_followed(input, nullptr, false);
+bool CGConv2dImpl::infers(const torch::Tensor& input) const {
+  return !options.reference_ops() && fusable(input) && !torch::GradMode::is_enabled();
 }
+
+torch::Tensor CGConv2dImpl::forward(const torch::Tensor& input) { return mapped(input, nullptr); }
 
 torch::Tensor CGConv2dImpl::forward_then(const torch::Tensor& input, torch::nn::BatchNorm2d& next,
                                          bool relu) {
-  return forward_followed(input, next.get(), relu);
+  if (infers(input)) {
+    if (const auto then = as_affine(*next, relu)) return mapped(input, &*then);
+  }
+  const torch::Tensor normalised = next->forward(forward(input));
+  return relu ? torch::relu(normalised) : normalised;
 }
 
-torch::Tensor CGConv2dImpl::forward_followed(const torch::Tensor& input,
-                                             torch::nn::BatchNorm2dImpl* next, bool relu) {
+torch::Tensor CGConv2dImpl::mapped(const torch::Tensor& input, const Affine* then) {
   const torch::Tensor shuffled =
       options.shuffle() ? layers::channel_shuffle(input, options.partitions()) : input;
-  const bool fused = !options.reference_ops() && fusable(shuffled);
-  if (fused && !torch::GradMode::is_enabled()) {
+  if (infers(shuffled)) {
     // Inference runs channels-last: the library's convolutions are faster so
     // laid out, and the gate and the open outputs of one position are adjacent.
     const torch::Tensor x = shuffled.contiguous(at::MemoryFormat::ChannelsLast);
-    return infer(x, next, relu);
+    return infer(x, then);
   }
-  const torch::Tensor y = both_sums(shuffled, fused);
-  return next == nullptr ? y : followed(y, *next, relu);
-}
-
-torch::Tensor CGConv2dImpl::both_sums(const torch::Tensor& shuffled, bool fused) {
+  const bool fused = !options.reference_ops() && fusable(shuffled);
   const torch::Tensor& x = shuffled;
   const torch::Tensor partial = base_path(x);
   const torch::Tensor gate_input = bn->forward(partial);
@@ -162,7 +156,7 @@ torch::Tensor CGConv2dImpl::both_sums(const torch::Tensor& shuffled, bool fused)
 // Without a backward pass. Where partial_conv takes the layer's shape, the
 // full and partial sums come from its one pass (each product computed once),
 // which in evaluation mode also normalises the partial sums, decides the
-// gates, selects and applies what follows the layer (`next`), so that no sum
+// gates, selects and applies `then` (what follows the layer), so that no sum
 // is stored: measured faster than the ways below at 50, 25 and 10 % open
 // gates in both CG ResNet-20s (docs/PERFORMANCE.md). Otherwise, and for
 // Skipping::kAlways, the gate is decided from the base path, then either the
@@ -170,8 +164,7 @@ torch::Tensor CGConv2dImpl::both_sums(const torch::Tensor& shuffled, bool fused)
 // path are added to the partial sums only where the gate is open, as the
 // skipping mode says. In training mode without gradients both ways share the
 // one pass's sums, so that they decide every gate from the same partial sums.
-torch::Tensor CGConv2dImpl::infer(const torch::Tensor& x, torch::nn::BatchNorm2dImpl* next,
-                                  bool relu) {
+torch::Tensor CGConv2dImpl::infer(const torch::Tensor& x, const Affine* then) {
   const torch::IntArrayRef stride = *options.stride();
   const torch::IntArrayRef padding = *options.padding();
   const int64_t p = options.partitions();
@@ -181,13 +174,11 @@ torch::Tensor CGConv2dImpl::infer(const torch::Tensor& x, torch::nn::BatchNorm2d
   const auto blocks =
       one_pass ? partial_conv::group_blocks(mask, p) : std::vector<std::vector<bool>>();
   if (!blocks.empty() && !bn->is_training()) {
-    const auto then = next == nullptr ? std::nullopt : as_affine(*next, relu);
     auto [y, open] = partial_conv::gated(
         x, weight, blocks, stride, padding,
         {bn->running_mean, bn->running_var, bn->options.eps(), threshold_, options.alpha()}, then);
     record_gate(open, y.sizes(), weight);
-    if (then || next == nullptr) return y;
-    return followed(y, *next, relu);
+    return y;
   }
   torch::Tensor partial, full;
   if (blocks.empty()) {
@@ -222,13 +213,9 @@ torch::Tensor CGConv2dImpl::infer(const torch::Tensor& x, torch::nn::BatchNorm2d
       sparse_choice::run(options.skipping(), sparse_choice::shape_key(x, weight, stride, padding),
                          previous_on_fraction(partial.sizes()), pass);
   record_gate(open, y.sizes(), weight);
-  if (next == nullptr) return y;
   // y is this pass's own tensor: mapped in place, in one pass.
-  if (const auto then = as_affine(*next, relu)) {
-    apply_in_place(*then, y);
-    return y;
-  }
-  return followed(y, *next, relu);
+  if (then != nullptr) apply_in_place(*then, y);
+  return y;
 }
 
 }  // namespace dnn_gating::layers

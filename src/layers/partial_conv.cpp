@@ -24,7 +24,6 @@ struct Geometry {
   int64_t stride_h, stride_w, pad_h, pad_w;
   int64_t in_h, in_w;  // of the NHWC input
   int64_t out_h, out_w;
-  bool pairs;  // two vectors of 16 outputs at a time
 };
 
 // The gate applied in the kernel's last step, per output channel: the
@@ -209,7 +208,11 @@ DG_INLINE int64_t rows_of(const Geometry& g, const float* x, const float* weight
   std::vector<float> slots(4 * padded_row, 0.0f);
   int64_t held[3] = {-1, -1, -1};  // which input row (n * in_h + r) each slot holds
   const bool wide = C / g.groups >= 8;
-  const bool pairs = g.pairs;
+  // Two output vectors at a time share each input broadcast; measured faster
+  // only where groups are long and rows too short for sixteen positions of
+  // one vector (64 channels at 8x8: 1.43 -> 1.31 ms; with 4 channels per
+  // group slower, as the sums of both vectors spill).
+  const bool pairs = wide && g.out_w < 16;
   int64_t count = 0;
   for (int64_t row = first; row < last; ++row) {
     const int64_t n = row / g.out_h, h = row % g.out_h;
@@ -340,11 +343,6 @@ Prepared prepare(const torch::Tensor& x, const torch::Tensor& weight,
   g.in_w = x.size(3);
   g.out_h = (g.in_h + 2 * g.pad_h - 3) / g.stride_h + 1;
   g.out_w = (g.in_w + 2 * g.pad_w - 3) / g.stride_w + 1;
-  // Two output vectors at a time share each input broadcast; measured faster
-  // only where groups are long (8 or more channels) and rows too short for
-  // sixteen positions of one vector (64 channels at 8x8: 1.43 -> 1.31 ms;
-  // 4 channels per group: slower, as the sums of both vectors spill).
-  g.pairs = g.channels / g.groups >= 8 && g.out_w < 16;
   TORCH_CHECK(g.out_h > 0 && g.out_w > 0, "partial_conv: input ", x.sizes(),
               " is smaller than the kernel");
   p.batch = x.size(0);
@@ -393,8 +391,7 @@ std::pair<torch::Tensor, torch::Tensor> full_and_partial(
 std::pair<torch::Tensor, int64_t> gated(const torch::Tensor& x, const torch::Tensor& weight,
                                         const std::vector<std::vector<bool>>& blocks,
                                         torch::IntArrayRef stride, torch::IntArrayRef padding,
-                                        const GateParameters& gate,
-                                        const std::optional<Affine>& then) {
+                                        const GateParameters& gate, const Affine* then) {
   RECORD_FUNCTION("dnn_gating::gated_partial_conv", std::vector<c10::IValue>());
   const Prepared p = prepare(x, weight, blocks, stride, padding);
   const int64_t channels = p.g.out_channels;
@@ -402,18 +399,15 @@ std::pair<torch::Tensor, int64_t> gated(const torch::Tensor& x, const torch::Ten
   std::vector<float> inv_std = per_channel(gate.running_var, channels);
   for (float& v : inv_std) v = 1.0f / std::sqrt(v + static_cast<float>(gate.eps));
   const std::vector<float> threshold = per_channel(gate.threshold, channels);
-  std::vector<float> scale, shift;
-  if (then) {
-    scale = per_channel(then->scale, channels);
-    shift = per_channel(then->shift, channels);
-  }
+  const std::vector<float> scale = then ? per_channel(then->scale, channels) : std::vector<float>();
+  const std::vector<float> shift = then ? per_channel(then->shift, channels) : std::vector<float>();
   const Gate g{mean.data(),
                inv_std.data(),
                threshold.data(),
                static_cast<float>(gate.alpha),
                then ? scale.data() : nullptr,
                then ? shift.data() : nullptr,
-               then && then->relu};
+               then != nullptr && then->relu};
   torch::Tensor y = output(p, x);
   const float* xp = x.data_ptr<float>();
   const float* wp = p.weight.data_ptr<float>();

@@ -5,7 +5,6 @@
 #include <torch/torch.h>
 
 #include <cstdint>
-#include <optional>
 #include <utility>
 #include <vector>
 
@@ -46,12 +45,11 @@ struct GateParameters {
 
 /// The gated output in the same pass, without keeping either sum: the full
 /// sum where alpha ((partial - mean) / sqrt(var + eps) - threshold) opens the
-/// gate (gate_decision), the partial sum elsewhere; with `then`, mapped by it
+/// gate (gate_decision), the partial sum elsewhere; where `then` is set, mapped by it
 /// before it is stored. Returns {y (channels-last), open gates}.
 std::pair<torch::Tensor, int64_t> gated(const torch::Tensor& x, const torch::Tensor& weight,
                                         const std::vector<std::vector<bool>>& blocks,
                                         torch::IntArrayRef stride, torch::IntArrayRef padding,
-                                        const GateParameters& gate,
-                                        const std::optional<Affine>& then = std::nullopt);
+                                        const GateParameters& gate, const Affine* then = nullptr);
 
 }  // namespace dnn_gating::layers::partial_conv

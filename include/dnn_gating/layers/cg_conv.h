@@ -11,6 +11,8 @@
 
 namespace dnn_gating::layers {
 
+struct Affine;  // an evaluation-mode BatchNorm and ReLU, as kernels apply them
+
 /// Options for `CGConv2d`.
 struct CGConv2dOptions {
   CGConv2dOptions(int64_t in_channels, int64_t out_channels, torch::ExpandingArray<2> kernel_size)
@@ -74,15 +76,12 @@ class CGConv2dImpl : public torch::nn::Cloneable<CGConv2dImpl>, public GatedLaye
 
  private:
   torch::Tensor base_path(const torch::Tensor& x) const;
-  /// forward(x) or, with `next`, next(forward(x)) and a ReLU if relu.
-  torch::Tensor forward_followed(const torch::Tensor& x, torch::nn::BatchNorm2dImpl* next,
-                                 bool relu);
-  /// Both sums for every output, then the gate's selection: the way with
-  /// gradients (on the shuffled input); `fused`: the gate on the library's
-  /// kernels rather than ATen's chain of operations.
-  torch::Tensor both_sums(const torch::Tensor& x, bool fused);
+  /// Whether a forward pass on `input` takes the way without gradients.
+  bool infers(const torch::Tensor& input) const;
+  /// forward(x), then `then` where set (only when infers(x)).
+  torch::Tensor mapped(const torch::Tensor& x, const Affine* then);
   /// The way without gradients, on the channels-last input.
-  torch::Tensor infer(const torch::Tensor& x, torch::nn::BatchNorm2dImpl* next, bool relu);
+  torch::Tensor infer(const torch::Tensor& x, const Affine* then);
 };
 TORCH_MODULE(CGConv2d);
 
