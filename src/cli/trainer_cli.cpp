@@ -141,6 +141,10 @@ std::vector<Flag> common_flags(Values& v) {
              "milestones", std::nullopt, false),
       option({"--batch-size"}, job.batch_size, "Images per batch", "batch_size",
              CLI::Range(1, 65536)),
+      flag({"--sync-bn"}, job.sync_bn,
+           "BatchNorm statistics over the whole batch of a data-parallel run (default: each "
+           "process's own)",
+           "sync_bn"),
       option({"--depth"}, v.depth, "ResNet depth: 6n+2 (20, 32, 44, 56, 110)", "depth"),
       option({"--dataset"}, job.dataset, "cifar10 or fashion-mnist", "dataset",
              CLI::IsMember({"cifar10", "fashion-mnist"})),

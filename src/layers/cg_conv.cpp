@@ -4,6 +4,7 @@
 #include <tuple>
 #include <vector>
 
+#include "dnn_gating/layers/batch_norm.h"
 #include "dnn_gating/quant/gate.h"
 #include "fusable.h"
 #include "layers/affine.h"
@@ -123,7 +124,7 @@ torch::Tensor CGConv2dImpl::forward_then(const torch::Tensor& input, torch::nn::
   if (infers(input)) {
     if (const auto then = as_affine(*next, relu)) return mapped(input, &*then);
   }
-  const torch::Tensor normalised = next->forward(forward(input));
+  const torch::Tensor normalised = batch_norm(*next, forward(input));
   return relu ? torch::relu(normalised) : normalised;
 }
 
@@ -139,17 +140,19 @@ torch::Tensor CGConv2dImpl::mapped(const torch::Tensor& input, const Affine* the
   const bool fused = !options.reference_ops() && fusable(shuffled);
   const torch::Tensor& x = shuffled;
   const torch::Tensor partial = base_path(x);
-  const torch::Tensor gate_input = bn->forward(partial);
+  const torch::Tensor gate_input = batch_norm(*bn, partial);
   const torch::Tensor full = torch::conv2d(x, weight, {}, *options.stride(), *options.padding());
   if (fused) {
     const auto outs = CGGateFunction::apply(full, partial, gate_input, threshold_, options.alpha(),
                                             options.sparse_bp());
     record_gate(outs[1].item<int64_t>(), outs[0].sizes(), weight);
+    record_way(InferenceWay::kEveryOutput);
     return outs[0];
   }
   const torch::Tensor d = quant::gate_step(
       torch::sigmoid(options.alpha() * (gate_input - threshold_)) - 0.5, 0.0, options.sparse_bp());
   record_gate(d, weight);
+  record_way(InferenceWay::kEveryOutput);
   return full * d + partial * (1 - d);
 }
 
@@ -178,6 +181,7 @@ torch::Tensor CGConv2dImpl::infer(const torch::Tensor& x, const Affine* then) {
         x, weight, blocks, stride, padding,
         {bn->running_mean, bn->running_var, bn->options.eps(), threshold_, options.alpha()}, then);
     record_gate(open, y.sizes(), weight);
+    record_way(InferenceWay::kOnePass);
     return y;
   }
   torch::Tensor partial, full;
@@ -190,7 +194,7 @@ torch::Tensor CGConv2dImpl::infer(const torch::Tensor& x, const Affine* then) {
   if (!partial.is_contiguous() && !partial.is_contiguous(at::MemoryFormat::ChannelsLast)) {
     partial = partial.contiguous(at::MemoryFormat::ChannelsLast);
   }
-  const torch::Tensor gate_input = bn->forward(partial);
+  const torch::Tensor gate_input = batch_norm(*bn, partial);
   // The weights outside the base path and the padded input, made once, and
   // only if the open outputs are computed.
   torch::Tensor rest;
@@ -209,10 +213,11 @@ torch::Tensor CGConv2dImpl::infer(const torch::Tensor& x, const Affine* then) {
         if (!padded) padded = sparse_conv::pad_channels_last(x, padding);
         sparse_conv::add_at_open(*padded, rest, stride, open, y);
       }};
-  auto [y, open] =
+  auto [y, open, skipped] =
       sparse_choice::run(options.skipping(), sparse_choice::shape_key(x, weight, stride, padding),
                          previous_on_fraction(partial.sizes()), pass);
   record_gate(open, y.sizes(), weight);
+  record_way(skipped ? InferenceWay::kOpenOutputs : InferenceWay::kEveryOutput);
   // y is this pass's own tensor: mapped in place, in one pass.
   if (then != nullptr) apply_in_place(*then, y);
   return y;

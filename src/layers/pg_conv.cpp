@@ -179,6 +179,7 @@ torch::Tensor PGConv2dImpl::forward(const torch::Tensor& x) {
                                   torch::IntArrayRef(*options.padding()).vec(), options.abits(),
                                   options.pred_bits(), options.alpha(), options.sparse_bp());
     record_gate(outs[1].item<int64_t>(), outs[0].sizes(), weight);
+    record_way(InferenceWay::kEveryOutput);
     return outs[0];
   }
   const auto outs = pg_convolution(x, wq, *options.stride(), *options.padding(), options.abits(),
@@ -188,6 +189,7 @@ torch::Tensor PGConv2dImpl::forward(const torch::Tensor& x) {
   const torch::Tensor mask = quant::gate_step(
       torch::sigmoid(options.alpha() * (out_msb - threshold_)), 0.5, options.sparse_bp());
   record_gate(mask, weight);
+  record_way(InferenceWay::kEveryOutput);
   return out_msb + mask * out_lsb;
 }
 
@@ -211,10 +213,11 @@ torch::Tensor PGConv2dImpl::infer(const torch::Tensor& x, const torch::Tensor& w
       [&](const sparse_conv::OpenOutputs& open, const torch::Tensor& y) {
         sparse_conv::add_at_open(lsb, wq, stride, padding, open, y);
       }};
-  auto [y, open] =
+  auto [y, open, skipped] =
       sparse_choice::run(options.skipping(), sparse_choice::shape_key(x, weight, stride, padding),
                          previous_on_fraction(msb_out.sizes()), pass);
   record_gate(open, y.sizes(), weight);
+  record_way(skipped ? InferenceWay::kOpenOutputs : InferenceWay::kEveryOutput);
   return y;
 }
 

@@ -136,14 +136,18 @@ bool skip_is_faster(const std::vector<int64_t>& shape, const sparse_conv::OpenOu
 
 }  // namespace
 
-std::pair<torch::Tensor, int64_t> run(Skipping mode, const std::vector<int64_t>& shape,
-                                      double previous, const GatedPass& pass) {
+Chosen run(Skipping mode, const std::vector<int64_t>& shape, double previous,
+           const GatedPass& pass) {
+  const auto dense = [&] {
+    auto [y, open] = pass.dense();
+    return Chosen{y, open, /*skipped=*/false};
+  };
   const Plan planned = plan(mode, shape, previous);
-  if (planned == Plan::kDense) return pass.dense();
+  if (planned == Plan::kDense) return dense();
   const sparse_conv::OpenOutputs open = pass.decide();
-  if (planned == Plan::kAfterGates && !skip_is_faster(shape, open, pass)) return pass.dense();
+  if (planned == Plan::kAfterGates && !skip_is_faster(shape, open, pass)) return dense();
   pass.add_open(open, pass.base);
-  return {pass.base, open.count};
+  return {pass.base, open.count, /*skipped=*/true};
 }
 
 }  // namespace dnn_gating::layers::sparse_choice

@@ -30,8 +30,16 @@ struct GatedPass {
 std::vector<int64_t> shape_key(const torch::Tensor& x, const torch::Tensor& weight,
                                torch::IntArrayRef stride, torch::IntArrayRef padding);
 
-/// Runs `pass` the way `mode` says and returns {y, open gates}; when it
-/// skips, y is `pass.base` completed in place. For kFastest, per `shape` (a
+/// What a pass computed: the output, its number of open gates, and whether
+/// only the open outputs were completed.
+struct Chosen {
+  torch::Tensor y;
+  int64_t open = 0;
+  bool skipped = false;
+};
+
+/// Runs `pass` the way `mode` says; when it skips, y is `pass.base`
+/// completed in place. For kFastest, per `shape` (a
 /// key naming the layer's geometry and batch) the dense way is timed once,
 /// the sparse way with no output open once, the decision pass once, and the
 /// sparse way at a pass's own open outputs whenever no timing lies within a
@@ -41,7 +49,7 @@ std::vector<int64_t> shape_key(const torch::Tensor& x, const torch::Tensor& weig
 /// this shape (negative when there is none): on-fractions change little from
 /// one batch to the next, so when the timings near it favour the dense way,
 /// the pass runs it without a separate decision pass.
-std::pair<torch::Tensor, int64_t> run(Skipping mode, const std::vector<int64_t>& shape,
-                                      double previous, const GatedPass& pass);
+Chosen run(Skipping mode, const std::vector<int64_t>& shape, double previous,
+           const GatedPass& pass);
 
 }  // namespace dnn_gating::layers::sparse_choice

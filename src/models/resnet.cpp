@@ -2,6 +2,7 @@
 
 #include <array>
 
+#include "dnn_gating/layers/batch_norm.h"
 #include "dnn_gating/layers/cg_conv.h"
 #include "dnn_gating/layers/pg_conv.h"
 #include "dnn_gating/layers/quantized_conv.h"
@@ -175,7 +176,7 @@ torch::Tensor BasicBlockImpl::normalised(torch::nn::AnyModule& conv, torch::nn::
   if (const auto cg = std::dynamic_pointer_cast<layers::CGConv2dImpl>(conv.ptr())) {
     return cg->forward_then(x, bn, relu);
   }
-  const torch::Tensor y = bn->forward(conv.forward(x));
+  const torch::Tensor y = layers::batch_norm(*bn, conv.forward(x));
   return relu ? torch::relu(y) : y;
 }
 
@@ -239,7 +240,7 @@ torch::Tensor ResNetImpl::forward(const torch::Tensor& input) {
                              input.dim() == 4 && fusable(input);
   const torch::Tensor x = channels_last ? input.contiguous(at::MemoryFormat::ChannelsLast) : input;
   const torch::Tensor stem = conv1_->forward(x);
-  torch::Tensor out = bn1_->forward(stem);
+  torch::Tensor out = layers::batch_norm(*bn1_, stem);
   out = pact_ ? pact_->forward(out) : torch::relu(out);
   out = layer3_->forward(layer2_->forward(layer1_->forward(out)));
   out = torch::avg_pool2d(out, out.size(3)).flatten(1);

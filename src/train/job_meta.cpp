@@ -20,6 +20,7 @@ void for_each_setting(Job& j, Visitor&& visit) {
   visit("epochs", j.epochs);
   visit("milestones", j.milestones);
   visit("batch_size", j.batch_size);
+  visit("sync_bn", j.sync_bn);
   visit("seed", j.seed);
   visit("lr", j.sgd.lr);
   visit("momentum", j.sgd.momentum);

@@ -13,6 +13,7 @@
 
 #include "dnn_gating/data/image_set.h"
 #include "dnn_gating/data/loader.h"
+#include "dnn_gating/layers/batch_norm.h"
 #include "dnn_gating/setting_error.h"
 #include "dnn_gating/train/atomic_file.h"
 #include "dnn_gating/train/checkpoint.h"
@@ -303,20 +304,25 @@ class Job {
     report_log().set_level(spdlog::level::warn);
   }
 
-  // The ranks' weights must agree bit for bit after training.
+  // The ranks' parameters and buffers (BatchNorm statistics, masks, step
+  // counts) must agree bit for bit after training: the model every rank
+  // evaluated is the one rank 0 saves.
   void check_ranks_agree() const {
     if (dist_.world_size() == 1) return;
     int64_t checksum = 0;
-    for (const auto& p : model_->parameters()) {
+    auto add = [&](const torch::Tensor& t) {
       const torch::Tensor bytes =
-          p.detach().contiguous().reshape(-1).view(torch::kByte).to(torch::kLong);
+          t.detach().contiguous().reshape(-1).view(torch::kByte).to(torch::kLong);
       checksum += (bytes * torch::arange(1, bytes.numel() + 1, torch::kLong)).sum().item<int64_t>();
-    }
+    };
+    for (const auto& p : model_->parameters()) add(p);
+    for (const auto& b : model_->buffers()) add(b);
     if (dist_.max(checksum) != -dist_.max(-checksum)) {
-      throw std::runtime_error("the ranks' weights differ after training (rank " +
+      throw std::runtime_error("the ranks' parameters or buffers differ after training (rank " +
                                std::to_string(dist_.rank()) + ")");
     }
-    spdlog::info("Weights identical on all {} ranks (checksum {})", dist_.world_size(), checksum);
+    spdlog::info("Parameters and buffers identical on all {} ranks (checksum {})",
+                 dist_.world_size(), checksum);
   }
 
   // A save that would fail must fail now, not after hours of training.
@@ -482,6 +488,10 @@ class Job {
             std::min(config_.batch_size, train_set_.size() - b * config_.batch_size));
         const double share = static_cast<double>(batch.labels.size(0)) / whole;
         dist_.broadcast_buffers(*model_);
+        std::optional<layers::SyncBatchNormGuard> sync_bn;
+        if (config_.sync_bn && dist_.world_size() > 1) {
+          sync_bn.emplace([this](torch::Tensor& t) { dist_.sum(t); }, share);
+        }
         const StepResult step =
             train_step(classifier_, *optimizer, config_.gating_loss,
                        batch.images.to(config_.device, /*non_blocking=*/true),
@@ -499,6 +509,10 @@ class Job {
           stop(*optimizer, position, signal_number);
         }
       }
+      // The epoch's model is rank 0's, buffers included (each rank's last
+      // step left its own batch statistics): every rank evaluates, and rank
+      // 0 saves, the same model.
+      dist_.broadcast_buffers(*model_);
       sum_over_ranks(position);
       progress.end_epoch();
       record.seconds = seconds_since(start);

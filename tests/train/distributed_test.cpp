@@ -4,10 +4,17 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
 #include <thread>
 #include <torch/csrc/distributed/c10d/HashStore.hpp>
 
+#include "dnn_gating/layers/batch_norm.h"
+#include "dnn_gating/models/resnet.h"
+#include "dnn_gating/train/step.h"
+
 namespace dtr = dnn_gating::train;
+namespace dgl = dnn_gating::layers;
+namespace dgm = dnn_gating::models;
 
 namespace {
 
@@ -32,7 +39,87 @@ std::vector<torch::Tensor> gradients(SmallNet& net, const torch::Tensor& x,
   return out;
 }
 
+// A post-activated CG ResNet-8 in double: BatchNorms after every conv and in
+// every gate, all seeded alike.
+dgm::ResNet gated_resnet() {
+  torch::manual_seed(3);
+  dgm::ResNet net(dgm::ResNetOptions(dgm::ConvKind::kChannelGated, dgm::BlockLayout::kPostActivated)
+                      .depth(8)
+                      .partitions(2)
+                      .use_group(true)
+                      .sparse_bp(true));
+  net->to(torch::kDouble);
+  return net;
+}
+
+// The model's state after one SGD step on `x`, `y` (a process's share of the
+// whole batch, `share`), every tensor by name.
+std::map<std::string, torch::Tensor> after_step(dgm::ResNet& net, const torch::Tensor& x,
+                                                const torch::Tensor& y, double share,
+                                                const dtr::Distributed* dist, bool sync_bn) {
+  torch::optim::SGD sgd(net->parameters(),
+                        torch::optim::SGDOptions(0.1).momentum(0.9).weight_decay(1e-4));
+  dtr::Classifier classifier{net.ptr(),
+                             [net](const torch::Tensor& in) mutable { return net->forward(in); }};
+  std::optional<dgl::SyncBatchNormGuard> guard;
+  if (sync_bn) guard.emplace([dist](torch::Tensor& t) { dist->sum(t); }, share);
+  dtr::train_step(classifier, sgd, dgl::GatingLoss{}, x, y, [&](torch::nn::Module& m) {
+    if (dist != nullptr) dist->average_gradients(m, share);
+  });
+  std::map<std::string, torch::Tensor> state;
+  for (const auto& p : net->named_parameters()) state[p.key()] = p.value().detach().clone();
+  for (const auto& b : net->named_buffers()) state[b.key()] = b.value().clone();
+  return state;
+}
+
+// Two ranks' states after one step on shards of 4 and 3 of a batch of 7.
+std::vector<std::map<std::string, torch::Tensor>> two_rank_step(const torch::Tensor& x,
+                                                                const torch::Tensor& y,
+                                                                bool sync_bn) {
+  std::vector<dgm::ResNet> nets{gated_resnet(), gated_resnet()};
+  auto store = c10::make_intrusive<c10d::HashStore>();
+  std::vector<std::map<std::string, torch::Tensor>> states(2);
+  std::vector<std::thread> ranks;
+  for (int rank = 0; rank < 2; ++rank) {
+    ranks.emplace_back([&, rank] {
+      dtr::Distributed dist(store, rank, 2, std::chrono::seconds(60));
+      const int64_t first = rank == 0 ? 0 : 4, count = rank == 0 ? 4 : 3;
+      states[rank] = after_step(nets[rank], x.narrow(0, first, count), y.narrow(0, first, count),
+                                static_cast<double>(count) / 7.0, &dist, sync_bn);
+    });
+  }
+  for (auto& t : ranks) t.join();
+  return states;
+}
+
 }  // namespace
+
+// --sync-bn: two processes with shards of one batch take the step one
+// process takes on the whole batch (weights, momentum-driven update, BatchNorm
+// running statistics, gate BatchNorms included); each rank's own statistics
+// do not.
+TEST(Distributed, SyncBatchNormStepEqualsOneProcesssStep) {
+  torch::manual_seed(11);
+  const torch::Tensor x = torch::randn({7, 3, 8, 8}, torch::kDouble);
+  const torch::Tensor y = torch::tensor({0, 1, 2, 3, 4, 5, 6});
+  dgm::ResNet whole = gated_resnet();
+  const auto expected = after_step(whole, x, y, 1.0, nullptr, /*sync_bn=*/false);
+
+  const auto synced = two_rank_step(x, y, /*sync_bn=*/true);
+  for (int rank = 0; rank < 2; ++rank) {
+    ASSERT_EQ(synced[rank].size(), expected.size());
+    for (const auto& [name, tensor] : expected) {
+      const torch::Tensor& got = synced[rank].at(name);
+      EXPECT_TRUE(torch::allclose(got, tensor, 1e-9, 1e-12))
+          << "rank " << rank << ", " << name << ": max difference "
+          << (got - tensor).abs().max().item<double>();
+    }
+  }
+  // Without it, each rank's running statistics are its own shard's.
+  const auto own = two_rank_step(x, y, /*sync_bn=*/false);
+  const std::string stats = "layer1.0.bn1.running_mean";
+  EXPECT_GT((own[1].at(stats) - expected.at(stats)).abs().max().item<double>(), 1e-6);
+}
 
 TEST(Distributed, AveragedGradientEqualsTheWholeBatchs) {
   torch::manual_seed(0);

@@ -72,6 +72,19 @@ struct GateCost {
   double cost_fraction(double f) const { return base_fraction + (1.0 - base_fraction) * f; }
 };
 
+/// How a gated layer's forward pass computed its outputs (what `Skipping`
+/// chose, or the one-pass kernel).
+enum class InferenceWay {
+  /// Every output in full, then the gate selects (training, `kNever`, and
+  /// `kFastest` where that was measured faster).
+  kEveryOutput,
+  /// The part every output needs, then the rest only at open outputs.
+  kOpenOutputs,
+  /// CG: full and partial sums in one pass of its own kernel, every product
+  /// computed once, the gate decided and applied in the same pass.
+  kOnePass,
+};
+
 /// Mixin of a gated convolution: its gate kind and learned threshold,
 /// counters of the last forward pass and their sum since `reset_counts()`,
 /// and (from CountsMacs) the layer's dense cost per image. On the CPU a
@@ -101,6 +114,8 @@ class GatedLayer : public CountsMacs {
   /// How the layer computes without gradients (its options' `skipping`).
   virtual Skipping skipping() const = 0;
   virtual void set_skipping(Skipping skipping) = 0;
+  /// How the last forward pass computed its outputs.
+  InferenceWay last_way() const { return last_way_; }
 
  protected:
   /// Records the gate `mask` [N, C_out, H, W] (1 = on) of one forward pass
@@ -108,6 +123,8 @@ class GatedLayer : public CountsMacs {
   void record_gate(const torch::Tensor& mask, const torch::Tensor& weight);
   /// The same from a count: `num_on` open gates among outputs of `shape`.
   void record_gate(int64_t num_on, torch::IntArrayRef shape, const torch::Tensor& weight);
+
+  void record_way(InferenceWay way) { last_way_ = way; }
 
   /// The on-fraction of the previous forward pass if its output had `shape`,
   /// else -1.
@@ -123,6 +140,7 @@ class GatedLayer : public CountsMacs {
   mutable GateCounts total_;
   mutable torch::Tensor pending_last_on_;
   mutable torch::Tensor pending_total_on_;
+  InferenceWay last_way_ = InferenceWay::kEveryOutput;
 };
 
 /// Every gated layer of a module tree with its state-dict prefix (e.g.

@@ -26,6 +26,11 @@ struct JobConfig {
   /// Epochs (0-based) at whose start the learning rate drops 10x.
   std::vector<int64_t> milestones;
   int64_t batch_size = 128;
+  /// In a data-parallel run, BatchNorm statistics over the whole (global)
+  /// batch, as torch.nn.SyncBatchNorm (`--sync-bn`); otherwise each process
+  /// normalises by its own shard's, and rank 0's running statistics are the
+  /// model's, as DistributedDataParallel does.
+  bool sync_bn = false;
   uint64_t seed = 0;
   /// "cifar10" or "fashion-mnist", read from `data_dir`.
   std::string dataset = "cifar10";
