@@ -232,11 +232,11 @@ void ResNetImpl::pretty_print(std::ostream& stream) const {
 }
 
 torch::Tensor ResNetImpl::forward(const torch::Tensor& input) {
-  // CG layers infer channels-last (CGConv2d::forward); with the image so laid
+  // Channel-gated layers infer channels-last; with the image so laid
   // out, the stem's output needs no conversion before the first of them.
   const bool channels_last = options.conv() == ConvKind::kChannelGated &&
                              !options.reference_ops() && !torch::GradMode::is_enabled() &&
-                             input.dim() == 4 && fusable(input);
+                             input.dim() == 4 && kernels::fusable(input);
   const torch::Tensor x = channels_last ? input.contiguous(at::MemoryFormat::ChannelsLast) : input;
   const torch::Tensor stem = conv1_->forward(x);
   torch::Tensor out = bn1_->forward(stem);

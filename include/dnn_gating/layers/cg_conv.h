@@ -7,11 +7,14 @@
 
 #include <cstdint>
 
+#include "dnn_gating/layers/conv.h"
 #include "dnn_gating/layers/gated_layer.h"
 
-namespace dnn_gating::layers {
-
+namespace dnn_gating::kernels {
 struct Affine;  // an evaluation-mode BatchNorm and ReLU, as kernels apply them
+}  // namespace dnn_gating::kernels
+
+namespace dnn_gating::layers {
 
 /// Options for `CGConv2d`.
 struct CGConv2dOptions {
@@ -79,9 +82,9 @@ class CGConv2dImpl : public torch::nn::Cloneable<CGConv2dImpl>, public GatedLaye
   /// Whether a forward pass on `input` takes the way without gradients.
   bool infers(const torch::Tensor& input) const;
   /// forward(x), then `then` where set (only when infers(x)).
-  torch::Tensor mapped(const torch::Tensor& x, const Affine* then);
+  torch::Tensor mapped(const torch::Tensor& x, const kernels::Affine* then);
   /// The way without gradients, on the channels-last input.
-  torch::Tensor infer(const torch::Tensor& x, const Affine* then);
+  torch::Tensor infer(const torch::Tensor& x, const kernels::Affine* then);
 };
 TORCH_MODULE(CGConv2d);
 

@@ -8,9 +8,9 @@
 #include <utility>
 #include <vector>
 
-#include "layers/affine.h"
+#include "kernels/affine.h"
 
-namespace dnn_gating::layers::partial_conv {
+namespace dnn_gating::kernels::partial_conv {
 
 /// Which input-channel groups feed each output's partial sum: for a weight
 /// mask [O, C, kh, kw] that is constant over each block of one output and
@@ -52,4 +52,4 @@ std::pair<torch::Tensor, int64_t> gated(const torch::Tensor& x, const torch::Ten
                                         torch::IntArrayRef stride, torch::IntArrayRef padding,
                                         const GateParameters& gate, const Affine* then = nullptr);
 
-}  // namespace dnn_gating::layers::partial_conv
+}  // namespace dnn_gating::kernels::partial_conv

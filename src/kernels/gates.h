@@ -11,9 +11,9 @@
 #include <cstdint>
 #include <utility>
 
-#include "layers/sparse_conv.h"
+#include "kernels/sparse_conv.h"
 
-namespace dnn_gating::layers::gate_kernels {
+namespace dnn_gating::kernels::gates {
 
 /// Ends the forward pass of a gate's autograd function: keeps alpha and
 /// sparse_bp for its backward pass and returns {y, number of open gates},
@@ -66,4 +66,4 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor> cg_select
     const torch::Tensor& grad_y, const torch::Tensor& s, const torch::Tensor& full,
     const torch::Tensor& partial, double alpha, bool sparse_bp);
 
-}  // namespace dnn_gating::layers::gate_kernels
+}  // namespace dnn_gating::kernels::gates

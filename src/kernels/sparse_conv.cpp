@@ -1,4 +1,4 @@
-#include "layers/sparse_conv.h"
+#include "kernels/sparse_conv.h"
 
 #include <ATen/Parallel.h>
 #include <ATen/record_function.h>
@@ -6,23 +6,21 @@
 #include <algorithm>
 #include <cstring>
 
-#include "fusable.h"
-#include "layers/vec16.h"
-#include "simd.h"
+#include "kernels/conv_geometry.h"
+#include "kernels/fusable.h"
+#include "kernels/simd.h"
+#include "kernels/vec16.h"
 
-namespace dnn_gating::layers::sparse_conv {
+namespace dnn_gating::kernels::sparse_conv {
 namespace {
 
 using namespace vec16;  // NOLINT: the kernels below are written in its terms
 
-// Where a convolution reads and writes, in elements.
-struct Geometry {
-  int64_t batch, channels, out_channels;
-  int64_t kernel_h, kernel_w, stride_h, stride_w;
-  int64_t padded_h, padded_w;  // of the padded NHWC input
-  int64_t out_h, out_w;
-  int64_t words;           // per output position
-  bool out_channels_last;  // y laid out [N, H', W', O] rather than [N, O, H', W']
+// A convolution over an NHWC input padded beforehand (in_h, in_w include the
+// padding; pad_h = pad_w = 0), writing only the open outputs.
+struct Geometry : ConvGeometry {
+  int64_t words = 0;               // of open-output bits per output position
+  bool out_channels_last = false;  // y laid out [N, H', W', O] rather than [N, O, H', W']
 };
 
 // One open output waiting for its sum: where its patch, its channel's weights
@@ -42,7 +40,7 @@ template <int M>
 DG_INLINE void add_dots(const Geometry& g, const Pending* p) {
   const int64_t row_len = g.kernel_w * g.channels;
   const int64_t kernel_h = g.kernel_h;
-  const int64_t row_stride = g.padded_w * g.channels;
+  const int64_t row_stride = g.in_w * g.channels;
   Vec acc[M] = {};
   float tail[M] = {};
   for (int64_t i = 0; i < kernel_h; ++i) {
@@ -80,7 +78,7 @@ DG_INLINE void add_rows_of(const Geometry& g, const float* xp, const float* weig
     for (int64_t w = 0; w < g.out_w; ++w) {
       const uint64_t* bits_of = words + (row * g.out_w + w) * g.words;
       const float* patch =
-          xp + ((n * g.padded_h + h * g.stride_h) * g.padded_w + w * g.stride_w) * g.channels;
+          xp + ((n * g.in_h + h * g.stride_h) * g.in_w + w * g.stride_w) * g.channels;
       const int64_t position = row * g.out_w + w;
       float* out = g.out_channels_last ? y + position * g.out_channels
                                        : y + n * g.out_channels * plane + h * g.out_w + w;
@@ -157,7 +155,7 @@ DG_INLINE void add_rows_by_position(const Geometry& g, const float* xp, const fl
                                     const uint64_t* zero, const uint64_t* words, float* y,
                                     int64_t first, int64_t last) {
   const int64_t plane = g.out_h * g.out_w;
-  const int64_t row_stride = g.padded_w * g.channels;
+  const int64_t row_stride = g.in_w * g.channels;
   const int64_t step = g.out_channels_last ? 1 : plane;
   thread_local std::vector<int32_t> channels;
   thread_local std::vector<float*> outs;
@@ -178,8 +176,7 @@ DG_INLINE void add_rows_by_position(const Geometry& g, const float* xp, const fl
           outs[count++] = out + c * step;
         }
       }
-      const float* at =
-          xp + ((n * g.padded_h + h * g.stride_h) * g.padded_w + w * g.stride_w) * g.channels;
+      const float* at = xp + ((n * g.in_h + h * g.stride_h) * g.in_w + w * g.stride_w) * g.channels;
       int64_t i = 0;
       for (; i + 4 <= count; i += 4) {
         add_patch_dots<4, NV>(at, row_stride, weight, zero, &channels[i], &outs[i]);
@@ -229,7 +226,7 @@ DG_INLINE void add_rows_by_channel(const Geometry& g, const float* xp, const flo
   constexpr int64_t kPatchLen = 3 * NV * kVec;
   constexpr int64_t kMaxBlock = 64;  // positions
   const int64_t plane = g.out_h * g.out_w;
-  const int64_t row_stride = g.padded_w * g.channels;
+  const int64_t row_stride = g.in_w * g.channels;
   const int64_t step = g.out_channels_last ? 1 : plane;
   const int64_t rows_per_block = std::max<int64_t>(1, kMaxBlock / g.out_w);
   thread_local std::vector<const float*> patches;
@@ -250,7 +247,7 @@ DG_INLINE void add_rows_by_channel(const Geometry& g, const float* xp, const flo
       for (int64_t w = 0; w < g.out_w; ++w, ++count) {
         const int64_t position = row * g.out_w + w;
         patches[count] =
-            xp + ((n * g.padded_h + h * g.stride_h) * g.padded_w + w * g.stride_w) * g.channels;
+            xp + ((n * g.in_h + h * g.stride_h) * g.in_w + w * g.stride_w) * g.channels;
         outs[count] = g.out_channels_last ? y + position * g.out_channels
                                           : y + n * g.out_channels * plane + h * g.out_w + w;
         const uint64_t* bits_of = words + position * g.words;
@@ -424,14 +421,14 @@ void add_at_open(const PaddedInput& x, const torch::Tensor& weight_in, torch::In
   g.kernel_w = weight_in.size(3);
   g.stride_h = stride[0];
   g.stride_w = stride[1];
-  g.padded_h = xp.size(1);
-  g.padded_w = xp.size(2);
+  g.in_h = xp.size(1);
+  g.in_w = xp.size(2);
   g.out_h = y.size(2);
   g.out_w = y.size(3);
   g.words = open.words_per_position();
   g.out_channels_last = out_cl;
-  TORCH_CHECK(g.out_h == (g.padded_h - g.kernel_h) / g.stride_h + 1 &&
-                  g.out_w == (g.padded_w - g.kernel_w) / g.stride_w + 1,
+  TORCH_CHECK(g.out_h == (g.in_h - g.kernel_h) / g.stride_h + 1 &&
+                  g.out_w == (g.in_w - g.kernel_w) / g.stride_w + 1,
               "add_at_open: output ", y.sizes(), " is not the convolution's");
   TORCH_CHECK(open.channels == g.out_channels &&
                   open.words.sizes() == torch::IntArrayRef({g.batch, g.out_h, g.out_w, g.words}),
@@ -450,4 +447,4 @@ void add_at_open(const PaddedInput& x, const torch::Tensor& weight_in, torch::In
   });
 }
 
-}  // namespace dnn_gating::layers::sparse_conv
+}  // namespace dnn_gating::kernels::sparse_conv

@@ -6,7 +6,7 @@
 
 #include <optional>
 
-namespace dnn_gating::layers {
+namespace dnn_gating::kernels {
 
 /// y * scale + shift per channel (one value each per channel), then a ReLU if `relu`.
 struct Affine {
@@ -23,4 +23,4 @@ std::optional<Affine> as_affine(const torch::nn::BatchNorm2dImpl& bn, bool relu)
 /// channels-last (otherwise ATen's operations do it).
 void apply_in_place(const Affine& affine, torch::Tensor& y);
 
-}  // namespace dnn_gating::layers
+}  // namespace dnn_gating::kernels

@@ -1,4 +1,4 @@
-#include "layers/partial_conv.h"
+#include "kernels/partial_conv.h"
 
 #include <ATen/Parallel.h>
 #include <ATen/record_function.h>
@@ -10,20 +10,20 @@
 #include <utility>
 #include <vector>
 
-#include "layers/gate_decision.h"
-#include "layers/vec16.h"
-#include "simd.h"
+#include "kernels/conv_geometry.h"
+#include "kernels/gate_decision.h"
+#include "kernels/simd.h"
+#include "kernels/vec16.h"
 
-namespace dnn_gating::layers::partial_conv {
+namespace dnn_gating::kernels::partial_conv {
 namespace {
 
 using namespace vec16;  // NOLINT: the kernel below is written in its terms
 
-struct Geometry {
-  int64_t channels, groups, out_channels;
-  int64_t stride_h, stride_w, pad_h, pad_w;
-  int64_t in_h, in_w;  // of the NHWC input
-  int64_t out_h, out_w;
+// A 3x3 convolution over an unpadded NHWC input, its input channels in
+// `groups` equal groups.
+struct Geometry : ConvGeometry {
+  int64_t groups = 0;
 };
 
 // The gate applied in the kernel's last step, per output channel: the
@@ -313,7 +313,6 @@ namespace {
 // (the outputs of one input channel and tap side by side) and the lanes.
 struct Prepared {
   Geometry g{};
-  int64_t batch = 0;
   torch::Tensor weight;
   std::vector<int32_t> lanes;
 };
@@ -332,8 +331,11 @@ Prepared prepare(const torch::Tensor& x, const torch::Tensor& weight,
               weight.sizes(), " in ", groups, " groups are not a supported convolution");
   Prepared p;
   Geometry& g = p.g;
+  g.batch = x.size(0);
   g.channels = x.size(1);
   g.groups = groups;
+  g.kernel_h = 3;
+  g.kernel_w = 3;
   g.out_channels = weight.size(0);
   g.stride_h = stride[0];
   g.stride_w = stride[1];
@@ -345,7 +347,6 @@ Prepared prepare(const torch::Tensor& x, const torch::Tensor& weight,
   g.out_w = (g.in_w + 2 * g.pad_w - 3) / g.stride_w + 1;
   TORCH_CHECK(g.out_h > 0 && g.out_w > 0, "partial_conv: input ", x.sizes(),
               " is smaller than the kernel");
-  p.batch = x.size(0);
   p.weight = weight.detach().permute({1, 2, 3, 0}).contiguous();
   p.lanes.resize(groups * g.out_channels);
   for (int64_t grp = 0; grp < groups; ++grp) {
@@ -356,7 +357,7 @@ Prepared prepare(const torch::Tensor& x, const torch::Tensor& weight,
 }
 
 torch::Tensor output(const Prepared& p, const torch::Tensor& like) {
-  return torch::empty({p.batch, p.g.out_channels, p.g.out_h, p.g.out_w}, like.options(),
+  return torch::empty({p.g.batch, p.g.out_channels, p.g.out_h, p.g.out_w}, like.options(),
                       at::MemoryFormat::ChannelsLast);
 }
 
@@ -382,7 +383,7 @@ std::pair<torch::Tensor, torch::Tensor> full_and_partial(
   const float* wp = p.weight.data_ptr<float>();
   float* fp = full.data_ptr<float>();
   float* pp = partial.data_ptr<float>();
-  at::parallel_for(0, p.batch * p.g.out_h, 1, [&](int64_t a, int64_t b) {
+  at::parallel_for(0, p.g.batch * p.g.out_h, 1, [&](int64_t a, int64_t b) {
     rows(p.g, xp, wp, p.lanes.data(), fp, pp, nullptr, nullptr, a, b);
   });
   return {full, partial};
@@ -413,7 +414,7 @@ std::pair<torch::Tensor, int64_t> gated(const torch::Tensor& x, const torch::Ten
   const float* wp = p.weight.data_ptr<float>();
   float* yp = y.data_ptr<float>();
   const int64_t open = at::parallel_reduce(
-      0, p.batch * p.g.out_h, 1, int64_t{0},
+      0, p.g.batch * p.g.out_h, 1, int64_t{0},
       [&](int64_t a, int64_t b, int64_t acc) {
         return acc + rows(p.g, xp, wp, p.lanes.data(), nullptr, nullptr, &g, yp, a, b);
       },
@@ -421,4 +422,4 @@ std::pair<torch::Tensor, int64_t> gated(const torch::Tensor& x, const torch::Ten
   return {y, open};
 }
 
-}  // namespace dnn_gating::layers::partial_conv
+}  // namespace dnn_gating::kernels::partial_conv

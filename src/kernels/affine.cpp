@@ -1,13 +1,13 @@
-#include "layers/affine.h"
+#include "kernels/affine.h"
 
 #include <ATen/Parallel.h>
 
 #include <vector>
 
-#include "fusable.h"
-#include "simd.h"
+#include "kernels/fusable.h"
+#include "kernels/simd.h"
 
-namespace dnn_gating::layers {
+namespace dnn_gating::kernels {
 namespace {
 
 // Runs [first, last) of `run` values each, mapped as ATen's batch_norm and
@@ -65,4 +65,4 @@ void apply_in_place(const Affine& affine, torch::Tensor& y) {
   });
 }
 
-}  // namespace dnn_gating::layers
+}  // namespace dnn_gating::kernels

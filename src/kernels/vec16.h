@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <cstring>
 
-namespace dnn_gating::layers::vec16 {
+namespace dnn_gating::kernels::vec16 {
 
 typedef float Vec __attribute__((vector_size(64)));
 typedef int IVec __attribute__((vector_size(64)));
@@ -57,4 +57,4 @@ DG_INLINE void horizontal_sums4(const Vec* a, float* out) {
 #endif
 }
 
-}  // namespace dnn_gating::layers::vec16
+}  // namespace dnn_gating::kernels::vec16

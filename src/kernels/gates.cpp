@@ -1,4 +1,4 @@
-#include "layers/gate_kernels.h"
+#include "kernels/gates.h"
 
 #include <ATen/Parallel.h>
 #include <ATen/record_function.h>
@@ -8,11 +8,11 @@
 #include <numeric>
 #include <vector>
 
-#include "fusable.h"
-#include "layers/gate_decision.h"
-#include "simd.h"
+#include "kernels/fusable.h"
+#include "kernels/gate_decision.h"
+#include "kernels/simd.h"
 
-namespace dnn_gating::layers::gate_kernels {
+namespace dnn_gating::kernels::gates {
 namespace {
 
 using gate_decision::logit;
@@ -61,15 +61,32 @@ void logit_kernel(const float* __restrict a, float* __restrict z, int64_t begin,
   for (int64_t i = begin; i < end; ++i) z[i] = logit(a[i], threshold, alpha);
 }
 
+// The shape the four selections share: y[i] = mix(a[i], b[i], open) over
+// [begin, end) with open = 1 where is_open(i), else 0; returns the number of
+// open gates. Inlined into each clone below, so that each vectorises as one
+// loop with that clone's ISA.
+template <typename IsOpen, typename Mix>
+[[gnu::always_inline]] inline float select_run(const float* __restrict a, const float* __restrict b,
+                                               float* __restrict y, int64_t begin, int64_t end,
+                                               IsOpen is_open, Mix mix) {
+  return simd::lane_sum(begin, end, [=](int64_t i) {
+    const float open = is_open(i) ? 1.0f : 0.0f;
+    y[i] = mix(a[i], b[i], open);
+    return open;
+  });
+}
+
+constexpr auto kPgMix = [](float msb, float lsb, float open) { return pg_mix(msb, lsb, open); };
+constexpr auto kCgMix = [](float full, float partial, float open) {
+  return cg_mix(full, partial, open);
+};
+
 DNN_GATING_SIMD_CLONES
 float pg_select_kernel(const float* __restrict s, const float* __restrict msb,
                        const float* __restrict lsb, float* __restrict y, int64_t begin,
                        int64_t end) {
-  return simd::lane_sum(begin, end, [=](int64_t i) {
-    const float open = s[i] > 0.5f ? 1.0f : 0.0f;
-    y[i] = pg_mix(msb[i], lsb[i], open);
-    return open;
-  });
+  return select_run(
+      msb, lsb, y, begin, end, [=](int64_t i) { return s[i] > 0.5f; }, kPgMix);
 }
 
 // The original opens the CG gate where s - 0.5 > 0, which is s > 0.5.
@@ -77,11 +94,8 @@ DNN_GATING_SIMD_CLONES
 float cg_select_kernel(const float* __restrict s, const float* __restrict full,
                        const float* __restrict partial, float* __restrict y, int64_t begin,
                        int64_t end) {
-  return simd::lane_sum(begin, end, [=](int64_t i) {
-    const float open = s[i] > 0.5f ? 1.0f : 0.0f;
-    y[i] = cg_mix(full[i], partial[i], open);
-    return open;
-  });
+  return select_run(
+      full, partial, y, begin, end, [=](int64_t i) { return s[i] > 0.5f; }, kCgMix);
 }
 
 // Over [begin, end): y with the gates decided from the logit; returns the
@@ -90,22 +104,20 @@ DNN_GATING_SIMD_CLONES
 float pg_infer_kernel(const float* __restrict gate_input, const float* __restrict msb,
                       const float* __restrict lsb, float* __restrict y, int64_t begin, int64_t end,
                       float threshold, float alpha) {
-  return simd::lane_sum(begin, end, [=](int64_t i) {
-    const float open = sigmoid_above_half(logit(gate_input[i], threshold, alpha)) ? 1.0f : 0.0f;
-    y[i] = pg_mix(msb[i], lsb[i], open);
-    return open;
-  });
+  return select_run(
+      msb, lsb, y, begin, end,
+      [=](int64_t i) { return sigmoid_above_half(logit(gate_input[i], threshold, alpha)); },
+      kPgMix);
 }
 
 DNN_GATING_SIMD_CLONES
 float cg_infer_kernel(const float* __restrict gate_input, const float* __restrict full,
                       const float* __restrict partial, float* __restrict y, int64_t begin,
                       int64_t end, float threshold, float alpha) {
-  return simd::lane_sum(begin, end, [=](int64_t i) {
-    const float open = sigmoid_above_half(logit(gate_input[i], threshold, alpha)) ? 1.0f : 0.0f;
-    y[i] = cg_mix(full[i], partial[i], open);
-    return open;
-  });
+  return select_run(
+      full, partial, y, begin, end,
+      [=](int64_t i) { return sigmoid_above_half(logit(gate_input[i], threshold, alpha)); },
+      kCgMix);
 }
 
 // Writes open[i] = 1 where plane element i's gate opens, else 0; returns the
@@ -466,4 +478,4 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor> cg_select
   return {grad_full, grad_partial, grad_a, threshold_grad(sums, planes)};
 }
 
-}  // namespace dnn_gating::layers::gate_kernels
+}  // namespace dnn_gating::kernels::gates

@@ -23,7 +23,7 @@
 
 #include <cstdint>
 
-namespace dnn_gating::simd {
+namespace dnn_gating::kernels::simd {
 
 /// Independent accumulators in hand-written reduction loops: one AVX-512
 /// register's worth, so that the loops vectorise.
@@ -41,4 +41,4 @@ inline float lane_sum(int64_t begin, int64_t end, Term term) {
   return sum;
 }
 
-}  // namespace dnn_gating::simd
+}  // namespace dnn_gating::kernels::simd

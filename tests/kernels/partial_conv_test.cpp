@@ -1,12 +1,12 @@
 // The one-pass convolution and block-diagonal partial sums (partial_conv)
 // against LibTorch's convolutions, and a CG layer that uses it against the
 // original's computation.
-#include "layers/partial_conv.h"
+#include "kernels/partial_conv.h"
 
 #include "dnn_gating/layers/cg_conv.h"
 #include "test_support.h"
 
-namespace pc = dnn_gating::layers::partial_conv;
+namespace pc = dnn_gating::kernels::partial_conv;
 using dnn_gating::testing::all_close;
 
 namespace {

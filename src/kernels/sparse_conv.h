@@ -5,7 +5,7 @@
 
 #include <cstdint>
 
-namespace dnn_gating::layers::sparse_conv {
+namespace dnn_gating::kernels::sparse_conv {
 
 /// The open outputs of an [N, C, H, W] gated output, position by position:
 /// bit c % 64 of word c / 64 of position (n, h, w) is set where channel c is
@@ -52,4 +52,4 @@ void add_at_open(const torch::Tensor& x, const torch::Tensor& weight, torch::Int
 void add_at_open(const PaddedInput& x, const torch::Tensor& weight, torch::IntArrayRef stride,
                  const OpenOutputs& open, const torch::Tensor& y);
 
-}  // namespace dnn_gating::layers::sparse_conv
+}  // namespace dnn_gating::kernels::sparse_conv

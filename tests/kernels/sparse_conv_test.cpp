@@ -1,14 +1,14 @@
 // The kernel behind gated inference that skips work, against LibTorch's own
 // convolution: the convolution restricted to open outputs.
-#include "layers/sparse_conv.h"
+#include "kernels/sparse_conv.h"
 
 #include <cmath>
 #include <cstring>
 
-#include "layers/gate_kernels.h"
+#include "kernels/gates.h"
 #include "test_support.h"
 
-namespace sc = dnn_gating::layers::sparse_conv;
+namespace sc = dnn_gating::kernels::sparse_conv;
 using dnn_gating::testing::all_close;
 
 namespace {
@@ -117,14 +117,14 @@ TEST(GateDecision, EveryFloatLogitDecidesLikeTheSigmoid) {
     const int64_t expected = (torch::sigmoid(logits) > 0.5).sum().item<int64_t>();
     for (const bool cl : {false, true}) {
       const torch::Tensor z = cl ? logits.contiguous(at::MemoryFormat::ChannelsLast) : logits;
-      ASSERT_EQ(dnn_gating::layers::gate_kernels::open_outputs(z, zero, 1.0).count, expected)
+      ASSERT_EQ(dnn_gating::kernels::gates::open_outputs(z, zero, 1.0).count, expected)
           << "logits from bits " << first << (cl ? ", channels-last" : "");
     }
   }
   const torch::Tensor around =
       torch::tensor({-1.0f, -1e-30f, 0.0f, 1e-5f, 1.1e-5f, 1e-3f, 1.0f, 30.0f, NAN, INFINITY})
           .view({1, 10, 1, 1});
-  EXPECT_EQ(dnn_gating::layers::gate_kernels::open_outputs(around, torch::zeros({1, 10, 1, 1}), 1.0)
-                .count,
-            (torch::sigmoid(around) > 0.5).sum().item<int64_t>());
+  EXPECT_EQ(
+      dnn_gating::kernels::gates::open_outputs(around, torch::zeros({1, 10, 1, 1}), 1.0).count,
+      (torch::sigmoid(around) > 0.5).sum().item<int64_t>());
 }

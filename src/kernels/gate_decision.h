@@ -1,6 +1,6 @@
 #pragma once
 // How a gate decides without a backward pass: one comparison of its logit.
-namespace dnn_gating::layers::gate_decision {
+namespace dnn_gating::kernels::gate_decision {
 
 // Without a backward pass the sigmoid itself is not needed, only whether
 // ATen's float sigmoid 1 / (1 + exp(-z)) exceeds 0.5. It does for no z <= 0
@@ -15,4 +15,4 @@ constexpr float kLastClosedLogit = 0x1.8p-24f;
 inline float logit(float a, float threshold, float alpha) { return alpha * (a - threshold); }
 inline bool sigmoid_above_half(float z) { return z > kLastClosedLogit; }
 
-}  // namespace dnn_gating::layers::gate_decision
+}  // namespace dnn_gating::kernels::gate_decision

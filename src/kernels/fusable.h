@@ -3,7 +3,7 @@
 // they are laid out.
 #include <ATen/core/Tensor.h>
 
-namespace dnn_gating {
+namespace dnn_gating::kernels {
 
 /// A non-empty float tensor on the CPU. Anything else (a CUDA tensor, double
 /// precision) takes the ATen operations.
@@ -17,4 +17,4 @@ inline bool channels_last(const at::Tensor& t) {
   return t.dim() == 4 && !t.is_contiguous() && t.is_contiguous(at::MemoryFormat::ChannelsLast);
 }
 
-}  // namespace dnn_gating
+}  // namespace dnn_gating::kernels
