@@ -10,9 +10,9 @@
 #include <sstream>
 
 #include "dnn_gating/cli/flags.h"
+#include "dnn_gating/report/log.h"
 #include "dnn_gating/setting_error.h"
 #include "dnn_gating/train/interrupt.h"
-#include "dnn_gating/train/log.h"
 #include "dnn_gating/train/recipe.h"
 #include "dnn_gating/train/runtime.h"
 

@@ -26,16 +26,6 @@ StepResult train_step(const Classifier& model, torch::optim::Optimizer& optimize
   return result;
 }
 
-double Evaluation::accuracy() const {
-  return images == 0 ? 0.0 : 100.0 * static_cast<double>(correct) / static_cast<double>(images);
-}
-
-double Evaluation::sparsity() const {
-  layers::GateCounts sum;
-  for (const auto& layer : layers) sum += layer.counts;
-  return sum.num_out == 0 ? 0.0 : 100.0 - 100.0 * sum.on_fraction();
-}
-
 Evaluation evaluate(const Classifier& model, const data::BatchLoader& loader,
                     const torch::Device& device, int64_t num_classes, int64_t part, int64_t parts) {
   torch::NoGradGuard no_grad;

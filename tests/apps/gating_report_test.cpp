@@ -2,10 +2,10 @@
 #include <filesystem>
 #include <string>
 
-#include "dnn_gating/train/metrics.h"
-#include "dnn_gating/train/plot.h"
+#include "dnn_gating/report/metrics.h"
+#include "dnn_gating/report/plot.h"
+#include "report/record_fixtures.h"
 #include "test_support.h"
-#include "train/record_fixtures.h"
 
 namespace dnn_gating::train {
 namespace {

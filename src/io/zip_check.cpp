@@ -1,4 +1,4 @@
-#include "train/zip_check.h"
+#include "io/zip_check.h"
 
 #include <cstdint>
 #include <stdexcept>

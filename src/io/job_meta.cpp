@@ -1,8 +1,8 @@
-#include "dnn_gating/train/job_meta.h"
+#include "dnn_gating/io/job_meta.h"
 
 #include <nlohmann/json.hpp>
 
-#include "train/json_settings.h"
+#include "io/json_settings.h"
 
 namespace dnn_gating::train {
 namespace {

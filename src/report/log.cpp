@@ -1,4 +1,4 @@
-#include "dnn_gating/train/log.h"
+#include "dnn_gating/report/log.h"
 
 namespace dnn_gating::train {
 

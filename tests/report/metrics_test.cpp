@@ -1,5 +1,5 @@
 // The metrics files: JSON lines and CSV written and read back.
-#include "dnn_gating/train/metrics.h"
+#include "dnn_gating/report/metrics.h"
 
 #include <cmath>
 #include <filesystem>
@@ -137,7 +137,10 @@ TEST(MetricsFiles, CsvHeaderAndRowsExact) {
       "1,0.1,2.25,31.5,,,,,12.5,4000\n"
       "2,0.010000000000000002,0.3333333333333333,45.25,44.75,0.30000000000000004,2.125,,12.25,"
       "4081.6326530612246\n");
-  EXPECT_EQ(lines_of(read_text(csv)).at(0), kMetricsCsvHeader);
+  EXPECT_EQ(lines_of(read_text(csv)).at(0), metrics_csv_header());
+  EXPECT_EQ(metrics_csv_header(),
+            "epoch,lr,train_loss,train_accuracy,test_accuracy,sparsity,pg_average_bits,"
+            "cg_flop_reduction,seconds,images_per_second");
 }
 
 TEST(MetricsFiles, CsvCellsForCgRun) {

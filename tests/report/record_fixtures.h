@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "dnn_gating/train/metrics.h"
+#include "dnn_gating/report/metrics.h"
 #include "test_support.h"
 
 namespace dnn_gating::train::fixtures {

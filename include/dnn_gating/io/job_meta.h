@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "dnn_gating/train/trainer.h"
+#include "dnn_gating/job/config.h"
 
 namespace dnn_gating::train {
 

@@ -1,4 +1,4 @@
-#include "dnn_gating/train/plot.h"
+#include "dnn_gating/report/plot.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -11,7 +11,8 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "dnn_gating/train/atomic_file.h"
+#include "dnn_gating/io/atomic_file.h"
+#include "report/record_fields.h"
 
 namespace dnn_gating::train {
 namespace fs = std::filesystem;
@@ -147,12 +148,12 @@ struct Curve {
   std::vector<std::pair<double, double>> points;  // (epoch, value), finite only
 };
 
+// The curve of the epoch field `id` (its JSON key).
 Curve make_curve(std::string id, std::string label, std::string color, const Axis* axis,
-                 const std::vector<EpochRecord>& epochs,
-                 const std::function<std::optional<double>(const EpochRecord&)>& field) {
+                 const std::vector<EpochRecord>& epochs) {
   Curve curve{std::move(id), std::move(label), std::move(color), axis, {}};
   for (const auto& r : epochs) {
-    const std::optional<double> value = field(r);
+    const std::optional<double> value = epoch_scalar(r, curve.id);
     if (value && std::isfinite(*value))
       curve.points.emplace_back(static_cast<double>(r.epoch), *value);
   }
@@ -266,19 +267,15 @@ std::string training_plot_svg(const std::vector<EpochRecord>& epochs, const std:
 
   const bool pg = std::any_of(epochs.begin(), epochs.end(),
                               [](const EpochRecord& r) { return r.pg_average_bits.has_value(); });
-  Curve loss = make_curve("train_loss", "train loss", "#1f77b4", &loss_axis, epochs,
-                          [](const EpochRecord& r) { return std::optional<double>(r.train_loss); });
+  Curve loss = make_curve("train_loss", "train loss", "#1f77b4", &loss_axis, epochs);
   Curve train_accuracy =
-      make_curve("train_accuracy", "train accuracy %", "#2ca02c", &accuracy_axis, epochs,
-                 [](const EpochRecord& r) { return std::optional<double>(r.train_accuracy); });
-  Curve test_accuracy = make_curve("test_accuracy", "test accuracy %", "#d62728", &accuracy_axis,
-                                   epochs, [](const EpochRecord& r) { return r.test_accuracy; });
-  Curve sparsity = make_curve("sparsity", "sparsity %", "#9467bd", &sparsity_axis, epochs,
-                              [](const EpochRecord& r) { return r.sparsity; });
-  Curve cost = pg ? make_curve("pg_average_bits", "PG average bits", "#ff7f0e", &cost_axis, epochs,
-                               [](const EpochRecord& r) { return r.pg_average_bits; })
-                  : make_curve("cg_flop_reduction", "CG FLOP reduction (x)", "#ff7f0e", &cost_axis,
-                               epochs, [](const EpochRecord& r) { return r.cg_flop_reduction; });
+      make_curve("train_accuracy", "train accuracy %", "#2ca02c", &accuracy_axis, epochs);
+  Curve test_accuracy =
+      make_curve("test_accuracy", "test accuracy %", "#d62728", &accuracy_axis, epochs);
+  Curve sparsity = make_curve("sparsity", "sparsity %", "#9467bd", &sparsity_axis, epochs);
+  Curve cost =
+      pg ? make_curve("pg_average_bits", "PG average bits", "#ff7f0e", &cost_axis, epochs)
+         : make_curve("cg_flop_reduction", "CG FLOP reduction (x)", "#ff7f0e", &cost_axis, epochs);
   loss_axis = value_axis(values_of(loss));
   cost_axis = value_axis(values_of(cost));
 

@@ -1,19 +1,29 @@
-#include "dnn_gating/train/atomic_file.h"
+#include "dnn_gating/io/atomic_file.h"
 
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <stdexcept>
 
-#include "dnn_gating/train/interrupt.h"
-
 namespace dnn_gating::train {
 namespace fs = std::filesystem;
 
 namespace {
+
+// The temporary file being written, readable from a signal handler.
+char g_in_progress[4096];
+std::atomic<bool> g_has_in_progress{false};
+
+void set_file_in_progress(const std::string& path) {
+  g_has_in_progress.store(false);
+  if (path.empty() || path.size() >= sizeof g_in_progress) return;
+  std::memcpy(g_in_progress, path.c_str(), path.size() + 1);
+  g_has_in_progress.store(true);
+}
 
 // Writes everything to `fd` and flushes it to the disk; false with errno set on failure.
 bool write_all(int fd, std::string_view contents) {
@@ -66,6 +76,10 @@ void write_file_atomically(const std::string& path, std::string_view contents,
     throw std::runtime_error(path + ": cannot replace the " + what + " (" +
                              std::strerror(rename_errno) + ")");
   }
+}
+
+void remove_file_in_progress() {
+  if (g_has_in_progress.load()) ::unlink(g_in_progress);
 }
 
 }  // namespace dnn_gating::train

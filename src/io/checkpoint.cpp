@@ -1,4 +1,4 @@
-#include "dnn_gating/train/checkpoint.h"
+#include "dnn_gating/io/checkpoint.h"
 
 #include <torch/serialize.h>
 
@@ -7,9 +7,9 @@
 #include <iterator>
 #include <sstream>
 
-#include "dnn_gating/train/atomic_file.h"
-#include "dnn_gating/train/pytorch_state_dict.h"
-#include "train/zip_check.h"
+#include "dnn_gating/io/atomic_file.h"
+#include "dnn_gating/io/pytorch_state_dict.h"
+#include "io/zip_check.h"
 
 namespace dnn_gating::train {
 namespace fs = std::filesystem;

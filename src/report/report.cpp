@@ -1,4 +1,4 @@
-#include "dnn_gating/train/report.h"
+#include "dnn_gating/report/report.h"
 
 #include <fmt/format.h>
 

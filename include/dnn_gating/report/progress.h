@@ -7,15 +7,9 @@
 #include <cstdint>
 #include <cstdio>
 
-namespace dnn_gating::train {
+#include "dnn_gating/job/config.h"
 
-/// How progress is shown.
-enum class ProgressStyle {
-  kAuto,      ///< kLive on a terminal, else kPeriodic
-  kLive,      ///< one line rewritten in place: batch k/n, loss, accuracy, images/s, ETA
-  kPeriodic,  ///< `[epoch, batch] loss: ... | train acc: ... | ... s/batch` every N batches
-  kQuiet,     ///< nothing
-};
+namespace dnn_gating::train {
 
 /// Progress of one epoch's batches.
 class Progress {

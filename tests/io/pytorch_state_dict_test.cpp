@@ -1,14 +1,14 @@
 // State dicts in Python's torch.save layout: files built here byte by byte
 // as Python writes them (no Python needed), read back; malformed variants
 // refused; our own export read back identically.
-#include "dnn_gating/train/pytorch_state_dict.h"
+#include "dnn_gating/io/pytorch_state_dict.h"
 
 #include <caffe2/serialize/inline_container.h>
 
 #include <fstream>
 
+#include "dnn_gating/io/checkpoint.h"
 #include "dnn_gating/models/resnet.h"
-#include "dnn_gating/train/checkpoint.h"
 #include "test_support.h"
 
 namespace dg = dnn_gating;

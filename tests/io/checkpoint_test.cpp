@@ -1,9 +1,9 @@
-#include "dnn_gating/train/checkpoint.h"
+#include "dnn_gating/io/checkpoint.h"
 
 #include <fstream>
 
+#include "dnn_gating/io/model_meta.h"
 #include "dnn_gating/models/resnet.h"
-#include "dnn_gating/train/model_meta.h"
 #include "test_support.h"
 
 namespace dg = dnn_gating;

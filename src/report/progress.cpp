@@ -1,4 +1,4 @@
-#include "dnn_gating/train/progress.h"
+#include "dnn_gating/report/progress.h"
 
 #include <spdlog/spdlog.h>
 #include <unistd.h>

@@ -1,4 +1,4 @@
-#include "dnn_gating/train/pytorch_state_dict.h"
+#include "dnn_gating/io/pytorch_state_dict.h"
 
 #include <caffe2/serialize/in_memory_adapter.h>
 #include <caffe2/serialize/inline_container.h>
@@ -14,9 +14,9 @@
 #include <stdexcept>
 #include <variant>
 
+#include "dnn_gating/io/atomic_file.h"
 #include "dnn_gating/layers/gated_layer.h"
-#include "dnn_gating/train/atomic_file.h"
-#include "train/zip_check.h"
+#include "io/zip_check.h"
 
 namespace dnn_gating::train {
 namespace {

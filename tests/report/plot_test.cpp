@@ -1,5 +1,5 @@
 // The SVG training plot: curves on shared axes, checked with libxml2's xmllint.
-#include "dnn_gating/train/plot.h"
+#include "dnn_gating/report/plot.h"
 
 #include <cstdio>
 #include <filesystem>

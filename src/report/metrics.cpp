@@ -1,4 +1,4 @@
-#include "dnn_gating/train/metrics.h"
+#include "dnn_gating/report/metrics.h"
 
 #include <cerrno>
 #include <charconv>
@@ -10,8 +10,10 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
+#include <type_traits>
 
-#include "dnn_gating/train/atomic_file.h"
+#include "dnn_gating/io/atomic_file.h"
+#include "report/record_fields.h"
 
 namespace dnn_gating::train {
 namespace fs = std::filesystem;
@@ -40,42 +42,33 @@ Json layers_json(const std::vector<std::pair<std::string, double>>& layers) {
   return out;
 }
 
-void put_optional(Json& j, const char* key, const std::optional<double>& value) {
-  if (value) j[key] = *value;
-}
+// Adds one field to a line: absent optionals are left out, and so are
+// empty lists of fields that may be absent.
+struct PutField {
+  Json& j;
+  template <typename T>
+  void operator()(const char* key, const T& value, bool may_be_absent = false) const {
+    if constexpr (std::is_same_v<T, std::optional<double>>) {
+      if (value) j[key] = *value;
+    } else if constexpr (std::is_same_v<T, std::vector<std::pair<std::string, double>>>) {
+      if (!(may_be_absent && value.empty())) j[key] = layers_json(value);
+    } else {
+      j[key] = value;
+    }
+  }
+};
 
 Json epoch_json(const EpochRecord& r) {
   Json j;
   j["type"] = "epoch";
-  j["epoch"] = r.epoch;
-  j["lr"] = r.lr;
-  j["train_loss"] = r.train_loss;
-  j["train_accuracy"] = r.train_accuracy;
-  put_optional(j, "test_accuracy", r.test_accuracy);
-  put_optional(j, "sparsity", r.sparsity);
-  // Only evaluated epochs measure the gates; an empty object would say "no gates".
-  if (!r.layer_on_fraction.empty()) j["layer_on_fraction"] = layers_json(r.layer_on_fraction);
-  put_optional(j, "pg_average_bits", r.pg_average_bits);
-  put_optional(j, "cg_flop_reduction", r.cg_flop_reduction);
-  j["seconds"] = r.seconds;
-  j["images_per_second"] = r.images_per_second;
+  for_each_epoch_field(r, PutField{j});
   return j;
 }
 
 Json final_json(const FinalRecord& r) {
   Json j;
   j["type"] = "final";
-  j["program"] = r.program;
-  j["epochs"] = r.epochs;
-  j["test_images"] = r.test_images;
-  j["test_accuracy"] = r.test_accuracy;
-  j["sparsity"] = r.sparsity;
-  put_optional(j, "pg_average_bits", r.pg_average_bits);
-  put_optional(j, "cg_flop_reduction", r.cg_flop_reduction);
-  j["layer_on_fraction"] = layers_json(r.layer_on_fraction);
-  j["confusion"] = r.confusion;
-  j["class_names"] = r.class_names;
-  j["checkpoint"] = r.checkpoint;
+  for_each_final_field(r, PutField{j});
   return j;
 }
 
@@ -193,35 +186,43 @@ std::vector<std::string> class_names(const Json& record, const Where& where) {
   return out;
 }
 
+// Reads one field of a line into a record: numbers, integers and text are
+// required unless they may be absent; optionals and lists may be absent.
+struct GetField {
+  const Json& j;
+  const Where& where;
+  template <typename T>
+  void operator()(const char* key, T& value, bool may_be_absent = false) const {
+    if constexpr (std::is_same_v<T, std::optional<double>>) {
+      value = optional_number(j, key, where);
+    } else if constexpr (std::is_same_v<T, std::vector<std::pair<std::string, double>>>) {
+      value = layers(j, where);
+    } else if constexpr (std::is_same_v<T, std::vector<std::vector<int64_t>>>) {
+      value = confusion(j, where);
+    } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+      value = class_names(j, where);
+    } else if (may_be_absent && !j.contains(key)) {
+      value = T();
+    } else if constexpr (std::is_same_v<T, std::string>) {
+      value = text(j, key, where);
+    } else if constexpr (std::is_same_v<T, int64_t>) {
+      value = integer(j, key, where);
+    } else {
+      static_assert(std::is_same_v<T, double>, "a field type the reader does not know");
+      value = number(j, key, where);
+    }
+  }
+};
+
 EpochRecord read_epoch(const Json& j, const Where& where) {
   EpochRecord r;
-  r.epoch = integer(j, "epoch", where);
-  r.lr = number(j, "lr", where);
-  r.train_loss = number(j, "train_loss", where);
-  r.train_accuracy = number(j, "train_accuracy", where);
-  r.test_accuracy = optional_number(j, "test_accuracy", where);
-  r.sparsity = optional_number(j, "sparsity", where);
-  r.layer_on_fraction = layers(j, where);
-  r.pg_average_bits = optional_number(j, "pg_average_bits", where);
-  r.cg_flop_reduction = optional_number(j, "cg_flop_reduction", where);
-  r.seconds = number(j, "seconds", where);
-  r.images_per_second = number(j, "images_per_second", where);
+  for_each_epoch_field(r, GetField{j, where});
   return r;
 }
 
 FinalRecord read_final(const Json& j, const Where& where) {
   FinalRecord r;
-  r.program = text(j, "program", where);
-  r.epochs = integer(j, "epochs", where);
-  r.test_images = integer(j, "test_images", where);
-  r.test_accuracy = number(j, "test_accuracy", where);
-  r.sparsity = number(j, "sparsity", where);
-  r.pg_average_bits = optional_number(j, "pg_average_bits", where);
-  r.cg_flop_reduction = optional_number(j, "cg_flop_reduction", where);
-  r.layer_on_fraction = layers(j, where);
-  r.confusion = confusion(j, where);
-  r.class_names = class_names(j, where);
-  r.checkpoint = j.contains("checkpoint") ? text(j, "checkpoint", where) : std::string();
+  for_each_final_field(r, GetField{j, where});
   return r;
 }
 
@@ -242,10 +243,21 @@ bool blank(const std::string& line) { return line.find_first_not_of(" \t\r") == 
 
 }  // namespace
 
+std::string metrics_csv_header() {
+  std::string out;
+  const EpochRecord columns;
+  for_each_epoch_field(columns, [&](const char* key, const auto& value, bool = false) {
+    if constexpr (kIsScalar<std::decay_t<decltype(value)>>) {
+      out += (out.empty() ? "" : ",") + std::string(key);
+    }
+  });
+  return out;
+}
+
 MetricsWriter::MetricsWriter(const std::string& jsonl_path, const std::string& csv_path,
                              const std::vector<EpochRecord>& earlier)
     : jsonl_path_(jsonl_path), csv_path_(csv_path) {
-  csv_ = std::string(kMetricsCsvHeader) + '\n';
+  csv_ = metrics_csv_header() + '\n';
   for (const auto& r : earlier) append_epoch(r);
   flush();  // creates both files now: an unwritable path fails before any training
 }
@@ -257,11 +269,16 @@ void MetricsWriter::write_epoch(const EpochRecord& r) {
 
 void MetricsWriter::append_epoch(const EpochRecord& r) {
   jsonl_ += dump_line(epoch_json(r)) + '\n';
-  csv_ += std::to_string(r.epoch) + ',' + csv_number(r.lr) + ',' + csv_number(r.train_loss) + ',' +
-          csv_number(r.train_accuracy) + ',' + csv_number(r.test_accuracy) + ',' +
-          csv_number(r.sparsity) + ',' + csv_number(r.pg_average_bits) + ',' +
-          csv_number(r.cg_flop_reduction) + ',' + csv_number(r.seconds) + ',' +
-          csv_number(r.images_per_second) + '\n';
+  std::string row;
+  for_each_epoch_field(r, [&](const char*, const auto& value, bool = false) {
+    using T = std::decay_t<decltype(value)>;
+    if constexpr (std::is_same_v<T, int64_t>) {
+      row += (row.empty() ? "" : ",") + std::to_string(value);
+    } else if constexpr (kIsScalar<T>) {
+      row += (row.empty() ? "" : ",") + csv_number(value);
+    }
+  });
+  csv_ += row + '\n';
 }
 
 void MetricsWriter::write_final(const FinalRecord& r) {

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "dnn_gating/train/metrics.h"
+#include "dnn_gating/report/metrics.h"
 
 namespace dnn_gating::train {
 

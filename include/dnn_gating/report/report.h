@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "dnn_gating/train/step.h"
+#include "dnn_gating/job/evaluation.h"
 
 namespace dnn_gating::train {
 

@@ -17,4 +17,9 @@ namespace dnn_gating::train {
 void write_file_atomically(const std::string& path, std::string_view contents,
                            const std::string& what);
 
+/// Removes the temporary file of a write_file_atomically in progress, if
+/// any. Async-signal-safe: a stop handler calls it before it ends the
+/// process, so that no partial file is left.
+void remove_file_in_progress();
+
 }  // namespace dnn_gating::train
