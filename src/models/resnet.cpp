@@ -2,11 +2,9 @@
 
 #include <array>
 
-#include "dnn_gating/layers/cg_conv.h"
-#include "dnn_gating/layers/pg_conv.h"
-#include "dnn_gating/layers/quantized_conv.h"
+#include "dnn_gating/layers/conv.h"
 #include "dnn_gating/quant/quantize.h"
-#include "fusable.h"
+#include "kernels/fusable.h"
 
 namespace dnn_gating::models {
 namespace {
@@ -56,42 +54,25 @@ ConvKind second_conv(const ResNetOptions& o) {
   return o.conv();
 }
 
+// A block's convolution of kind `conv`, 3x3 with padding 1.
 torch::nn::AnyModule make_conv(ConvKind conv, const ResNetOptions& o, int64_t in, int64_t out,
                                int64_t stride) {
-  switch (conv) {
-    case ConvKind::kPrecisionGated:
-      return torch::nn::AnyModule(layers::PGConv2d(layers::PGConv2dOptions(in, out, 3)
-                                                       .stride(stride)
-                                                       .padding(1)
-                                                       .wbits(o.wbits())
-                                                       .abits(o.abits())
-                                                       .pred_bits(o.pred_bits())
-                                                       .sparse_bp(o.sparse_bp())
-                                                       .alpha(o.pg_alpha())
-                                                       .reference_ops(o.reference_ops())
-                                                       .skipping(o.skipping())));
-    case ConvKind::kChannelGated:
-      return torch::nn::AnyModule(layers::CGConv2d(layers::CGConv2dOptions(in, out, 3)
-                                                       .stride(stride)
-                                                       .padding(1)
-                                                       .partitions(o.partitions())
-                                                       .ginit(o.ginit())
-                                                       .alpha(o.cg_alpha())
-                                                       .use_group(o.use_group())
-                                                       .shuffle(o.shuffle())
-                                                       .sparse_bp(o.sparse_bp())
-                                                       .reference_ops(o.reference_ops())
-                                                       .skipping(o.skipping())));
-    case ConvKind::kFloat:
-    case ConvKind::kQuantized:
-      break;
-  }
   const bool quantized = is_quantized(conv);
-  return torch::nn::AnyModule(layers::QuantizedConv2d(layers::QuantizedConv2dOptions(in, out, 3)
-                                                          .stride(stride)
-                                                          .padding(1)
-                                                          .wbits(quantized ? o.wbits() : 0)
-                                                          .abits(quantized ? o.abits() : 0)));
+  return layers::make_conv(layers::ConvOptions(conv, in, out, 3)
+                               .stride(stride)
+                               .padding(1)
+                               .wbits(quantized ? o.wbits() : 0)
+                               .abits(quantized ? o.abits() : 0)
+                               .pred_bits(o.pred_bits())
+                               .pg_alpha(o.pg_alpha())
+                               .partitions(o.partitions())
+                               .ginit(o.ginit())
+                               .cg_alpha(o.cg_alpha())
+                               .use_group(o.use_group())
+                               .shuffle(o.shuffle())
+                               .sparse_bp(o.sparse_bp())
+                               .reference_ops(o.reference_ops())
+                               .skipping(o.skipping()));
 }
 
 }  // namespace
@@ -171,9 +152,9 @@ torch::Tensor BasicBlockImpl::activate(const torch::Tensor& x) {
 
 torch::Tensor BasicBlockImpl::normalised(torch::nn::AnyModule& conv, torch::nn::BatchNorm2d& bn,
                                          bool relu, const torch::Tensor& x) {
-  // A CG layer applies them in its own last pass where it can.
-  if (const auto cg = std::dynamic_pointer_cast<layers::CGConv2dImpl>(conv.ptr())) {
-    return cg->forward_then(x, bn, relu);
+  // A layer that can applies them in its own last pass.
+  if (const auto fuses = std::dynamic_pointer_cast<layers::FusesNext>(conv.ptr())) {
+    return fuses->forward_then(x, bn, relu);
   }
   const torch::Tensor y = bn->forward(conv.forward(x));
   return relu ? torch::relu(y) : y;

@@ -55,7 +55,9 @@ struct CGConv2dOptions {
 /// y = Y * d + Yp * (1 - d) with Yp the base-path partial sum, Y the full
 /// convolution and d = [sigmoid(alpha (bn(Yp) - threshold)) > 0.5].
 /// State: `weight`, `mask` (buffer), `threshold` [1, out, 1, 1], `bn` (no affine).
-class CGConv2dImpl : public torch::nn::Cloneable<CGConv2dImpl>, public GatedLayer {
+class CGConv2dImpl : public torch::nn::Cloneable<CGConv2dImpl>,
+                     public GatedLayer,
+                     public FusesNext {
  public:
   explicit CGConv2dImpl(CGConv2dOptions options);
   void reset() override;
@@ -65,7 +67,8 @@ class CGConv2dImpl : public torch::nn::Cloneable<CGConv2dImpl>, public GatedLaye
   /// evaluation without gradients (`next` in evaluation mode too) the batch
   /// normalisation and ReLU are applied in the layer's last pass where it
   /// has one, instead of two more passes over the output.
-  torch::Tensor forward_then(const torch::Tensor& x, torch::nn::BatchNorm2d& next, bool relu);
+  torch::Tensor forward_then(const torch::Tensor& x, torch::nn::BatchNorm2d& next,
+                             bool relu) override;
   GateCost gate_cost() const override;
   GateKind gate_kind() const override;
   Skipping skipping() const override { return options.skipping(); }
