@@ -53,11 +53,16 @@ CGConv2dImpl::CGConv2dImpl(CGConv2dOptions options_) : options(std::move(options
 void CGConv2dImpl::reset() {
   const int64_t in = options.in_channels(), out = options.out_channels();
   const int64_t p = options.partitions();
-  TORCH_CHECK(in > 0 && out > 0, "CGConv2d channels must be positive, got in=", in, " out=", out);
-  TORCH_CHECK(p >= 1, "CGConv2d partitions must be at least 1, got ", p);
-  TORCH_CHECK(in % p == 0 && out % p == 0, "CGConv2d partitions=", p,
-              " must divide the input and output channels (in=", in, ", out=", out, ")");
-  TORCH_CHECK(options.alpha() > 0, "CGConv2d alpha must be positive, got ", options.alpha());
+  check_setting(in > 0 && out > 0, "in_channels",
+                c10::str("CGConv2d channels must be positive, got in=", in, " out=", out));
+  check_setting(p >= 1, "partitions",
+                c10::str("CGConv2d {partitions} must be at least 1, got ", p));
+  check_setting(
+      in % p == 0 && out % p == 0, "partitions",
+      c10::str("CGConv2d {partitions}=", p, " must divide the input and output channels (in=", in,
+               ", out=", out, ")"));
+  check_setting(options.alpha() > 0, "alpha",
+                c10::str("CGConv2d {alpha} must be positive, got ", options.alpha()));
   const auto k = *options.kernel_size();
   weight = register_parameter("weight", torch::empty({out, in, k[0], k[1]}));
   torch::nn::init::kaiming_normal_(weight, 0.0, torch::kFanIn, torch::kReLU);

@@ -139,15 +139,18 @@ std::vector<torch::Tensor> pg_convolution(const torch::Tensor& x, const torch::T
 PGConv2dImpl::PGConv2dImpl(PGConv2dOptions options_) : options(std::move(options_)) { reset(); }
 
 void PGConv2dImpl::reset() {
-  TORCH_CHECK(options.in_channels() > 0 && options.out_channels() > 0,
-              "PGConv2d channels must be positive, got in=", options.in_channels(),
-              " out=", options.out_channels());
+  check_setting(
+      options.in_channels() > 0 && options.out_channels() > 0, "in_channels",
+      "PGConv2d channels must be positive, got in=" + std::to_string(options.in_channels()) +
+          " out=" + std::to_string(options.out_channels()));
   quant::check_bit_width("wbits", options.wbits());
   quant::check_bit_width("abits", options.abits());
-  TORCH_CHECK(options.pred_bits() > 0 && options.pred_bits() < options.abits(),
-              "precision gating needs 0 < pred_bits < abits, got pred_bits=", options.pred_bits(),
-              " abits=", options.abits());
-  TORCH_CHECK(options.alpha() > 0, "PGConv2d alpha must be positive, got ", options.alpha());
+  check_setting(options.pred_bits() > 0 && options.pred_bits() < options.abits(), "pred_bits",
+                "precision gating needs 0 < {pred_bits} < {abits}, got {pred_bits}=" +
+                    std::to_string(options.pred_bits()) +
+                    " {abits}=" + std::to_string(options.abits()));
+  check_setting(options.alpha() > 0, "alpha",
+                "PGConv2d {alpha} must be positive, got " + c10::str(options.alpha()));
   const auto k = *options.kernel_size();
   weight = register_parameter(
       "weight", torch::empty({options.out_channels(), options.in_channels(), k[0], k[1]}));

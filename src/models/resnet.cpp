@@ -36,7 +36,7 @@ Value value_in(const Table& table, const std::string& name, const char* what) {
     names += (names.empty() ? "" : ", ") + std::string(n);
   }
   throw SettingError(what,
-                     "unknown " + std::string(what) + " '" + name + "' (expected " + names + ")");
+                     "unknown {" + std::string(what) + "} '" + name + "' (expected " + names + ")");
 }
 
 // Quantized and PG models quantize and may clip with PACT.
@@ -103,27 +103,29 @@ std::pair<ConvKind, BlockLayout> model_from_name(const std::string& name) {
 }
 
 void validate(const ResNetOptions& o) {
-  check_setting(o.depth() >= 8 && (o.depth() - 2) % 6 == 0, "depth",
-                "depth must be 6n+2 (20, 32, 44, 56, 110, ...), got " + std::to_string(o.depth()));
+  check_setting(
+      o.depth() >= 8 && (o.depth() - 2) % 6 == 0, "depth",
+      "{depth} must be 6n+2 (20, 32, 44, 56, 110, ...), got " + std::to_string(o.depth()));
   check_setting(o.in_channels() > 0, "in_channels",
-                "in_channels must be positive, got " + std::to_string(o.in_channels()));
+                "{in_channels} must be positive, got " + std::to_string(o.in_channels()));
   check_setting(o.num_classes() > 1, "num_classes",
-                "num_classes must be at least 2, got " + std::to_string(o.num_classes()));
+                "{num_classes} must be at least 2, got " + std::to_string(o.num_classes()));
   if (is_quantized(o.conv())) {
     quant::check_bit_width("wbits", o.wbits());
     quant::check_bit_width("abits", o.abits());
   }
   if (o.conv() == ConvKind::kPrecisionGated) {
     check_setting(o.abits() > 0, "abits",
-                  "precision gating needs quantized activations: abits must exceed pred_bits "
-                  "(got abits 0)");
+                  "precision gating needs quantized activations: {abits} must exceed {pred_bits} "
+                  "(got {abits} 0)");
     check_setting(o.pred_bits() > 0 && o.pred_bits() < o.abits(), "pred_bits",
-                  "pred_bits must be at least 1 and below abits (got pred_bits " +
-                      std::to_string(o.pred_bits()) + ", abits " + std::to_string(o.abits()) + ")");
+                  "{pred_bits} must be at least 1 and below {abits} (got {pred_bits} " +
+                      std::to_string(o.pred_bits()) + ", {abits} " + std::to_string(o.abits()) +
+                      ")");
   }
   if (o.conv() == ConvKind::kChannelGated) {
     check_setting(o.partitions() >= 1 && 16 % o.partitions() == 0, "partitions",
-                  "partitions must divide every layer's channel count (16, 32, 64), got " +
+                  "{partitions} must divide every layer's channel count (16, 32, 64), got " +
                       std::to_string(o.partitions()));
   }
 }

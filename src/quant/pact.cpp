@@ -87,8 +87,8 @@ torch::Tensor pact_relu(const torch::Tensor& x, const torch::Tensor& upper_bound
 PactReLUImpl::PactReLUImpl(PactReLUOptions options_) : options(std::move(options_)) { reset(); }
 
 void PactReLUImpl::reset() {
-  TORCH_CHECK(options.upper_bound() > 0, "PACT upper_bound must be positive, got ",
-              options.upper_bound());
+  check_setting(options.upper_bound() > 0, "upper_bound",
+                c10::str("PACT {upper_bound} must be positive, got ", options.upper_bound()));
   upper_bound = register_parameter("upper_bound", torch::full({}, options.upper_bound()));
 }
 

@@ -7,21 +7,21 @@
 #include <cstring>
 
 #include "dnn_gating/setting_error.h"
-#include "fusable.h"
-#include "simd.h"
+#include "kernels/fusable.h"
+#include "kernels/quantize.h"
 
 namespace dnn_gating::quant {
 
 void check_bit_width(const std::string& name, int64_t bits) {
   check_setting(bits >= kMinBits && bits <= kMaxBits, name,
-                name + " must be between " + std::to_string(kMinBits) + " (full precision) and " +
-                    std::to_string(kMaxBits) + ", got " + std::to_string(bits));
+                "{" + name + "} must be between " + std::to_string(kMinBits) +
+                    " (full precision) and " + std::to_string(kMaxBits) + ", got " +
+                    std::to_string(bits));
 }
 
 namespace {
 
-constexpr float kScaleEpsilon = 1e-7f;
-constexpr int64_t kGrain = 16384;
+using namespace kernels::quantize;  // NOLINT: the element loops and their grid
 
 void check_bits(int64_t bits) { check_bit_width("bits", bits); }
 
