@@ -3,7 +3,6 @@
 
 #include <string>
 
-#include "dnn_gating/io/job_checkpoint.h"  // checkpoint_file, resume_file
 #include "dnn_gating/job/config.h"
 
 namespace dnn_gating::train {
