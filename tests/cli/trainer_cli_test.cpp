@@ -140,6 +140,16 @@ TEST(PgCommandLine, RejectsBadSettingsWithOneClearMessage) {
             std::string::npos);
 }
 
+// A library message names settings; users read the flags that set them,
+// every time a message names one.
+TEST(PgCommandLine, NamesEverySettingAsItsFlag) {
+  EXPECT_EQ(
+      parse_error(Trainer::kPrecisionGating, {"-pg", "-a", "3", "-pb", "3"}),
+      "-pb/--pbits must be at least 1 and below -a/--abits (got -pb/--pbits 3, -a/--abits 3)");
+  EXPECT_EQ(parse_error(Trainer::kPrecisionGating, {"--depth", "21"}),
+            "--depth must be 6n+2 (20, 32, 44, 56, 110, ...), got 21");
+}
+
 TEST(CgCommandLine, OriginalScriptsVerbatim) {
   const auto inv =
       parse(Trainer::kChannelGating, {"-gpu", "0", "-gi", "0.0", "-gt", "1.0", "-pt", "4",
