@@ -3,6 +3,7 @@
 #include "dnn_gating/layers/cg_conv.h"
 #include "dnn_gating/layers/pg_conv.h"
 #include "dnn_gating/layers/quantized_conv.h"
+#include "kernels/fusable.h"
 
 namespace dnn_gating::layers {
 
@@ -44,6 +45,11 @@ torch::nn::AnyModule make_conv(const ConvOptions& o) {
                           .padding(o.padding())
                           .wbits(quantized ? o.wbits() : 0)
                           .abits(quantized ? o.abits() : 0)));
+}
+
+bool computes_channels_last(ConvKind kind, bool reference_ops, const torch::Tensor& input) {
+  return kind == ConvKind::kChannelGated && !reference_ops && !torch::GradMode::is_enabled() &&
+         input.dim() == 4 && kernels::fusable(input);
 }
 
 }  // namespace dnn_gating::layers

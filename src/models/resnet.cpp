@@ -4,7 +4,6 @@
 
 #include "dnn_gating/layers/conv.h"
 #include "dnn_gating/quant/quantize.h"
-#include "kernels/fusable.h"
 
 namespace dnn_gating::models {
 namespace {
@@ -215,11 +214,10 @@ void ResNetImpl::pretty_print(std::ostream& stream) const {
 }
 
 torch::Tensor ResNetImpl::forward(const torch::Tensor& input) {
-  // Channel-gated layers infer channels-last; with the image so laid
-  // out, the stem's output needs no conversion before the first of them.
-  const bool channels_last = options.conv() == ConvKind::kChannelGated &&
-                             !options.reference_ops() && !torch::GradMode::is_enabled() &&
-                             input.dim() == 4 && kernels::fusable(input);
+  // With the image laid out as the blocks' convolutions compute, the stem's
+  // output needs no conversion before the first of them.
+  const bool channels_last =
+      layers::computes_channels_last(options.conv(), options.reference_ops(), input);
   const torch::Tensor x = channels_last ? input.contiguous(at::MemoryFormat::ChannelsLast) : input;
   const torch::Tensor stem = conv1_->forward(x);
   torch::Tensor out = bn1_->forward(stem);

@@ -71,6 +71,12 @@ struct ConvOptions {
 /// The convolution `options` describe.
 torch::nn::AnyModule make_conv(const ConvOptions& options);
 
+/// Whether a convolution of `kind` computes `input` channels-last (CG
+/// layers do in evaluation without gradients on float CPU tensors, unless
+/// `reference_ops`), so that a model may lay its input out so once rather
+/// than have every layer convert it.
+bool computes_channels_last(ConvKind kind, bool reference_ops, const torch::Tensor& input);
+
 /// A layer that can apply the evaluation-mode BatchNorm and ReLU that follow
 /// it in its own last pass, instead of two more passes over its output.
 /// Models ask any convolution for it (`dynamic_pointer_cast<FusesNext>`);
