@@ -141,6 +141,11 @@ class RatioReporter : public benchmark::ConsoleReporter {
     for (const auto& run : runs) {
       if (run.run_type == Run::RT_Iteration) {
         repetitions_[run.run_name.function_name].push_back(run.GetAdjustedRealTime());
+        const auto on = run.counters.find("on_percent");
+        const auto effective = run.counters.find("effective_fraction");
+        if (on != run.counters.end() && effective != run.counters.end()) {
+          counts_[run.run_name.function_name] = {on->second.value, effective->second.value};
+        }
       }
     }
     for (const auto& [name, values] : repetitions_) {
@@ -152,7 +157,7 @@ class RatioReporter : public benchmark::ConsoleReporter {
     std::printf("\n%-24s %14s %8s %14s %8s %12s %8s\n", "model", "step ms", "x float", "eval img/s",
                 "x float", "peak MiB", "x float");
     if (times_.count("train_step/float") == 0 && times_.count("evaluation/float") == 0) {
-      dg::bench::print_gated_inference(times_);
+      dg::bench::print_gated_inference(times_, counts_);
       return;
     }
     const double float_step = times_["train_step/float"];
@@ -174,13 +179,14 @@ class RatioReporter : public benchmark::ConsoleReporter {
     }
     std::printf("(eval column 'x float' is the time ratio; threads: %d)\n",
                 torch::get_num_threads());
-    dg::bench::print_gated_inference(times_);
+    dg::bench::print_gated_inference(times_, counts_);
   }
   std::map<std::string, double> rss_;
 
  private:
   std::map<std::string, std::vector<double>> repetitions_;
   std::map<std::string, double> times_;
+  std::map<std::string, dg::bench::Counts> counts_;
 };
 
 }  // namespace

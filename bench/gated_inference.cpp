@@ -3,12 +3,17 @@
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
+#include <map>
 #include <vector>
 
+#include "dnn_gating/job/evaluation.h"
 #include "dnn_gating/layers/cg_conv.h"
+#include "dnn_gating/layers/dense_macs.h"
 #include "dnn_gating/layers/gated_layer.h"
 #include "dnn_gating/layers/pg_conv.h"
 #include "dnn_gating/models/resnet.h"
+#include "dnn_gating/report/report.h"
+#include "folded_float.h"
 
 namespace dnn_gating::bench {
 namespace {
@@ -74,51 +79,88 @@ void hold_on_fraction(torch::nn::Module& model, const std::function<void()>& for
 
 std::string skipping_tag(Skipping s) { return s == Skipping::kNever ? "dense" : "skip"; }
 
-// The model of `spec` (seed 0) with its gates held at `percent` % open,
-// calibrated once per model and percentage.
-models::ResNet held_model(const GatedModel& spec, int percent) {
+// The model of `spec` (seed 0) with its gates held at `percent` % open on
+// the batch `x` it is timed on (calibrated once per model, percentage and
+// batch size: `x` is the same for every skipping mode).
+models::ResNet held_model(const GatedModel& spec, int percent, const torch::Tensor& x) {
   static std::map<std::string, std::vector<torch::Tensor>> calibrated;
   torch::manual_seed(0);
   models::ResNet model(spec.options);
   model->eval();
   const auto gated = layers::gated_layers(*model);
-  const std::string key = std::string(spec.name) + "/" + std::to_string(percent);
+  const std::string key =
+      std::string(spec.name) + "/" + std::to_string(percent) + "/" + std::to_string(x.size(0));
   torch::NoGradGuard no_grad;
   if (calibrated.count(key) == 0) {
-    const torch::Tensor calibration = torch::randn({16, 3, 32, 32});
     hold_on_fraction(
-        *model, [&] { model->forward(calibration); }, percent / 100.0);
+        *model, [&] { model->forward(x); }, percent / 100.0);
     for (const auto& [name, layer] : gated) calibrated[key].push_back(layer->threshold().clone());
   }
   for (size_t i = 0; i < gated.size(); ++i) gated[i].second->threshold().copy_(calibrated[key][i]);
   return model;
 }
 
+// The on-fraction measured over the timed passes and the effective MACs as
+// a fraction of the dense (the report's count: the least the model costs).
+void count_gates(benchmark::State& state, torch::nn::Module& model) {
+  train::Evaluation e;
+  e.layers = train::layer_gate_stats(model);
+  e.dense_macs = layers::total_dense_macs(model);
+  const train::CostFigures costs = train::cost_figures(e);
+  state.counters["on_percent"] = 100.0 * layers::total_counts(model).on_fraction();
+  state.counters["effective_fraction"] =
+      costs.effective_macs / static_cast<double>(costs.dense_macs);
+}
+
 void evaluate_model(benchmark::State& state, const GatedModel& spec, int percent, int64_t batch,
                     Skipping skipping) {
-  models::ResNet model = held_model(spec, percent);
-  layers::set_skipping(*model, skipping);
+  torch::manual_seed(1);
   const torch::Tensor x = torch::randn({batch, 3, 32, 32});
+  models::ResNet model = held_model(spec, percent, x);
+  layers::set_skipping(*model, skipping);
   torch::NoGradGuard no_grad;
   for (int i = 0; i < 3; ++i) model->forward(x);
   layers::reset_counts(*model);
   for (auto _ : state) benchmark::DoNotOptimize(model->forward(x).data_ptr());
-  state.counters["on_percent"] = 100.0 * layers::total_counts(*model).on_fraction();
+  count_gates(state, *model);
   state.SetItemsProcessed(state.iterations() * batch);
 }
 
 // The float model as the original runs it (NCHW), or on a channels-last
-// input, the layout the CG layers run in (a second reference: a float model
-// gains from it too).
-void evaluate_float(benchmark::State& state, int64_t batch, bool channels_last) {
+// input, the layout the CG layers run in (a float model gains from it too),
+// or folded (BatchNorm into the convolutions, channels-last: the fair
+// baseline, which saves what the gated kernels' folding saves).
+enum class FloatWay { kPlain, kChannelsLast, kFolded };
+
+void evaluate_float(benchmark::State& state, int64_t batch, FloatWay way) {
   torch::manual_seed(0);
   models::ResNet model(ResNetOptions(ConvKind::kFloat));
   model->eval();
+  torch::manual_seed(1);
   torch::Tensor x = torch::randn({batch, 3, 32, 32});
-  if (channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
+  if (way == FloatWay::kChannelsLast) x = x.contiguous(at::MemoryFormat::ChannelsLast);
   torch::NoGradGuard no_grad;
-  for (int i = 0; i < 3; ++i) model->forward(x);
-  for (auto _ : state) benchmark::DoNotOptimize(model->forward(x).data_ptr());
+  if (way == FloatWay::kFolded) {
+    {
+      // BatchNorm statistics other than the initial ones, so that folding
+      // them is tested.
+      model->train();
+      for (int i = 0; i < 3; ++i) model->forward(torch::randn({batch, 3, 32, 32}));
+      model->eval();
+    }
+    const FoldedFloatResNet folded(model);
+    const torch::Tensor want = model->forward(x);
+    const torch::Tensor got = folded.forward(x);
+    if (!torch::allclose(got, want, 1e-3, 1e-4)) {
+      state.SkipWithError("the folded float model's logits differ from the model's");
+      return;
+    }
+    for (int i = 0; i < 3; ++i) folded.forward(x);
+    for (auto _ : state) benchmark::DoNotOptimize(folded.forward(x).data_ptr());
+  } else {
+    for (int i = 0; i < 3; ++i) model->forward(x);
+    for (auto _ : state) benchmark::DoNotOptimize(model->forward(x).data_ptr());
+  }
   state.SetItemsProcessed(state.iterations() * batch);
 }
 
@@ -145,8 +187,9 @@ void gated_layer(benchmark::State& state, LayerShape shape, int percent, Skippin
       *layer, [&] { layer->forward(x); }, percent / 100.0);
   torch::NoGradGuard no_grad;
   for (int i = 0; i < 3; ++i) layer->forward(x);
+  layer->reset_counts();
   for (auto _ : state) benchmark::DoNotOptimize(layer->forward(x).data_ptr());
-  state.counters["on_percent"] = 100.0 * layer->last_counts().on_fraction();
+  count_gates(state, *layer);
 }
 
 void dense_conv(benchmark::State& state, LayerShape shape) {
@@ -158,9 +201,9 @@ void dense_conv(benchmark::State& state, LayerShape shape) {
   for (auto _ : state) benchmark::DoNotOptimize(torch::conv2d(x, w, {}, 1, 1).data_ptr());
 }
 
-std::string float_name(int64_t batch, bool channels_last) {
-  return std::string(channels_last ? "gated_eval/float_channels_last/batch"
-                                   : "gated_eval/float/batch") +
+std::string float_name(int64_t batch, FloatWay way) {
+  const char* names[] = {"float", "float_channels_last", "float_folded"};
+  return "gated_eval/" + std::string(names[static_cast<int>(way)]) + "/batch" +
          std::to_string(batch);
 }
 
@@ -192,10 +235,10 @@ double lookup(const std::map<std::string, double>& times, const std::string& nam
 void register_gated_inference() {
   constexpr Skipping kModes[] = {Skipping::kFastest, Skipping::kNever};
   for (const int64_t batch : kBatches) {
-    configure(benchmark::RegisterBenchmark(float_name(batch, false).c_str(), evaluate_float, batch,
-                                           false));
-    configure(
-        benchmark::RegisterBenchmark(float_name(batch, true).c_str(), evaluate_float, batch, true));
+    for (const FloatWay way : {FloatWay::kPlain, FloatWay::kChannelsLast, FloatWay::kFolded}) {
+      configure(
+          benchmark::RegisterBenchmark(float_name(batch, way).c_str(), evaluate_float, batch, way));
+    }
     for (const auto& m : gated_models()) {
       for (const int percent : m.percents) {
         for (const Skipping s : kModes) {
@@ -216,45 +259,64 @@ void register_gated_inference() {
   }
 }
 
-void print_gated_inference(const std::map<std::string, double>& times) {
+void print_gated_inference(const std::map<std::string, double>& times,
+                           const std::map<std::string, Counts>& counts) {
+  const auto counted = [&](const std::string& name) {
+    const auto it = counts.find(name);
+    return it == counts.end() ? Counts{} : it->second;
+  };
   bool header = false;
   for (const int64_t batch : kBatches) {
-    const double base = lookup(times, float_name(batch, false));
-    const double base_cl = lookup(times, float_name(batch, true));
-    if (base <= 0 || base_cl <= 0) continue;
+    const double base = lookup(times, float_name(batch, FloatWay::kPlain));
+    const double folded = lookup(times, float_name(batch, FloatWay::kFolded));
+    if (base <= 0 || folded <= 0) continue;
     for (const auto& m : gated_models()) {
       for (const int percent : m.percents) {
-        const double skip = lookup(times, model_name(m, percent, batch, Skipping::kFastest));
+        const std::string name = model_name(m, percent, batch, Skipping::kFastest);
+        const double skip = lookup(times, name);
         const double dense = lookup(times, model_name(m, percent, batch, Skipping::kNever));
         if (skip <= 0 || dense <= 0) continue;
         if (!header) {
-          std::printf("\n%-22s %6s %6s %12s %12s %12s\n", "gated evaluation", "batch", "on %",
-                      "x float", "x float all", "x float CL");
+          std::printf("\n%-20s %5s %6s %8s %8s %8s %8s %10s %10s\n", "gated evaluation", "batch",
+                      "on %", "x float", "x f all", "x folded", "floor", "realised", "realised f");
           header = true;
         }
-        std::printf("%-22s %6lld %6d %12.2f %12.2f %12.2f\n", m.name, static_cast<long long>(batch),
-                    percent, skip / base, dense / base, skip / base_cl);
+        // floor: effective / dense MACs; realised: the share of the counted
+        // saving turned into time, (float / gated time) / (dense / effective).
+        const Counts c = counted(name);
+        std::printf("%-20s %5lld %6.1f %8.2f %8.2f %8.2f %8.2f %10.2f %10.2f\n", m.name,
+                    static_cast<long long>(batch), c.on_percent, skip / base, dense / base,
+                    skip / folded, c.effective_fraction, c.effective_fraction * base / skip,
+                    c.effective_fraction * folded / skip);
       }
     }
+    const double channels_last = lookup(times, float_name(batch, FloatWay::kChannelsLast));
+    std::printf("%-20s %5lld %6s %8.2f  (the float model on a channels-last input)\n",
+                "float channels-last", static_cast<long long>(batch), "", channels_last / base);
+    std::printf("%-20s %5lld %6s %8.2f  (the folded float model)\n", "float folded",
+                static_cast<long long>(batch), "", folded / base);
   }
   header = false;
   for (const LayerShape shape : kLayerShapes) {
     const double base = lookup(times, dense_name(shape));
     if (base <= 0) continue;
     for (const int percent : kLayerPercents) {
-      const double skip = lookup(times, layer_name(shape, percent, Skipping::kFastest));
+      const std::string name = layer_name(shape, percent, Skipping::kFastest);
+      const double skip = lookup(times, name);
       const double dense = lookup(times, layer_name(shape, percent, Skipping::kNever));
       if (skip <= 0 || dense <= 0) continue;
       if (!header) {
-        std::printf("\n%-22s %6s %12s %12s  (batch 128, ratio to the dense convolution)\n",
-                    "CG layer p=4", "on %", "x dense", "x dense all");
+        std::printf("\n%-20s %6s %8s %8s %8s %10s  (batch 128, ratio to the dense convolution)\n",
+                    "CG layer p=4", "on %", "x dense", "x d all", "floor", "realised");
         header = true;
       }
-      std::printf("%-22s %6d %12.2f %12.2f\n",
+      const Counts c = counted(name);
+      std::printf("%-20s %6.1f %8.2f %8.2f %8.2f %10.2f\n",
                   (std::to_string(shape.channels) + " ch " + std::to_string(shape.size) + "x" +
                    std::to_string(shape.size))
                       .c_str(),
-                  percent, skip / base, dense / base);
+                  c.on_percent, skip / base, dense / base, c.effective_fraction,
+                  c.effective_fraction * base / skip);
     }
   }
 }

@@ -11,7 +11,7 @@ if [ ! -f build/CMakeCache.txt ] || ! command -v cmake >/dev/null; then
 else
   cmake --build build -j"$jobs"
 fi
-(cd build && ctest --output-on-failure "$@")
+(cd build && ctest -j"$jobs" --output-on-failure "$@")
 
 if [ "${DNN_GATING_SANITIZE:-1}" != 0 ]; then
   # -O1, as the sanitizers recommend (and quicker to build than -O3).
@@ -20,5 +20,5 @@ if [ "${DNN_GATING_SANITIZE:-1}" != 0 ]; then
   cmake --build build-asan -j"$jobs"
   # LibTorch keeps some allocations until exit, which leak checking would report.
   (cd build-asan && ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 \
-    ctest --output-on-failure "$@")
+    ctest -j"$jobs" --output-on-failure "$@")
 fi

@@ -8,9 +8,9 @@
 #include <optional>
 #include <string>
 
-#include "dnn_gating/train/metrics.h"
-#include "dnn_gating/train/plot.h"
-#include "dnn_gating/train/report.h"
+#include "dnn_gating/report/metrics.h"
+#include "dnn_gating/report/plot.h"
+#include "dnn_gating/report/report.h"
 
 namespace {
 namespace fs = std::filesystem;

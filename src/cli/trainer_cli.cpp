@@ -10,9 +10,9 @@
 #include <sstream>
 
 #include "dnn_gating/cli/flags.h"
+#include "dnn_gating/report/log.h"
 #include "dnn_gating/setting_error.h"
 #include "dnn_gating/train/interrupt.h"
-#include "dnn_gating/train/log.h"
 #include "dnn_gating/train/recipe.h"
 #include "dnn_gating/train/runtime.h"
 
@@ -265,26 +265,15 @@ void build_job(Trainer trainer, Values& v) {
   }
 }
 
-// A library message names settings ("pred_bits must ..."); users typed flags.
-std::string in_flag_names(std::string message, const std::vector<FlagInfo>& flags) {
-  const auto is_word = [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
-  };
-  for (const auto& f : flags) {
-    const std::string& setting = f.setting;
-    if (setting.empty()) continue;
-    const std::string name = display_name(f);
-    for (size_t at = message.find(setting); at != std::string::npos;
-         at = message.find(setting, at + 1)) {
-      const size_t end = at + setting.size();
-      if ((at > 0 && is_word(message[at - 1])) || (end < message.size() && is_word(message[end]))) {
-        continue;
-      }
-      message.replace(at, setting.size(), name);
-      at += name.size() - 1;
+// A refused setting as users typed it: every setting the library's message
+// names, written as the flag that sets it (settings without one as they are).
+std::string in_flag_names(const SettingError& error, const std::vector<FlagInfo>& flags) {
+  return error.message([&](const std::string& setting) {
+    for (const auto& f : flags) {
+      if (f.setting == setting) return display_name(f);
     }
-  }
-  return message;
+    return setting;
+  });
 }
 
 std::string error_text(const std::exception& e) {
@@ -372,7 +361,7 @@ Invocation parse_command_line(Trainer trainer, const std::vector<std::string>& r
     }
     models::validate(v.inv.job.model);
   } catch (const SettingError& e) {
-    throw std::invalid_argument(in_flag_names(e.what(), flag_table(trainer)));
+    throw std::invalid_argument(in_flag_names(e, flag_table(trainer)));
   }
   return v.inv;
 }
@@ -404,7 +393,7 @@ int run_program(Trainer trainer, int argc, char** argv) {
   } catch (const train::Interrupted& interrupted) {
     return 128 + interrupted.signal;
   } catch (const SettingError& e) {
-    std::cerr << program << ": error: " << in_flag_names(e.what(), flag_table(trainer)) << "\n";
+    std::cerr << program << ": error: " << in_flag_names(e, flag_table(trainer)) << "\n";
     return 2;
   } catch (const std::exception& e) {
     std::cerr << program << ": error: " << error_text(e) << "\n";

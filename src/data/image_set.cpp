@@ -4,6 +4,7 @@
 
 #include "dnn_gating/data/cifar10.h"
 #include "dnn_gating/data/fashion_mnist.h"
+#include "dnn_gating/setting_error.h"
 
 namespace dnn_gating::data {
 
@@ -24,7 +25,8 @@ ImageSet ImageSet::first(int64_t n) const {
 ImageSet read_dataset(const std::string& dataset, const std::string& dir, Split split) {
   if (dataset == "cifar10") return read_cifar10(dir, split);
   if (dataset == "fashion-mnist") return read_fashion_mnist(dir, split);
-  throw std::invalid_argument("unknown data set '" + dataset + "' (known: cifar10, fashion-mnist)");
+  throw SettingError("dataset",
+                     "unknown data set '" + dataset + "' (known: cifar10, fashion-mnist)");
 }
 
 }  // namespace dnn_gating::data

@@ -6,6 +6,8 @@
 #include <numeric>
 #include <random>
 
+#include "dnn_gating/setting_error.h"
+
 namespace dnn_gating::data {
 namespace {
 
@@ -34,8 +36,9 @@ uint64_t uniform_below(std::mt19937_64& rng, uint64_t n) {
 
 BatchLoader::BatchLoader(const ImageSet& set, LoaderOptions options)
     : set_(set), options_(std::move(options)) {
-  TORCH_CHECK(options_.batch_size() > 0, "BatchLoader: batch_size must be positive, got ",
-              options_.batch_size());
+  check_setting(
+      options_.batch_size() > 0, "batch_size",
+      "BatchLoader: {batch_size} must be positive, got " + std::to_string(options_.batch_size()));
   TORCH_CHECK(
       set_.images.defined() && set_.images.dim() == 4 && set_.images.scalar_type() == torch::kUInt8,
       "BatchLoader: images must be uint8 [N, C, H, W]");

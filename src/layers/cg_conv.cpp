@@ -6,12 +6,13 @@
 
 #include "dnn_gating/layers/batch_norm.h"
 #include "dnn_gating/quant/gate.h"
-#include "fusable.h"
-#include "layers/affine.h"
-#include "layers/gate_kernels.h"
-#include "layers/partial_conv.h"
+#include "dnn_gating/setting_error.h"
+#include "kernels/affine.h"
+#include "kernels/fusable.h"
+#include "kernels/gates.h"
+#include "kernels/partial_conv.h"
+#include "kernels/sparse_conv.h"
 #include "layers/sparse_choice.h"
-#include "layers/sparse_conv.h"
 
 namespace dnn_gating::layers {
 namespace {
@@ -25,15 +26,15 @@ struct CGGateFunction : torch::autograd::Function<CGGateFunction> {
   static variable_list forward(AutogradContext* ctx, const torch::Tensor& full,
                                const torch::Tensor& partial, const torch::Tensor& gate_input,
                                const torch::Tensor& threshold, double alpha, bool sparse_bp) {
-    const torch::Tensor s = gate_kernels::gate_sigmoid(gate_input, threshold, alpha);
-    auto [y, open] = gate_kernels::cg_select(s, full, partial);
+    const torch::Tensor s = kernels::gates::gate_sigmoid(gate_input, threshold, alpha);
+    auto [y, open] = kernels::gates::cg_select(s, full, partial);
     ctx->save_for_backward({s, full, partial});
-    return gate_kernels::gate_outputs(ctx, y, open, alpha, sparse_bp);
+    return kernels::gates::gate_outputs(ctx, y, open, alpha, sparse_bp);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    auto [grad_full, grad_partial, grad_input, grad_threshold] = gate_kernels::cg_select_backward(
+    auto [grad_full, grad_partial, grad_input, grad_threshold] = kernels::gates::cg_select_backward(
         grads[0], saved[0], saved[1], saved[2], ctx->saved_data["alpha"].toDouble(),
         ctx->saved_data["sparse_bp"].toBool());
     return {grad_full,       grad_partial,   grad_input, grad_threshold.view({1, -1, 1, 1}),
@@ -53,11 +54,16 @@ CGConv2dImpl::CGConv2dImpl(CGConv2dOptions options_) : options(std::move(options
 void CGConv2dImpl::reset() {
   const int64_t in = options.in_channels(), out = options.out_channels();
   const int64_t p = options.partitions();
-  TORCH_CHECK(in > 0 && out > 0, "CGConv2d channels must be positive, got in=", in, " out=", out);
-  TORCH_CHECK(p >= 1, "CGConv2d partitions must be at least 1, got ", p);
-  TORCH_CHECK(in % p == 0 && out % p == 0, "CGConv2d partitions=", p,
-              " must divide the input and output channels (in=", in, ", out=", out, ")");
-  TORCH_CHECK(options.alpha() > 0, "CGConv2d alpha must be positive, got ", options.alpha());
+  check_setting(in > 0 && out > 0, "in_channels",
+                c10::str("CGConv2d channels must be positive, got in=", in, " out=", out));
+  check_setting(p >= 1, "partitions",
+                c10::str("CGConv2d {partitions} must be at least 1, got ", p));
+  check_setting(
+      in % p == 0 && out % p == 0, "partitions",
+      c10::str("CGConv2d {partitions}=", p, " must divide the input and output channels (in=", in,
+               ", out=", out, ")"));
+  check_setting(options.alpha() > 0, "alpha",
+                c10::str("CGConv2d {alpha} must be positive, got ", options.alpha()));
   const auto k = *options.kernel_size();
   weight = register_parameter("weight", torch::empty({out, in, k[0], k[1]}));
   torch::nn::init::kaiming_normal_(weight, 0.0, torch::kFanIn, torch::kReLU);
@@ -114,7 +120,7 @@ GateCost CGConv2dImpl::gate_cost() const {
 GateKind CGConv2dImpl::gate_kind() const { return GateKind::kChannel; }
 
 bool CGConv2dImpl::infers(const torch::Tensor& input) const {
-  return !options.reference_ops() && fusable(input) && !torch::GradMode::is_enabled();
+  return !options.reference_ops() && kernels::fusable(input) && !torch::GradMode::is_enabled();
 }
 
 torch::Tensor CGConv2dImpl::forward(const torch::Tensor& input) { return mapped(input, nullptr); }
@@ -122,13 +128,13 @@ torch::Tensor CGConv2dImpl::forward(const torch::Tensor& input) { return mapped(
 torch::Tensor CGConv2dImpl::forward_then(const torch::Tensor& input, torch::nn::BatchNorm2d& next,
                                          bool relu) {
   if (infers(input)) {
-    if (const auto then = as_affine(*next, relu)) return mapped(input, &*then);
+    if (const auto then = kernels::as_affine(*next, relu)) return mapped(input, &*then);
   }
   const torch::Tensor normalised = batch_norm(*next, forward(input));
   return relu ? torch::relu(normalised) : normalised;
 }
 
-torch::Tensor CGConv2dImpl::mapped(const torch::Tensor& input, const Affine* then) {
+torch::Tensor CGConv2dImpl::mapped(const torch::Tensor& input, const kernels::Affine* then) {
   const torch::Tensor shuffled =
       options.shuffle() ? layers::channel_shuffle(input, options.partitions()) : input;
   if (infers(shuffled)) {
@@ -137,7 +143,7 @@ torch::Tensor CGConv2dImpl::mapped(const torch::Tensor& input, const Affine* the
     const torch::Tensor x = shuffled.contiguous(at::MemoryFormat::ChannelsLast);
     return infer(x, then);
   }
-  const bool fused = !options.reference_ops() && fusable(shuffled);
+  const bool fused = !options.reference_ops() && kernels::fusable(shuffled);
   const torch::Tensor& x = shuffled;
   const torch::Tensor partial = base_path(x);
   const torch::Tensor gate_input = batch_norm(*bn, partial);
@@ -167,17 +173,17 @@ torch::Tensor CGConv2dImpl::mapped(const torch::Tensor& input, const Affine* the
 // path are added to the partial sums only where the gate is open, as the
 // skipping mode says. In training mode without gradients both ways share the
 // one pass's sums, so that they decide every gate from the same partial sums.
-torch::Tensor CGConv2dImpl::infer(const torch::Tensor& x, const Affine* then) {
+torch::Tensor CGConv2dImpl::infer(const torch::Tensor& x, const kernels::Affine* then) {
   const torch::IntArrayRef stride = *options.stride();
   const torch::IntArrayRef padding = *options.padding();
   const int64_t p = options.partitions();
-  const bool one_pass =
-      options.skipping() != Skipping::kAlways && partial_conv::supported(weight, p, stride);
+  const bool one_pass = options.skipping() != Skipping::kAlways &&
+                        kernels::partial_conv::supported(weight, p, stride);
   // Empty where the mask is not made of blocks (then the library's way).
   const auto blocks =
-      one_pass ? partial_conv::group_blocks(mask, p) : std::vector<std::vector<bool>>();
+      one_pass ? kernels::partial_conv::group_blocks(mask, p) : std::vector<std::vector<bool>>();
   if (!blocks.empty() && !bn->is_training()) {
-    auto [y, open] = partial_conv::gated(
+    auto [y, open] = kernels::partial_conv::gated(
         x, weight, blocks, stride, padding,
         {bn->running_mean, bn->running_var, bn->options.eps(), threshold_, options.alpha()}, then);
     record_gate(open, y.sizes(), weight);
@@ -188,7 +194,8 @@ torch::Tensor CGConv2dImpl::infer(const torch::Tensor& x, const Affine* then) {
   if (blocks.empty()) {
     partial = base_path(x);
   } else {
-    std::tie(full, partial) = partial_conv::full_and_partial(x, weight, blocks, stride, padding);
+    std::tie(full, partial) =
+        kernels::partial_conv::full_and_partial(x, weight, blocks, stride, padding);
   }
   // Completed in place below, in a layout the kernels take.
   if (!partial.is_contiguous() && !partial.is_contiguous(at::MemoryFormat::ChannelsLast)) {
@@ -198,20 +205,20 @@ torch::Tensor CGConv2dImpl::infer(const torch::Tensor& x, const Affine* then) {
   // The weights outside the base path and the padded input, made once, and
   // only if the open outputs are computed.
   torch::Tensor rest;
-  std::optional<sparse_conv::PaddedInput> padded;
+  std::optional<kernels::sparse_conv::PaddedInput> padded;
   const sparse_choice::GatedPass pass{
       partial,
       [&] {
         const torch::Tensor all =
             full.defined() ? full : torch::conv2d(x, weight, {}, stride, padding);
-        return gate_kernels::cg_select_inference(all, partial, gate_input, threshold_,
-                                                 options.alpha());
+        return kernels::gates::cg_select_inference(all, partial, gate_input, threshold_,
+                                                   options.alpha());
       },
-      [&] { return gate_kernels::open_outputs(gate_input, threshold_, options.alpha()); },
-      [&](const sparse_conv::OpenOutputs& open, const torch::Tensor& y) {
+      [&] { return kernels::gates::open_outputs(gate_input, threshold_, options.alpha()); },
+      [&](const kernels::sparse_conv::OpenOutputs& open, const torch::Tensor& y) {
         if (!rest.defined()) rest = weight * (1 - mask);
-        if (!padded) padded = sparse_conv::pad_channels_last(x, padding);
-        sparse_conv::add_at_open(*padded, rest, stride, open, y);
+        if (!padded) padded = kernels::sparse_conv::pad_channels_last(x, padding);
+        kernels::sparse_conv::add_at_open(*padded, rest, stride, open, y);
       }};
   auto [y, open, skipped] =
       sparse_choice::run(options.skipping(), sparse_choice::shape_key(x, weight, stride, padding),
@@ -219,7 +226,7 @@ torch::Tensor CGConv2dImpl::infer(const torch::Tensor& x, const Affine* then) {
   record_gate(open, y.sizes(), weight);
   record_way(skipped ? InferenceWay::kOpenOutputs : InferenceWay::kEveryOutput);
   // y is this pass's own tensor: mapped in place, in one pass.
-  if (then != nullptr) apply_in_place(*then, y);
+  if (then != nullptr) kernels::apply_in_place(*then, y);
   return y;
 }
 

@@ -3,6 +3,8 @@
 #include <array>
 #include <stdexcept>
 
+#include "dnn_gating/setting_error.h"
+
 namespace dnn_gating::layers {
 namespace {
 
@@ -29,7 +31,7 @@ Skipping skipping_from_string(const std::string& name) {
   for (const auto& [value, known] : kSkippingNames) {
     if (name == known) return value;
   }
-  throw std::invalid_argument("skipping must be fastest, never or always, got '" + name + "'");
+  throw SettingError("skipping", "{skipping} must be fastest, never or always, got '" + name + "'");
 }
 
 void GatedLayer::record_gate(const torch::Tensor& mask, const torch::Tensor& weight) {

@@ -5,10 +5,11 @@
 #include "dnn_gating/layers/quantized_conv.h"
 #include "dnn_gating/quant/gate.h"
 #include "dnn_gating/quant/quantize.h"
-#include "fusable.h"
-#include "layers/gate_kernels.h"
+#include "dnn_gating/setting_error.h"
+#include "kernels/fusable.h"
+#include "kernels/gates.h"
+#include "kernels/sparse_conv.h"
 #include "layers/sparse_choice.h"
-#include "layers/sparse_conv.h"
 
 namespace dnn_gating::layers {
 namespace {
@@ -100,12 +101,12 @@ struct PGConvGateFunction : torch::autograd::Function<PGConvGateFunction> {
     const int64_t n = x.size(0);
     const torch::Tensor msb = out.narrow(0, 0, n);
     const torch::Tensor lsb = out.narrow(0, n, n);
-    const torch::Tensor s = gate_kernels::gate_sigmoid(msb, threshold, alpha);
-    auto [y, open] = gate_kernels::pg_select(s, msb, lsb);
+    const torch::Tensor s = kernels::gates::gate_sigmoid(msb, threshold, alpha);
+    auto [y, open] = kernels::gates::pg_select(s, msb, lsb);
     // A copy of the LSB half lets the rest of the [2N] output go.
     ctx->save_for_backward({x, weight, s, lsb.clone()});
     save_convolution(ctx, stride, padding, abits, pred_bits);
-    return gate_kernels::gate_outputs(ctx, y, open, alpha, sparse_bp);
+    return kernels::gates::gate_outputs(ctx, y, open, alpha, sparse_bp);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
@@ -116,10 +117,10 @@ struct PGConvGateFunction : torch::autograd::Function<PGConvGateFunction> {
     std::vector<int64_t> shape = grads[0].sizes().vec();
     shape[0] = 2 * n;
     torch::Tensor grad_output = torch::empty(shape, grads[0].options());
-    const torch::Tensor grad_threshold =
-        gate_kernels::pg_select_backward(grads[0], s, saved[3], ctx->saved_data["alpha"].toDouble(),
-                                         ctx->saved_data["sparse_bp"].toBool(),
-                                         grad_output.narrow(0, 0, n), grad_output.narrow(0, n, n));
+    const torch::Tensor grad_threshold = kernels::gates::pg_select_backward(
+        grads[0], s, saved[3], ctx->saved_data["alpha"].toDouble(),
+        ctx->saved_data["sparse_bp"].toBool(), grad_output.narrow(0, 0, n),
+        grad_output.narrow(0, n, n));
     auto [grad_x, grad_w] = stacked_backward(ctx, grad_output, x, saved[1]);
     return {grad_x,          grad_w,          grad_threshold.view({1, -1, 1, 1}),
             torch::Tensor(), torch::Tensor(), torch::Tensor(),
@@ -138,15 +139,18 @@ std::vector<torch::Tensor> pg_convolution(const torch::Tensor& x, const torch::T
 PGConv2dImpl::PGConv2dImpl(PGConv2dOptions options_) : options(std::move(options_)) { reset(); }
 
 void PGConv2dImpl::reset() {
-  TORCH_CHECK(options.in_channels() > 0 && options.out_channels() > 0,
-              "PGConv2d channels must be positive, got in=", options.in_channels(),
-              " out=", options.out_channels());
+  check_setting(
+      options.in_channels() > 0 && options.out_channels() > 0, "in_channels",
+      "PGConv2d channels must be positive, got in=" + std::to_string(options.in_channels()) +
+          " out=" + std::to_string(options.out_channels()));
   quant::check_bit_width("wbits", options.wbits());
   quant::check_bit_width("abits", options.abits());
-  TORCH_CHECK(options.pred_bits() > 0 && options.pred_bits() < options.abits(),
-              "precision gating needs 0 < pred_bits < abits, got pred_bits=", options.pred_bits(),
-              " abits=", options.abits());
-  TORCH_CHECK(options.alpha() > 0, "PGConv2d alpha must be positive, got ", options.alpha());
+  check_setting(options.pred_bits() > 0 && options.pred_bits() < options.abits(), "pred_bits",
+                "precision gating needs 0 < {pred_bits} < {abits}, got {pred_bits}=" +
+                    std::to_string(options.pred_bits()) +
+                    " {abits}=" + std::to_string(options.abits()));
+  check_setting(options.alpha() > 0, "alpha",
+                "PGConv2d {alpha} must be positive, got " + c10::str(options.alpha()));
   const auto k = *options.kernel_size();
   weight = register_parameter(
       "weight", torch::empty({options.out_channels(), options.in_channels(), k[0], k[1]}));
@@ -171,7 +175,7 @@ GateKind PGConv2dImpl::gate_kind() const { return GateKind::kPrecision; }
 
 torch::Tensor PGConv2dImpl::forward(const torch::Tensor& x) {
   const torch::Tensor wq = quantize_weight(weight, options.wbits());
-  const bool fused = !options.reference_ops() && fusable(x);
+  const bool fused = !options.reference_ops() && kernels::fusable(x);
   if (fused && !torch::GradMode::is_enabled()) return infer(x, wq);
   if (fused) {
     const auto outs =
@@ -206,12 +210,12 @@ torch::Tensor PGConv2dImpl::infer(const torch::Tensor& x, const torch::Tensor& w
   const sparse_choice::GatedPass pass{
       msb_out,
       [&] {
-        return gate_kernels::pg_select_inference(
+        return kernels::gates::pg_select_inference(
             msb_out, torch::conv2d(lsb, wq, {}, stride, padding), threshold_, options.alpha());
       },
-      [&] { return gate_kernels::open_outputs(msb_out, threshold_, options.alpha()); },
-      [&](const sparse_conv::OpenOutputs& open, const torch::Tensor& y) {
-        sparse_conv::add_at_open(lsb, wq, stride, padding, open, y);
+      [&] { return kernels::gates::open_outputs(msb_out, threshold_, options.alpha()); },
+      [&](const kernels::sparse_conv::OpenOutputs& open, const torch::Tensor& y) {
+        kernels::sparse_conv::add_at_open(lsb, wq, stride, padding, open, y);
       }};
   auto [y, open, skipped] =
       sparse_choice::run(options.skipping(), sparse_choice::shape_key(x, weight, stride, padding),

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "dnn_gating/quant/quantize.h"
+#include "dnn_gating/setting_error.h"
 
 namespace dnn_gating::layers {
 
@@ -19,9 +20,9 @@ QuantizedConv2dImpl::QuantizedConv2dImpl(QuantizedConv2dOptions options_)
 }
 
 void QuantizedConv2dImpl::reset() {
-  TORCH_CHECK(options.in_channels() > 0 && options.out_channels() > 0,
-              "QuantizedConv2d channels must be positive, got in=", options.in_channels(),
-              " out=", options.out_channels());
+  check_setting(options.in_channels() > 0 && options.out_channels() > 0, "in_channels",
+                c10::str("QuantizedConv2d channels must be positive, got in=",
+                         options.in_channels(), " out=", options.out_channels()));
   quant::check_bit_width("wbits", options.wbits());
   quant::check_bit_width("abits", options.abits());
   const auto k = *options.kernel_size();
@@ -51,9 +52,9 @@ QuantizedLinearImpl::QuantizedLinearImpl(QuantizedLinearOptions options_)
 }
 
 void QuantizedLinearImpl::reset() {
-  TORCH_CHECK(options.in_features() > 0 && options.out_features() > 0,
-              "QuantizedLinear features must be positive, got in=", options.in_features(),
-              " out=", options.out_features());
+  check_setting(options.in_features() > 0 && options.out_features() > 0, "in_features",
+                c10::str("QuantizedLinear features must be positive, got in=",
+                         options.in_features(), " out=", options.out_features()));
   quant::check_bit_width("wbits", options.wbits());
   quant::check_bit_width("abits", options.abits());
   weight =

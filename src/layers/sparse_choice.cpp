@@ -100,11 +100,11 @@ Plan plan(Skipping mode, const std::vector<int64_t>& shape, double previous) {
 
 // kFastest with the gates decided: whether skipping is faster, timing what
 // is missing (see run()).
-bool skip_is_faster(const std::vector<int64_t>& shape, const sparse_conv::OpenOutputs& open,
-                    const GatedPass& pass) {
+bool skip_is_faster(const std::vector<int64_t>& shape,
+                    const kernels::sparse_conv::OpenOutputs& open, const GatedPass& pass) {
   const torch::IntArrayRef out_shape = pass.base.sizes();
   torch::Tensor scratch;  // the timed sparse runs write here, not into base
-  const auto sparse_run = [&](const sparse_conv::OpenOutputs& some) {
+  const auto sparse_run = [&](const kernels::sparse_conv::OpenOutputs& some) {
     if (!scratch.defined()) scratch = pass.base.clone();
     pass.add_open(some, scratch);
   };
@@ -114,7 +114,8 @@ bool skip_is_faster(const std::vector<int64_t>& shape, const sparse_conv::OpenOu
   if (it == table().end()) {
     Timings t;
     t.dense = best_of_two([&] { pass.dense(); });
-    const sparse_conv::OpenOutputs none = sparse_conv::OpenOutputs::none(out_shape);
+    const kernels::sparse_conv::OpenOutputs none =
+        kernels::sparse_conv::OpenOutputs::none(out_shape);
     t.none_open = best_of_two([&] { sparse_run(none); });
     t.decide = best_of_two([&] { pass.decide(); });
     it = table().emplace(shape, std::move(t)).first;
@@ -126,7 +127,8 @@ bool skip_is_faster(const std::vector<int64_t>& shape, const sparse_conv::OpenOu
     if (fraction >= kMinTimedFraction) {
       t.sparse.emplace_back(fraction, best_of_two([&] { sparse_run(open); }));
     } else {
-      const sparse_conv::OpenOutputs all = sparse_conv::OpenOutputs::all(out_shape);
+      const kernels::sparse_conv::OpenOutputs all =
+          kernels::sparse_conv::OpenOutputs::all(out_shape);
       t.sparse.emplace_back(1.0, best_of_two([&] { sparse_run(all); }));
     }
     sparse = estimate(t, fraction);
@@ -144,7 +146,7 @@ Chosen run(Skipping mode, const std::vector<int64_t>& shape, double previous,
   };
   const Plan planned = plan(mode, shape, previous);
   if (planned == Plan::kDense) return dense();
-  const sparse_conv::OpenOutputs open = pass.decide();
+  const kernels::sparse_conv::OpenOutputs open = pass.decide();
   if (planned == Plan::kAfterGates && !skip_is_faster(shape, open, pass)) return dense();
   pass.add_open(open, pass.base);
   return {pass.base, open.count, /*skipped=*/true};

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "dnn_gating/layers/gated_layer.h"
-#include "layers/sparse_conv.h"
+#include "kernels/sparse_conv.h"
 
 namespace dnn_gating::layers::sparse_choice {
 
@@ -21,8 +21,8 @@ namespace dnn_gating::layers::sparse_choice {
 struct GatedPass {
   torch::Tensor base;
   std::function<std::pair<torch::Tensor, int64_t>()> dense;
-  std::function<sparse_conv::OpenOutputs()> decide;
-  std::function<void(const sparse_conv::OpenOutputs&, const torch::Tensor&)> add_open;
+  std::function<kernels::sparse_conv::OpenOutputs()> decide;
+  std::function<void(const kernels::sparse_conv::OpenOutputs&, const torch::Tensor&)> add_open;
 };
 
 /// The key of a convolution's shape: input and weight sizes, stride,

@@ -3,11 +3,8 @@
 #include <array>
 
 #include "dnn_gating/layers/batch_norm.h"
-#include "dnn_gating/layers/cg_conv.h"
-#include "dnn_gating/layers/pg_conv.h"
-#include "dnn_gating/layers/quantized_conv.h"
+#include "dnn_gating/layers/conv.h"
 #include "dnn_gating/quant/quantize.h"
-#include "fusable.h"
 
 namespace dnn_gating::models {
 namespace {
@@ -39,7 +36,7 @@ Value value_in(const Table& table, const std::string& name, const char* what) {
     names += (names.empty() ? "" : ", ") + std::string(n);
   }
   throw SettingError(what,
-                     "unknown " + std::string(what) + " '" + name + "' (expected " + names + ")");
+                     "unknown {" + std::string(what) + "} '" + name + "' (expected " + names + ")");
 }
 
 // Quantized and PG models quantize and may clip with PACT.
@@ -57,42 +54,25 @@ ConvKind second_conv(const ResNetOptions& o) {
   return o.conv();
 }
 
+// A block's convolution of kind `conv`, 3x3 with padding 1.
 torch::nn::AnyModule make_conv(ConvKind conv, const ResNetOptions& o, int64_t in, int64_t out,
                                int64_t stride) {
-  switch (conv) {
-    case ConvKind::kPrecisionGated:
-      return torch::nn::AnyModule(layers::PGConv2d(layers::PGConv2dOptions(in, out, 3)
-                                                       .stride(stride)
-                                                       .padding(1)
-                                                       .wbits(o.wbits())
-                                                       .abits(o.abits())
-                                                       .pred_bits(o.pred_bits())
-                                                       .sparse_bp(o.sparse_bp())
-                                                       .alpha(o.pg_alpha())
-                                                       .reference_ops(o.reference_ops())
-                                                       .skipping(o.skipping())));
-    case ConvKind::kChannelGated:
-      return torch::nn::AnyModule(layers::CGConv2d(layers::CGConv2dOptions(in, out, 3)
-                                                       .stride(stride)
-                                                       .padding(1)
-                                                       .partitions(o.partitions())
-                                                       .ginit(o.ginit())
-                                                       .alpha(o.cg_alpha())
-                                                       .use_group(o.use_group())
-                                                       .shuffle(o.shuffle())
-                                                       .sparse_bp(o.sparse_bp())
-                                                       .reference_ops(o.reference_ops())
-                                                       .skipping(o.skipping())));
-    case ConvKind::kFloat:
-    case ConvKind::kQuantized:
-      break;
-  }
   const bool quantized = is_quantized(conv);
-  return torch::nn::AnyModule(layers::QuantizedConv2d(layers::QuantizedConv2dOptions(in, out, 3)
-                                                          .stride(stride)
-                                                          .padding(1)
-                                                          .wbits(quantized ? o.wbits() : 0)
-                                                          .abits(quantized ? o.abits() : 0)));
+  return layers::make_conv(layers::ConvOptions(conv, in, out, 3)
+                               .stride(stride)
+                               .padding(1)
+                               .wbits(quantized ? o.wbits() : 0)
+                               .abits(quantized ? o.abits() : 0)
+                               .pred_bits(o.pred_bits())
+                               .pg_alpha(o.pg_alpha())
+                               .partitions(o.partitions())
+                               .ginit(o.ginit())
+                               .cg_alpha(o.cg_alpha())
+                               .use_group(o.use_group())
+                               .shuffle(o.shuffle())
+                               .sparse_bp(o.sparse_bp())
+                               .reference_ops(o.reference_ops())
+                               .skipping(o.skipping()));
 }
 
 }  // namespace
@@ -123,27 +103,29 @@ std::pair<ConvKind, BlockLayout> model_from_name(const std::string& name) {
 }
 
 void validate(const ResNetOptions& o) {
-  check_setting(o.depth() >= 8 && (o.depth() - 2) % 6 == 0, "depth",
-                "depth must be 6n+2 (20, 32, 44, 56, 110, ...), got " + std::to_string(o.depth()));
+  check_setting(
+      o.depth() >= 8 && (o.depth() - 2) % 6 == 0, "depth",
+      "{depth} must be 6n+2 (20, 32, 44, 56, 110, ...), got " + std::to_string(o.depth()));
   check_setting(o.in_channels() > 0, "in_channels",
-                "in_channels must be positive, got " + std::to_string(o.in_channels()));
+                "{in_channels} must be positive, got " + std::to_string(o.in_channels()));
   check_setting(o.num_classes() > 1, "num_classes",
-                "num_classes must be at least 2, got " + std::to_string(o.num_classes()));
+                "{num_classes} must be at least 2, got " + std::to_string(o.num_classes()));
   if (is_quantized(o.conv())) {
     quant::check_bit_width("wbits", o.wbits());
     quant::check_bit_width("abits", o.abits());
   }
   if (o.conv() == ConvKind::kPrecisionGated) {
     check_setting(o.abits() > 0, "abits",
-                  "precision gating needs quantized activations: abits must exceed pred_bits "
-                  "(got abits 0)");
+                  "precision gating needs quantized activations: {abits} must exceed {pred_bits} "
+                  "(got {abits} 0)");
     check_setting(o.pred_bits() > 0 && o.pred_bits() < o.abits(), "pred_bits",
-                  "pred_bits must be at least 1 and below abits (got pred_bits " +
-                      std::to_string(o.pred_bits()) + ", abits " + std::to_string(o.abits()) + ")");
+                  "{pred_bits} must be at least 1 and below {abits} (got {pred_bits} " +
+                      std::to_string(o.pred_bits()) + ", {abits} " + std::to_string(o.abits()) +
+                      ")");
   }
   if (o.conv() == ConvKind::kChannelGated) {
     check_setting(o.partitions() >= 1 && 16 % o.partitions() == 0, "partitions",
-                  "partitions must divide every layer's channel count (16, 32, 64), got " +
+                  "{partitions} must divide every layer's channel count (16, 32, 64), got " +
                       std::to_string(o.partitions()));
   }
 }
@@ -172,19 +154,23 @@ torch::Tensor BasicBlockImpl::activate(const torch::Tensor& x) {
 
 torch::Tensor BasicBlockImpl::normalised(torch::nn::AnyModule& conv, torch::nn::BatchNorm2d& bn,
                                          bool relu, const torch::Tensor& x) {
-  // A CG layer applies them in its own last pass where it can.
-  if (const auto cg = std::dynamic_pointer_cast<layers::CGConv2dImpl>(conv.ptr())) {
-    return cg->forward_then(x, bn, relu);
+  // A layer that can applies them in its own last pass.
+  if (const auto fuses = std::dynamic_pointer_cast<layers::FusesNext>(conv.ptr())) {
+    return fuses->forward_then(x, bn, relu);
   }
   const torch::Tensor y = layers::batch_norm(*bn, conv.forward(x));
   return relu ? torch::relu(y) : y;
 }
 
-torch::Tensor BasicBlockImpl::shortcut(const torch::Tensor& x) const {
-  if (stride_ == 1 && in_planes_ == planes_) return x;
-  // Option A: subsample and pad planes/4 zero channels on each side.
+torch::Tensor option_a_shortcut(const torch::Tensor& x, int64_t in_planes, int64_t planes,
+                                int64_t stride) {
+  if (stride == 1 && in_planes == planes) return x;
   const torch::Tensor sub = x.slice(2, 0, c10::nullopt, 2).slice(3, 0, c10::nullopt, 2);
-  return torch::constant_pad_nd(sub, {0, 0, 0, 0, planes_ / 4, planes_ / 4});
+  return torch::constant_pad_nd(sub, {0, 0, 0, 0, planes / 4, planes / 4});
+}
+
+torch::Tensor BasicBlockImpl::shortcut(const torch::Tensor& x) const {
+  return option_a_shortcut(x, in_planes_, planes_, stride_);
 }
 
 torch::Tensor BasicBlockImpl::forward(const torch::Tensor& x) {
@@ -233,11 +219,10 @@ void ResNetImpl::pretty_print(std::ostream& stream) const {
 }
 
 torch::Tensor ResNetImpl::forward(const torch::Tensor& input) {
-  // CG layers infer channels-last (CGConv2d::forward); with the image so laid
-  // out, the stem's output needs no conversion before the first of them.
-  const bool channels_last = options.conv() == ConvKind::kChannelGated &&
-                             !options.reference_ops() && !torch::GradMode::is_enabled() &&
-                             input.dim() == 4 && fusable(input);
+  // With the image laid out as the blocks' convolutions compute, the stem's
+  // output needs no conversion before the first of them.
+  const bool channels_last =
+      layers::computes_channels_last(options.conv(), options.reference_ops(), input);
   const torch::Tensor x = channels_last ? input.contiguous(at::MemoryFormat::ChannelsLast) : input;
   const torch::Tensor stem = conv1_->forward(x);
   torch::Tensor out = layers::batch_norm(*bn1_, stem);

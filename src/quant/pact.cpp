@@ -4,39 +4,15 @@
 
 #include <algorithm>
 
-#include "fusable.h"
-#include "simd.h"
+#include "dnn_gating/setting_error.h"
+#include "kernels/fusable.h"
+#include "kernels/pact.h"
 
 namespace dnn_gating::quant {
 namespace {
 
-// Where each input lies relative to [0, u]: the backward pass keeps these
-// bytes instead of the input.
-enum Region : uint8_t { kBelow = 0, kInside = 1, kAbove = 2 };
-
-// y = clamp(x, 0, u) and each element's region, in one pass.
-DNN_GATING_SIMD_CLONES
-void pact_forward_kernel(const float* __restrict x, float* __restrict y, uint8_t* __restrict region,
-                         int64_t begin, int64_t end, float bound) {
-  for (int64_t i = begin; i < end; ++i) {
-    const bool below = x[i] < 0.0f;
-    const bool above = x[i] > bound;
-    y[i] = below ? 0.0f : (above ? bound : x[i]);
-    region[i] = below ? kBelow : (above ? kAbove : kInside);
-  }
-}
-
-// Over one block: grad_x = g inside [0, u]; returns the sum of g above u.
-DNN_GATING_SIMD_CLONES
-float pact_backward_kernel(const float* __restrict g, const uint8_t* __restrict region,
-                           float* __restrict grad_x, int64_t begin, int64_t end) {
-  // g is loaded unconditionally so that the selects need no masked loads.
-  return simd::lane_sum(begin, end, [=](int64_t i) {
-    const float gi = g[i];
-    grad_x[i] = region[i] == kInside ? gi : 0.0f;
-    return region[i] == kAbove ? gi : 0.0f;
-  });
-}
+using kernels::pact::pact_backward_kernel;
+using kernels::pact::pact_forward_kernel;
 
 // clamp(x, 0, upper_bound): on the CPU with the bound read once; on a device
 // with the bound as a tensor there, so that no layer waits for the device.
@@ -50,7 +26,7 @@ torch::Tensor clamp_to_bound(const torch::Tensor& x, const torch::Tensor& upper_
 struct PactFunction : torch::autograd::Function<PactFunction> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x_in,
                                const torch::Tensor& upper_bound) {
-    if (!fusable(x_in)) {
+    if (!kernels::fusable(x_in)) {
       ctx->save_for_backward({x_in, upper_bound});
       return clamp_to_bound(x_in, upper_bound);
     }
@@ -111,8 +87,8 @@ torch::Tensor pact_relu(const torch::Tensor& x, const torch::Tensor& upper_bound
 PactReLUImpl::PactReLUImpl(PactReLUOptions options_) : options(std::move(options_)) { reset(); }
 
 void PactReLUImpl::reset() {
-  TORCH_CHECK(options.upper_bound() > 0, "PACT upper_bound must be positive, got ",
-              options.upper_bound());
+  check_setting(options.upper_bound() > 0, "upper_bound",
+                c10::str("PACT {upper_bound} must be positive, got ", options.upper_bound()));
   upper_bound = register_parameter("upper_bound", torch::full({}, options.upper_bound()));
 }
 

@@ -7,21 +7,21 @@
 #include <cstring>
 
 #include "dnn_gating/setting_error.h"
-#include "fusable.h"
-#include "simd.h"
+#include "kernels/fusable.h"
+#include "kernels/quantize.h"
 
 namespace dnn_gating::quant {
 
 void check_bit_width(const std::string& name, int64_t bits) {
   check_setting(bits >= kMinBits && bits <= kMaxBits, name,
-                name + " must be between " + std::to_string(kMinBits) + " (full precision) and " +
-                    std::to_string(kMaxBits) + ", got " + std::to_string(bits));
+                "{" + name + "} must be between " + std::to_string(kMinBits) +
+                    " (full precision) and " + std::to_string(kMaxBits) + ", got " +
+                    std::to_string(bits));
 }
 
 namespace {
 
-constexpr float kScaleEpsilon = 1e-7f;
-constexpr int64_t kGrain = 16384;
+using namespace kernels::quantize;  // NOLINT: the element loops and their grid
 
 void check_bits(int64_t bits) { check_bit_width("bits", bits); }
 
@@ -32,144 +32,6 @@ void check_truncation(int64_t bits, int64_t high_bits) {
 }
 
 double levels(int64_t bits) { return static_cast<double>((int64_t{1} << bits) - 1); }
-
-// max |x| over [begin, end), one running maximum per lane. Compares the bit
-// patterns with the sign cleared: for floats that are not NaN, integer order
-// is numeric order, and integer maxima vectorise where float ones do not.
-DNN_GATING_SIMD_CLONES
-float max_abs_kernel(const float* __restrict x, int64_t begin, int64_t end) {
-  using simd::kLanes;
-  constexpr uint32_t kMagnitude = 0x7fffffffu;
-  uint32_t lanes[kLanes] = {};
-  int64_t i = begin;
-  for (; i + kLanes <= end; i += kLanes) {
-    for (int j = 0; j < kLanes; ++j) {
-      uint32_t bits;
-      std::memcpy(&bits, x + i + j, sizeof bits);
-      lanes[j] = std::max(lanes[j], bits & kMagnitude);
-    }
-  }
-  uint32_t result = 0;
-  for (const uint32_t lane : lanes) result = std::max(result, lane);
-  for (; i < end; ++i) {
-    uint32_t bits;
-    std::memcpy(&bits, x + i, sizeof bits);
-    result = std::max(result, bits & kMagnitude);
-  }
-  float max_abs;
-  std::memcpy(&max_abs, &result, sizeof max_abs);
-  return max_abs;
-}
-
-float scale_of(const float* data, int64_t n) {
-  const float max_abs = at::parallel_reduce(
-      0, n, kGrain, 0.0f,
-      [data](int64_t begin, int64_t end, float acc) {
-        return std::max(acc, max_abs_kernel(data, begin, end));
-      },
-      [](float a, float b) { return std::max(a, b); });
-  return max_abs + kScaleEpsilon;
-}
-
-// Round half to even of a value in [0, 2^23): adding and subtracting 2^23
-// leaves exactly the rounded integer under the default rounding mode, the
-// same result as std::nearbyint (and torch::round) without a libm call per
-// element, so the loops vectorise.
-inline float round_non_negative(float v) {
-  constexpr float kTwo23 = 8388608.0f;
-  return (v + kTwo23) - kTwo23;
-}
-
-// floor of a non-negative value below 2^31.
-inline float floor_non_negative(float v) { return static_cast<float>(static_cast<int32_t>(v)); }
-
-// The normalised magnitude clamp(|v| / m, 0, 1), computed as ATen does.
-inline float unit_magnitude(float v, float m) {
-  const float c = std::fabs(v) / m;
-  const float low = c < 0.0f ? 0.0f : c;
-  return low > 1.0f ? 1.0f : low;
-}
-
-// Restores scale and sign: value_on_grid / levels * m * sign(v), branch-free.
-inline float restore(float grid, float n, float m, float v) {
-  const float sign = static_cast<float>((v > 0.0f) - (v < 0.0f));
-  return grid / n * m * sign;
-}
-
-// The element loops take everything as plain arguments (no captures that a
-// store could alias) so that they vectorise.
-struct Grid {
-  float levels;  // 2^bits - 1
-  float step;    // 2^(bits - high_bits) for truncation
-};
-
-DNN_GATING_SIMD_CLONES
-void quantize_kernel(const float* __restrict x, float* __restrict y, int64_t begin, int64_t end,
-                     float m, Grid g) {
-  for (int64_t i = begin; i < end; ++i) {
-    y[i] = restore(round_non_negative(unit_magnitude(x[i], m) * g.levels), g.levels, m, x[i]);
-  }
-}
-
-// Q_bits(x) that also marks where x != 0, the support of its gradient: one
-// byte per element to keep for the backward pass instead of x itself.
-DNN_GATING_SIMD_CLONES
-void quantize_marking_kernel(const float* __restrict x, float* __restrict y,
-                             uint8_t* __restrict nonzero, int64_t begin, int64_t end, float m,
-                             Grid g) {
-  for (int64_t i = begin; i < end; ++i) {
-    y[i] = restore(round_non_negative(unit_magnitude(x[i], m) * g.levels), g.levels, m, x[i]);
-    nonzero[i] = x[i] != 0.0f;
-  }
-}
-
-DNN_GATING_SIMD_CLONES
-void truncate_kernel(const float* __restrict x, float* __restrict y, int64_t begin, int64_t end,
-                     float m, Grid g) {
-  for (int64_t i = begin; i < end; ++i) {
-    const float code = round_non_negative(unit_magnitude(x[i], m) * g.levels);
-    y[i] = restore(floor_non_negative(code / g.step) * g.step, g.levels, m, x[i]);
-  }
-}
-
-DNN_GATING_SIMD_CLONES
-void split_kernel(const float* __restrict x, float* __restrict hi, float* __restrict lo,
-                  int64_t begin, int64_t end, float m, Grid g) {
-  for (int64_t i = begin; i < end; ++i) {
-    const float code = round_non_negative(unit_magnitude(x[i], m) * g.levels);
-    const float msb = restore(floor_non_negative(code / g.step) * g.step, g.levels, m, x[i]);
-    hi[i] = msb;
-    lo[i] = restore(code, g.levels, m, x[i]) - msb;
-  }
-}
-
-DNN_GATING_SIMD_CLONES
-void binarize_kernel(const float* __restrict x, float* __restrict y, int64_t begin, int64_t end) {
-  for (int64_t i = begin; i < end; ++i) {
-    const float c = std::min(std::max(x[i], -1.0f), 1.0f);
-    y[i] = 2.0f * round_non_negative((c + 1.0f) / 2.0f) - 1.0f;
-  }
-}
-
-// g where x != 0, else 0: masked_fill(g, x == 0, 0) in one pass.
-DNN_GATING_SIMD_CLONES
-void ste_kernel(const float* __restrict g, const float* __restrict x, float* __restrict out,
-                int64_t begin, int64_t end) {
-  for (int64_t i = begin; i < end; ++i) {
-    const float gi = g[i];  // loaded unconditionally: a select, not a masked load
-    out[i] = x[i] != 0.0f ? gi : 0.0f;
-  }
-}
-
-// g where keep is set, else 0.
-DNN_GATING_SIMD_CLONES
-void keep_kernel(const float* __restrict g, const uint8_t* __restrict keep, float* __restrict out,
-                 int64_t begin, int64_t end) {
-  for (int64_t i = begin; i < end; ++i) {
-    const float gi = g[i];
-    out[i] = keep[i] != 0 ? gi : 0.0f;
-  }
-}
 
 // Computes the scale m = max|x| + 1e-7, then runs body(x, begin, end, m) over
 // x in parallel.
@@ -189,7 +51,7 @@ Grid grid_of(int64_t bits, int64_t high_bits) {
 torch::Tensor quantize_values(const torch::Tensor& x_in, int64_t bits) {
   check_bits(bits);
   if (bits == 0) return x_in;
-  if (!fusable(x_in)) return reference::quantize(x_in, bits);
+  if (!kernels::fusable(x_in)) return reference::quantize(x_in, bits);
   const torch::Tensor x = x_in.contiguous();
   torch::Tensor y = torch::empty_like(x);
   float* out = y.data_ptr<float>();
@@ -234,7 +96,7 @@ torch::Tensor keep_gradient(const torch::Tensor& grad_in, const torch::Tensor& k
 
 torch::Tensor truncate_values(const torch::Tensor& x_in, int64_t bits, int64_t high_bits) {
   check_truncation(bits, high_bits);
-  if (!fusable(x_in)) return reference::truncate(x_in, bits, high_bits);
+  if (!kernels::fusable(x_in)) return reference::truncate(x_in, bits, high_bits);
   const torch::Tensor x = x_in.contiguous();
   torch::Tensor y = torch::empty_like(x);
   float* out = y.data_ptr<float>();
@@ -256,7 +118,7 @@ struct QuantizeFunction : torch::autograd::Function<QuantizeFunction> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
                                int64_t bits) {
     ctx->saved_data["bits"] = bits;
-    if (!(bits >= 2 && x.requires_grad() && fusable(x))) {
+    if (!(bits >= 2 && x.requires_grad() && kernels::fusable(x))) {
       ctx->save_for_backward({x});
       return quantize_values(x, bits);
     }
@@ -293,7 +155,8 @@ struct TruncateFunction : torch::autograd::Function<TruncateFunction> {
 torch::Tensor ste_gradient(const torch::Tensor& grad_in, const torch::Tensor& x_in) {
   TORCH_CHECK(grad_in.sizes() == x_in.sizes(), "ste_gradient: gradient shape ", grad_in.sizes(),
               " differs from input shape ", x_in.sizes());
-  if (!fusable(grad_in) || !fusable(x_in)) return grad_in.masked_fill(x_in == 0, 0);
+  if (!kernels::fusable(grad_in) || !kernels::fusable(x_in))
+    return grad_in.masked_fill(x_in == 0, 0);
   const torch::Tensor g = grad_in.contiguous();
   const torch::Tensor x = x_in.contiguous();
   torch::Tensor out = torch::empty_like(g);
@@ -319,7 +182,7 @@ torch::Tensor truncate(const torch::Tensor& x, int64_t bits, int64_t high_bits) 
 torch::Tensor split_msb_lsb(const torch::Tensor& x_in, int64_t bits, int64_t high_bits) {
   check_truncation(bits, high_bits);
   torch::NoGradGuard no_grad;
-  if (!fusable(x_in)) {
+  if (!kernels::fusable(x_in)) {
     torch::Tensor msb = reference::truncate(x_in, bits, high_bits);
     return torch::stack({msb, reference::quantize(x_in, bits) - msb});
   }
@@ -341,7 +204,7 @@ namespace reference {
 // m = max|x| + 1e-7 as a 0-dim tensor and |x| / m clamped to [0, 1], exactly
 // the original's sequence of operations.
 static std::pair<torch::Tensor, torch::Tensor> scale_and_unit(const torch::Tensor& x) {
-  torch::Tensor m = x.abs().max() + kScaleEpsilon;
+  torch::Tensor m = x.abs().max() + kernels::quantize::kScaleEpsilon;
   return {m, torch::clamp(x.abs() / m, 0, 1)};
 }
 

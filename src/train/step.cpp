@@ -26,16 +26,6 @@ StepResult train_step(const Classifier& model, torch::optim::Optimizer& optimize
   return result;
 }
 
-double Evaluation::accuracy() const {
-  return images == 0 ? 0.0 : 100.0 * static_cast<double>(correct) / static_cast<double>(images);
-}
-
-double Evaluation::sparsity() const {
-  layers::GateCounts sum;
-  for (const auto& layer : layers) sum += layer.counts;
-  return sum.num_out == 0 ? 0.0 : 100.0 - 100.0 * sum.on_fraction();
-}
-
 Evaluation evaluate(const Classifier& model, const data::BatchLoader& loader,
                     const torch::Device& device, int64_t num_classes, int64_t part, int64_t parts) {
   torch::NoGradGuard no_grad;
@@ -70,10 +60,7 @@ Evaluation evaluate(const Classifier& model, const data::BatchLoader& loader,
     result.class_correct[t] = result.confusion[t][t];
     result.correct += result.class_correct[t];
   }
-  for (const auto& [name, layer] : layers::gated_layers(*model.module)) {
-    result.layers.push_back({name, layer->gate_kind(), layer->total_counts(),
-                             layer->dense_macs_per_image(), layer->gate_cost()});
-  }
+  result.layers = layer_gate_stats(*model.module);
   result.dense_macs = layers::total_dense_macs(*model.module);
   return result;
 }

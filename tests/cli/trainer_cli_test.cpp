@@ -109,6 +109,13 @@ TEST(PgCommandLine, Additions) {
   EXPECT_EQ(inv.job.train_limit, 6000);
   EXPECT_EQ(inv.job.test_limit, 100);
   EXPECT_TRUE(inv.quiet);
+  EXPECT_EQ(inv.job.model.skipping(), dg::layers::Skipping::kFastest);
+  EXPECT_EQ(parse(Trainer::kPrecisionGating, {"--skipping", "never"}).job.model.skipping(),
+            dg::layers::Skipping::kNever);
+  EXPECT_EQ(parse(Trainer::kChannelGating, {"--skipping", "always"}).job.model.skipping(),
+            dg::layers::Skipping::kAlways);
+  EXPECT_NE(parse_error(Trainer::kChannelGating, {"--skipping", "sometimes"}).find("--skipping"),
+            std::string::npos);
   EXPECT_EQ(
       parse(Trainer::kPrecisionGating, {"--epochs", "20", "--milestones", "3,12"}).job.milestones,
       (std::vector<int64_t>{3, 12}));
@@ -138,6 +145,16 @@ TEST(PgCommandLine, RejectsBadSettingsWithOneClearMessage) {
   EXPECT_NE(parse_error(Trainer::kPrecisionGating, {"--bogus"}).find("--bogus"), std::string::npos);
   EXPECT_NE(parse_error(Trainer::kPrecisionGating, {"--depth", "21"}).find("6n+2"),
             std::string::npos);
+}
+
+// A library message names settings; users read the flags that set them,
+// every time a message names one.
+TEST(PgCommandLine, NamesEverySettingAsItsFlag) {
+  EXPECT_EQ(
+      parse_error(Trainer::kPrecisionGating, {"-pg", "-a", "3", "-pb", "3"}),
+      "-pb/--pbits must be at least 1 and below -a/--abits (got -pb/--pbits 3, -a/--abits 3)");
+  EXPECT_EQ(parse_error(Trainer::kPrecisionGating, {"--depth", "21"}),
+            "--depth must be 6n+2 (20, 32, 44, 56, 110, ...), got 21");
 }
 
 TEST(CgCommandLine, OriginalScriptsVerbatim) {

@@ -10,10 +10,10 @@
 
 #include "dnn_gating/data/cifar10.h"
 #include "dnn_gating/data/fashion_mnist.h"
+#include "dnn_gating/io/checkpoint.h"
+#include "dnn_gating/io/pytorch_state_dict.h"
 #include "dnn_gating/models/resnet.h"
-#include "dnn_gating/train/checkpoint.h"
-#include "dnn_gating/train/metrics.h"
-#include "dnn_gating/train/pytorch_state_dict.h"
+#include "dnn_gating/report/metrics.h"
 #include "test_support.h"
 
 namespace dg = dnn_gating;

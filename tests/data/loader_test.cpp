@@ -5,6 +5,7 @@
 #include <tuple>
 #include <vector>
 
+#include "dnn_gating/setting_error.h"
 #include "test_support.h"
 
 namespace dnn_gating::data {
@@ -73,7 +74,7 @@ TEST(LoaderBatches, CountAndLastBatchSize) {
 
 TEST(LoaderBatches, RejectsBadArguments) {
   const ImageSet set = random_set(10);
-  EXPECT_THROW(BatchLoader(set, LoaderOptions(0)), c10::Error);
+  EXPECT_THROW(BatchLoader(set, LoaderOptions(0)), SettingError);
   BatchLoader loader(set, LoaderOptions(4));
   EXPECT_THROW(loader.batch(3), c10::Error);
   EXPECT_THROW(loader.batch(-1), c10::Error);

@@ -5,7 +5,7 @@
 #include <fstream>
 #include <regex>
 
-#include "dnn_gating/train/metrics.h"
+#include "dnn_gating/report/metrics.h"
 #include "test_support.h"
 
 namespace dgt = dnn_gating::testing;

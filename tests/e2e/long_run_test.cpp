@@ -5,8 +5,8 @@
 #include <fstream>
 #include <regex>
 
-#include "dnn_gating/train/checkpoint.h"
-#include "dnn_gating/train/metrics.h"
+#include "dnn_gating/io/checkpoint.h"
+#include "dnn_gating/report/metrics.h"
 #include "test_support.h"
 
 namespace dgt = dnn_gating::testing;

@@ -26,6 +26,59 @@ double percent_after(const std::string& output, const std::string& prefix) {
   return std::stod(m[1]);
 }
 
+// The report's cost lines against an independent count from its own
+// per-layer table (name, positions, on %, dense MACs, effective MACs) and
+// the ResNet-20 architecture at 32x32 with 3 channels: dense MACs of every
+// convolution and the linear layer; a gated layer's effective MACs are its
+// dense MACs times base + (1 - base) f, base = 1/p for CG and pb/b for PG
+// (SPEC.md), and PG's average bits pb + (b - pb) f weighted by MACs.
+struct GateFormula {
+  bool pg;
+  double base;   // 1/p or pb/b
+  double pb, b;  // PG only
+};
+
+void expect_cost_lines_follow_table(const std::string& output, const GateFormula& gate) {
+  SCOPED_TRACE(output);
+  const size_t begin = output.find("gated layer");
+  ASSERT_NE(begin, std::string::npos);
+  std::istringstream in(output.substr(begin));
+  std::string line;
+  std::getline(in, line);  // header
+  const std::regex row(R"(^(\S+)\s+(\d+)\s+([0-9.]+)\s+(\d+)\s+(\d+)$)");
+  double gated_dense = 0, gated_effective = 0, bits = 0;
+  int rows = 0;
+  while (std::getline(in, line)) {
+    std::smatch m;
+    if (!std::regex_match(line, m, row)) break;
+    const double f = std::stod(m[3]) / 100.0, dense = std::stod(m[4]);
+    gated_dense += dense;
+    gated_effective += dense * (gate.base + (1 - gate.base) * f);
+    if (gate.pg) bits += dense * (gate.pb + (gate.b - gate.pb) * f);
+    ++rows;
+  }
+  // ResNet-20: stem 3->16 at 32x32; per stage 6 convolutions, the first of
+  // stages 2 and 3 from half the channels at half the size; linear 64->10.
+  const double conv = 9.0 * 16 * 16 * 32 * 32;  // every 3x3 16->16 layer at 32x32, and so on
+  const double dense_total = 9.0 * 3 * 16 * 1024 + 6 * conv + 2 * (5 * conv + conv / 2) + 640;
+  ASSERT_TRUE(rows == 9 || rows == 18 || rows == 19) << rows << " rows";
+  std::smatch m;
+  ASSERT_TRUE(
+      std::regex_search(output, m, std::regex(R"(Dense MACs per image: (\d+), effective: (\d+))")));
+  EXPECT_EQ(std::stod(m[1]), dense_total);
+  const double effective = dense_total - gated_dense + gated_effective;
+  // The on % column has two decimals: 5e-5 of each layer's MACs.
+  EXPECT_NEAR(std::stod(m[2]), effective, 5e-5 * gated_dense + 1);
+  if (gate.pg) {
+    ASSERT_TRUE(
+        std::regex_search(output, m, std::regex(R"(PG average activation bits: ([0-9.]+))")));
+    EXPECT_NEAR(std::stod(m[1]), bits / gated_dense, 0.005 + 1e-4);
+  } else {
+    ASSERT_TRUE(std::regex_search(output, m, std::regex(R"(CG FLOP reduction: ([0-9.]+)x)")));
+    EXPECT_NEAR(std::stod(m[1]), dense_total / effective, 0.005 + 1e-4);
+  }
+}
+
 class TrainerEndToEnd : public ::testing::Test {
  protected:
   void SetUp() override { dgt::write_cifar_dir(tmp_.path() / "cifar", /*per_file=*/64); }
@@ -64,6 +117,7 @@ TEST_F(TrainerEndToEnd, PgTrainsSavesAndEvaluatesCheckpoint) {
                    percent_after(train.output, "test images: "));
   EXPECT_DOUBLE_EQ(percent_after(test.output, "Sparsity of the update phase: "), sparsity);
   EXPECT_EQ(test.output.find("Epoch 1/"), std::string::npos) << "-t must not train";
+  expect_cost_lines_follow_table(test.output, {true, 2.0 / 3.0, 2, 3});
 }
 
 TEST_F(TrainerEndToEnd, CgScriptsTrainAndEvaluate) {
@@ -120,6 +174,7 @@ TEST_F(TrainerEndToEnd, CgScriptsTrainAndEvaluate) {
   const std::string never = table(" --batch-size 32 --skipping never");
   const std::string always = table(" --batch-size 32 --skipping always");
   EXPECT_EQ(columns(never, 3), columns(always, 3));
+  expect_cost_lines_follow_table(never, {false, 1.0 / 4.0, 0, 0});
   const std::regex effective("effective: ([0-9]+)");
   std::smatch a, b;
   ASSERT_TRUE(std::regex_search(never, a, effective)) << never;

@@ -110,8 +110,52 @@ TEST(Skipping, ChannelGatedLayerSameBothWays) {
   }
 }
 
-// Without gradients in training mode (BatchNorm on batch statistics), and in
-// double precision (the dense path: the kernel is float only).
+// The skipping mode decides how inference computes: the way each layer
+// reports changes with it (and a mode that were ignored would leave it alone).
+// Where CG's one-pass kernel applies (16, 32 or 64 input channels) it
+// computes every output with the partial sums in the same pass, for
+// `never` and `fastest` alike; elsewhere `never` computes every output.
+TEST(Skipping, ModeChoosesTheWay) {
+  using dg::layers::InferenceWay;
+  torch::manual_seed(5);
+  const auto cg_way = [&](int64_t channels, Skipping mode) {
+    dg::layers::CGConv2d layer(dg::layers::CGConv2dOptions(channels, channels, 3)
+                                   .padding(1)
+                                   .use_group(true)
+                                   .skipping(mode));
+    layer->eval();
+    torch::NoGradGuard no_grad;
+    layer->forward(torch::rand({2, channels, 8, 8}));
+    return layer->last_way();
+  };
+  EXPECT_EQ(cg_way(16, Skipping::kNever), InferenceWay::kOnePass);
+  EXPECT_EQ(cg_way(16, Skipping::kFastest), InferenceWay::kOnePass);
+  EXPECT_EQ(cg_way(16, Skipping::kAlways), InferenceWay::kOpenOutputs);
+  EXPECT_EQ(cg_way(24, Skipping::kNever), InferenceWay::kEveryOutput);
+  EXPECT_EQ(cg_way(24, Skipping::kAlways), InferenceWay::kOpenOutputs);
+  const torch::Tensor x = torch::rand({2, 16, 8, 8});
+  const auto pg_way = [&](Skipping mode) {
+    dg::layers::PGConv2d layer(
+        dg::layers::PGConv2dOptions(16, 16, 3).padding(1).wbits(8).abits(4).pred_bits(2).skipping(
+            mode));
+    layer->eval();
+    torch::NoGradGuard no_grad;
+    layer->forward(x);
+    return layer->last_way();
+  };
+  EXPECT_EQ(pg_way(Skipping::kNever), InferenceWay::kEveryOutput);
+  EXPECT_EQ(pg_way(Skipping::kAlways), InferenceWay::kOpenOutputs);
+  // Training computes every output whatever the mode.
+  dg::layers::CGConv2d training(
+      dg::layers::CGConv2dOptions(16, 16, 3).padding(1).skipping(Skipping::kAlways));
+  training->forward(x);
+  EXPECT_EQ(training->last_way(), InferenceWay::kEveryOutput);
+}
+
+// Without gradients in training mode (BatchNorm on batch statistics) the
+// skipping way agrees with computing every output, with gates both open and
+// closed; in double precision (every output: the kernels are float only) the
+// layer is a reference that the float skipping way meets to float rounding.
 TEST(Skipping, TrainingModeAndDoubleStillAgree) {
   torch::manual_seed(3);
   dg::layers::CGConv2d sparse(
@@ -119,14 +163,29 @@ TEST(Skipping, TrainingModeAndDoubleStillAgree) {
           Skipping::kAlways));
   dg::layers::CGConv2d dense(
       dg::layers::CGConv2dOptions(16, 16, 3).padding(1).use_group(true).skipping(Skipping::kNever));
+  {
+    torch::NoGradGuard no_grad;
+    sparse->named_parameters()["threshold"].uniform_(-0.5, 0.5);
+  }
   copy_state(*sparse, *dense);
   const torch::Tensor x = torch::rand({4, 16, 8, 8});
   torch::NoGradGuard no_grad;
-  EXPECT_TRUE(all_close(sparse(x), dense(x), 1e-5, 1e-5));
-  EXPECT_EQ(sparse->last_counts().num_on, dense->last_counts().num_on);
-  sparse->to(torch::kDouble);
-  dense->to(torch::kDouble);
+  const torch::Tensor y_sparse = sparse(x);
+  const int64_t on = sparse->last_counts().num_on;
+  const int64_t total = y_sparse.numel();
+  EXPECT_GT(on, total / 20) << "too few open gates to test anything";
+  EXPECT_LT(on, total - total / 20) << "too few closed gates to test anything";
+  EXPECT_TRUE(all_close(y_sparse, dense(x), 1e-5, 1e-5));
+  EXPECT_EQ(dense->last_counts().num_on, on);
+
+  // Evaluation mode: the float skipping way against the layer in double.
   sparse->eval();
   dense->eval();
-  EXPECT_TRUE(all_close(sparse(x.to(torch::kDouble)), dense(x.to(torch::kDouble)), 1e-12, 1e-12));
+  const torch::Tensor y_float = sparse(x);
+  const int64_t on_float = sparse->last_counts().num_on;
+  EXPECT_EQ(sparse->last_way(), dg::layers::InferenceWay::kOpenOutputs);
+  dense->to(torch::kDouble);
+  const torch::Tensor y_double = dense(x.to(torch::kDouble));
+  EXPECT_EQ(dense->last_counts().num_on, on_float);
+  EXPECT_TRUE(all_close(y_float.to(torch::kDouble), y_double, 1e-5, 1e-5));
 }

@@ -39,9 +39,14 @@ std::vector<KindCase> kinds() {
   };
 }
 
-// Cross-entropy losses of `steps` SGD steps from the weights of seed 3, in `dtype`.
-std::vector<double> train_losses(const ResNetOptions& options, torch::ScalarType dtype, int steps) {
-  torch::manual_seed(3);
+struct Trained {
+  std::vector<double> losses;  // cross-entropy of each step
+  torch::Tensor first_logits;  // of the first step's forward pass, in double
+};
+
+// `steps` SGD steps from the weights of `seed`, in `dtype`.
+Trained train(const ResNetOptions& options, torch::ScalarType dtype, int steps, int seed = 3) {
+  torch::manual_seed(seed);
   dg::models::ResNet model(options);
   model->to(dtype);
   const auto recipe = options.conv() == ConvKind::kChannelGated
@@ -55,11 +60,12 @@ std::vector<double> train_losses(const ResNetOptions& options, torch::ScalarType
   torch::manual_seed(4);
   const torch::Tensor x = torch::randn({8, 3, 32, 32}).to(dtype);
   const torch::Tensor y = torch::arange(8) % 10;
-  std::vector<double> losses;
+  Trained out;
   for (int i = 0; i < steps; ++i) {
     const auto step = dg::train::train_step(classifier, *optimizer, recipe.gating_loss, x, y);
     EXPECT_EQ(step.logits.scalar_type(), dtype);
-    losses.push_back(step.ce_loss);
+    if (i == 0) out.first_logits = step.logits.detach().to(torch::kDouble);
+    out.losses.push_back(step.ce_loss);
   }
   for (const auto& p : model->named_parameters()) {
     EXPECT_EQ(p.value().scalar_type(), dtype) << p.key();
@@ -73,22 +79,37 @@ std::vector<double> train_losses(const ResNetOptions& options, torch::ScalarType
   if (options.conv() == ConvKind::kPrecisionGated || options.conv() == ConvKind::kChannelGated) {
     EXPECT_GT(dg::layers::total_counts(*model).num_out, 0);
   }
-  return losses;
+  return out;
 }
 
 }  // namespace
 
 class ResNetInDouble : public ::testing::TestWithParam<KindCase> {};
 
-// A few steps in double lower the loss, and the first one agrees with the
-// same model in float (same weights and batch; the float run differs by
-// rounding and by the odd quantizer tie or gate that falls the other way).
+// A few steps in double lower the loss, and the first forward pass's logits
+// agree with the same model's in float (same weights and batch): to float
+// rounding where nothing is quantized. With quantized activations (3 bits) a
+// value that float rounds to the other side of a quantization step moves by
+// a whole step, and PG's gates compare sums of quantized products, often
+// exactly tied, with the threshold; such ties through 19 layers leave the
+// logits a few per cent apart (PG up to about 10 %). The same model from
+// other initial weights, in float, stays much further away.
 TEST_P(ResNetInDouble, TrainsLikeFloat) {
-  const auto in_double = train_losses(GetParam().options, torch::kDouble, 4);
-  const auto in_float = train_losses(GetParam().options, torch::kFloat, 1);
-  for (double loss : in_double) ASSERT_TRUE(std::isfinite(loss));
-  EXPECT_LT(in_double.back(), in_double.front());
-  EXPECT_NEAR(in_double.front(), in_float.front(), 1e-2 * in_float.front());
+  const Trained in_double = train(GetParam().options, torch::kDouble, 4);
+  const Trained in_float = train(GetParam().options, torch::kFloat, 1);
+  const Trained other_weights = train(GetParam().options, torch::kFloat, 1, /*seed=*/5);
+  for (double loss : in_double.losses) ASSERT_TRUE(std::isfinite(loss));
+  EXPECT_LT(in_double.losses.back(), in_double.losses.front());
+  const torch::Tensor& want = in_double.first_logits;
+  const auto distance = [&](const Trained& t) {
+    return ((t.first_logits - want).norm() / want.norm()).item<double>();
+  };
+  const ConvKind kind = GetParam().options.conv();
+  const double tolerance = kind == ConvKind::kPrecisionGated ? 0.15
+                           : kind == ConvKind::kQuantized    ? 0.05
+                                                             : 1e-4;
+  EXPECT_LT(distance(in_float), tolerance) << "relative difference of the logits";
+  EXPECT_GT(distance(other_weights), 3 * tolerance) << "the comparison cannot tell models apart";
 }
 
 INSTANTIATE_TEST_SUITE_P(Kinds, ResNetInDouble, ::testing::ValuesIn(kinds()),

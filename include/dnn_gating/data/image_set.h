@@ -33,7 +33,7 @@ struct ImageSet {
 };
 
 /// Reads a split of a named data set ("cifar10" or "fashion-mnist") from dir;
-/// throws std::invalid_argument on an unknown name.
+/// throws SettingError (of `dataset`) on an unknown name.
 ImageSet read_dataset(const std::string& dataset, const std::string& dir, Split split);
 
 }  // namespace dnn_gating::data

@@ -47,7 +47,8 @@ struct Batch {
 class BatchLoader {
  public:
   /// Keeps a copy of `set` (its tensors are shared, so this is cheap) and
-  /// starts epoch 0. Throws c10::Error if the options or the set are invalid.
+  /// starts epoch 0. Throws SettingError for a batch size below 1 and
+  /// c10::Error for a malformed set.
   BatchLoader(const ImageSet& set, LoaderOptions options);
 
   /// ceil(N / batch_size); the last batch may be smaller.

@@ -7,11 +7,14 @@
 
 #include <cstdint>
 
+#include "dnn_gating/layers/conv.h"
 #include "dnn_gating/layers/gated_layer.h"
 
-namespace dnn_gating::layers {
-
+namespace dnn_gating::kernels {
 struct Affine;  // an evaluation-mode BatchNorm and ReLU, as kernels apply them
+}  // namespace dnn_gating::kernels
+
+namespace dnn_gating::layers {
 
 /// Options for `CGConv2d`.
 struct CGConv2dOptions {
@@ -52,7 +55,9 @@ struct CGConv2dOptions {
 /// y = Y * d + Yp * (1 - d) with Yp the base-path partial sum, Y the full
 /// convolution and d = [sigmoid(alpha (bn(Yp) - threshold)) > 0.5].
 /// State: `weight`, `mask` (buffer), `threshold` [1, out, 1, 1], `bn` (no affine).
-class CGConv2dImpl : public torch::nn::Cloneable<CGConv2dImpl>, public GatedLayer {
+class CGConv2dImpl : public torch::nn::Cloneable<CGConv2dImpl>,
+                     public GatedLayer,
+                     public FusesNext {
  public:
   explicit CGConv2dImpl(CGConv2dOptions options);
   void reset() override;
@@ -62,7 +67,8 @@ class CGConv2dImpl : public torch::nn::Cloneable<CGConv2dImpl>, public GatedLaye
   /// evaluation without gradients (`next` in evaluation mode too) the batch
   /// normalisation and ReLU are applied in the layer's last pass where it
   /// has one, instead of two more passes over the output.
-  torch::Tensor forward_then(const torch::Tensor& x, torch::nn::BatchNorm2d& next, bool relu);
+  torch::Tensor forward_then(const torch::Tensor& x, torch::nn::BatchNorm2d& next,
+                             bool relu) override;
   GateCost gate_cost() const override;
   GateKind gate_kind() const override;
   Skipping skipping() const override { return options.skipping(); }
@@ -79,9 +85,9 @@ class CGConv2dImpl : public torch::nn::Cloneable<CGConv2dImpl>, public GatedLaye
   /// Whether a forward pass on `input` takes the way without gradients.
   bool infers(const torch::Tensor& input) const;
   /// forward(x), then `then` where set (only when infers(x)).
-  torch::Tensor mapped(const torch::Tensor& x, const Affine* then);
+  torch::Tensor mapped(const torch::Tensor& x, const kernels::Affine* then);
   /// The way without gradients, on the channels-last input.
-  torch::Tensor infer(const torch::Tensor& x, const Affine* then);
+  torch::Tensor infer(const torch::Tensor& x, const kernels::Affine* then);
 };
 TORCH_MODULE(CGConv2d);
 

@@ -54,8 +54,8 @@ enum class Skipping {
 
 /// "fastest", "never", "always".
 std::string to_string(Skipping skipping);
-/// The inverse of to_string; throws std::invalid_argument naming the
-/// accepted names.
+/// The inverse of to_string; throws SettingError (of `skipping`) naming
+/// the accepted names.
 Skipping skipping_from_string(const std::string& name);
 /// Writes to_string(skipping).
 std::ostream& operator<<(std::ostream& out, Skipping skipping);

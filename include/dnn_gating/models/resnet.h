@@ -8,6 +8,7 @@
 #include <string>
 #include <utility>
 
+#include "dnn_gating/layers/conv.h"
 #include "dnn_gating/layers/dense_macs.h"
 #include "dnn_gating/layers/gated_layer.h"
 #include "dnn_gating/quant/pact.h"
@@ -15,13 +16,10 @@
 
 namespace dnn_gating::models {
 
-/// The convolution of the residual blocks.
-enum class ConvKind {
-  kFloat,           ///< plain convolutions
-  kQuantized,       ///< QuantizedConv2d (wbits, abits; 0 bits = full precision)
-  kPrecisionGated,  ///< PGConv2d first, QuantizedConv2d second (standard layout)
-  kChannelGated,    ///< CGConv2d first, a plain conv second (standard layout)
-};
+/// The convolution of the residual blocks. In the standard layout the gated
+/// kinds gate the first convolution of a block only: precision-gated blocks
+/// quantize the second, channel-gated ones keep it plain.
+using ConvKind = layers::ConvKind;
 
 /// Where a block applies its activations.
 enum class BlockLayout {
@@ -91,6 +89,12 @@ struct ResNetOptions {
 /// Checks a configuration; a bad one throws SettingError naming the setting
 /// (the ResNetOptions field) and what was expected.
 void validate(const ResNetOptions& options);
+
+/// The blocks' option-A shortcut: `x` itself where the block keeps its
+/// shape, else every second row and column of `x` with planes/4 zero
+/// channels padded on each side.
+torch::Tensor option_a_shortcut(const torch::Tensor& x, int64_t in_planes, int64_t planes,
+                                int64_t stride);
 
 /// One residual block (`conv1`, `bn1`, `conv2`, `bn2`, and `relu` when PACT).
 class BasicBlockImpl : public torch::nn::Cloneable<BasicBlockImpl> {

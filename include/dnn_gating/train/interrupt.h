@@ -2,7 +2,8 @@
 /// Stopping a run cleanly on SIGINT or SIGTERM: the first signal asks the
 /// training loop to stop after its current step (it then saves a resumable
 /// checkpoint); a second one ends the process at once, after removing the
-/// temporary file of a save in progress, so no partial file is left.
+/// temporary file of a save in progress (remove_file_in_progress), so no
+/// partial file is left.
 
 #include <exception>
 #include <string>
@@ -16,10 +17,6 @@ void install_stop_handlers();
 
 /// The signal that asked the run to stop, 0 while none has.
 int stop_signal();
-
-/// Names the temporary file being written ("" when none), for the second
-/// signal to remove; write_file_atomically keeps it up to date.
-void set_file_in_progress(const std::string& path);
 
 /// Thrown by the training loop once it has stopped for a signal and saved
 /// its state; the program exits with 128 + signal (130 for SIGINT, 143 for

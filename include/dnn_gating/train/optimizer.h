@@ -9,17 +9,9 @@
 #include <string>
 #include <vector>
 
-namespace dnn_gating::train {
+#include "dnn_gating/job/config.h"
 
-/// SGD settings.
-struct SgdSettings {
-  double lr = 0.1;
-  double momentum = 0.9;
-  double weight_decay = 1e-4;
-  /// CG trainer: no weight decay for the gated layers' thresholds and 1-D
-  /// parameters (the PG trainer decays every parameter).
-  bool exempt_thresholds_and_1d = false;
-};
+namespace dnn_gating::train {
 
 /// SGD over the trainable parameters of `model` (buffers such as CG's `mask`
 /// are never included), grouped as `settings` says.

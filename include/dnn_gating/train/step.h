@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "dnn_gating/data/loader.h"
+#include "dnn_gating/job/evaluation.h"
 #include "dnn_gating/layers/gated_layer.h"
 #include "dnn_gating/layers/gating_loss.h"
 
@@ -27,43 +28,14 @@ struct StepResult {
   int64_t correct = 0;
 };
 
-/// Forward in training mode, cross entropy + gating loss, backward, optimiser step.
 /// Called between the backward pass and the optimiser step (data-parallel
 /// training averages the gradients over its processes there).
 using GradientHook = std::function<void(torch::nn::Module&)>;
 
+/// Forward in training mode, cross entropy + gating loss, backward, optimiser step.
 StepResult train_step(const Classifier& model, torch::optim::Optimizer& optimizer,
                       const layers::GatingLoss& gating_loss, const torch::Tensor& images,
                       const torch::Tensor& labels, const GradientHook& before_step = nullptr);
-
-/// Gate counts of one layer over an evaluation.
-struct LayerGateStats {
-  std::string name;  ///< state-dict prefix, e.g. "layer2.0.conv1"
-  layers::GateKind kind = layers::GateKind::kPrecision;
-  layers::GateCounts counts;  ///< summed over every evaluated image
-  int64_t dense_macs_per_image = 0;
-  layers::GateCost cost;
-};
-
-/// Accuracy (overall and per class) and gate statistics over a whole split.
-struct Evaluation {
-  int64_t images = 0;
-  int64_t correct = 0;
-  std::vector<int64_t> class_correct;
-  std::vector<int64_t> class_total;
-  std::vector<LayerGateStats> layers;
-  /// Dense multiply-accumulates per image of the whole network, as its layers
-  /// counted them at the evaluated image size.
-  int64_t dense_macs = 0;
-  /// The confusion matrix: rows are true classes, columns predictions.
-  std::vector<std::vector<int64_t>> confusion;
-
-  /// Test accuracy in percent.
-  double accuracy() const;
-  /// Update-phase sparsity in percent: 100 - 100 * sum(num_on) / sum(num_out)
-  /// over all gated layers (0 for a model without gates).
-  double sparsity() const;
-};
 
 /// Evaluates in eval mode without gradients over every batch of `loader`;
 /// gate counters are reset first, so the counts cover exactly this split.

@@ -1,82 +1,11 @@
 #pragma once
 /// A whole training or evaluation job, as the two trainer programs run it.
 
-#include <torch/torch.h>
-
-#include <cstdint>
-#include <map>
 #include <string>
-#include <vector>
 
-#include "dnn_gating/layers/gating_loss.h"
-#include "dnn_gating/models/resnet.h"
-#include "dnn_gating/train/optimizer.h"
-#include "dnn_gating/train/progress.h"
+#include "dnn_gating/job/config.h"
 
 namespace dnn_gating::train {
-
-/// Everything a job needs, independent of how it was asked for.
-struct JobConfig {
-  /// Program name for messages and checkpoints ("pg-cifar10", "cg-cifar10").
-  std::string program;
-  models::ResNetOptions model;
-  SgdSettings sgd;
-  layers::GatingLoss gating_loss;
-  int64_t epochs = 200;
-  /// Epochs (0-based) at whose start the learning rate drops 10x.
-  std::vector<int64_t> milestones;
-  int64_t batch_size = 128;
-  /// In a data-parallel run, BatchNorm statistics over the whole (global)
-  /// batch, as torch.nn.SyncBatchNorm (`--sync-bn`); otherwise each process
-  /// normalises by its own shard's, and rank 0's running statistics are the
-  /// model's, as DistributedDataParallel does.
-  bool sync_bn = false;
-  uint64_t seed = 0;
-  /// "cifar10" or "fashion-mnist", read from `data_dir`.
-  std::string dataset = "cifar10";
-  /// "" for the dataset's default directory (see default_data_dir).
-  std::string data_dir;
-  /// Use only the first N images of a split (0: all).
-  int64_t train_limit = 0;
-  int64_t test_limit = 0;
-  /// Evaluate only (`-t`).
-  bool test_only = false;
-  /// Checkpoint to start from or to evaluate (`-p`), "" for none.
-  std::string load_path;
-  /// Save a checkpoint at the end of training (`-s`) into `save_dir`.
-  bool save = false;
-  std::string save_dir = "save_CIFAR10_model";
-  /// Write a resumable checkpoint (resume_file) every this many epochs; 0: only
-  /// when interrupted.
-  int64_t save_every = 0;
-  /// Continue the run a resumable checkpoint describes ("" for a new run).
-  std::string resume_path;
-  /// Also write the final model as a state dict file that Python's
-  /// torch.load reads (`--export-pytorch`), "" for none.
-  std::string export_pytorch_path;
-  torch::Device device = torch::kCPU;
-  /// Test accuracy is reported every this many epochs.
-  int64_t eval_every = 10;
-  /// A progress line every this many batches (periodic style).
-  int64_t log_every = 50;
-  /// Live line, periodic lines, or quiet (then only the final report).
-  ProgressStyle progress = ProgressStyle::kAuto;
-  /// JSON-lines metrics file (`--metrics`), "" for none.
-  std::string metrics_path;
-  /// CSV of the per-epoch scalars (`--metrics-csv`), "" for none.
-  std::string metrics_csv_path;
-  /// SVG training curves written at the end (`--plot`), "" for none.
-  std::string plot_path;
-  /// Settings given explicitly on the command line: setting name (a
-  /// ResNetOptions field as in model_to_json, or a job setting as in
-  /// job_to_json) -> the flag that set it. A checkpoint that describes its
-  /// model (and, when resuming, its job) overrides every other setting; an
-  /// explicit one that contradicts it is refused.
-  std::map<std::string, std::string> explicit_settings;
-};
-
-/// Where a dataset is read from when --data-dir is not given.
-std::string default_data_dir(const std::string& dataset);
 
 /// What a finished job measured.
 struct JobResult {
@@ -89,11 +18,5 @@ struct JobResult {
 /// whole test split and logs the report. Throws c10::Error / std::exception
 /// with one clear message for bad input.
 JobResult run_job(const JobConfig& config);
-
-/// Path of the checkpoint a job saves: <save_dir>/model_resnet-<depth>.pt.
-std::string checkpoint_file(const JobConfig& config);
-
-/// Path of a job's resumable checkpoint: <save_dir>/resume_resnet-<depth>.pt.
-std::string resume_file(const JobConfig& config);
 
 }  // namespace dnn_gating::train

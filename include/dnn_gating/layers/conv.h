@@ -1,0 +1,94 @@
+#pragma once
+/// Any of the library's convolutions by kind: what a model builds its blocks
+/// from without naming a layer's class, and the one question it asks of any
+/// convolution (whether it folds the BatchNorm and ReLU after it into its
+/// own last pass).
+
+#include <torch/torch.h>
+
+#include <cstdint>
+
+#include "dnn_gating/layers/gated_layer.h"
+
+namespace dnn_gating::layers {
+
+/// Which convolution.
+enum class ConvKind {
+  kFloat,           ///< plain: full-precision weights and activations
+  kQuantized,       ///< quantized weights and activations (wbits, abits; 0 bits = full precision)
+  kPrecisionGated,  ///< precision gating (PGConv2d)
+  kChannelGated,    ///< channel gating (CGConv2d)
+};
+
+/// Options for `make_conv`: a convolution of any kind, each kind reading
+/// the settings it has (those of PGConv2dOptions, CGConv2dOptions or
+/// QuantizedConv2dOptions, with the same defaults).
+struct ConvOptions {
+  ConvOptions(ConvKind kind, int64_t in_channels, int64_t out_channels,
+              torch::ExpandingArray<2> kernel_size)
+      : kind_(kind),
+        in_channels_(in_channels),
+        out_channels_(out_channels),
+        kernel_size_(kernel_size) {}
+  /// Which convolution.
+  TORCH_ARG(ConvKind, kind);
+  /// Input channels.
+  TORCH_ARG(int64_t, in_channels);
+  /// Output channels.
+  TORCH_ARG(int64_t, out_channels);
+  /// Kernel height and width.
+  TORCH_ARG(torch::ExpandingArray<2>, kernel_size);
+  /// Stride.
+  TORCH_ARG(torch::ExpandingArray<2>, stride) = 1;
+  /// Zero padding.
+  TORCH_ARG(torch::ExpandingArray<2>, padding) = 0;
+  /// Weight bits (kQuantized: 0 = full precision; kPrecisionGated).
+  TORCH_ARG(int64_t, wbits) = 0;
+  /// Activation bits (kQuantized: 0 = full precision; kPrecisionGated).
+  TORCH_ARG(int64_t, abits) = 0;
+  /// kPrecisionGated: bits of the prediction (most significant) part.
+  TORCH_ARG(int64_t, pred_bits) = 4;
+  /// kPrecisionGated: steepness of the gate's sigmoid.
+  TORCH_ARG(double, pg_alpha) = 5.0;
+  /// kChannelGated: the base path sees 1/partitions of the input channels.
+  TORCH_ARG(int64_t, partitions) = 4;
+  /// kChannelGated: initial gate threshold.
+  TORCH_ARG(double, ginit) = 0.0;
+  /// kChannelGated: steepness of the gate's sigmoid.
+  TORCH_ARG(double, cg_alpha) = 2.0;
+  /// kChannelGated: block-diagonal (grouped) base path.
+  TORCH_ARG(bool, use_group) = false;
+  /// kChannelGated: channel-shuffle the input.
+  TORCH_ARG(bool, shuffle) = false;
+  /// Gated kinds: back-propagate through open gates only.
+  TORCH_ARG(bool, sparse_bp) = false;
+  /// Gated kinds: compute with the original's chain of ATen operations.
+  TORCH_ARG(bool, reference_ops) = false;
+  /// Gated kinds: how evaluation without gradients skips work.
+  TORCH_ARG(Skipping, skipping) = Skipping::kFastest;
+};
+
+/// The convolution `options` describe.
+torch::nn::AnyModule make_conv(const ConvOptions& options);
+
+/// Whether a convolution of `kind` computes `input` channels-last (CG
+/// layers do in evaluation without gradients on float CPU tensors, unless
+/// `reference_ops`), so that a model may lay its input out so once rather
+/// than have every layer convert it.
+bool computes_channels_last(ConvKind kind, bool reference_ops, const torch::Tensor& input);
+
+/// A layer that can apply the evaluation-mode BatchNorm and ReLU that follow
+/// it in its own last pass, instead of two more passes over its output.
+/// Models ask any convolution for it (`dynamic_pointer_cast<FusesNext>`);
+/// CGConv2d has it.
+class FusesNext {
+ public:
+  virtual ~FusesNext() = default;
+  /// next(forward(x)), then a ReLU if `relu`: the same values, folded into
+  /// the layer's last pass where it has one (in evaluation without
+  /// gradients, `next` in evaluation mode too).
+  virtual torch::Tensor forward_then(const torch::Tensor& x, torch::nn::BatchNorm2d& next,
+                                     bool relu) = 0;
+};
+
+}  // namespace dnn_gating::layers

@@ -1,0 +1,68 @@
+#include "kernels/affine.h"
+
+#include <ATen/Parallel.h>
+
+#include <vector>
+
+#include "kernels/fusable.h"
+#include "kernels/simd.h"
+
+namespace dnn_gating::kernels {
+namespace {
+
+// Runs [first, last) of `run` values each, mapped as ATen's batch_norm and
+// relu would: a product and a sum, each rounded.
+DNN_GATING_SIMD_CLONES
+void map_runs(float* data, int64_t run, int64_t channels, bool nhwc, const float* scale,
+              const float* shift, bool relu, int64_t first, int64_t last) {
+  for (int64_t r = first; r < last; ++r) {
+    float* v = data + r * run;
+    if (nhwc) {
+      for (int64_t c = 0; c < run; ++c) {
+        const float z = v[c] * scale[c] + shift[c];
+        v[c] = relu && z < 0 ? 0.0f : z;
+      }
+    } else {
+      const float a = scale[r % channels], b = shift[r % channels];
+      for (int64_t i = 0; i < run; ++i) {
+        const float z = v[i] * a + b;
+        v[i] = relu && z < 0 ? 0.0f : z;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+std::optional<Affine> as_affine(const torch::nn::BatchNorm2dImpl& bn, bool relu) {
+  if (bn.is_training() || !bn.running_mean.defined()) return std::nullopt;
+  torch::NoGradGuard no_grad;
+  const torch::Tensor inv_std = 1 / torch::sqrt(bn.running_var + bn.options.eps());
+  const torch::Tensor scale = bn.weight.defined() ? bn.weight * inv_std : inv_std;
+  torch::Tensor shift = -bn.running_mean * scale;
+  if (bn.bias.defined()) shift = bn.bias + shift;
+  return Affine{scale, shift, relu};
+}
+
+void apply_in_place(const Affine& affine, torch::Tensor& y) {
+  const int64_t channels = y.dim() == 4 ? y.size(1) : 0;
+  const bool nhwc = channels_last(y);
+  if (!fusable(y) || !(nhwc || y.is_contiguous()) || affine.scale.numel() != channels) {
+    y.mul_(affine.scale.view({1, -1, 1, 1})).add_(affine.shift.view({1, -1, 1, 1}));
+    if (affine.relu) y.relu_();
+    return;
+  }
+  const torch::Tensor s = affine.scale.detach().to(torch::kFloat).contiguous();
+  const torch::Tensor b = affine.shift.detach().to(torch::kFloat).contiguous();
+  const float* scale = s.data_ptr<float>();
+  const float* shift = b.data_ptr<float>();
+  float* data = y.data_ptr<float>();
+  const bool relu = affine.relu;
+  // Runs of all channels at one position (NHWC) or of one channel's values (NCHW).
+  const int64_t run = nhwc ? channels : y.size(2) * y.size(3);
+  at::parallel_for(0, y.numel() / run, 1, [&](int64_t first, int64_t last) {
+    map_runs(data, run, channels, nhwc, scale, shift, relu, first, last);
+  });
+}
+
+}  // namespace dnn_gating::kernels

@@ -1,0 +1,26 @@
+#pragma once
+// What follows a layer's output in a block during evaluation, as one map per
+// channel: an evaluation-mode BatchNorm (y * scale + shift), then a ReLU.
+// Kernels that write the output apply it as they store it.
+#include <torch/torch.h>
+
+#include <optional>
+
+namespace dnn_gating::kernels {
+
+/// y * scale + shift per channel (one value each per channel), then a ReLU if `relu`.
+struct Affine {
+  torch::Tensor scale, shift;
+  bool relu = false;
+};
+
+/// `bn` as an Affine, followed by a ReLU if relu; none where bn is not a
+/// fixed map (training mode, or no running statistics). ATen's own
+/// arithmetic: scale = weight / sqrt(var + eps), shift = bias - mean * scale.
+std::optional<Affine> as_affine(const torch::nn::BatchNorm2dImpl& bn, bool relu);
+
+/// Applies `affine` to y in place: a float [N, C, H, W], contiguous or
+/// channels-last (otherwise ATen's operations do it).
+void apply_in_place(const Affine& affine, torch::Tensor& y);
+
+}  // namespace dnn_gating::kernels

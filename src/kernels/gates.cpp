@@ -1,0 +1,481 @@
+#include "kernels/gates.h"
+
+#include <ATen/Parallel.h>
+#include <ATen/record_function.h>
+
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+#include <vector>
+
+#include "kernels/fusable.h"
+#include "kernels/gate_decision.h"
+#include "kernels/simd.h"
+
+namespace dnn_gating::kernels::gates {
+namespace {
+
+using gate_decision::logit;
+using gate_decision::sigmoid_above_half;
+
+// Elements of one [N, C, ...] tensor grouped by plane: plane p = (n, c) covers
+// elements [p * size, (p + 1) * size) and uses threshold c = p % channels.
+struct Planes {
+  int64_t count;
+  int64_t size;
+  int64_t channels;
+};
+
+Planes planes_of(const torch::Tensor& t) {
+  TORCH_CHECK(t.dim() >= 2, "gate tensors need [N, C, ...], got ", t.sizes());
+  const int64_t count = t.size(0) * t.size(1);
+  return {count, count == 0 ? 0 : t.numel() / count, t.size(1)};
+}
+
+// Calls fn(plane, channel, begin, end) for every plane, in parallel.
+template <typename Fn>
+void for_each_plane(const Planes& planes, Fn fn) {
+  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(planes.size, 1));
+  at::parallel_for(0, planes.count, grain, [&](int64_t first, int64_t last) {
+    for (int64_t p = first; p < last; ++p) {
+      fn(p, p % planes.channels, p * planes.size, (p + 1) * planes.size);
+    }
+  });
+}
+
+// The threshold as C contiguous floats.
+torch::Tensor per_channel(const torch::Tensor& threshold, int64_t channels) {
+  TORCH_CHECK(threshold.numel() == channels, "gate threshold has ", threshold.numel(),
+              " values for ", channels, " channels");
+  return threshold.detach().reshape({channels}).contiguous();
+}
+
+inline float pg_mix(float msb, float lsb, float open) { return msb + open * lsb; }
+inline float cg_mix(float full, float partial, float open) {
+  return full * open + partial * (1.0f - open);
+}
+
+DNN_GATING_SIMD_CLONES
+void logit_kernel(const float* __restrict a, float* __restrict z, int64_t begin, int64_t end,
+                  float threshold, float alpha) {
+  for (int64_t i = begin; i < end; ++i) z[i] = logit(a[i], threshold, alpha);
+}
+
+// The shape the four selections share: y[i] = mix(a[i], b[i], open) over
+// [begin, end) with open = 1 where is_open(i), else 0; returns the number of
+// open gates. Inlined into each clone below, so that each vectorises as one
+// loop with that clone's ISA.
+template <typename IsOpen, typename Mix>
+[[gnu::always_inline]] inline float select_run(const float* __restrict a, const float* __restrict b,
+                                               float* __restrict y, int64_t begin, int64_t end,
+                                               IsOpen is_open, Mix mix) {
+  return simd::lane_sum(begin, end, [=](int64_t i) {
+    const float open = is_open(i) ? 1.0f : 0.0f;
+    y[i] = mix(a[i], b[i], open);
+    return open;
+  });
+}
+
+constexpr auto kPgMix = [](float msb, float lsb, float open) { return pg_mix(msb, lsb, open); };
+constexpr auto kCgMix = [](float full, float partial, float open) {
+  return cg_mix(full, partial, open);
+};
+
+DNN_GATING_SIMD_CLONES
+float pg_select_kernel(const float* __restrict s, const float* __restrict msb,
+                       const float* __restrict lsb, float* __restrict y, int64_t begin,
+                       int64_t end) {
+  return select_run(
+      msb, lsb, y, begin, end, [=](int64_t i) { return s[i] > 0.5f; }, kPgMix);
+}
+
+// The original opens the CG gate where s - 0.5 > 0, which is s > 0.5.
+DNN_GATING_SIMD_CLONES
+float cg_select_kernel(const float* __restrict s, const float* __restrict full,
+                       const float* __restrict partial, float* __restrict y, int64_t begin,
+                       int64_t end) {
+  return select_run(
+      full, partial, y, begin, end, [=](int64_t i) { return s[i] > 0.5f; }, kCgMix);
+}
+
+// Over [begin, end): y with the gates decided from the logit; returns the
+// number of open gates.
+DNN_GATING_SIMD_CLONES
+float pg_infer_kernel(const float* __restrict gate_input, const float* __restrict msb,
+                      const float* __restrict lsb, float* __restrict y, int64_t begin, int64_t end,
+                      float threshold, float alpha) {
+  return select_run(
+      msb, lsb, y, begin, end,
+      [=](int64_t i) { return sigmoid_above_half(logit(gate_input[i], threshold, alpha)); },
+      kPgMix);
+}
+
+DNN_GATING_SIMD_CLONES
+float cg_infer_kernel(const float* __restrict gate_input, const float* __restrict full,
+                      const float* __restrict partial, float* __restrict y, int64_t begin,
+                      int64_t end, float threshold, float alpha) {
+  return select_run(
+      full, partial, y, begin, end,
+      [=](int64_t i) { return sigmoid_above_half(logit(gate_input[i], threshold, alpha)); },
+      kCgMix);
+}
+
+// Writes open[i] = 1 where plane element i's gate opens, else 0; returns the
+// number of open gates.
+DNN_GATING_SIMD_CLONES
+float open_plane_kernel(const float* __restrict gate_input, uint8_t* __restrict open, int64_t size,
+                        float threshold, float alpha) {
+  return simd::lane_sum(0, size, [=](int64_t i) {
+    const bool on = sigmoid_above_half(logit(gate_input[i], threshold, alpha));
+    open[i] = on ? 1 : 0;
+    return on ? 1.0f : 0.0f;
+  });
+}
+
+// Channels-last tensors ([N, H, W, C] in memory) are taken in blocks of
+// whole positions, [0, size) of the block's elements, with `t` the channels'
+// thresholds repeated over the block. Writes open[i] = 1 where the gate opens;
+// returns the number of open gates.
+DNN_GATING_SIMD_CLONES
+float open_cl_kernel(const float* __restrict gate_input, float* __restrict open, int64_t size,
+                     const float* __restrict t, float alpha) {
+  return simd::lane_sum(0, size, [=](int64_t i) {
+    const float on = sigmoid_above_half(logit(gate_input[i], t[i], alpha)) ? 1.0f : 0.0f;
+    open[i] = on;
+    return on;
+  });
+}
+
+// bytes[i] = values[i] for 0/1 floats (a separate loop: mixed with the float
+// decisions, the byte stores keep GCC to narrow vectors).
+DNN_GATING_SIMD_CLONES
+void to_bytes(const float* __restrict values, uint8_t* __restrict bytes, int64_t size) {
+  for (int64_t i = 0; i < size; ++i) bytes[i] = static_cast<uint8_t>(values[i]);
+}
+
+// Bits c - first of the 0/1 bytes d[c], c in [first, min(first + 64, end)).
+// Eight bytes at a time: multiplying by 0x0102040810204080 gathers the low
+// bits of bytes 0..7 into bits 56..63 (little-endian byte order).
+inline uint64_t pack_bits(const uint8_t* d, int64_t first, int64_t end) {
+  const int64_t last = std::min(end, first + 64);
+  uint64_t bits = 0;
+  int64_t c = first;
+  for (; c + 8 <= last; c += 8) {
+    uint64_t v = 0;
+    std::memcpy(&v, d + c, 8);
+    bits |= ((v * 0x0102040810204080ULL) >> 56) << (c - first);
+  }
+  for (; c < last; ++c) bits |= uint64_t{d[c]} << (c - first);
+  return bits;
+}
+
+// cg_infer_kernel for a block of channels-last positions (as open_cl_kernel).
+DNN_GATING_SIMD_CLONES
+float cg_infer_cl_kernel(const float* __restrict gate_input, const float* __restrict full,
+                         const float* __restrict partial, float* __restrict y, int64_t size,
+                         const float* __restrict t, float alpha) {
+  return simd::lane_sum(0, size, [=](int64_t i) {
+    const float open = sigmoid_above_half(logit(gate_input[i], t[i], alpha)) ? 1.0f : 0.0f;
+    y[i] = cg_mix(full[i], partial[i], open);
+    return open;
+  });
+}
+
+// Positions per block of the channels-last kernels.
+constexpr int64_t kBlockPositions = 256;
+
+// The channel thresholds repeated for a block of positions.
+std::vector<float> tiled(const torch::Tensor& t, int64_t channels) {
+  std::vector<float> out(kBlockPositions * channels);
+  const float* tp = t.data_ptr<float>();
+  for (size_t i = 0; i < out.size(); ++i) out[i] = tp[i % channels];
+  return out;
+}
+
+// Calls fn(first, last) for blocks of positions of a channels-last tensor in
+// parallel, summing what it returns.
+template <typename Fn>
+int64_t sum_over_blocks(int64_t positions, Fn fn) {
+  return at::parallel_reduce(
+      0, positions, kBlockPositions, int64_t{0},
+      [&](int64_t first, int64_t last, int64_t acc) {
+        for (int64_t b = first; b < last; b += kBlockPositions) {
+          acc += fn(b, std::min(last, b + kBlockPositions));
+        }
+        return acc;
+      },
+      std::plus<int64_t>());
+}
+
+// dL/d(gate input) through the sigmoid, as ATen's chain computes it: the
+// straight-through step passes dL/ds (cut where s < 0.5 under sparse_bp),
+// sigmoid_backward gives g * (1 - s) * s, the scalar product times alpha.
+inline float sigmoid_path(float grad_s, float s, float alpha, bool sparse_bp) {
+  const float passed = (sparse_bp && s < 0.5f) ? 0.0f : grad_s;
+  return passed * (1.0f - s) * s * alpha;
+}
+
+// Returns the plane's sum of the sigmoid-path gradient.
+DNN_GATING_SIMD_CLONES
+float pg_backward_kernel(const float* __restrict gy, const float* __restrict s,
+                         const float* __restrict lsb, float* __restrict grad_msb,
+                         float* __restrict grad_lsb, int64_t begin, int64_t end, float alpha,
+                         bool sparse_bp) {
+  return simd::lane_sum(begin, end, [=](int64_t i) {
+    const float open = s[i] > 0.5f ? 1.0f : 0.0f;
+    const float through_gate = sigmoid_path(gy[i] * lsb[i], s[i], alpha, sparse_bp);
+    grad_msb[i] = gy[i] + through_gate;
+    grad_lsb[i] = gy[i] * open;
+    return through_gate;
+  });
+}
+
+DNN_GATING_SIMD_CLONES
+float cg_backward_kernel(const float* __restrict gy, const float* __restrict s,
+                         const float* __restrict full, const float* __restrict partial,
+                         float* __restrict grad_full, float* __restrict grad_partial,
+                         float* __restrict grad_a, int64_t begin, int64_t end, float alpha,
+                         bool sparse_bp) {
+  return simd::lane_sum(begin, end, [=](int64_t i) {
+    const float open = s[i] > 0.5f ? 1.0f : 0.0f;
+    grad_full[i] = gy[i] * open;
+    grad_partial[i] = gy[i] * (1.0f - open);
+    const float through_gate =
+        sigmoid_path(gy[i] * full[i] - gy[i] * partial[i], s[i], alpha, sparse_bp);
+    grad_a[i] = through_gate;
+    return through_gate;
+  });
+}
+
+// Sums per-plane values [N * C] to per-channel threshold gradients [C],
+// negated (the threshold enters as a - threshold).
+torch::Tensor threshold_grad(const torch::Tensor& plane_sums, const Planes& planes) {
+  return -plane_sums.view({-1, planes.channels}).sum(0).to(torch::kFloat);
+}
+
+// Runs a select kernel kernel(s, a, b, y, begin, end) over the whole tensor;
+// returns y and the number of open gates.
+using SelectKernel = float (*)(const float*, const float*, const float*, float*, int64_t, int64_t);
+
+std::pair<torch::Tensor, int64_t> run_select(const torch::Tensor& s, const torch::Tensor& a_in,
+                                             const torch::Tensor& b_in, SelectKernel kernel) {
+  const torch::Tensor a = a_in.contiguous();
+  const torch::Tensor b = b_in.contiguous();
+  torch::Tensor y = torch::empty_like(a);
+  const float* sp = s.data_ptr<float>();
+  const float* ap = a.data_ptr<float>();
+  const float* bp = b.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  const int64_t open = at::parallel_reduce(
+      0, y.numel(), 32768, int64_t{0},
+      [=](int64_t begin, int64_t end, int64_t acc) {
+        return acc + static_cast<int64_t>(kernel(sp, ap, bp, yp, begin, end));
+      },
+      std::plus<int64_t>());
+  return {y, open};
+}
+
+// Runs an inference kernel kernel(gate_input, a, b, y, begin, end, threshold,
+// alpha) plane by plane; returns y and the number of open gates.
+using InferKernel = float (*)(const float*, const float*, const float*, float*, int64_t, int64_t,
+                              float, float);
+
+std::pair<torch::Tensor, int64_t> run_inference(const torch::Tensor& gate_input_in,
+                                                const torch::Tensor& a_in,
+                                                const torch::Tensor& b_in,
+                                                const torch::Tensor& threshold, double alpha,
+                                                InferKernel kernel) {
+  const torch::Tensor gate_input = gate_input_in.contiguous();
+  const torch::Tensor a = a_in.contiguous();
+  const torch::Tensor b = b_in.contiguous();
+  const Planes planes = planes_of(a);
+  const torch::Tensor t = per_channel(threshold, planes.channels);
+  torch::Tensor y = torch::empty_like(a);
+  const float* gp = gate_input.data_ptr<float>();
+  const float* ap = a.data_ptr<float>();
+  const float* bp = b.data_ptr<float>();
+  const float* tp = t.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  const auto alpha_f = static_cast<float>(alpha);
+  std::vector<int64_t> open(planes.count);
+  for_each_plane(planes, [&](int64_t p, int64_t c, int64_t begin, int64_t end) {
+    open[p] = static_cast<int64_t>(kernel(gp, ap, bp, yp, begin, end, tp[c], alpha_f));
+  });
+  return {y, std::accumulate(open.begin(), open.end(), int64_t{0})};
+}
+
+}  // namespace
+
+torch::autograd::variable_list gate_outputs(torch::autograd::AutogradContext* ctx, torch::Tensor y,
+                                            int64_t open, double alpha, bool sparse_bp) {
+  ctx->saved_data["alpha"] = alpha;
+  ctx->saved_data["sparse_bp"] = sparse_bp;
+  torch::Tensor count = torch::scalar_tensor(open, torch::kLong);
+  ctx->mark_non_differentiable({count});
+  return {std::move(y), count};
+}
+
+torch::Tensor gate_sigmoid(const torch::Tensor& a_in, const torch::Tensor& threshold,
+                           double alpha) {
+  const torch::Tensor a = a_in.contiguous();
+  const Planes planes = planes_of(a);
+  const torch::Tensor t = per_channel(threshold, planes.channels);
+  torch::Tensor z = torch::empty_like(a);
+  const float* ap = a.data_ptr<float>();
+  const float* tp = t.data_ptr<float>();
+  float* zp = z.data_ptr<float>();
+  const auto alpha_f = static_cast<float>(alpha);
+  for_each_plane(planes, [=](int64_t, int64_t c, int64_t begin, int64_t end) {
+    logit_kernel(ap, zp, begin, end, tp[c], alpha_f);
+  });
+  return z.sigmoid_();
+}
+
+std::pair<torch::Tensor, int64_t> pg_select(const torch::Tensor& s, const torch::Tensor& msb,
+                                            const torch::Tensor& lsb) {
+  return run_select(s, msb, lsb, pg_select_kernel);
+}
+
+std::pair<torch::Tensor, int64_t> cg_select(const torch::Tensor& s, const torch::Tensor& full,
+                                            const torch::Tensor& partial) {
+  return run_select(s, full, partial, cg_select_kernel);
+}
+
+std::pair<torch::Tensor, int64_t> pg_select_inference(const torch::Tensor& msb,
+                                                      const torch::Tensor& lsb,
+                                                      const torch::Tensor& threshold,
+                                                      double alpha) {
+  return run_inference(msb, msb, lsb, threshold, alpha, pg_infer_kernel);
+}
+
+std::pair<torch::Tensor, int64_t> cg_select_inference(const torch::Tensor& full,
+                                                      const torch::Tensor& partial,
+                                                      const torch::Tensor& gate_input,
+                                                      const torch::Tensor& threshold,
+                                                      double alpha) {
+  RECORD_FUNCTION("dnn_gating::cg_select_inference", std::vector<c10::IValue>());
+  if (!channels_last(gate_input) || !channels_last(full) || !channels_last(partial)) {
+    return run_inference(gate_input, full, partial, threshold, alpha, cg_infer_kernel);
+  }
+  const int64_t channels = full.size(1);
+  const torch::Tensor t = per_channel(threshold, channels);
+  torch::Tensor y = torch::empty_like(full);  // channels-last too
+  const float* gp = gate_input.data_ptr<float>();
+  const float* fp = full.data_ptr<float>();
+  const float* pp = partial.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  const auto alpha_f = static_cast<float>(alpha);
+  const std::vector<float> tt = tiled(t, channels);
+  const int64_t open = sum_over_blocks(full.numel() / channels, [&](int64_t first, int64_t last) {
+    const int64_t o = first * channels;
+    return static_cast<int64_t>(cg_infer_cl_kernel(gp + o, fp + o, pp + o, yp + o,
+                                                   (last - first) * channels, tt.data(), alpha_f));
+  });
+  return {y, open};
+}
+
+sparse_conv::OpenOutputs open_outputs(const torch::Tensor& gate_input_in,
+                                      const torch::Tensor& threshold, double alpha) {
+  RECORD_FUNCTION("dnn_gating::open_outputs", std::vector<c10::IValue>());
+  TORCH_CHECK(gate_input_in.dim() == 4, "open_outputs needs an [N, C, H, W] gate input, got ",
+              gate_input_in.sizes());
+  const bool cl = channels_last(gate_input_in);
+  const torch::Tensor gate_input = cl ? gate_input_in : gate_input_in.contiguous();
+  sparse_conv::OpenOutputs open = sparse_conv::OpenOutputs::none(gate_input.sizes());
+  const int64_t n = gate_input.size(0), c = gate_input.size(1);
+  const int64_t plane = gate_input.size(2) * gate_input.size(3);
+  const int64_t per = open.words_per_position();
+  const torch::Tensor t = per_channel(threshold, c);
+  const float* gp = gate_input.data_ptr<float>();
+  const float* tp = t.data_ptr<float>();
+  auto* wp = reinterpret_cast<uint64_t*>(open.words.data_ptr<int64_t>());
+  const auto alpha_f = static_cast<float>(alpha);
+  if (cl) {  // the decisions of a block of positions, then their bits (every word written)
+    open.words = torch::empty_like(open.words);
+    wp = reinterpret_cast<uint64_t*>(open.words.data_ptr<int64_t>());
+    const std::vector<float> tt = tiled(t, c);
+    open.count = sum_over_blocks(n * plane, [&](int64_t first, int64_t last) {
+      thread_local std::vector<float> decided;
+      thread_local std::vector<uint8_t> on;
+      decided.resize(kBlockPositions * c);
+      on.resize(kBlockPositions * c);
+      const int64_t size = (last - first) * c;
+      const auto count = static_cast<int64_t>(
+          open_cl_kernel(gp + first * c, decided.data(), size, tt.data(), alpha_f));
+      to_bytes(decided.data(), on.data(), size);
+      for (int64_t p = first; p < last; ++p) {
+        const uint8_t* d = on.data() + (p - first) * c;
+        for (int64_t k = 0; k < per; ++k) wp[p * per + k] = pack_bits(d, k * 64, c);
+      }
+      return count;
+    });
+    return open;
+  }
+  // One image per task (the channels of a position share its words): each
+  // plane's decisions, then their bits.
+  open.count = at::parallel_reduce(
+      0, n, 1, int64_t{0},
+      [&](int64_t first, int64_t last, int64_t acc) {
+        std::vector<uint8_t> on(plane);
+        for (int64_t img = first; img < last; ++img) {
+          uint64_t* words = wp + img * plane * per;
+          for (int64_t ch = 0; ch < c; ++ch) {
+            acc += static_cast<int64_t>(
+                open_plane_kernel(gp + (img * c + ch) * plane, on.data(), plane, tp[ch], alpha_f));
+            const int64_t k = ch / 64, shift = ch % 64;
+            for (int64_t i = 0; i < plane; ++i) words[i * per + k] |= uint64_t{on[i]} << shift;
+          }
+        }
+        return acc;
+      },
+      std::plus<int64_t>());
+  return open;
+}
+
+torch::Tensor pg_select_backward(const torch::Tensor& grad_y_in, const torch::Tensor& s,
+                                 const torch::Tensor& lsb_in, double alpha, bool sparse_bp,
+                                 const torch::Tensor& grad_msb, const torch::Tensor& grad_lsb) {
+  const torch::Tensor gy = grad_y_in.contiguous();
+  const torch::Tensor lsb = lsb_in.contiguous();
+  const Planes planes = planes_of(gy);
+  torch::Tensor sums = torch::empty({planes.count}, gy.options().dtype(torch::kDouble));
+  const float* gp = gy.data_ptr<float>();
+  const float* sp = s.data_ptr<float>();
+  const float* lp = lsb.data_ptr<float>();
+  float* gm = grad_msb.data_ptr<float>();
+  float* gl = grad_lsb.data_ptr<float>();
+  double* out = sums.data_ptr<double>();
+  const auto alpha_f = static_cast<float>(alpha);
+  for_each_plane(planes, [=](int64_t p, int64_t, int64_t begin, int64_t end) {
+    out[p] = pg_backward_kernel(gp, sp, lp, gm, gl, begin, end, alpha_f, sparse_bp);
+  });
+  return threshold_grad(sums, planes);
+}
+
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor> cg_select_backward(
+    const torch::Tensor& grad_y_in, const torch::Tensor& s, const torch::Tensor& full_in,
+    const torch::Tensor& partial_in, double alpha, bool sparse_bp) {
+  const torch::Tensor gy = grad_y_in.contiguous();
+  const torch::Tensor full = full_in.contiguous();
+  const torch::Tensor partial = partial_in.contiguous();
+  const Planes planes = planes_of(gy);
+  torch::Tensor grad_full = torch::empty_like(gy);
+  torch::Tensor grad_partial = torch::empty_like(gy);
+  torch::Tensor grad_a = torch::empty_like(gy);
+  torch::Tensor sums = torch::empty({planes.count}, gy.options().dtype(torch::kDouble));
+  const float* gp = gy.data_ptr<float>();
+  const float* sp = s.data_ptr<float>();
+  const float* fp = full.data_ptr<float>();
+  const float* pp = partial.data_ptr<float>();
+  float* gf = grad_full.data_ptr<float>();
+  float* gpart = grad_partial.data_ptr<float>();
+  float* ga = grad_a.data_ptr<float>();
+  double* out = sums.data_ptr<double>();
+  const auto alpha_f = static_cast<float>(alpha);
+  for_each_plane(planes, [=](int64_t p, int64_t, int64_t begin, int64_t end) {
+    out[p] = cg_backward_kernel(gp, sp, fp, pp, gf, gpart, ga, begin, end, alpha_f, sparse_bp);
+  });
+  return {grad_full, grad_partial, grad_a, threshold_grad(sums, planes)};
+}
+
+}  // namespace dnn_gating::kernels::gates

@@ -1,0 +1,69 @@
+#pragma once
+// Fused element kernels of the PG and CG gates. In the forward pass each
+// reproduces, bit for bit, the original's chain of ATen operations
+//   s = sigmoid(alpha * (a - threshold)),   open where s > 0.5,
+//   PG: y = msb + open * lsb,   CG: y = full * open + partial * (1 - open),
+// in three passes instead of eight to ten; the backward passes are one each.
+// Tensors are float CPU [N, C, ...] (made contiguous here); `threshold` holds
+// C values.
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <utility>
+
+#include "kernels/sparse_conv.h"
+
+namespace dnn_gating::kernels::gates {
+
+/// Ends the forward pass of a gate's autograd function: keeps alpha and
+/// sparse_bp for its backward pass and returns {y, number of open gates},
+/// the count marked non-differentiable.
+torch::autograd::variable_list gate_outputs(torch::autograd::AutogradContext* ctx, torch::Tensor y,
+                                            int64_t open, double alpha, bool sparse_bp);
+
+/// s = sigmoid(alpha * (a - threshold[c])): the logit in one pass, then
+/// ATen's own sigmoid in place.
+torch::Tensor gate_sigmoid(const torch::Tensor& a, const torch::Tensor& threshold, double alpha);
+
+/// PG: {msb + [s > 0.5] * lsb, number of open gates}.
+std::pair<torch::Tensor, int64_t> pg_select(const torch::Tensor& s, const torch::Tensor& msb,
+                                            const torch::Tensor& lsb);
+
+/// CG: {full * [s > 0.5] + partial * (1 - [s > 0.5]), number of open gates}.
+std::pair<torch::Tensor, int64_t> cg_select(const torch::Tensor& s, const torch::Tensor& full,
+                                            const torch::Tensor& partial);
+
+/// Forward only, for passes without a backward one: the outputs and counts
+/// of `pg_select` in one pass from the logit, without computing the sigmoid
+/// (open where float sigmoid(z) > 0.5, decided exactly: see the .cpp).
+std::pair<torch::Tensor, int64_t> pg_select_inference(const torch::Tensor& msb,
+                                                      const torch::Tensor& lsb,
+                                                      const torch::Tensor& threshold, double alpha);
+
+/// The same for `cg_select`, the gate reading `gate_input` = bn(partial).
+std::pair<torch::Tensor, int64_t> cg_select_inference(const torch::Tensor& full,
+                                                      const torch::Tensor& partial,
+                                                      const torch::Tensor& gate_input,
+                                                      const torch::Tensor& threshold, double alpha);
+
+/// Forward only: the open outputs of a gate reading `gate_input` (PG: the
+/// MSB output, CG: bn(partial)), decided as `pg_select_inference` and
+/// `cg_select_inference` decide them, position by position.
+sparse_conv::OpenOutputs open_outputs(const torch::Tensor& gate_input,
+                                      const torch::Tensor& threshold, double alpha);
+
+/// Gradients of the PG gate given dL/dy `grad_y`: writes dL/dmsb (the direct
+/// term plus the gate's sigmoid path) into `grad_msb` and dL/dlsb into
+/// `grad_lsb` (both contiguous, preallocated), returns dL/dthreshold as C values.
+/// With `sparse_bp` the sigmoid path is cut where s < 0.5.
+torch::Tensor pg_select_backward(const torch::Tensor& grad_y, const torch::Tensor& s,
+                                 const torch::Tensor& lsb, double alpha, bool sparse_bp,
+                                 const torch::Tensor& grad_msb, const torch::Tensor& grad_lsb);
+
+/// Gradients of the CG gate: returns {dL/dfull, dL/dpartial (mixing term
+/// only), dL/da (the gate input), dL/dthreshold as C values}.
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor> cg_select_backward(
+    const torch::Tensor& grad_y, const torch::Tensor& s, const torch::Tensor& full,
+    const torch::Tensor& partial, double alpha, bool sparse_bp);
+
+}  // namespace dnn_gating::kernels::gates

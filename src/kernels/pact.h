@@ -1,0 +1,20 @@
+#pragma once
+// PACT's element loops: the clipped activation and its two gradients in one
+// pass each, compiled for AVX-512, AVX2 and the x86-64 baseline.
+#include <cstdint>
+
+namespace dnn_gating::kernels::pact {
+
+/// Where each input lies relative to [0, u]: the backward pass keeps these
+/// bytes instead of the input.
+enum Region : uint8_t { kBelow = 0, kInside = 1, kAbove = 2 };
+
+/// y = clamp(x, 0, bound) and each element's region, over [begin, end).
+void pact_forward_kernel(const float* __restrict x, float* __restrict y, uint8_t* __restrict region,
+                         int64_t begin, int64_t end, float bound);
+
+/// Over one block: grad_x = g inside [0, u]; returns the sum of g above u.
+float pact_backward_kernel(const float* __restrict g, const uint8_t* __restrict region,
+                           float* __restrict grad_x, int64_t begin, int64_t end);
+
+}  // namespace dnn_gating::kernels::pact

@@ -1,0 +1,147 @@
+#include "kernels/quantize.h"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "kernels/simd.h"
+
+namespace dnn_gating::kernels::quantize {
+namespace {
+
+// max |x| over [begin, end), one running maximum per lane. Compares the bit
+// patterns with the sign cleared: for floats that are not NaN, integer order
+// is numeric order, and integer maxima vectorise where float ones do not.
+DNN_GATING_SIMD_CLONES
+float max_abs_kernel(const float* __restrict x, int64_t begin, int64_t end) {
+  using simd::kLanes;
+  constexpr uint32_t kMagnitude = 0x7fffffffu;
+  uint32_t lanes[kLanes] = {};
+  int64_t i = begin;
+  for (; i + kLanes <= end; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) {
+      uint32_t bits;
+      std::memcpy(&bits, x + i + j, sizeof bits);
+      lanes[j] = std::max(lanes[j], bits & kMagnitude);
+    }
+  }
+  uint32_t result = 0;
+  for (const uint32_t lane : lanes) result = std::max(result, lane);
+  for (; i < end; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, x + i, sizeof bits);
+    result = std::max(result, bits & kMagnitude);
+  }
+  float max_abs;
+  std::memcpy(&max_abs, &result, sizeof max_abs);
+  return max_abs;
+}
+
+// Round half to even of a value in [0, 2^23): adding and subtracting 2^23
+// leaves exactly the rounded integer under the default rounding mode, the
+// same result as std::nearbyint (and torch::round) without a libm call per
+// element, so the loops vectorise.
+inline float round_non_negative(float v) {
+  constexpr float kTwo23 = 8388608.0f;
+  return (v + kTwo23) - kTwo23;
+}
+
+// floor of a non-negative value below 2^31.
+inline float floor_non_negative(float v) { return static_cast<float>(static_cast<int32_t>(v)); }
+
+// The normalised magnitude clamp(|v| / m, 0, 1), computed as ATen does.
+inline float unit_magnitude(float v, float m) {
+  const float c = std::fabs(v) / m;
+  const float low = c < 0.0f ? 0.0f : c;
+  return low > 1.0f ? 1.0f : low;
+}
+
+// Restores scale and sign: value_on_grid / levels * m * sign(v), branch-free.
+inline float restore(float grid, float n, float m, float v) {
+  const float sign = static_cast<float>((v > 0.0f) - (v < 0.0f));
+  return grid / n * m * sign;
+}
+
+}  // namespace
+
+float scale_of(const float* data, int64_t n) {
+  const float max_abs = at::parallel_reduce(
+      0, n, kGrain, 0.0f,
+      [data](int64_t begin, int64_t end, float acc) {
+        return std::max(acc, max_abs_kernel(data, begin, end));
+      },
+      [](float a, float b) { return std::max(a, b); });
+  return max_abs + kScaleEpsilon;
+}
+
+DNN_GATING_SIMD_CLONES
+void quantize_kernel(const float* __restrict x, float* __restrict y, int64_t begin, int64_t end,
+                     float m, Grid g) {
+  for (int64_t i = begin; i < end; ++i) {
+    y[i] = restore(round_non_negative(unit_magnitude(x[i], m) * g.levels), g.levels, m, x[i]);
+  }
+}
+
+// Q_bits(x) that also marks where x != 0, the support of its gradient: one
+// byte per element to keep for the backward pass instead of x itself.
+DNN_GATING_SIMD_CLONES
+void quantize_marking_kernel(const float* __restrict x, float* __restrict y,
+                             uint8_t* __restrict nonzero, int64_t begin, int64_t end, float m,
+                             Grid g) {
+  for (int64_t i = begin; i < end; ++i) {
+    y[i] = restore(round_non_negative(unit_magnitude(x[i], m) * g.levels), g.levels, m, x[i]);
+    nonzero[i] = x[i] != 0.0f;
+  }
+}
+
+DNN_GATING_SIMD_CLONES
+void truncate_kernel(const float* __restrict x, float* __restrict y, int64_t begin, int64_t end,
+                     float m, Grid g) {
+  for (int64_t i = begin; i < end; ++i) {
+    const float code = round_non_negative(unit_magnitude(x[i], m) * g.levels);
+    y[i] = restore(floor_non_negative(code / g.step) * g.step, g.levels, m, x[i]);
+  }
+}
+
+DNN_GATING_SIMD_CLONES
+void split_kernel(const float* __restrict x, float* __restrict hi, float* __restrict lo,
+                  int64_t begin, int64_t end, float m, Grid g) {
+  for (int64_t i = begin; i < end; ++i) {
+    const float code = round_non_negative(unit_magnitude(x[i], m) * g.levels);
+    const float msb = restore(floor_non_negative(code / g.step) * g.step, g.levels, m, x[i]);
+    hi[i] = msb;
+    lo[i] = restore(code, g.levels, m, x[i]) - msb;
+  }
+}
+
+DNN_GATING_SIMD_CLONES
+void binarize_kernel(const float* __restrict x, float* __restrict y, int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < end; ++i) {
+    const float c = std::min(std::max(x[i], -1.0f), 1.0f);
+    y[i] = 2.0f * round_non_negative((c + 1.0f) / 2.0f) - 1.0f;
+  }
+}
+
+// g where x != 0, else 0: masked_fill(g, x == 0, 0) in one pass.
+DNN_GATING_SIMD_CLONES
+void ste_kernel(const float* __restrict g, const float* __restrict x, float* __restrict out,
+                int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < end; ++i) {
+    const float gi = g[i];  // loaded unconditionally: a select, not a masked load
+    out[i] = x[i] != 0.0f ? gi : 0.0f;
+  }
+}
+
+// g where keep is set, else 0.
+DNN_GATING_SIMD_CLONES
+void keep_kernel(const float* __restrict g, const uint8_t* __restrict keep, float* __restrict out,
+                 int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < end; ++i) {
+    const float gi = g[i];
+    out[i] = keep[i] != 0 ? gi : 0.0f;
+  }
+}
+
+}  // namespace dnn_gating::kernels::quantize

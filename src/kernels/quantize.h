@@ -1,0 +1,47 @@
+#pragma once
+// The quantizers' element loops (Q_bits, T_{b,bh}, the MSB/LSB split, the
+// binary quantizer and the straight-through gradients), compiled for
+// AVX-512, AVX2 and the x86-64 baseline. Each reproduces, bit for bit, the
+// ATen operations of quant::reference on [begin, end) of a float array.
+#include <cstdint>
+
+namespace dnn_gating::kernels::quantize {
+
+/// Elements per task of the parallel loops over a quantized tensor.
+constexpr int64_t kGrain = 16384;
+
+/// The epsilon of a quantizer's scale m = max|x| + 1e-7 (the original's).
+constexpr float kScaleEpsilon = 1e-7f;
+
+/// The grid of a quantizer, passed by value so that the loops vectorise.
+struct Grid {
+  float levels;  ///< 2^bits - 1
+  float step;    ///< 2^(bits - high_bits) for truncation
+};
+
+/// The scale m = max|x| + 1e-7 of n values, in parallel.
+float scale_of(const float* x, int64_t n);
+
+/// y = Q_bits(x) on the grid `g` with scale m.
+void quantize_kernel(const float* __restrict x, float* __restrict y, int64_t begin, int64_t end,
+                     float m, Grid g);
+/// The same, also marking where x != 0 (the support of its gradient).
+void quantize_marking_kernel(const float* __restrict x, float* __restrict y,
+                             uint8_t* __restrict nonzero, int64_t begin, int64_t end, float m,
+                             Grid g);
+/// y = T_{bits,high_bits}(x).
+void truncate_kernel(const float* __restrict x, float* __restrict y, int64_t begin, int64_t end,
+                     float m, Grid g);
+/// hi = T(x), lo = Q(x) - T(x) in one pass.
+void split_kernel(const float* __restrict x, float* __restrict hi, float* __restrict lo,
+                  int64_t begin, int64_t end, float m, Grid g);
+/// The one-bit quantizer: 2 round((clamp(x, -1, 1) + 1) / 2) - 1.
+void binarize_kernel(const float* __restrict x, float* __restrict y, int64_t begin, int64_t end);
+/// out = g where x != 0, else 0.
+void ste_kernel(const float* __restrict g, const float* __restrict x, float* __restrict out,
+                int64_t begin, int64_t end);
+/// out = g where keep is set, else 0.
+void keep_kernel(const float* __restrict g, const uint8_t* __restrict keep, float* __restrict out,
+                 int64_t begin, int64_t end);
+
+}  // namespace dnn_gating::kernels::quantize

@@ -1,0 +1,55 @@
+#include "dnn_gating/layers/conv.h"
+
+#include "dnn_gating/layers/cg_conv.h"
+#include "dnn_gating/layers/pg_conv.h"
+#include "dnn_gating/layers/quantized_conv.h"
+#include "kernels/fusable.h"
+
+namespace dnn_gating::layers {
+
+torch::nn::AnyModule make_conv(const ConvOptions& o) {
+  switch (o.kind()) {
+    case ConvKind::kPrecisionGated:
+      return torch::nn::AnyModule(
+          PGConv2d(PGConv2dOptions(o.in_channels(), o.out_channels(), o.kernel_size())
+                       .stride(o.stride())
+                       .padding(o.padding())
+                       .wbits(o.wbits())
+                       .abits(o.abits())
+                       .pred_bits(o.pred_bits())
+                       .sparse_bp(o.sparse_bp())
+                       .alpha(o.pg_alpha())
+                       .reference_ops(o.reference_ops())
+                       .skipping(o.skipping())));
+    case ConvKind::kChannelGated:
+      return torch::nn::AnyModule(
+          CGConv2d(CGConv2dOptions(o.in_channels(), o.out_channels(), o.kernel_size())
+                       .stride(o.stride())
+                       .padding(o.padding())
+                       .partitions(o.partitions())
+                       .ginit(o.ginit())
+                       .alpha(o.cg_alpha())
+                       .use_group(o.use_group())
+                       .shuffle(o.shuffle())
+                       .sparse_bp(o.sparse_bp())
+                       .reference_ops(o.reference_ops())
+                       .skipping(o.skipping())));
+    case ConvKind::kFloat:
+    case ConvKind::kQuantized:
+      break;
+  }
+  const bool quantized = o.kind() == ConvKind::kQuantized;
+  return torch::nn::AnyModule(
+      QuantizedConv2d(QuantizedConv2dOptions(o.in_channels(), o.out_channels(), o.kernel_size())
+                          .stride(o.stride())
+                          .padding(o.padding())
+                          .wbits(quantized ? o.wbits() : 0)
+                          .abits(quantized ? o.abits() : 0)));
+}
+
+bool computes_channels_last(ConvKind kind, bool reference_ops, const torch::Tensor& input) {
+  return kind == ConvKind::kChannelGated && !reference_ops && !torch::GradMode::is_enabled() &&
+         input.dim() == 4 && kernels::fusable(input);
+}
+
+}  // namespace dnn_gating::layers

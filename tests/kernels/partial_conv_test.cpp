@@ -1,0 +1,150 @@
+// The one-pass convolution and block-diagonal partial sums (partial_conv)
+// against LibTorch's convolutions, and a CG layer that uses it against the
+// original's computation.
+#include "kernels/partial_conv.h"
+
+#include "dnn_gating/layers/cg_conv.h"
+#include "test_support.h"
+
+namespace pc = dnn_gating::kernels::partial_conv;
+using dnn_gating::testing::all_close;
+
+namespace {
+
+// The CG layer's mask: diagonal blocks of `groups` input and output groups,
+// or the first input group for every output.
+torch::Tensor cg_mask(int64_t out, int64_t in, int64_t groups, bool use_group) {
+  torch::Tensor m = torch::zeros({out, in, 3, 3});
+  const int64_t ic = in / groups, oc = out / groups;
+  if (!use_group) {
+    m.narrow(1, 0, ic).fill_(1);
+    return m;
+  }
+  for (int64_t i = 0; i < groups; ++i) m.narrow(0, i * oc, oc).narrow(1, i * ic, ic).fill_(1);
+  return m;
+}
+
+struct Case {
+  int64_t in, out, stride, padding, groups, size;
+  bool use_group;
+};
+
+}  // namespace
+
+TEST(PartialConv, FullAndPartialSumsAsTwoConvolutions) {
+  const std::vector<Case> cases{
+      {16, 16, 1, 1, 4, 9, true},  {16, 32, 2, 1, 4, 11, true}, {32, 32, 1, 1, 2, 8, true},
+      {64, 64, 1, 1, 4, 5, true},  {16, 16, 1, 1, 2, 7, false}, {32, 64, 2, 1, 8, 9, true},
+      {16, 48, 1, 0, 1, 6, false}, {64, 16, 2, 1, 16, 7, true}, {32, 16, 1, 2, 2, 7, true},
+      {16, 16, 2, 1, 4, 3, true},  {16, 16, 1, 1, 4, 37, true}, {32, 32, 2, 0, 4, 20, true},
+  };
+  torch::manual_seed(3);
+  for (const Case& c : cases) {
+    SCOPED_TRACE(std::to_string(c.in) + "->" + std::to_string(c.out) + " stride " +
+                 std::to_string(c.stride) + " groups " + std::to_string(c.groups));
+    const torch::Tensor x =
+        torch::randn({3, c.in, c.size, c.size}).contiguous(at::MemoryFormat::ChannelsLast);
+    const torch::Tensor w = torch::randn({c.out, c.in, 3, 3});
+    const torch::Tensor mask = cg_mask(c.out, c.in, c.groups, c.use_group);
+    const auto blocks = pc::group_blocks(mask, c.groups);
+    ASSERT_EQ(static_cast<int64_t>(blocks.size()), c.out);
+    ASSERT_TRUE(pc::supported(w, c.groups, {c.stride, c.stride}));
+    const auto [full, partial] =
+        pc::full_and_partial(x, w, blocks, {c.stride, c.stride}, {c.padding, c.padding});
+    EXPECT_TRUE(full.is_contiguous(at::MemoryFormat::ChannelsLast));
+    EXPECT_TRUE(all_close(full, torch::conv2d(x, w, {}, c.stride, c.padding), 1e-5, 1e-4));
+    EXPECT_TRUE(
+        all_close(partial, torch::conv2d(x, w * mask, {}, c.stride, c.padding), 1e-5, 1e-4));
+  }
+}
+
+TEST(PartialConv, TakesOnlyBlockMasksAndItsShapes) {
+  EXPECT_FALSE(pc::group_blocks(torch::rand({16, 16, 3, 3}), 4).size());
+  EXPECT_FALSE(pc::group_blocks(cg_mask(16, 16, 4, true) * 2, 4).size());
+  EXPECT_FALSE(pc::group_blocks(cg_mask(16, 16, 4, true), 3).size());
+  EXPECT_EQ(pc::group_blocks(cg_mask(16, 16, 4, true), 4).size(), 16U);
+  EXPECT_EQ(pc::group_blocks(cg_mask(16, 16, 4, false), 4).size(), 16U);
+  torch::Tensor two_groups = cg_mask(16, 16, 4, true);
+  two_groups[0].narrow(0, 4, 4).fill_(1);
+  EXPECT_FALSE(pc::group_blocks(two_groups, 4).size());
+  EXPECT_FALSE(pc::supported(torch::zeros({16, 16, 5, 5}), 4, {1, 1}));
+  EXPECT_FALSE(pc::supported(torch::zeros({12, 16, 3, 3}), 4, {1, 1}));
+  EXPECT_FALSE(pc::supported(torch::zeros({16, 24, 3, 3}), 4, {1, 1}));
+  EXPECT_FALSE(pc::supported(torch::zeros({16, 16, 3, 3}), 4, {1, 3}));
+  EXPECT_FALSE(pc::supported(torch::zeros({16, 16, 3, 3}, torch::kDouble), 4, {1, 1}));
+}
+
+// A CG layer whose inference takes the one-pass kernel (16 channels in four
+// groups) against the original's masked convolutions and float sigmoid: the
+// same outputs wherever both open or both close a gate, and gates flipped by
+// the summation order's rounding no more than a handful.
+TEST(PartialConv, CGLayerInferenceMatchesTheOriginal) {
+  for (const int64_t p : {4, 2}) {
+    SCOPED_TRACE("partitions " + std::to_string(p));
+    torch::manual_seed(4);
+    namespace dl = dnn_gating::layers;
+    dl::CGConv2d fast(dl::CGConv2dOptions(16, 32, 3).padding(1).partitions(p).use_group(true));
+    dl::CGConv2d reference(
+        dl::CGConv2dOptions(16, 32, 3).padding(1).partitions(p).use_group(true).reference_ops(
+            true));
+    {
+      torch::NoGradGuard no_grad;
+      reference->weight.copy_(fast->weight);
+      fast->threshold().uniform_(-0.5, 0.5);
+      reference->threshold().copy_(fast->threshold());
+    }
+    fast->eval();
+    reference->eval();
+    const torch::Tensor x =
+        torch::randn({4, 16, 12, 12}).contiguous(at::MemoryFormat::ChannelsLast);
+    torch::NoGradGuard no_grad;
+    for (const auto mode : {dl::Skipping::kNever, dl::Skipping::kAlways}) {
+      fast->set_skipping(mode);
+      const torch::Tensor y = fast->forward(x);
+      const torch::Tensor expected = reference->forward(x);
+      const int64_t on = fast->last_counts().num_on, on_ref = reference->last_counts().num_on;
+      EXPECT_GT(on, 0);
+      EXPECT_LT(on, y.numel());
+      EXPECT_LE(std::abs(on - on_ref), 3) << on << " vs " << on_ref;
+      const torch::Tensor agree = ((y - expected).abs() <= 1e-4 + 1e-4 * expected.abs());
+      EXPECT_GE(agree.sum().item<int64_t>(), y.numel() - 3);
+    }
+  }
+}
+
+// What follows a CG layer in a block (an evaluation-mode BatchNorm, a ReLU)
+// applied in the layer's last pass: the values of the two passes after it,
+// on the one-pass kernel and on the library's way (skipping always).
+TEST(PartialConv, CGLayerAppliesTheNextBatchNormAndReLU) {
+  namespace dl = dnn_gating::layers;
+  for (const auto mode : {dl::Skipping::kFastest, dl::Skipping::kAlways}) {
+    for (const int64_t in : {16, 64}) {
+      const bool relu = in == 16;
+      SCOPED_TRACE(std::to_string(in) + " input channels, " + dl::to_string(mode));
+      torch::manual_seed(5);
+      dl::CGConv2d layer(
+          dl::CGConv2dOptions(in, 32, 3).padding(1).partitions(4).use_group(true).skipping(mode));
+      torch::nn::BatchNorm2d next(32);
+      {
+        torch::NoGradGuard no_grad;
+        layer->threshold().uniform_(-0.5, 0.5);
+        next->weight.uniform_(-2, 2);  // negative scales too
+        next->bias.uniform_(-1, 1);
+        next->running_mean.uniform_(-1, 1);
+        next->running_var.uniform_(0.5, 2);
+      }
+      layer->eval();
+      next->eval();
+      const torch::Tensor x =
+          torch::randn({4, in, 10, 10}).contiguous(at::MemoryFormat::ChannelsLast);
+      torch::NoGradGuard no_grad;
+      const torch::Tensor normalised = next->forward(layer->forward(x));
+      const torch::Tensor expected = relu ? torch::relu(normalised) : normalised;
+      const int64_t on = layer->last_counts().num_on;
+      const torch::Tensor y = layer->forward_then(x, next, relu);
+      EXPECT_EQ(layer->last_counts().num_on, on);
+      EXPECT_TRUE(all_close(y, expected, 1e-5, 1e-5));
+      if (relu) EXPECT_GT((y == 0).sum().item<int64_t>(), y.numel() / 8);
+    }
+  }
+}

@@ -1,0 +1,125 @@
+// The default CG inference path (the one-pass kernel with the next BatchNorm
+// and ReLU folded in) against a float64 reference written here from the
+// layer's formula (SPEC.md): partial sums over the mask, the gate
+// [bn(partial) > threshold], the full sum where it is open, then the next
+// BatchNorm and ReLU. Layers of 16, 32 and 64 channels, grouped (with and
+// without channel shuffle) and not, with BatchNorm statistics gathered over
+// batches in training mode, about half the gates open. A decision may differ
+// only where the gate input lies within float rounding of the threshold.
+#include <gtest/gtest.h>
+
+#include "dnn_gating/layers/cg_conv.h"
+
+namespace dg = dnn_gating;
+using dg::layers::InferenceWay;
+
+namespace {
+
+struct Case {
+  int64_t channels, partitions, size;
+  bool group, shuffle;
+};
+
+std::string describe(const Case& c) {
+  return std::to_string(c.channels) + "ch p" + std::to_string(c.partitions) + " " +
+         std::to_string(c.size) + "x" + std::to_string(c.size) + (c.group ? " grouped" : "") +
+         (c.shuffle ? " shuffled" : "");
+}
+
+// Inference-mode BatchNorm in double.
+torch::Tensor normalise(const torch::Tensor& y, const torch::Tensor& mean, const torch::Tensor& var,
+                        double eps) {
+  const auto v = [](const torch::Tensor& t) { return t.to(torch::kDouble).view({1, -1, 1, 1}); };
+  return (y - v(mean)) / torch::sqrt(v(var) + eps);
+}
+
+void expect_matches_reference(const Case& c) {
+  SCOPED_TRACE(describe(c));
+  torch::manual_seed(c.channels + c.partitions + (c.group ? 1 : 0) + (c.shuffle ? 2 : 0));
+  dg::layers::CGConv2d layer(dg::layers::CGConv2dOptions(c.channels, c.channels, 3)
+                                 .padding(1)
+                                 .partitions(c.partitions)
+                                 .use_group(c.group)
+                                 .shuffle(c.shuffle));
+  torch::nn::BatchNorm2d next(c.channels);
+  const auto input = [&] { return torch::relu(torch::randn({4, c.channels, c.size, c.size})); };
+  {
+    // Statistics as training gathers them: the gate's and the next layer's.
+    torch::NoGradGuard no_grad;
+    for (int i = 0; i < 20; ++i) next->forward(layer->forward(input()));
+    layer->named_parameters()["threshold"].uniform_(-0.7, 0.7);
+    next->weight.uniform_(0.5, 1.5);
+    next->bias.uniform_(-0.3, 0.3);
+  }
+  layer->eval();
+  next->eval();
+  const torch::Tensor x = input();
+  torch::Tensor y;
+  {
+    torch::NoGradGuard no_grad;
+    y = layer->forward_then(x, next, /*relu=*/true).to(torch::kDouble);
+  }
+  ASSERT_EQ(layer->last_way(), InferenceWay::kOnePass) << "not the one-pass kernel";
+  const int64_t open = layer->last_counts().num_on;
+
+  // The reference, in double.
+  torch::NoGradGuard no_grad;
+  torch::Tensor xd = x.to(torch::kDouble);
+  if (c.shuffle) {
+    const int64_t n = xd.size(0), ch = xd.size(1), g = c.partitions;
+    xd = xd.reshape({n, g, ch / g, c.size, c.size}).transpose(1, 2).reshape(xd.sizes());
+  }
+  const torch::Tensor w = layer->weight.to(torch::kDouble);
+  torch::Tensor mask = torch::zeros_like(w);
+  const int64_t block = c.channels / c.partitions;
+  for (int64_t i = 0; i < c.partitions; ++i) {
+    if (c.group) {
+      mask.narrow(0, i * block, block).narrow(1, i * block, block).fill_(1);
+    } else if (i == 0) {
+      mask.narrow(1, 0, block).fill_(1);
+    }
+  }
+  const torch::Tensor partial = torch::conv2d(xd, w * mask, {}, 1, 1);
+  const torch::Tensor full = torch::conv2d(xd, w, {}, 1, 1);
+  const torch::Tensor gate = normalise(partial, layer->bn->running_mean, layer->bn->running_var,
+                                       layer->bn->options.eps()) -
+                             layer->named_parameters()["threshold"].to(torch::kDouble);
+  const auto after = [&](const torch::Tensor& t) {
+    return torch::relu(normalise(t, next->running_mean, next->running_var, next->options.eps()) *
+                           next->weight.to(torch::kDouble).view({1, -1, 1, 1}) +
+                       next->bias.to(torch::kDouble).view({1, -1, 1, 1}));
+  };
+  const torch::Tensor if_open = after(full);
+  const torch::Tensor if_closed = after(partial);
+  const torch::Tensor is_open = gate > 0;
+  const torch::Tensor expected = torch::where(is_open, if_open, if_closed);
+  const torch::Tensor near = gate.abs() < 1e-4;
+
+  const int64_t total = y.numel();
+  const int64_t expected_open = is_open.sum().item<int64_t>();
+  EXPECT_GT(expected_open, total / 5) << "too few open gates to test anything";
+  EXPECT_LT(expected_open, total - total / 5) << "too few closed gates to test anything";
+  EXPECT_LE(std::abs(open - expected_open), near.sum().item<int64_t>()) << "open gates";
+  const auto close_to = [&](const torch::Tensor& want) {
+    return (y - want).abs() <= 1e-4 + 1e-4 * want.abs();
+  };
+  // Near the threshold, the other decision's output is as right.
+  const torch::Tensor flipped = torch::where(is_open, if_closed, if_open);
+  const torch::Tensor agrees = close_to(expected) | (near & close_to(flipped));
+  EXPECT_EQ(agrees.logical_not().sum().item<int64_t>(), 0)
+      << "largest difference " << (y - expected).abs().max().item<double>();
+}
+
+}  // namespace
+
+TEST(CGOnePass, MatchesADoubleReferenceWithTheNextBatchNormAndReLU) {
+  for (const Case& c : std::vector<Case>{{16, 4, 32, true, true},
+                                         {16, 4, 32, false, false},
+                                         {32, 4, 16, true, false},
+                                         {32, 2, 16, false, false},
+                                         {64, 4, 8, true, true},
+                                         {64, 2, 8, true, false},
+                                         {64, 4, 8, false, false}}) {
+    expect_matches_reference(c);
+  }
+}
