@@ -291,8 +291,10 @@ void print_gated_inference(const std::map<std::string, double>& times,
       }
     }
     const double channels_last = lookup(times, float_name(batch, FloatWay::kChannelsLast));
-    std::printf("%-20s %5lld %6s %8.2f  (the float model on a channels-last input)\n",
-                "float channels-last", static_cast<long long>(batch), "", channels_last / base);
+    if (channels_last > 0) {
+      std::printf("%-20s %5lld %6s %8.2f  (the float model on a channels-last input)\n",
+                  "float channels-last", static_cast<long long>(batch), "", channels_last / base);
+    }
     std::printf("%-20s %5lld %6s %8.2f  (the folded float model)\n", "float folded",
                 static_cast<long long>(batch), "", folded / base);
   }

@@ -2,7 +2,8 @@
 # Sets up if needed, builds, and runs the whole test suite (unit, golden,
 # end-to-end, real data), then the fast tests again built with AddressSanitizer
 # and UndefinedBehaviorSanitizer in build-asan/ (DNN_GATING_SANITIZE=0 skips
-# that part). Arguments go to both ctest runs, e.g. -R Golden.
+# that part). Tests run as many at a time as the machine has cores. Arguments
+# go to both ctest runs, e.g. -R Golden.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc 2>/dev/null || echo 2)

@@ -1,5 +1,7 @@
 #include "dnn_gating/io/checkpoint.h"
 
+#include <caffe2/serialize/inline_container.h>
+#include <torch/csrc/jit/serialization/import_read.h>
 #include <torch/serialize.h>
 
 #include <filesystem>
@@ -9,6 +11,8 @@
 
 #include "dnn_gating/io/atomic_file.h"
 #include "dnn_gating/io/pytorch_state_dict.h"
+#include "io/bounded_read_adapter.h"
+#include "io/pickle_check.h"
 #include "io/zip_check.h"
 
 namespace dnn_gating::train {
@@ -80,9 +84,23 @@ Checkpoint read_checkpoint(const std::string& path) {
     checkpoint.state = parse_pytorch_state_dict(bytes, path);
     return checkpoint;
   }
+  // As torch::pickle_load reads it, over reads clamped to the file and with
+  // the pickle's claimed lengths checked before LibTorch's unpickler
+  // allocates them.
   c10::IValue value;
+  std::string pickle;
   try {
-    value = torch::pickle_load(bytes);
+    caffe2::serialize::PyTorchStreamReader reader(std::make_shared<BoundedReadAdapter>(bytes));
+    if (!reader.hasRecord("data.pkl")) fail(path, "not a checkpoint: no data.pkl in the archive");
+    auto [data, size] = reader.getRecord("data.pkl");
+    pickle.assign(static_cast<const char*>(data.get()), size);
+    check_pickle_lengths(pickle, path);
+    value = torch::jit::readArchiveAndTensors("data", "", "", c10::nullopt, c10::nullopt,
+                                              c10::nullopt, reader);
+  } catch (const c10::Error&) {
+    fail(path, "not a readable checkpoint (corrupt or not saved by torch)");
+  } catch (const std::runtime_error&) {
+    throw;  // ours, naming the file and what is wrong
   } catch (const std::exception&) {
     fail(path, "not a readable checkpoint (corrupt or not saved by torch)");
   }

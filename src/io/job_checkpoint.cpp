@@ -104,10 +104,22 @@ JobStart open_job_checkpoint(const JobConfig& requested) {
   start.config =
       meta.is_null() ? requested : adopt_checkpoint(requested, start.path, meta, resuming);
   if (resuming) {
-    const nlohmann::json& at = meta.at("resume");
-    start.resume = ResumePoint{at.at("epoch").get<int64_t>(), at.at("batch").get<int64_t>(),
-                               at.at("loss_sum").get<double>(), at.at("correct").get<int64_t>()};
-    start.history = meta.value("history", std::string());
+    try {
+      const nlohmann::json& at = meta.at("resume");
+      start.resume = ResumePoint{at.at("epoch").get<int64_t>(), at.at("batch").get<int64_t>(),
+                                 at.at("loss_sum").get<double>(), at.at("correct").get<int64_t>()};
+      start.history = meta.value("history", std::string());
+    } catch (const nlohmann::json::exception& e) {
+      throw std::runtime_error(start.path + ": the checkpoint's resume point is malformed (" +
+                               e.what() + ")");
+    }
+    const ResumePoint& at = *start.resume;
+    if (at.epoch < 0 || at.epoch > start.config.epochs || at.batch < 0 || at.correct < 0) {
+      throw std::runtime_error(start.path + ": the checkpoint's resume point (epoch " +
+                               std::to_string(at.epoch) + ", batch " + std::to_string(at.batch) +
+                               ") lies outside its run of " + std::to_string(start.config.epochs) +
+                               " epochs");
+    }
   }
   return start;
 }

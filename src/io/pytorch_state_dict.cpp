@@ -1,6 +1,5 @@
 #include "dnn_gating/io/pytorch_state_dict.h"
 
-#include <caffe2/serialize/in_memory_adapter.h>
 #include <caffe2/serialize/inline_container.h>
 #include <fmt/format.h>
 
@@ -16,6 +15,7 @@
 
 #include "dnn_gating/io/atomic_file.h"
 #include "dnn_gating/layers/gated_layer.h"
+#include "io/bounded_read_adapter.h"
 #include "io/zip_check.h"
 
 namespace dnn_gating::train {
@@ -485,7 +485,7 @@ std::map<std::string, torch::Tensor> parse_pytorch_state_dict(const std::vector<
   std::string pickle;
   try {
     reader = std::make_unique<caffe2::serialize::PyTorchStreamReader>(
-        std::make_shared<caffe2::serialize::MemoryReadAdapter>(bytes.data(), bytes.size()));
+        std::make_shared<BoundedReadAdapter>(bytes));
     if (!reader->hasRecord("data.pkl"))
       fail(path, "not a PyTorch state dict: no data.pkl in the archive");
     auto [data, size] = reader->getRecord("data.pkl");

@@ -95,9 +95,15 @@ void Distributed::broadcast_state(torch::nn::Module& model) const {
 void Distributed::broadcast_buffers(torch::nn::Module& model) const {
   if (world_size_ == 1) return;
   torch::NoGradGuard no_grad;
-  // One message per dtype.
+  // The BatchNorm statistics (other buffers, such as CG masks, never
+  // change), one message per dtype.
   std::map<torch::ScalarType, std::vector<torch::Tensor>> by_type;
-  for (const auto& b : model.buffers()) by_type[b.scalar_type()].push_back(b);
+  const auto add = [&](torch::nn::Module& module) {
+    if (dynamic_cast<torch::nn::BatchNorm2dImpl*>(&module) == nullptr) return;
+    for (const auto& b : module.buffers(/*recurse=*/false)) by_type[b.scalar_type()].push_back(b);
+  };
+  add(model);
+  for (const auto& module : model.modules(/*include_self=*/false)) add(*module);
   for (auto& [type, buffers] : by_type) {
     std::vector<torch::Tensor> flat_parts;
     for (const auto& b : buffers) flat_parts.push_back(b.reshape(-1));

@@ -79,6 +79,16 @@ void sum_over_ranks(const Distributed& dist, ResumePoint& position) {
   position.correct = static_cast<int64_t>(sums[1].item<double>());
 }
 
+void check_last_batch(const Distributed& dist, int64_t images, int64_t batch_size) {
+  const int64_t last = images % batch_size;
+  if (last == 0 || last >= dist.world_size()) return;
+  throw SettingError("batch_size", "{batch_size} " + std::to_string(batch_size) +
+                                       " leaves a last batch of " + std::to_string(last) +
+                                       " training images, fewer than the " +
+                                       std::to_string(dist.world_size()) +
+                                       " processes; choose another {batch_size} or {train_limit}");
+}
+
 void check_ranks_agree(const Distributed& dist, torch::nn::Module& model) {
   if (dist.world_size() == 1) return;
   int64_t checksum = 0;

@@ -122,6 +122,7 @@ class Job {
     test_set_ = load_split(config_, data::Split::kTest, config_.test_limit);
     if (!config_.test_only) {
       train_set_ = load_split(config_, data::Split::kTrain, config_.train_limit);
+      check_last_batch(dist_, train_set_.size(), config_.batch_size);
     }
     check_writable();
     build_model(start);

@@ -54,7 +54,8 @@ TEST_P(DistributedReport, TrainingReportsTheModelItSaves) {
   const ReportCase& c = GetParam();
   dgt::TempDir tmp;
   dgt::write_cifar_dir(tmp.path() / "cifar", /*per_file=*/64);
-  // 320 training images in batches of 24: the last batch (8) splits unevenly.
+  // 320 training images in batches of 24: the last batch (8) splits 3/3/2
+  // among 3 processes.
   const std::string data = "--data-dir " + quote(tmp.path() / "cifar") + " --batch-size 24 ";
   const fs::path trained = tmp.path() / "train.jsonl", evaluated = tmp.path() / "eval.jsonl";
   const auto train = dgt::run_command(
@@ -146,6 +147,16 @@ TEST(DistributedRun, TwoProcessesTrainAlikeAndReportExactly) {
                       "processes"),
       std::string::npos)
       << bad.output;
+  // A last batch smaller than the number of processes would leave one
+  // without an image: refused before training, naming both flags.
+  const auto short_last = dgt::run_command(
+      "timeout 300 " + launch(2, "cg-cifar10", "--epochs 1 --train-limit 289 " + data));
+  EXPECT_EQ(short_last.exit_code, 2) << short_last.output;
+  EXPECT_NE(short_last.output.find("--batch-size 32 leaves a last batch of 1 training images, "
+                                   "fewer than the 2 processes; choose another --batch-size or "
+                                   "--train-limit"),
+            std::string::npos)
+      << short_last.output;
 }
 
 // SIGTERM to the launcher stops every rank at the same step; resumed with the

@@ -2,7 +2,9 @@
 /// Data-parallel training over torch.distributed's c10d, as
 /// DistributedDataParallel does it: identical initial weights (broadcast from
 /// rank 0), each rank a disjoint shard of every batch, gradients averaged by
-/// all-reduce before the optimiser step, BatchNorm statistics per rank. Gloo
+/// all-reduce before the optimiser step, BatchNorm running statistics
+/// rank 0's (or, with layers::SyncBatchNormGuard, batch statistics over
+/// every process). Gloo
 /// on CPUs over a TCPStore, joined the way torchrun and cluster launchers
 /// describe a run: RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT.
 /// A build configured without Gloo's headers runs alone only.
@@ -42,8 +44,10 @@ class Distributed {
 
   /// Copies rank 0's parameters and buffers to every rank.
   void broadcast_state(torch::nn::Module& model) const;
-  /// Copies rank 0's buffers (BatchNorm running statistics) to every rank,
-  /// as DistributedDataParallel does before each forward pass.
+  /// Copies rank 0's BatchNorm buffers (running statistics, batch counts)
+  /// to every rank, as DistributedDataParallel does before each forward
+  /// pass; the trainer also does at the end of every epoch, before it
+  /// evaluates and saves.
   void broadcast_buffers(torch::nn::Module& model) const;
   /// Replaces every gradient by the sum over ranks of gradient x `weight`;
   /// with weight = the rank's share of the batch, that is the gradient of

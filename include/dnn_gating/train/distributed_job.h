@@ -19,6 +19,11 @@ namespace dnn_gating::train {
 /// for a CUDA device in a run of more than one process.
 JobConfig for_this_rank(const Distributed& dist, JobConfig config);
 
+/// Throws SettingError (of batch_size) when the training split's last batch
+/// of `images` would leave a process without an image (fewer images than
+/// processes): every process needs a share of every batch.
+void check_last_batch(const Distributed& dist, int64_t images, int64_t batch_size);
+
 /// Makes an evaluation of this rank's share of a split (evaluate with
 /// part = rank, parts = world_size) the whole split's: every count summed
 /// over ranks.

@@ -1,0 +1,16 @@
+#pragma once
+// A pickle stream checked before LibTorch's unpickler reads it: every
+// length its opcodes claim (strings, bytes, long integers) must lie inside
+// the stream. LibTorch's unpickler reserves a string's claimed length before
+// reading it (found by fuzzing: a 4 KB checkpoint claiming a 1.7 GB string),
+// so the claim is checked first.
+#include <cstddef>
+#include <string>
+
+namespace dnn_gating::train {
+
+/// Throws std::runtime_error naming `path` when an opcode's length runs past
+/// the end of `pickle` or the stream holds an opcode no pickle protocol has.
+void check_pickle_lengths(const std::string& pickle, const std::string& path);
+
+}  // namespace dnn_gating::train
