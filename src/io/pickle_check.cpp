@@ -39,6 +39,17 @@ void check_pickle_lengths(const std::string& pickle, const std::string& path) {
       at = end + 1;
     }
   };
+  // Memo indices: LibTorch's unpickler grows its memo table to the index a
+  // PUT names, so an index must follow those stored before it (picklers
+  // number them 0, 1, 2, ...).
+  uint64_t memo_size = 0;
+  const auto memo_put = [&](size_t op_at, uint64_t index) {
+    if (index > memo_size) {
+      fail(op_at, "stores memo entry " + std::to_string(index) + " after only " +
+                      std::to_string(memo_size));
+    }
+    if (index == memo_size) ++memo_size;
+  };
   while (at < pickle.size()) {
     const size_t op_at = at;
     const auto op = static_cast<uint8_t>(pickle[at++]);
@@ -62,11 +73,32 @@ void check_pickle_lengths(const std::string& pickle, const std::string& path) {
       case 0x96:  // BINUNICODE8, BINBYTES8, BYTEARRAY8
         skip(op_at, 8, true);
         break;
+      case 'q':  // BINPUT
+        skip(op_at, 1, false);
+        memo_put(op_at, static_cast<uint8_t>(pickle[at - 1]));
+        break;
+      case 'r':  // LONG_BINPUT
+        skip(op_at, 4, false);
+        memo_put(op_at, little_endian(pickle, at - 4, 4));
+        break;
+      case 'p': {  // PUT: a decimal index on its line
+        const size_t begin = at;
+        skip_lines(op_at, 1);
+        const std::string digits = pickle.substr(begin, at - 1 - begin);
+        if (digits.empty() || digits.size() > 9 ||
+            digits.find_first_not_of("0123456789") != std::string::npos) {
+          fail(op_at, "names memo entry '" + digits.substr(0, 20) + "'");
+        }
+        memo_put(op_at, std::stoull(digits));
+        break;
+      }
+      case 0x94:  // MEMOIZE
+        ++memo_size;
+        break;
       case 0x80:
       case 'K':
-      case 'q':
       case 'h':
-      case 0x82:  // PROTO, BININT1, BINPUT, BINGET, EXT1
+      case 0x82:  // PROTO, BININT1, BINGET, EXT1
         skip(op_at, 1, false);
         break;
       case 'M':
@@ -74,9 +106,8 @@ void check_pickle_lengths(const std::string& pickle, const std::string& path) {
         skip(op_at, 2, false);
         break;
       case 'J':
-      case 'r':
       case 'j':
-      case 0x84:  // BININT, LONG_BINPUT, LONG_BINGET, EXT4
+      case 0x84:  // BININT, LONG_BINGET, EXT4
         skip(op_at, 4, false);
         break;
       case 'G':
@@ -94,7 +125,6 @@ void check_pickle_lengths(const std::string& pickle, const std::string& path) {
       case 'V':
       case 'P':
       case 'g':
-      case 'p':
         skip_lines(op_at, 1);
         break;
       case '(':
@@ -120,7 +150,6 @@ void check_pickle_lengths(const std::string& pickle, const std::string& path) {
       case 0x81:
       case 0x92:
       case 0x93:
-      case 0x94:
       case 0x8f:
       case 0x90:
       case 0x91:

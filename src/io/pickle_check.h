@@ -1,9 +1,11 @@
 #pragma once
 // A pickle stream checked before LibTorch's unpickler reads it: every
 // length its opcodes claim (strings, bytes, long integers) must lie inside
-// the stream. LibTorch's unpickler reserves a string's claimed length before
-// reading it (found by fuzzing: a 4 KB checkpoint claiming a 1.7 GB string),
-// so the claim is checked first.
+// the stream, and every memo index must follow the entries stored before it.
+// LibTorch's unpickler reserves a string's claimed length before reading it
+// and grows its memo table to any index a PUT names (both found by fuzzing:
+// 4 KB checkpoints claiming a 1.7 GB string and memo entry 1.6 billion), so
+// the claims are checked first.
 #include <cstddef>
 #include <string>
 
