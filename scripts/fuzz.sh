@@ -17,7 +17,7 @@ seconds="${1:-60}"
 case "$seconds" in ''|*[!0-9]*|0) echo "fuzz.sh: SECONDS must be a whole number of at least 1, got '$seconds'" >&2; exit 2 ;; esac
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(pytorch_state_dict checkpoint cifar10 idx metrics)
+[ ${#targets[@]} -gt 0 ] || targets=(pytorch_state_dict checkpoint cifar10 idx metrics png)
 command -v clang++ >/dev/null || { echo "fuzz.sh: needs clang++ (Debian package clang)" >&2; exit 2; }
 jobs=$(nproc 2>/dev/null || echo 2)
 if [ ! -f build-fuzz/CMakeCache.txt ]; then

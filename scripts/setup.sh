@@ -11,6 +11,7 @@ packages=(
   libgloo-dev            # the headers of c10d's Gloo process group (data-parallel runs)
   clang-format           # the formatting check
   libxml2-utils          # xmllint, which checks the SVG plots
+  libpng-dev libfreetype-dev fonts-dejavu-core  # pictures of the gates (--maps)
   libopenblas0-pthread   # replaces Debian's reference BLAS, ~25x faster GEMM
   dataset-fashion-mnist  # real data that works offline
 )

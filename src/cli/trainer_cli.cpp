@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <functional>
 #include <iostream>
 #include <optional>
@@ -58,6 +59,7 @@ struct Values {
   double gtarget = 0.0;
   bool sparse_bp = false;
   std::string skipping = "fastest";
+  std::string map_images;
 };
 
 // One row of a trainer's table: its spellings, help and setting, and how it
@@ -171,6 +173,14 @@ std::vector<Flag> common_flags(Values& v) {
              "metrics_csv", std::nullopt, false),
       option({"--plot"}, job.plot_path, "Write the training curves as an SVG file", "plot",
              std::nullopt, false),
+      option({"--maps"}, job.maps_dir,
+             "With -t -p: write each gated layer's decisions for chosen test images as pictures, "
+             "and every test image's cost, into this directory",
+             "maps", std::nullopt, false),
+      option({"--map-images"}, v.map_images,
+             "With --maps: how many test images to draw, from the first (N, default 8, at most "
+             "64), or which (a comma list of indices, e.g. 3,17,256; one image: 17,)",
+             "map_images", std::nullopt, false),
       option({"--save-every"}, job.save_every,
              "Write a resumable checkpoint to --save-dir every N epochs (0: only on Ctrl-C)",
              "save_every", at_least(0, true)),
@@ -226,6 +236,48 @@ std::vector<int64_t> parse_milestones(const std::string& text, int64_t epochs) {
   return out;
 }
 
+// --map-images: a count N (1 to 64), or a comma list of image indices.
+void parse_map_images(const std::string& text, train::JobConfig& job) {
+  const std::string expected =
+      " (expected a number of images from 1 to 64, or a comma list of test image indices, e.g. "
+      "3,17,256)";
+  const auto number = [&](const std::string& item) {
+    size_t used = 0;
+    int64_t value = -1;
+    try {
+      value = std::stoll(item, &used);
+    } catch (const std::exception&) {
+    }
+    if (item.empty() || used != item.size() || value < 0 || item[0] == '+' || item[0] == '-') {
+      throw std::invalid_argument("--map-images: '" + item + "' is not an image index" + expected);
+    }
+    return value;
+  };
+  if (text.find(',') == std::string::npos) {
+    const int64_t count = number(text);
+    if (count < 1 || count > 64) {
+      throw std::invalid_argument("--map-images: " + text + " images is out of range" + expected);
+    }
+    job.map_image_count = count;
+    return;
+  }
+  std::stringstream stream(text);
+  std::string item;
+  std::vector<int64_t> indices;
+  while (std::getline(stream, item, ',')) {
+    const int64_t index = number(item);
+    if (std::find(indices.begin(), indices.end(), index) != indices.end()) {
+      throw std::invalid_argument("--map-images: image " + item + " is named twice" + expected);
+    }
+    indices.push_back(index);
+  }
+  if (indices.size() > 64) {
+    throw std::invalid_argument("--map-images: " + std::to_string(indices.size()) +
+                                " images is out of range" + expected);
+  }
+  job.map_images = indices;
+}
+
 void build_job(Trainer trainer, Values& v) {
   train::JobConfig& job = v.inv.job;
   const bool pg = trainer == Trainer::kPrecisionGating;
@@ -262,6 +314,16 @@ void build_job(Trainer trainer, Values& v) {
   if (job.test_only && job.load_path.empty()) {
     throw std::invalid_argument(
         "-t/--test evaluates a saved model: give its checkpoint with -p FILE");
+  }
+  if (!job.maps_dir.empty() && !job.test_only) {
+    throw std::invalid_argument(
+        "--maps draws what the gates of a saved model decide: use it with -t -p FILE");
+  }
+  if (!v.map_images.empty()) {
+    if (job.maps_dir.empty()) {
+      throw std::invalid_argument("--map-images chooses the images of --maps DIR: give --maps");
+    }
+    parse_map_images(v.map_images, job);
   }
 }
 

@@ -38,6 +38,10 @@ struct Gate {
   const float* scale;
   const float* shift;
   bool relu;
+  // Where set, the decision of output i (1 open, 0 closed) is stored at
+  // decisions[i], i counted from y_first like the outputs in y.
+  uint8_t* decisions;
+  const float* y_first;
 };
 
 // Where a block of output positions reads its input: per kernel row, the
@@ -136,6 +140,13 @@ DG_INLINE int64_t positions(const Geometry& g, const Band& band, const float* we
       const IVec open = z > gate_decision::kLastClosedLogit;  // -1 where open
       f = open ? f : pa;
       open_lanes -= open;
+      if (gate->decisions != nullptr) {
+        uint8_t* d = gate->decisions + (y + q * g.out_channels + ov_first - gate->y_first);
+        float logit[kVec];  // (the decision again, lane by lane: the same comparison)
+        std::memcpy(logit, &z, sizeof(logit));
+        for (int i = 0; i < kVec; ++i)
+          d[i] = static_cast<uint8_t>(logit[i] > gate_decision::kLastClosedLogit);
+      }
     }
     if (gate->scale != nullptr) {
       const Vec scale = load(gate->scale + ov_first), shift = load(gate->shift + ov_first);
@@ -392,7 +403,8 @@ std::pair<torch::Tensor, torch::Tensor> full_and_partial(
 std::pair<torch::Tensor, int64_t> gated(const torch::Tensor& x, const torch::Tensor& weight,
                                         const std::vector<std::vector<bool>>& blocks,
                                         torch::IntArrayRef stride, torch::IntArrayRef padding,
-                                        const GateParameters& gate, const Affine* then) {
+                                        const GateParameters& gate, const Affine* then,
+                                        const torch::Tensor& decisions) {
   RECORD_FUNCTION("dnn_gating::gated_partial_conv", std::vector<c10::IValue>());
   const Prepared p = prepare(x, weight, blocks, stride, padding);
   const int64_t channels = p.g.out_channels;
@@ -402,17 +414,27 @@ std::pair<torch::Tensor, int64_t> gated(const torch::Tensor& x, const torch::Ten
   const std::vector<float> threshold = per_channel(gate.threshold, channels);
   const std::vector<float> scale = then ? per_channel(then->scale, channels) : std::vector<float>();
   const std::vector<float> shift = then ? per_channel(then->shift, channels) : std::vector<float>();
-  const Gate g{mean.data(),
-               inv_std.data(),
-               threshold.data(),
-               static_cast<float>(gate.alpha),
-               then ? scale.data() : nullptr,
-               then ? shift.data() : nullptr,
-               then != nullptr && then->relu};
+  Gate g{mean.data(),
+         inv_std.data(),
+         threshold.data(),
+         static_cast<float>(gate.alpha),
+         then ? scale.data() : nullptr,
+         then ? shift.data() : nullptr,
+         then != nullptr && then->relu,
+         nullptr,
+         nullptr};
   torch::Tensor y = output(p, x);
   const float* xp = x.data_ptr<float>();
   const float* wp = p.weight.data_ptr<float>();
   float* yp = y.data_ptr<float>();
+  if (decisions.defined()) {
+    TORCH_CHECK(decisions.scalar_type() == torch::kByte && decisions.sizes() == y.sizes() &&
+                    decisions.is_contiguous(at::MemoryFormat::ChannelsLast),
+                "partial_conv::gated: decisions must be a channels-last uint8 ", y.sizes(),
+                ", got ", decisions.scalar_type(), " ", decisions.sizes());
+    g.decisions = decisions.data_ptr<uint8_t>();
+    g.y_first = yp;
+  }
   const int64_t open = at::parallel_reduce(
       0, p.g.batch * p.g.out_h, 1, int64_t{0},
       [&](int64_t a, int64_t b, int64_t acc) {

@@ -46,10 +46,13 @@ struct GateParameters {
 /// The gated output in the same pass, without keeping either sum: the full
 /// sum where alpha ((partial - mean) / sqrt(var + eps) - threshold) opens the
 /// gate (gate_decision), the partial sum elsewhere; where `then` is set, mapped by it
-/// before it is stored. Returns {y (channels-last), open gates}.
+/// before it is stored. Returns {y (channels-last), open gates}. Where
+/// `decisions` is defined (a channels-last uint8 tensor of y's shape), every
+/// output's decision is stored there too: 1 open, 0 closed.
 std::pair<torch::Tensor, int64_t> gated(const torch::Tensor& x, const torch::Tensor& weight,
                                         const std::vector<std::vector<bool>>& blocks,
                                         torch::IntArrayRef stride, torch::IntArrayRef padding,
-                                        const GateParameters& gate, const Affine* then = nullptr);
+                                        const GateParameters& gate, const Affine* then = nullptr,
+                                        const torch::Tensor& decisions = {});
 
 }  // namespace dnn_gating::kernels::partial_conv

@@ -329,6 +329,22 @@ int64_t OpenOutputs::num_outputs() const {
   return words.defined() ? words.size(0) * words.size(1) * words.size(2) * channels : 0;
 }
 
+torch::Tensor OpenOutputs::mask() const {
+  TORCH_CHECK(words.defined(), "OpenOutputs::mask of no outputs");
+  const int64_t n = words.size(0), h = words.size(1), w = words.size(2);
+  const int64_t per = words_per_position();
+  torch::Tensor out =
+      torch::empty({n, channels, h, w}, torch::kByte).contiguous(at::MemoryFormat::ChannelsLast);
+  const torch::Tensor packed = words.contiguous();
+  const auto* wp = reinterpret_cast<const uint64_t*>(packed.data_ptr<int64_t>());
+  uint8_t* op = out.data_ptr<uint8_t>();
+  for (int64_t p = 0; p < n * h * w; ++p) {
+    for (int64_t c = 0; c < channels; ++c)
+      op[p * channels + c] = static_cast<uint8_t>((wp[p * per + c / 64] >> (c % 64)) & 1);
+  }
+  return out;
+}
+
 double OpenOutputs::on_fraction() const {
   const int64_t total = num_outputs();
   return total == 0 ? 0.0 : static_cast<double>(count) / static_cast<double>(total);

@@ -25,6 +25,9 @@ struct OpenOutputs {
   /// count / num_outputs (0 for an empty output).
   double on_fraction() const;
 
+  /// The decisions as a uint8 [N, C, H, W] tensor (channels-last): 1 where open.
+  torch::Tensor mask() const;
+
   /// Every output of an [N, C, H, W] `shape` open, or none.
   static OpenOutputs all(torch::IntArrayRef shape);
   static OpenOutputs none(torch::IntArrayRef shape);

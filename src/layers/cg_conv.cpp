@@ -153,11 +153,13 @@ torch::Tensor CGConv2dImpl::mapped(const torch::Tensor& input, const kernels::Af
                                             options.sparse_bp());
     record_gate(outs[1].item<int64_t>(), outs[0].sizes(), weight);
     record_way(InferenceWay::kEveryOutput);
+    record_decisions_of(gate_input, options.alpha());
     return outs[0];
   }
   const torch::Tensor d = quant::gate_step(
       torch::sigmoid(options.alpha() * (gate_input - threshold_)) - 0.5, 0.0, options.sparse_bp());
   record_gate(d, weight);
+  record_decisions(d);
   record_way(InferenceWay::kEveryOutput);
   return full * d + partial * (1 - d);
 }
@@ -183,10 +185,15 @@ torch::Tensor CGConv2dImpl::infer(const torch::Tensor& x, const kernels::Affine*
   const auto blocks =
       one_pass ? kernels::partial_conv::group_blocks(mask, p) : std::vector<std::vector<bool>>();
   if (!blocks.empty() && !bn->is_training()) {
+    const torch::Tensor decisions = decisions_buffer(
+        {x.size(0), weight.size(0), (x.size(2) + 2 * padding[0] - weight.size(2)) / stride[0] + 1,
+         (x.size(3) + 2 * padding[1] - weight.size(3)) / stride[1] + 1});
     auto [y, open] = kernels::partial_conv::gated(
         x, weight, blocks, stride, padding,
-        {bn->running_mean, bn->running_var, bn->options.eps(), threshold_, options.alpha()}, then);
+        {bn->running_mean, bn->running_var, bn->options.eps(), threshold_, options.alpha()}, then,
+        decisions);
     record_gate(open, y.sizes(), weight);
+    record_decisions(decisions);
     record_way(InferenceWay::kOnePass);
     return y;
   }
@@ -220,6 +227,7 @@ torch::Tensor CGConv2dImpl::infer(const torch::Tensor& x, const kernels::Affine*
         if (!padded) padded = kernels::sparse_conv::pad_channels_last(x, padding);
         kernels::sparse_conv::add_at_open(*padded, rest, stride, open, y);
       }};
+  record_decisions_of(gate_input, options.alpha());  // before the pass completes `partial`
   auto [y, open, skipped] =
       sparse_choice::run(options.skipping(), sparse_choice::shape_key(x, weight, stride, padding),
                          previous_on_fraction(partial.sizes()), pass);

@@ -4,6 +4,8 @@
 #include <stdexcept>
 
 #include "dnn_gating/setting_error.h"
+#include "kernels/gates.h"
+#include "kernels/sparse_conv.h"
 
 namespace dnn_gating::layers {
 namespace {
@@ -78,6 +80,30 @@ void GatedLayer::reset_counts() {
   pending_total_on_ = torch::Tensor();
 }
 
+void GatedLayer::keep_decisions(bool keep) {
+  keep_decisions_ = keep;
+  last_decisions_ = torch::Tensor();
+}
+
+void GatedLayer::record_decisions(const torch::Tensor& decisions) {
+  if (!keep_decisions_) return;
+  last_decisions_ = decisions.scalar_type() == torch::kByte
+                        ? decisions.detach()
+                        : decisions.detach().ne(0).to(torch::kByte);
+}
+
+void GatedLayer::record_decisions_of(const torch::Tensor& gate_input, double alpha) {
+  if (!keep_decisions_) return;
+  last_decisions_ =
+      kernels::gates::open_outputs(gate_input.detach(), threshold_.detach(), alpha).mask();
+}
+
+torch::Tensor GatedLayer::decisions_buffer(torch::IntArrayRef shape) {
+  if (!keep_decisions_) return {};
+  return torch::empty(
+      shape, torch::TensorOptions(torch::kByte).memory_format(at::MemoryFormat::ChannelsLast));
+}
+
 double GatedLayer::previous_on_fraction(torch::IntArrayRef shape) const {
   const GateCounts& last = last_counts();
   return last.num_out > 0 && last.num_out == c10::multiply_integers(shape) ? last.on_fraction()
@@ -102,6 +128,10 @@ GateCounts total_counts(torch::nn::Module& root) {
 
 void reset_counts(torch::nn::Module& root) {
   for (const auto& [name, layer] : gated_layers(root)) layer->reset_counts();
+}
+
+void keep_decisions(torch::nn::Module& root, bool keep) {
+  for (const auto& [name, layer] : gated_layers(root)) layer->keep_decisions(keep);
 }
 
 void set_skipping(torch::nn::Module& root, Skipping skipping) {

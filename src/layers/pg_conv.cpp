@@ -184,6 +184,13 @@ torch::Tensor PGConv2dImpl::forward(const torch::Tensor& x) {
                                   options.pred_bits(), options.alpha(), options.sparse_bp());
     record_gate(outs[1].item<int64_t>(), outs[0].sizes(), weight);
     record_way(InferenceWay::kEveryOutput);
+    if (keeps_decisions()) {  // the function keeps its MSB output: made again as it made it
+      torch::NoGradGuard no_grad;
+      record_decisions_of(stacked_forward(x.detach(), wq.detach(), *options.stride(),
+                                          *options.padding(), options.abits(), options.pred_bits())
+                              .narrow(0, 0, x.size(0)),
+                          options.alpha());
+    }
     return outs[0];
   }
   const auto outs = pg_convolution(x, wq, *options.stride(), *options.padding(), options.abits(),
@@ -193,6 +200,7 @@ torch::Tensor PGConv2dImpl::forward(const torch::Tensor& x) {
   const torch::Tensor mask = quant::gate_step(
       torch::sigmoid(options.alpha() * (out_msb - threshold_)), 0.5, options.sparse_bp());
   record_gate(mask, weight);
+  record_decisions(mask);
   record_way(InferenceWay::kEveryOutput);
   return out_msb + mask * out_lsb;
 }
@@ -217,6 +225,8 @@ torch::Tensor PGConv2dImpl::infer(const torch::Tensor& x, const torch::Tensor& w
       [&](const kernels::sparse_conv::OpenOutputs& open, const torch::Tensor& y) {
         kernels::sparse_conv::add_at_open(lsb, wq, stride, padding, open, y);
       }};
+  // (Before the pass, which may complete the MSB output in place.)
+  record_decisions_of(msb_out, options.alpha());
   auto [y, open, skipped] =
       sparse_choice::run(options.skipping(), sparse_choice::shape_key(x, weight, stride, padding),
                          previous_on_fraction(msb_out.sizes()), pass);

@@ -10,12 +10,10 @@ CostFigures cost_figures(const Evaluation& evaluation) {
   CostFigures out;
   out.sparsity = evaluation.sparsity();
   out.dense_macs = evaluation.dense_macs;
-  double gated_dense = 0, gated_effective = 0, pg_macs = 0, pg_bits = 0;
+  double pg_macs = 0, pg_bits = 0;
   for (const auto& layer : evaluation.layers) {
     const double f = layer.counts.on_fraction();
     const double macs = static_cast<double>(layer.dense_macs_per_image);
-    gated_dense += macs;
-    gated_effective += macs * layer.cost.cost_fraction(f);
     if (layer.kind == layers::GateKind::kPrecision) {
       out.has_pg = true;
       out.pg_full_bits = layer.cost.full_bits;
@@ -26,7 +24,7 @@ CostFigures cost_figures(const Evaluation& evaluation) {
     }
   }
   const double dense = static_cast<double>(out.dense_macs);
-  out.effective_macs = dense - gated_dense + gated_effective;
+  out.effective_macs = evaluation.effective_macs();
   if (pg_macs > 0) out.pg_average_bits = pg_bits / pg_macs;
   if (out.effective_macs > 0) out.cg_flop_reduction = dense / out.effective_macs;
   return out;

@@ -27,7 +27,8 @@ StepResult train_step(const Classifier& model, torch::optim::Optimizer& optimize
 }
 
 Evaluation evaluate(const Classifier& model, const data::BatchLoader& loader,
-                    const torch::Device& device, int64_t num_classes, int64_t part, int64_t parts) {
+                    const torch::Device& device, int64_t num_classes, int64_t part, int64_t parts,
+                    const BatchObserver& observe) {
   torch::NoGradGuard no_grad;
   model.module->eval();
   layers::reset_counts(*model.module);
@@ -48,6 +49,7 @@ Evaluation evaluate(const Classifier& model, const data::BatchLoader& loader,
     const torch::Tensor predicted =
         model.forward(batch.images.to(input, /*non_blocking=*/true)).argmax(1);
     confusion.index_add_(0, labels * num_classes + predicted, torch::ones_like(predicted));
+    if (observe) observe(b * loader.options().batch_size(), labels, predicted);
     result.images += batch.labels.size(0);
   }
   auto c = confusion.cpu().view({num_classes, num_classes});

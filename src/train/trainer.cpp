@@ -23,8 +23,11 @@
 #include "dnn_gating/report/plot.h"
 #include "dnn_gating/report/progress.h"
 #include "dnn_gating/report/report.h"
+#include "dnn_gating/setting_error.h"
 #include "dnn_gating/train/distributed.h"
 #include "dnn_gating/train/distributed_job.h"
+#include "dnn_gating/train/gate_maps.h"
+#include "dnn_gating/train/gate_recorder.h"
 #include "dnn_gating/train/interrupt.h"
 #include "dnn_gating/train/optimizer.h"
 #include "dnn_gating/train/step.h"
@@ -106,9 +109,23 @@ class Job {
 
   JobResult run() {
     prepare();
+    std::optional<GateRecorder> recorder;
+    BatchObserver observe;
+    if (!config_.maps_dir.empty()) {
+      recorder.emplace(*model_, test_set_, map_indices_);
+      observe = [&recorder](int64_t first, const torch::Tensor& labels,
+                            const torch::Tensor& predicted) {
+        recorder->observe(first, labels, predicted);
+      };
+    }
     // Training ends with an evaluation of the final model; reuse it.
-    const Evaluation evaluation = config_.test_only ? evaluate_split() : train();
-    return finish(evaluation);
+    const Evaluation evaluation = config_.test_only ? evaluate_split(observe) : train();
+    JobResult result = finish(evaluation);
+    if (recorder) {
+      log_lines(report_log(),
+                write_gate_maps(config_.maps_dir, *recorder, evaluation, test_set_, model_title()));
+    }
+    return result;
   }
 
  private:
@@ -126,11 +143,38 @@ class Job {
     }
     check_writable();
     build_model(start);
+    if (!config_.maps_dir.empty()) prepare_maps();
     // A CUDA device copies batches asynchronously from page-locked memory.
     test_loader_.emplace(
         test_set_, data::LoaderOptions(config_.batch_size).pin_memory(config_.device.is_cuda()));
     if (start.resume) resume_from(start);
     metrics_.emplace(config_.metrics_path, config_.metrics_csv_path, history_);
+  }
+
+  // --maps: one process's evaluation of a gated model, into a directory
+  // made now; the chosen images exist.
+  void prepare_maps() {
+    if (dist_.world_size() > 1) {
+      throw SettingError("maps",
+                         "{maps} draws from one process's evaluation: run -t without "
+                         "scripts/launch.sh");
+    }
+    if (layers::gated_layers(*model_).empty()) {
+      throw SettingError("maps", "{maps}: the model of " + config_.load_path +
+                                     " has no gated layers, so there is nothing to draw");
+    }
+    map_indices_ = map_image_indices(config_, test_set_.size());
+    std::error_code error;
+    std::filesystem::create_directories(config_.maps_dir, error);
+    if (error || !std::filesystem::is_directory(config_.maps_dir)) {
+      throw std::runtime_error(config_.maps_dir + ": cannot make the --maps directory (" +
+                               (error ? error.message() : std::string("not a directory")) + ")");
+    }
+  }
+
+  std::string model_title() const {
+    return config_.program + ": " + model_name(config_.model) + " ResNet-" +
+           std::to_string(config_.model.depth());
   }
 
   // A save that would fail must fail now, not after hours of training.
@@ -335,9 +379,9 @@ class Job {
   }
 
   // The whole test split over every rank: each evaluates its share.
-  Evaluation evaluate_split() {
+  Evaluation evaluate_split(const BatchObserver& observe = nullptr) {
     Evaluation e = evaluate(classifier_, *test_loader_, config_.device, config_.model.num_classes(),
-                            dist_.rank(), dist_.world_size());
+                            dist_.rank(), dist_.world_size(), observe);
     sum_over_ranks(dist_, e);
     return e;
   }
@@ -405,9 +449,7 @@ class Job {
     }
     write_final_record(evaluation, costs, result.checkpoint_path);
     if (!config_.plot_path.empty() && !history_.empty()) {
-      write_training_plot(history_, config_.plot_path,
-                          config_.program + ": " + model_name(config_.model) + " ResNet-" +
-                              std::to_string(config_.model.depth()));
+      write_training_plot(history_, config_.plot_path, model_title());
       spdlog::info("Wrote training curves to {}", config_.plot_path);
     }
     return result;
@@ -440,6 +482,7 @@ class Job {
   ResumePoint start_;
   Distributed dist_;
   std::map<std::string, torch::Tensor> resumed_momentum_;
+  std::vector<int64_t> map_indices_;
 };
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include "dnn_gating/io/job_checkpoint.h"
 #include "dnn_gating/io/pytorch_state_dict.h"
 #include "dnn_gating/report/metrics.h"
+#include "dnn_gating/report/png.h"
 #include "targets.h"
 
 namespace fs = std::filesystem;
@@ -152,6 +153,16 @@ int main(int argc, char** argv) {
 
   const std::string jsonl = metrics_text();
   write(corpus / "metrics" / "seed-one-epoch.jsonl", Bytes(jsonl.begin(), jsonl.end()));
+
+  {
+    dg::train::Picture picture(7, 5);
+    for (int64_t y = 0; y < 5; ++y) {
+      for (int64_t x = 0; x < 7; ++x)
+        picture.set(x, y, {static_cast<uint8_t>(x * 30), static_cast<uint8_t>(y * 50), 128});
+    }
+    const std::string png = dg::train::encode_png(picture);
+    write(corpus / "png" / "seed-rgb-7x5.png", Bytes(png.begin(), png.end()));
+  }
 
   int refused = 0;
   for (const auto& t : dg::fuzz::targets()) {

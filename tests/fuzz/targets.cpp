@@ -13,6 +13,7 @@
 #include "dnn_gating/io/job_checkpoint.h"
 #include "dnn_gating/io/pytorch_state_dict.h"
 #include "dnn_gating/report/metrics.h"
+#include "dnn_gating/report/png.h"
 
 namespace dnn_gating::fuzz {
 namespace {
@@ -97,6 +98,10 @@ void metrics(const uint8_t* data, size_t size) {
   train::parse_metrics(std::string(reinterpret_cast<const char*>(data), size), "fuzz.jsonl");
 }
 
+void png(const uint8_t* data, size_t size) {
+  train::decode_png(std::string(reinterpret_cast<const char*>(data), size), "fuzz.png");
+}
+
 }  // namespace
 
 const std::vector<NamedTarget>& targets() {
@@ -104,7 +109,8 @@ const std::vector<NamedTarget>& targets() {
                                             {"checkpoint", checkpoint},
                                             {"cifar10", cifar10},
                                             {"idx", idx},
-                                            {"metrics", metrics}};
+                                            {"metrics", metrics},
+                                            {"png", png}};
   return all;
 }
 

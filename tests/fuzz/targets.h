@@ -18,7 +18,7 @@ struct NamedTarget {
   Target run;
 };
 
-/// Every target: pytorch_state_dict, checkpoint, cifar10, idx, metrics.
+/// Every target: pytorch_state_dict, checkpoint, cifar10, idx, metrics, png.
 const std::vector<NamedTarget>& targets();
 
 /// Runs `run` on `data`: "" if the reader accepted it, the message of the

@@ -84,6 +84,13 @@ struct JobConfig {
   std::string metrics_csv_path;
   /// SVG training curves written at the end (`--plot`), "" for none.
   std::string plot_path;
+  /// Where a `-t` evaluation writes its gate maps and per-image costs
+  /// (`--maps`), "" for none.
+  std::string maps_dir;
+  /// The test images whose maps are drawn (`--map-images 3,17,256`); empty:
+  /// the first map_image_count (`--map-images N`).
+  std::vector<int64_t> map_images;
+  int64_t map_image_count = 8;
   /// Settings given explicitly on the command line: setting name (a
   /// ResNetOptions field as in model_to_json, or a job setting as in
   /// job_to_json) -> the flag that set it. A checkpoint that describes its

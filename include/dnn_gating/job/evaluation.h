@@ -42,6 +42,12 @@ struct Evaluation {
   /// Update-phase sparsity in percent: 100 - 100 * sum(num_on) / sum(num_out)
   /// over all gated layers (0 for a model without gates).
   double sparsity() const;
+  /// Multiply-accumulates per image at the given on-fraction of each gated
+  /// layer (in `layers`' order): the ungated layers' dense MACs plus each
+  /// gated layer's dense MACs times its cost fraction (SPEC: C_l).
+  double effective_macs(const std::vector<double>& on_fraction) const;
+  /// The same at the layers' measured on-fractions (the report's figure).
+  double effective_macs() const;
 };
 
 }  // namespace dnn_gating::train

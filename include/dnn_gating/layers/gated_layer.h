@@ -117,7 +117,28 @@ class GatedLayer : public CountsMacs {
   /// How the last forward pass computed its outputs.
   InferenceWay last_way() const { return last_way_; }
 
+  /// Whether forward passes keep their gate decisions for `last_decisions()`
+  /// (off by default: keeping them costs memory and, on some ways, a pass
+  /// over the gate's input). Keeping changes no output and no count.
+  void keep_decisions(bool keep);
+  bool keeps_decisions() const { return keep_decisions_; }
+  /// The gate decisions of the last forward pass, uint8 [N, C_out, H, W]
+  /// (1 = on, the outputs `last_counts()` counted as num_on), in any memory
+  /// format; undefined unless keep_decisions(true) was set before that pass.
+  const torch::Tensor& last_decisions() const { return last_decisions_; }
+
  protected:
+  /// Keeps `decisions` (any tensor of the output's shape, nonzero = on) as
+  /// last_decisions() if this layer keeps decisions.
+  void record_decisions(const torch::Tensor& decisions);
+  /// Keeps (if this layer keeps decisions) the decisions of its gate on a
+  /// float `gate_input` (PG: the MSB output; CG: bn(partial)), decided as
+  /// every way of computing the layer decides them.
+  void record_decisions_of(const torch::Tensor& gate_input, double alpha);
+  /// A uint8 tensor for a kernel to write the decisions of an output of
+  /// `shape` into (channels-last), or undefined if decisions are not kept.
+  torch::Tensor decisions_buffer(torch::IntArrayRef shape);
+
   /// Records the gate `mask` [N, C_out, H, W] (1 = on) of one forward pass
   /// of a convolution with `weight`.
   void record_gate(const torch::Tensor& mask, const torch::Tensor& weight);
@@ -141,6 +162,8 @@ class GatedLayer : public CountsMacs {
   mutable torch::Tensor pending_last_on_;
   mutable torch::Tensor pending_total_on_;
   InferenceWay last_way_ = InferenceWay::kEveryOutput;
+  bool keep_decisions_ = false;
+  torch::Tensor last_decisions_;
 };
 
 /// Every gated layer of a module tree with its state-dict prefix (e.g.
@@ -151,6 +174,8 @@ std::vector<std::pair<std::string, GatedLayer*>> gated_layers(torch::nn::Module&
 GateCounts total_counts(torch::nn::Module& root);
 /// Calls reset_counts() on every gated layer in the tree.
 void reset_counts(torch::nn::Module& root);
+/// Calls keep_decisions(keep) on every gated layer in the tree.
+void keep_decisions(torch::nn::Module& root, bool keep);
 /// Sets how every gated layer in the tree computes without gradients.
 void set_skipping(torch::nn::Module& root, Skipping skipping);
 

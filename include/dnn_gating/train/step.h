@@ -37,13 +37,20 @@ StepResult train_step(const Classifier& model, torch::optim::Optimizer& optimize
                       const layers::GatingLoss& gating_loss, const torch::Tensor& images,
                       const torch::Tensor& labels, const GradientHook& before_step = nullptr);
 
+/// Called after each evaluated batch with the index of its first image in
+/// the split, its labels and the predicted classes (both int64 [B], on the
+/// model's device); the gated layers still hold that batch's decisions.
+using BatchObserver = std::function<void(int64_t first_image, const torch::Tensor& labels,
+                                         const torch::Tensor& predicted)>;
+
 /// Evaluates in eval mode without gradients over every batch of `loader`;
 /// gate counters are reset first, so the counts cover exactly this split.
 /// With `parts` > 1 only the batches b with b % parts == part are evaluated
 /// (one process's share of a data-parallel evaluation; whole batches, so
 /// that per-batch quantization scales stay those of a single process).
+/// `observe`, where set, sees every evaluated batch.
 Evaluation evaluate(const Classifier& model, const data::BatchLoader& loader,
                     const torch::Device& device, int64_t num_classes, int64_t part = 0,
-                    int64_t parts = 1);
+                    int64_t parts = 1, const BatchObserver& observe = nullptr);
 
 }  // namespace dnn_gating::train

@@ -1,0 +1,206 @@
+#include "dnn_gating/report/png.h"
+
+#include <png.h>
+
+#include <algorithm>
+#include <cmath>
+#include <csetjmp>
+#include <cstring>
+#include <fstream>
+#include <stdexcept>
+
+#include "dnn_gating/io/atomic_file.h"
+
+namespace dnn_gating::train {
+namespace {
+
+constexpr std::streamoff kMaxPngFileBytes = std::streamoff{256} << 20;
+
+// libpng reports errors through longjmp: its message is kept for the throw.
+struct PngErrors {
+  std::string message;
+};
+
+void on_error(png_structp png, png_const_charp message) {
+  auto* errors = static_cast<PngErrors*>(png_get_error_ptr(png));
+  errors->message = message;
+  png_longjmp(png, 1);
+}
+void on_warning(png_structp, png_const_charp) {}
+
+struct ReadCursor {
+  const std::string* bytes;
+  size_t at = 0;
+};
+
+void read_bytes(png_structp png, png_bytep out, png_size_t length) {
+  auto* cursor = static_cast<ReadCursor*>(png_get_io_ptr(png));
+  if (length > cursor->bytes->size() - cursor->at) png_error(png, "the file ends early");
+  std::memcpy(out, cursor->bytes->data() + cursor->at, length);
+  cursor->at += length;
+}
+
+void write_bytes(png_structp png, png_bytep data, png_size_t length) {
+  static_cast<std::string*>(png_get_io_ptr(png))
+      ->append(reinterpret_cast<const char*>(data), length);
+}
+void flush_bytes(png_structp) {}
+
+}  // namespace
+
+Picture::Picture(int64_t width, int64_t height, Rgb background) : width_(width), height_(height) {
+  if (width < 0 || height < 0 || width * height > kMaxPicturePixels) {
+    throw std::invalid_argument("a picture of " + std::to_string(width) + " x " +
+                                std::to_string(height) + " pixels is out of range");
+  }
+  rgb_.resize(static_cast<size_t>(width * height * 3));
+  for (size_t i = 0; i < rgb_.size(); i += 3) {
+    rgb_[i] = background.r;
+    rgb_[i + 1] = background.g;
+    rgb_[i + 2] = background.b;
+  }
+}
+
+Rgb Picture::at(int64_t x, int64_t y) const {
+  if (x < 0 || y < 0 || x >= width_ || y >= height_) {
+    throw std::out_of_range("pixel (" + std::to_string(x) + ", " + std::to_string(y) +
+                            ") outside the picture");
+  }
+  const size_t i = static_cast<size_t>((y * width_ + x) * 3);
+  return {rgb_[i], rgb_[i + 1], rgb_[i + 2]};
+}
+
+void Picture::set(int64_t x, int64_t y, Rgb colour) {
+  if (x < 0 || y < 0 || x >= width_ || y >= height_) return;
+  const size_t i = static_cast<size_t>((y * width_ + x) * 3);
+  rgb_[i] = colour.r;
+  rgb_[i + 1] = colour.g;
+  rgb_[i + 2] = colour.b;
+}
+
+void Picture::blend(int64_t x, int64_t y, Rgb colour, double alpha) {
+  if (x < 0 || y < 0 || x >= width_ || y >= height_) return;
+  const Rgb old = at(x, y);
+  const auto mix = [alpha](uint8_t under, uint8_t over) {
+    return static_cast<uint8_t>(std::lround(under + (over - under) * alpha));
+  };
+  set(x, y, {mix(old.r, colour.r), mix(old.g, colour.g), mix(old.b, colour.b)});
+}
+
+void Picture::fill(int64_t x, int64_t y, int64_t width, int64_t height, Rgb colour) {
+  for (int64_t r = std::max<int64_t>(y, 0); r < std::min(y + height, height_); ++r) {
+    for (int64_t c = std::max<int64_t>(x, 0); c < std::min(x + width, width_); ++c)
+      set(c, r, colour);
+  }
+}
+
+void Picture::frame(int64_t x, int64_t y, int64_t width, int64_t height, Rgb colour) {
+  fill(x, y, width, 1, colour);
+  fill(x, y + height - 1, width, 1, colour);
+  fill(x, y, 1, height, colour);
+  fill(x + width - 1, y, 1, height, colour);
+}
+
+void Picture::paste(const Picture& other, int64_t x, int64_t y) {
+  for (int64_t r = 0; r < other.height(); ++r) {
+    for (int64_t c = 0; c < other.width(); ++c) set(x + c, y + r, other.at(c, r));
+  }
+}
+
+std::string encode_png(const Picture& picture) {
+  if (picture.width() < 1 || picture.height() < 1) {
+    throw std::invalid_argument("an empty picture has no PNG form");
+  }
+  std::string out;
+  PngErrors errors;
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &errors, on_error, on_warning);
+  if (png == nullptr) throw std::runtime_error("libpng: out of memory");
+  png_infop info = png_create_info_struct(png);
+  if (info == nullptr || setjmp(png_jmpbuf(png))) {
+    png_destroy_write_struct(&png, &info);
+    throw std::runtime_error("libpng: " + errors.message);
+  }
+  png_set_write_fn(png, &out, write_bytes, flush_bytes);
+  png_set_IHDR(png, info, static_cast<png_uint_32>(picture.width()),
+               static_cast<png_uint_32>(picture.height()), 8, PNG_COLOR_TYPE_RGB,
+               PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  png_write_info(png, info);
+  for (int64_t y = 0; y < picture.height(); ++y) {
+    png_write_row(png, const_cast<png_bytep>(picture.rgb().data() + y * picture.width() * 3));
+  }
+  png_write_end(png, nullptr);
+  png_destroy_write_struct(&png, &info);
+  return out;
+}
+
+void write_png(const std::string& path, const Picture& picture, const std::string& what) {
+  write_file_atomically(path, encode_png(picture), what);
+}
+
+Picture decode_png(const std::string& bytes, const std::string& name) {
+  if (bytes.size() < 8 || png_sig_cmp(reinterpret_cast<png_const_bytep>(bytes.data()), 0, 8) != 0) {
+    throw std::runtime_error(name + ": not a PNG file");
+  }
+  PngErrors errors;
+  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &errors, on_error, on_warning);
+  if (png == nullptr) throw std::runtime_error("libpng: out of memory");
+  png_infop info = png_create_info_struct(png);
+  // Every object that lives across png_error's longjmp is made before setjmp.
+  std::vector<uint8_t> data;
+  std::vector<png_bytep> rows;
+  ReadCursor cursor{&bytes, 0};
+  if (info == nullptr || setjmp(png_jmpbuf(png))) {
+    png_destroy_read_struct(&png, &info, nullptr);
+    throw std::runtime_error(name + ": not a readable PNG file (" + errors.message + ")");
+  }
+  png_set_read_fn(png, &cursor, read_bytes);
+  png_set_user_limits(png, 1u << 20, 1u << 20);
+  png_set_chunk_malloc_max(png, 8u << 20);
+  png_read_info(png, info);
+  const png_uint_32 width = png_get_image_width(png, info);
+  const png_uint_32 height = png_get_image_height(png, info);
+  if (static_cast<int64_t>(width) * height > kMaxPicturePixels) {
+    png_error(png, "larger than 8192 x 8192 pixels");
+  }
+  // To 8-bit RGB whatever was stored.
+  png_set_expand(png);
+  png_set_strip_16(png);
+  png_set_strip_alpha(png);
+  png_set_gray_to_rgb(png);
+  png_set_interlace_handling(png);
+  png_read_update_info(png, info);
+  if (png_get_rowbytes(png, info) != static_cast<size_t>(width) * 3) {
+    png_error(png, "an unexpected row layout");
+  }
+  rows.resize(height);
+  data.resize(static_cast<size_t>(width) * height * 3);
+  for (png_uint_32 y = 0; y < height; ++y)
+    rows[y] = data.data() + static_cast<size_t>(y) * width * 3;
+  png_read_image(png, rows.data());
+  png_read_end(png, nullptr);
+  png_destroy_read_struct(&png, &info, nullptr);
+  Picture picture(width, height);
+  for (png_uint_32 y = 0; y < height; ++y) {
+    for (png_uint_32 x = 0; x < width; ++x) {
+      const uint8_t* p = rows[y] + x * 3;
+      picture.set(x, y, {p[0], p[1], p[2]});
+    }
+  }
+  return picture;
+}
+
+Picture read_png(const std::string& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) throw std::runtime_error(path + ": cannot open the PNG file");
+  const std::streamoff size = in.tellg();
+  if (size < 0 || size > kMaxPngFileBytes) {
+    throw std::runtime_error(path + ": not a PNG file of at most 256 MiB");
+  }
+  std::string bytes(static_cast<size_t>(size), '\0');
+  in.seekg(0);
+  in.read(bytes.data(), size);
+  if (!in) throw std::runtime_error(path + ": cannot read the PNG file");
+  return decode_png(bytes, path);
+}
+
+}  // namespace dnn_gating::train
