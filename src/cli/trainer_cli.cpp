@@ -60,6 +60,8 @@ struct Values {
   bool sparse_bp = false;
   std::string skipping = "fastest";
   std::string map_images;
+  std::string arch = "resnet20";
+  bool imagenet_stem = false;
 };
 
 // One row of a trainer's table: its spellings, help and setting, and how it
@@ -147,6 +149,14 @@ std::vector<Flag> common_flags(Values& v) {
            "BatchNorm statistics over the whole batch of a data-parallel run (default: each "
            "process's own)",
            "sync_bn"),
+      option({"--arch"}, v.arch,
+             "Network: resnet20 (the CIFAR ResNets, see --depth), resnet18 or vgg16 (torchvision's "
+             "layouts)",
+             "arch", CLI::IsMember({"resnet20", "resnet18", "vgg16"})),
+      flag({"--imagenet-stem"}, v.imagenet_stem,
+           "resnet18: torchvision's 7x7 stride-2 stem and max-pool; vgg16: its 7x7 pool and three "
+           "linear layers (default: the CIFAR forms)",
+           "imagenet_stem"),
       option({"--depth"}, v.depth, "ResNet depth: 6n+2 (20, 32, 44, 56, 110)", "depth"),
       option({"--dataset"}, job.dataset, "cifar10 or fashion-mnist", "dataset",
              CLI::IsMember({"cifar10", "fashion-mnist"})),
@@ -302,7 +312,13 @@ void build_job(Trainer trainer, Values& v) {
             .shuffle(v.shuffle)
             .sparse_bp(v.sparse_bp);
   }
-  job.model.depth(v.depth).skipping(layers::skipping_from_string(v.skipping));
+  job.model.depth(v.depth)
+      .skipping(layers::skipping_from_string(v.skipping))
+      .arch(models::arch_from_string(v.arch))
+      .imagenet_stem(v.imagenet_stem);
+  if (job.model.imagenet_stem() && job.model.arch() == models::Arch::kResNet) {
+    throw std::invalid_argument("--imagenet-stem is a form of --arch resnet18 or vgg16");
+  }
   const train::Recipe recipe =
       pg ? train::pg_recipe(v.sigma, v.gtarget) : train::cg_recipe(v.lr, v.wt_decay, v.gtarget);
   job.sgd = recipe.sgd;
@@ -420,6 +436,11 @@ Invocation parse_command_line(Trainer trainer, const std::vector<std::string>& r
       if (!f.info.setting.empty() && app.count(long_name(f.info)) > 0) {
         v.inv.job.explicit_settings[f.info.setting] = display_name(f.info);
       }
+    }
+    if (v.inv.job.model.arch() != models::Arch::kResNet &&
+        v.inv.job.explicit_settings.count("depth") > 0) {
+      throw std::invalid_argument(
+          "--depth sets the depth of the CIFAR ResNets (--arch resnet20), not of --arch " + v.arch);
     }
     models::validate(v.inv.job.model);
   } catch (const SettingError& e) {

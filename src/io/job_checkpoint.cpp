@@ -77,7 +77,7 @@ nlohmann::json describe(const JobConfig& config) {
 
 std::string in_save_dir(const JobConfig& config, const std::string& stem) {
   return (std::filesystem::path(config.save_dir) /
-          (stem + "_resnet-" + std::to_string(config.model.depth()) + ".pt"))
+          (stem + "_" + models::network_name(config.model) + ".pt"))
       .string();
 }
 

@@ -27,10 +27,12 @@ void for_each_field(ResNetOptions& o, Visitor&& visit) {
   visit("cg_alpha", o.cg_alpha());
   visit("use_group", o.use_group());
   visit("shuffle", o.shuffle());
+  visit("imagenet_stem", o.imagenet_stem());
 }
 
 json to_json_object(ResNetOptions o) {
   json j;
+  j["arch"] = models::to_string(o.arch());
   j["conv"] = models::to_string(o.conv());
   j["layout"] = models::to_string(o.layout());
   for_each_field(o, [&](const char* name, auto& value) { j[name] = value; });
@@ -53,6 +55,7 @@ ResNetOptions model_from_json(const std::string& text) {
     const auto [conv, layout] = models::model_from_name(j.at("kind").get<std::string>());
     o.conv(conv).layout(layout);
   }
+  if (j.contains("arch")) o.arch(models::arch_from_string(j.at("arch").get<std::string>()));
   if (j.contains("conv")) o.conv(models::conv_kind_from_string(j.at("conv").get<std::string>()));
   if (j.contains("layout")) {
     o.layout(models::block_layout_from_string(j.at("layout").get<std::string>()));

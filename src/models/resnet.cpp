@@ -5,6 +5,7 @@
 #include "dnn_gating/layers/batch_norm.h"
 #include "dnn_gating/layers/conv.h"
 #include "dnn_gating/quant/quantize.h"
+#include "models/model_conv.h"
 
 namespace dnn_gating::models {
 namespace {
@@ -14,6 +15,11 @@ constexpr std::array<std::pair<ConvKind, const char*>, 4> kConvNames{{
     {ConvKind::kQuantized, "quantized"},
     {ConvKind::kPrecisionGated, "pg"},
     {ConvKind::kChannelGated, "cg"},
+}};
+constexpr std::array<std::pair<Arch, const char*>, 3> kArchNames{{
+    {Arch::kResNet, "resnet20"},
+    {Arch::kResNet18, "resnet18"},
+    {Arch::kVGG16, "vgg16"},
 }};
 constexpr std::array<std::pair<BlockLayout, const char*>, 2> kLayoutNames{{
     {BlockLayout::kStandard, "standard"},
@@ -39,46 +45,12 @@ Value value_in(const Table& table, const std::string& name, const char* what) {
                      "unknown {" + std::string(what) + "} '" + name + "' (expected " + names + ")");
 }
 
-// Quantized and PG models quantize and may clip with PACT.
-bool is_quantized(ConvKind conv) {
-  return conv == ConvKind::kQuantized || conv == ConvKind::kPrecisionGated;
-}
-
-// The second convolution of a block: the block's own kind when
-// post-activated; in the standard layout the gated kinds gate only the first
-// (PG: quantized second, CG: plain second).
-ConvKind second_conv(const ResNetOptions& o) {
-  if (o.layout() == BlockLayout::kPostActivated) return o.conv();
-  if (o.conv() == ConvKind::kPrecisionGated) return ConvKind::kQuantized;
-  if (o.conv() == ConvKind::kChannelGated) return ConvKind::kFloat;
-  return o.conv();
-}
-
-// A block's convolution of kind `conv`, 3x3 with padding 1.
-torch::nn::AnyModule make_conv(ConvKind conv, const ResNetOptions& o, int64_t in, int64_t out,
-                               int64_t stride) {
-  const bool quantized = is_quantized(conv);
-  return layers::make_conv(layers::ConvOptions(conv, in, out, 3)
-                               .stride(stride)
-                               .padding(1)
-                               .wbits(quantized ? o.wbits() : 0)
-                               .abits(quantized ? o.abits() : 0)
-                               .pred_bits(o.pred_bits())
-                               .pg_alpha(o.pg_alpha())
-                               .partitions(o.partitions())
-                               .ginit(o.ginit())
-                               .cg_alpha(o.cg_alpha())
-                               .use_group(o.use_group())
-                               .shuffle(o.shuffle())
-                               .sparse_bp(o.sparse_bp())
-                               .reference_ops(o.reference_ops())
-                               .skipping(o.skipping()));
-}
-
 }  // namespace
 
 std::string to_string(ConvKind conv) { return name_in(kConvNames, conv); }
 std::string to_string(BlockLayout layout) { return name_in(kLayoutNames, layout); }
+std::string to_string(Arch arch) { return name_in(kArchNames, arch); }
+Arch arch_from_string(const std::string& name) { return value_in<Arch>(kArchNames, name, "arch"); }
 ConvKind conv_kind_from_string(const std::string& name) {
   return value_in<ConvKind>(kConvNames, name, "conv");
 }
@@ -102,10 +74,36 @@ std::pair<ConvKind, BlockLayout> model_from_name(const std::string& name) {
   return {conv_kind_from_string(name), BlockLayout::kStandard};
 }
 
+std::string network_name(const ResNetOptions& o) {
+  switch (o.arch()) {
+    case Arch::kResNet18:
+      return "resnet-18";
+    case Arch::kVGG16:
+      return "vgg-16";
+    case Arch::kResNet:
+      break;
+  }
+  return "resnet-" + std::to_string(o.depth());
+}
+
+std::string network_title(const ResNetOptions& o) {
+  switch (o.arch()) {
+    case Arch::kResNet18:
+      return "ResNet-18";
+    case Arch::kVGG16:
+      return "VGG-16";
+    case Arch::kResNet:
+      break;
+  }
+  return "ResNet-" + std::to_string(o.depth());
+}
+
 void validate(const ResNetOptions& o) {
   check_setting(
-      o.depth() >= 8 && (o.depth() - 2) % 6 == 0, "depth",
+      o.arch() != Arch::kResNet || (o.depth() >= 8 && (o.depth() - 2) % 6 == 0), "depth",
       "{depth} must be 6n+2 (20, 32, 44, 56, 110, ...), got " + std::to_string(o.depth()));
+  check_setting(o.arch() != Arch::kVGG16 || o.layout() == BlockLayout::kStandard, "layout",
+                "VGG-16 has no residual blocks to post-activate: {layout} must be standard");
   check_setting(o.in_channels() > 0, "in_channels",
                 "{in_channels} must be positive, got " + std::to_string(o.in_channels()));
   check_setting(o.num_classes() > 1, "num_classes",
@@ -125,20 +123,25 @@ void validate(const ResNetOptions& o) {
   }
   if (o.conv() == ConvKind::kChannelGated) {
     check_setting(o.partitions() >= 1 && 16 % o.partitions() == 0, "partitions",
-                  "{partitions} must divide every layer's channel count (16, 32, 64), got " +
+                  "{partitions} must divide every gated layer's input channels (16, 32, 64, ...), "
+                  "got " +
                       std::to_string(o.partitions()));
   }
 }
 
 BasicBlockImpl::BasicBlockImpl(const ResNetOptions& options, int64_t in_planes, int64_t planes,
-                               int64_t stride)
-    : options_(options), in_planes_(in_planes), planes_(planes), stride_(stride) {
+                               int64_t stride, Shortcut shortcut)
+    : options_(options),
+      in_planes_(in_planes),
+      planes_(planes),
+      stride_(stride),
+      shortcut_(shortcut) {
   reset();
 }
 
 void BasicBlockImpl::reset() {
-  conv1_ = make_conv(options_.conv(), options_, in_planes_, planes_, stride_);
-  conv2_ = make_conv(second_conv(options_), options_, planes_, planes_, 1);
+  conv1_ = model_conv(options_.conv(), options_, in_planes_, planes_, stride_);
+  conv2_ = model_conv(second_conv(options_), options_, planes_, planes_, 1);
   register_module("conv1", conv1_.ptr());
   bn1_ = register_module("bn1", torch::nn::BatchNorm2d(planes_));
   register_module("conv2", conv2_.ptr());
@@ -146,20 +149,18 @@ void BasicBlockImpl::reset() {
   if (options_.pact() && is_quantized(options_.conv())) {
     pact_ = register_module("relu", quant::PactReLU());
   }
+  if (shortcut_ == Shortcut::kProjection && (stride_ != 1 || in_planes_ != planes_)) {
+    down_conv_ = model_conv(ConvKind::kFloat, options_, in_planes_, planes_, stride_, 1);
+    down_bn_ = torch::nn::BatchNorm2d(planes_);
+    downsample_ = torch::nn::Sequential();
+    downsample_->push_back(down_conv_);
+    downsample_->push_back(down_bn_);
+    register_module("downsample", downsample_);
+  }
 }
 
 torch::Tensor BasicBlockImpl::activate(const torch::Tensor& x) {
   return pact_ ? pact_->forward(x) : torch::relu(x);
-}
-
-torch::Tensor BasicBlockImpl::normalised(torch::nn::AnyModule& conv, torch::nn::BatchNorm2d& bn,
-                                         bool relu, const torch::Tensor& x) {
-  // A layer that can applies them in its own last pass.
-  if (const auto fuses = std::dynamic_pointer_cast<layers::FusesNext>(conv.ptr())) {
-    return fuses->forward_then(x, bn, relu);
-  }
-  const torch::Tensor y = layers::batch_norm(*bn, conv.forward(x));
-  return relu ? torch::relu(y) : y;
 }
 
 torch::Tensor option_a_shortcut(const torch::Tensor& x, int64_t in_planes, int64_t planes,
@@ -169,7 +170,8 @@ torch::Tensor option_a_shortcut(const torch::Tensor& x, int64_t in_planes, int64
   return torch::constant_pad_nd(sub, {0, 0, 0, 0, planes / 4, planes / 4});
 }
 
-torch::Tensor BasicBlockImpl::shortcut(const torch::Tensor& x) const {
+torch::Tensor BasicBlockImpl::shortcut(const torch::Tensor& x) {
+  if (downsample_) return layers::batch_norm(*down_bn_, down_conv_.forward(x));
   return option_a_shortcut(x, in_planes_, planes_, stride_);
 }
 

@@ -15,9 +15,11 @@
 #include "dnn_gating/data/loader.h"
 #include "dnn_gating/io/atomic_file.h"
 #include "dnn_gating/io/checkpoint.h"
+#include "dnn_gating/io/float_weights.h"
 #include "dnn_gating/io/job_checkpoint.h"
 #include "dnn_gating/io/pytorch_state_dict.h"
 #include "dnn_gating/layers/batch_norm.h"
+#include "dnn_gating/models/torchvision.h"
 #include "dnn_gating/report/log.h"
 #include "dnn_gating/report/metrics.h"
 #include "dnn_gating/report/plot.h"
@@ -173,8 +175,8 @@ class Job {
   }
 
   std::string model_title() const {
-    return config_.program + ": " + model_name(config_.model) + " ResNet-" +
-           std::to_string(config_.model.depth());
+    return config_.program + ": " + model_name(config_.model) + " " +
+           models::network_title(config_.model);
   }
 
   // A save that would fail must fail now, not after hours of training.
@@ -197,17 +199,23 @@ class Job {
   void build_model(const JobStart& start) {
     config_.model.in_channels(test_set_.channels());
     config_.model.num_classes(static_cast<int64_t>(test_set_.class_names.size()));
-    model_ = models::ResNet(config_.model);
-    if (!start.path.empty()) {
+    models::Model model = models::make_model(config_.model);
+    model_ = model.module;
+    if (!start.path.empty() && start.checkpoint.meta.empty() && !start.resume &&
+        config_.model.arch() != models::Arch::kResNet) {
+      // A state dict of float weights in torchvision's names: what the
+      // model shares with it, and the list of what it does not.
+      log_lines(*spdlog::default_logger(),
+                float_import_lines(
+                    import_float_weights(*model_, start.checkpoint.state, start.path), start.path));
+    } else if (!start.path.empty()) {
       load_state(*model_, start.checkpoint, start.path);
-      spdlog::info("Loaded checkpoint {} ({}-layer {} ResNet)", start.path, config_.model.depth(),
-                   model_name(config_.model));
+      spdlog::info("Loaded checkpoint {} ({} {})", start.path, model_name(config_.model),
+                   models::network_title(config_.model));
     }
     model_->to(config_.device);
     dist_.broadcast_state(*model_);  // every rank starts from rank 0's weights
-    classifier_ = Classifier{model_.ptr(), [model = model_](const torch::Tensor& x) mutable {
-                               return model->forward(x);
-                             }};
+    classifier_ = Classifier{model.module, model.forward};
   }
 
   void resume_from(const JobStart& start) {
@@ -246,9 +254,9 @@ class Job {
                       make_sgd(*model_, config_.sgd),
                       Progress(config_.progress, config_.log_every)};
     restore_momentum_buffers(*training.optimizer, *model_, resumed_momentum_);
-    spdlog::info("Training {} ({}-layer {}) on {} ({} images) for {} epochs, {} batches of {}",
-                 config_.program, config_.model.depth(), model_name(config_.model), train_set_.name,
-                 train_set_.size(), config_.epochs, training.loader.num_batches(),
+    spdlog::info("Training {} ({} {}) on {} ({} images) for {} epochs, {} batches of {}",
+                 config_.program, model_name(config_.model), models::network_title(config_.model),
+                 train_set_.name, train_set_.size(), config_.epochs, training.loader.num_batches(),
                  config_.batch_size);
     return training;
   }
@@ -474,7 +482,7 @@ class Job {
   const JobConfig& requested_;
   JobConfig config_;
   data::ImageSet test_set_, train_set_;
-  models::ResNet model_{nullptr};
+  std::shared_ptr<torch::nn::Module> model_;
   Classifier classifier_;
   std::optional<data::BatchLoader> test_loader_;
   std::optional<MetricsWriter> metrics_;

@@ -41,11 +41,31 @@ std::string to_string(BlockLayout layout);
 ConvKind conv_kind_from_string(const std::string& name);
 BlockLayout block_layout_from_string(const std::string& name);
 
-/// Options for `ResNet`: depth, input, and the settings of every block.
+/// Which network (`make_model`): the CIFAR ResNets of the original (6n+2
+/// layers, `depth`), or the papers' larger ones in torchvision's layout.
+enum class Arch {
+  kResNet,    ///< "resnet20" (and every 6n+2 depth): models::ResNet
+  kResNet18,  ///< "resnet18": models::ResNet18
+  kVGG16,     ///< "vgg16": models::VGG16 (with BatchNorm)
+};
+/// "resnet20", "resnet18", "vgg16".
+std::string to_string(Arch arch);
+/// Inverse of to_string; throws SettingError (of `arch`) on an unknown name.
+Arch arch_from_string(const std::string& name);
+
+/// Options for `ResNet` (and every model of `make_model`): depth, input, and
+/// the settings of every block.
 struct ResNetOptions {
   explicit ResNetOptions(ConvKind conv = ConvKind::kFloat,
                          BlockLayout layout = BlockLayout::kStandard)
       : conv_(conv), layout_(layout) {}
+  /// Which network; `depth` is read by kResNet alone.
+  TORCH_ARG(Arch, arch) = Arch::kResNet;
+  /// kResNet18: torchvision's ImageNet stem (7x7 stride 2, 3x3 max-pool)
+  /// instead of the CIFAR one (3x3 stride 1, no pool); kVGG16: torchvision's
+  /// classifier (7x7 pool, three linear layers) instead of one linear layer
+  /// after the last pool.
+  TORCH_ARG(bool, imagenet_stem) = false;
   /// The blocks' convolution.
   TORCH_ARG(ConvKind, conv);
   /// The blocks' layout.
@@ -86,6 +106,12 @@ struct ResNetOptions {
   TORCH_ARG(layers::Skipping, skipping) = layers::Skipping::kFastest;
 };
 
+/// The network as checkpoint files name it: "resnet-20" (the depth),
+/// "resnet-18", "vgg-16".
+std::string network_name(const ResNetOptions& options);
+/// As reports title it: "ResNet-20", "ResNet-18", "VGG-16".
+std::string network_title(const ResNetOptions& options);
+
 /// Checks a configuration; a bad one throws SettingError naming the setting
 /// (the ResNetOptions field) and what was expected.
 void validate(const ResNetOptions& options);
@@ -96,22 +122,31 @@ void validate(const ResNetOptions& options);
 torch::Tensor option_a_shortcut(const torch::Tensor& x, int64_t in_planes, int64_t planes,
                                 int64_t stride);
 
-/// One residual block (`conv1`, `bn1`, `conv2`, `bn2`, and `relu` when PACT).
+/// How a block that changes its shape adds its input.
+enum class Shortcut {
+  kOptionA,     ///< subsampled, zero channels padded (CIFAR ResNets)
+  kProjection,  ///< `downsample`: a strided plain 1x1 convolution and BatchNorm (torchvision)
+};
+
+/// One residual block (`conv1`, `bn1`, `conv2`, `bn2`, `relu` when PACT,
+/// and `downsample` for a projection shortcut that changes the shape).
 class BasicBlockImpl : public torch::nn::Cloneable<BasicBlockImpl> {
  public:
-  BasicBlockImpl(const ResNetOptions& options, int64_t in_planes, int64_t planes, int64_t stride);
+  BasicBlockImpl(const ResNetOptions& options, int64_t in_planes, int64_t planes, int64_t stride,
+                 Shortcut shortcut = Shortcut::kOptionA);
   void reset() override;
   torch::Tensor forward(const torch::Tensor& x);
 
  private:
   torch::Tensor activate(const torch::Tensor& x);
-  /// bn(conv(x)), then a ReLU if relu.
-  static torch::Tensor normalised(torch::nn::AnyModule& conv, torch::nn::BatchNorm2d& bn, bool relu,
-                                  const torch::Tensor& x);
-  torch::Tensor shortcut(const torch::Tensor& x) const;
+  torch::Tensor shortcut(const torch::Tensor& x);
 
   ResNetOptions options_;
   int64_t in_planes_, planes_, stride_;
+  Shortcut shortcut_;
+  torch::nn::Sequential downsample_{nullptr};  // holds the two below: `downsample.0`, `.1`
+  torch::nn::AnyModule down_conv_;
+  torch::nn::BatchNorm2d down_bn_{nullptr};
   torch::nn::AnyModule conv1_, conv2_;
   torch::nn::BatchNorm2d bn1_{nullptr}, bn2_{nullptr};
   quant::PactReLU pact_{nullptr};

@@ -1,0 +1,48 @@
+#include "models/model_conv.h"
+
+#include "dnn_gating/layers/batch_norm.h"
+#include "dnn_gating/layers/conv.h"
+
+namespace dnn_gating::models {
+
+bool is_quantized(ConvKind conv) {
+  return conv == ConvKind::kQuantized || conv == ConvKind::kPrecisionGated;
+}
+
+ConvKind second_conv(const ResNetOptions& o) {
+  if (o.layout() == BlockLayout::kPostActivated) return o.conv();
+  if (o.conv() == ConvKind::kPrecisionGated) return ConvKind::kQuantized;
+  if (o.conv() == ConvKind::kChannelGated) return ConvKind::kFloat;
+  return o.conv();
+}
+
+torch::nn::AnyModule model_conv(ConvKind conv, const ResNetOptions& o, int64_t in, int64_t out,
+                                int64_t stride, int64_t kernel) {
+  const bool quantized = is_quantized(conv);
+  return layers::make_conv(layers::ConvOptions(conv, in, out, kernel)
+                               .stride(stride)
+                               .padding(kernel / 2)
+                               .wbits(quantized ? o.wbits() : 0)
+                               .abits(quantized ? o.abits() : 0)
+                               .pred_bits(o.pred_bits())
+                               .pg_alpha(o.pg_alpha())
+                               .partitions(o.partitions())
+                               .ginit(o.ginit())
+                               .cg_alpha(o.cg_alpha())
+                               .use_group(o.use_group())
+                               .shuffle(o.shuffle())
+                               .sparse_bp(o.sparse_bp())
+                               .reference_ops(o.reference_ops())
+                               .skipping(o.skipping()));
+}
+
+torch::Tensor normalised(torch::nn::AnyModule& conv, torch::nn::BatchNorm2d& bn, bool relu,
+                         const torch::Tensor& x) {
+  if (const auto fuses = std::dynamic_pointer_cast<layers::FusesNext>(conv.ptr())) {
+    return fuses->forward_then(x, bn, relu);
+  }
+  const torch::Tensor y = layers::batch_norm(*bn, conv.forward(x));
+  return relu ? torch::relu(y) : y;
+}
+
+}  // namespace dnn_gating::models

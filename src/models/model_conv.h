@@ -1,0 +1,31 @@
+#pragma once
+// What every model of the family builds its convolutions with: the kind of
+// each convolution of a block, and a 3x3 (or any) convolution of a kind
+// with the model's settings.
+#include <torch/torch.h>
+
+#include <cstdint>
+
+#include "dnn_gating/models/resnet.h"
+
+namespace dnn_gating::models {
+
+/// Quantized and PG models quantize and may clip with PACT.
+bool is_quantized(ConvKind conv);
+
+/// The second convolution of a block: the block's own kind when
+/// post-activated; in the standard layout the gated kinds gate only the
+/// first (PG: quantized second, CG: plain second).
+ConvKind second_conv(const ResNetOptions& o);
+
+/// A convolution of kind `conv` with the model's settings (bits, gate
+/// settings), `kernel` x `kernel` with padding kernel / 2.
+torch::nn::AnyModule model_conv(ConvKind conv, const ResNetOptions& o, int64_t in, int64_t out,
+                                int64_t stride, int64_t kernel = 3);
+
+/// bn(conv(x)), then a ReLU if `relu`: in the convolution's own last pass
+/// where it can (layers::FusesNext), with layers::batch_norm otherwise.
+torch::Tensor normalised(torch::nn::AnyModule& conv, torch::nn::BatchNorm2d& bn, bool relu,
+                         const torch::Tensor& x);
+
+}  // namespace dnn_gating::models
