@@ -47,12 +47,13 @@ fi
 # A port nothing listens on, outside the kernel's ephemeral range: a port
 # there may be the local end of any connection (Gloo's own among them), and
 # binding it would fail even though nothing listens.
-read -r eph_low eph_high < /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || { eph_low=32768; eph_high=60999; }
+{ read -r eph_low eph_high < /proc/sys/net/ipv4/ip_local_port_range; } 2>/dev/null ||
+  { eph_low=32768; eph_high=60999; }
 if [ "$eph_low" -ge 12024 ]; then
   port_low=$(( eph_low - 10000 )); port_span=10000
 elif [ "$eph_high" -le 55000 ]; then
   port_low=$(( eph_high + 1 )); port_span=10000
-else
+else  # the ephemeral range leaves no room: any port, as before
   port_low=20000; port_span=40000
 fi
 port=""

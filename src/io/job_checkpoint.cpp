@@ -49,9 +49,10 @@ JobConfig adopt_checkpoint(const JobConfig& config, const std::string& path,
   // How gated layers compute is this run's choice, not the file's.
   out.model = model_from_json(meta.at("model").dump()).skipping(config.model.skipping());
   out.dataset = meta.value("dataset", out.dataset);
-  std::string conflicts = conflicts_of(differing_fields(config.model, out.model),
-                                       nlohmann::json::parse(model_to_json(config.model)),
-                                       meta.at("model"), config.explicit_settings);
+  // (The saved model with every field, also those an older file lacks.)
+  std::string conflicts = conflicts_of(
+      differing_fields(config.model, out.model), nlohmann::json::parse(model_to_json(config.model)),
+      nlohmann::json::parse(model_to_json(out.model)), config.explicit_settings);
   const nlohmann::json given_job = nlohmann::json::parse(job_to_json(config));
   const nlohmann::json saved_job = nlohmann::json::parse(job_to_json(out));
   std::vector<std::string> differing_job =

@@ -89,9 +89,15 @@ int64_t Font::draw(Picture& picture, int64_t x, int64_t top, const std::string& 
     if (FT_Load_Char(face, c < 128 ? c : '?', FT_LOAD_RENDER) != 0) continue;
     const FT_GlyphSlot glyph = face->glyph;
     const FT_Bitmap& bitmap = glyph->bitmap;
+    // Anti-aliased glyphs only (a bitmap font's 1-bit glyphs are skipped).
+    if (bitmap.pixel_mode != FT_PIXEL_MODE_GRAY || bitmap.buffer == nullptr) {
+      pen += glyph->advance.x >> 6;
+      continue;
+    }
     for (unsigned row = 0; row < bitmap.rows; ++row) {
       for (unsigned col = 0; col < bitmap.width; ++col) {
-        const uint8_t coverage = bitmap.buffer[row * bitmap.pitch + col];
+        const uint8_t coverage =
+            bitmap.buffer[static_cast<int64_t>(row) * bitmap.pitch + static_cast<int64_t>(col)];
         if (coverage == 0) continue;
         picture.blend(pen + glyph->bitmap_left + col, baseline - glyph->bitmap_top + row, colour,
                       coverage / 255.0);

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <csetjmp>
+#include <cstdint>
 #include <cstring>
 #include <fstream>
 #include <stdexcept>
@@ -107,29 +108,74 @@ void Picture::paste(const Picture& other, int64_t x, int64_t y) {
   }
 }
 
+namespace {
+
+// The libpng calls that may longjmp, each in a frame of its own that holds
+// only trivially destructible locals and modifies none after setjmp; the
+// C++ objects they fill belong to the caller. They return false after a
+// libpng error (its message in the PngErrors).
+
+bool write_rows(png_structp png, png_infop info, const Picture* picture) {
+  if (setjmp(png_jmpbuf(png))) return false;
+  png_set_IHDR(png, info, static_cast<png_uint_32>(picture->width()),
+               static_cast<png_uint_32>(picture->height()), 8, PNG_COLOR_TYPE_RGB,
+               PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  png_write_info(png, info);
+  for (int64_t y = 0; y < picture->height(); ++y) {
+    png_write_row(png, const_cast<png_bytep>(picture->rgb().data() + y * picture->width() * 3));
+  }
+  png_write_end(png, nullptr);
+  return true;
+}
+
+// The header, with every transformation to 8-bit RGB set: {width, height},
+// or {0, 0} after an error.
+bool read_header(png_structp png, png_infop info, png_uint_32* width, png_uint_32* height) {
+  if (setjmp(png_jmpbuf(png))) return false;
+  png_read_info(png, info);
+  png_set_expand(png);
+  png_set_strip_16(png);
+  png_set_strip_alpha(png);
+  png_set_gray_to_rgb(png);
+  png_set_interlace_handling(png);
+  png_read_update_info(png, info);
+  *width = png_get_image_width(png, info);
+  *height = png_get_image_height(png, info);
+  if (png_get_rowbytes(png, info) != static_cast<size_t>(*width) * 3) {
+    png_error(png, "an unexpected row layout");
+  }
+  return true;
+}
+
+bool read_rows(png_structp png, png_bytepp rows) {
+  if (setjmp(png_jmpbuf(png))) return false;
+  png_read_image(png, rows);
+  png_read_end(png, nullptr);
+  return true;
+}
+
+}  // namespace
+
+uint8_t* Picture::row(int64_t y) { return rgb_.data() + y * width_ * 3; }
+
 std::string encode_png(const Picture& picture) {
   if (picture.width() < 1 || picture.height() < 1) {
     throw std::invalid_argument("an empty picture has no PNG form");
   }
   std::string out;
+  out.reserve(static_cast<size_t>(picture.width() * picture.height() * 3 / 2 + 1024));
   PngErrors errors;
   png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &errors, on_error, on_warning);
   if (png == nullptr) throw std::runtime_error("libpng: out of memory");
   png_infop info = png_create_info_struct(png);
-  if (info == nullptr || setjmp(png_jmpbuf(png))) {
-    png_destroy_write_struct(&png, &info);
-    throw std::runtime_error("libpng: " + errors.message);
+  if (info == nullptr) {
+    png_destroy_write_struct(&png, nullptr);
+    throw std::runtime_error("libpng: out of memory");
   }
   png_set_write_fn(png, &out, write_bytes, flush_bytes);
-  png_set_IHDR(png, info, static_cast<png_uint_32>(picture.width()),
-               static_cast<png_uint_32>(picture.height()), 8, PNG_COLOR_TYPE_RGB,
-               PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-  png_write_info(png, info);
-  for (int64_t y = 0; y < picture.height(); ++y) {
-    png_write_row(png, const_cast<png_bytep>(picture.rgb().data() + y * picture.width() * 3));
-  }
-  png_write_end(png, nullptr);
+  const bool written = write_rows(png, info, &picture);
   png_destroy_write_struct(&png, &info);
+  if (!written) throw std::runtime_error("libpng: " + errors.message);
   return out;
 }
 
@@ -145,47 +191,36 @@ Picture decode_png(const std::string& bytes, const std::string& name) {
   png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &errors, on_error, on_warning);
   if (png == nullptr) throw std::runtime_error("libpng: out of memory");
   png_infop info = png_create_info_struct(png);
-  // Every object that lives across png_error's longjmp is made before setjmp.
-  std::vector<uint8_t> data;
-  std::vector<png_bytep> rows;
-  ReadCursor cursor{&bytes, 0};
-  if (info == nullptr || setjmp(png_jmpbuf(png))) {
-    png_destroy_read_struct(&png, &info, nullptr);
-    throw std::runtime_error(name + ": not a readable PNG file (" + errors.message + ")");
+  if (info == nullptr) {
+    png_destroy_read_struct(&png, nullptr, nullptr);
+    throw std::runtime_error("libpng: out of memory");
   }
+  const auto refuse = [&](const std::string& why) {
+    png_destroy_read_struct(&png, &info, nullptr);
+    return std::runtime_error(name + ": not a readable PNG file (" + why + ")");
+  };
+  ReadCursor cursor{&bytes, 0};
   png_set_read_fn(png, &cursor, read_bytes);
   png_set_user_limits(png, 1u << 20, 1u << 20);
   png_set_chunk_malloc_max(png, 8u << 20);
-  png_read_info(png, info);
-  const png_uint_32 width = png_get_image_width(png, info);
-  const png_uint_32 height = png_get_image_height(png, info);
-  if (static_cast<int64_t>(width) * height > kMaxPicturePixels) {
-    png_error(png, "larger than 8192 x 8192 pixels");
+  png_uint_32 width = 0, height = 0;
+  if (!read_header(png, info, &width, &height)) throw refuse(errors.message);
+  // Memory follows the file, not what its header claims: deflate expands a
+  // byte to at most 1032 and a pixel takes at least one bit, so a larger
+  // picture cannot be in these bytes.
+  const uint64_t pixels = static_cast<uint64_t>(width) * height;
+  if (pixels > static_cast<uint64_t>(kMaxPicturePixels)) {
+    throw refuse("larger than 8192 x 8192 pixels");
   }
-  // To 8-bit RGB whatever was stored.
-  png_set_expand(png);
-  png_set_strip_16(png);
-  png_set_strip_alpha(png);
-  png_set_gray_to_rgb(png);
-  png_set_interlace_handling(png);
-  png_read_update_info(png, info);
-  if (png_get_rowbytes(png, info) != static_cast<size_t>(width) * 3) {
-    png_error(png, "an unexpected row layout");
+  if (pixels > static_cast<uint64_t>(bytes.size()) * 1032 * 8) {
+    throw refuse(std::to_string(width) + " x " + std::to_string(height) +
+                 " pixels cannot be stored in " + std::to_string(bytes.size()) + " bytes");
   }
-  rows.resize(height);
-  data.resize(static_cast<size_t>(width) * height * 3);
-  for (png_uint_32 y = 0; y < height; ++y)
-    rows[y] = data.data() + static_cast<size_t>(y) * width * 3;
-  png_read_image(png, rows.data());
-  png_read_end(png, nullptr);
-  png_destroy_read_struct(&png, &info, nullptr);
   Picture picture(width, height);
-  for (png_uint_32 y = 0; y < height; ++y) {
-    for (png_uint_32 x = 0; x < width; ++x) {
-      const uint8_t* p = rows[y] + x * 3;
-      picture.set(x, y, {p[0], p[1], p[2]});
-    }
-  }
+  std::vector<png_bytep> rows(height);
+  for (png_uint_32 y = 0; y < height; ++y) rows[y] = picture.row(y);
+  if (!read_rows(png, rows.data())) throw refuse(errors.message);
+  png_destroy_read_struct(&png, &info, nullptr);
   return picture;
 }
 

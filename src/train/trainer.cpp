@@ -202,7 +202,7 @@ class Job {
     models::Model model = models::make_model(config_.model);
     model_ = model.module;
     if (!start.path.empty() && start.checkpoint.meta.empty() && !start.resume &&
-        config_.model.arch() != models::Arch::kResNet) {
+        !config_.test_only && config_.model.arch() != models::Arch::kResNet) {
       // A state dict of float weights in torchvision's names: what the
       // model shares with it, and the list of what it does not.
       log_lines(*spdlog::default_logger(),

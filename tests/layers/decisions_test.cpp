@@ -138,6 +138,10 @@ TEST(KeptDecisions, PrecisionGatedEveryWay) {
       torch::NoGradGuard no_grad;
       y = layer->forward(x);
     }
+    if (!w.training && !w.reference) {
+      EXPECT_EQ(layer->last_way(), w.skipping == Skipping::kAlways ? InferenceWay::kOpenOutputs
+                                                                   : InferenceWay::kEveryOutput);
+    }
     torch::NoGradGuard no_grad;
     const torch::Tensor wq = dg::layers::quantize_weight(layer->named_parameters()["weight"], 8);
     const torch::Tensor parts = dg::quant::split_msb_lsb(x, 4, 2);

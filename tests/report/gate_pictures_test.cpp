@@ -4,6 +4,7 @@
 #include "dnn_gating/report/gate_pictures.h"
 
 #include <torch/torch.h>
+#include <zlib.h>
 
 #include <fstream>
 
@@ -50,6 +51,22 @@ TEST(Png, RefusesWhatIsNotAPng) {
   dgt::TempDir tmp;
   const auto missing = (tmp.path() / "missing.png").string();
   EXPECT_NE(dgt::error_of([&] { dg::train::read_png(missing); }).find(missing), std::string::npos);
+}
+
+// A header that claims more pixels than its bytes can hold is refused
+// before anything is allocated for them.
+TEST(Png, RefusesAHeaderLargerThanItsFile) {
+  std::string bytes = dg::train::encode_png(Picture(1, 1));
+  const auto put32 = [&](size_t at, uint32_t v) {
+    for (int i = 0; i < 4; ++i) bytes[at + i] = static_cast<char>((v >> (24 - 8 * i)) & 0xff);
+  };
+  put32(16, 8000);  // IHDR width
+  put32(20, 8000);  // IHDR height
+  put32(29, static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(bytes.data() + 12), 17)));
+  const std::string message = dgt::error_of([&] { dg::train::decode_png(bytes, "bomb.png"); });
+  EXPECT_NE(message.find("bomb.png: not a readable PNG file (8000 x 8000 pixels cannot be stored"),
+            std::string::npos)
+      << message;
 }
 
 TEST(GatePictures, ColourScaleRunsFromDarkToBright) {

@@ -36,6 +36,8 @@ class Picture {
   void paste(const Picture& other, int64_t x, int64_t y);
   /// The bytes r, g, b of each pixel, row by row.
   const std::vector<uint8_t>& rgb() const { return rgb_; }
+  /// The bytes of row y (0 <= y < height()), to write into.
+  uint8_t* row(int64_t y);
 
  private:
   int64_t width_ = 0, height_ = 0;
