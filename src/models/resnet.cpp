@@ -75,27 +75,13 @@ std::pair<ConvKind, BlockLayout> model_from_name(const std::string& name) {
 }
 
 std::string network_name(const ResNetOptions& o) {
-  switch (o.arch()) {
-    case Arch::kResNet18:
-      return "resnet-18";
-    case Arch::kVGG16:
-      return "vgg-16";
-    case Arch::kResNet:
-      break;
-  }
-  return "resnet-" + std::to_string(o.depth());
+  if (o.arch() == Arch::kVGG16) return "vgg-16";
+  return "resnet-" + std::to_string(o.arch() == Arch::kResNet18 ? 18 : o.depth());
 }
 
 std::string network_title(const ResNetOptions& o) {
-  switch (o.arch()) {
-    case Arch::kResNet18:
-      return "ResNet-18";
-    case Arch::kVGG16:
-      return "VGG-16";
-    case Arch::kResNet:
-      break;
-  }
-  return "ResNet-" + std::to_string(o.depth());
+  if (o.arch() == Arch::kVGG16) return "VGG-16";
+  return "ResNet" + network_name(o).substr(6);  // "-20", "-18"
 }
 
 void validate(const ResNetOptions& o) {
