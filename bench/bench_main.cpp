@@ -18,6 +18,7 @@
 #include "dnn_gating/train/runtime.h"
 #include "dnn_gating/train/step.h"
 #include "gated_inference.h"
+#include "image_folder.h"
 
 namespace dg = dnn_gating;
 using dg::models::ResNetOptions;
@@ -154,12 +155,13 @@ class RatioReporter : public benchmark::ConsoleReporter {
   }
   void Finalize() override {
     ConsoleReporter::Finalize();
-    std::printf("\n%-24s %14s %8s %14s %8s %12s %8s\n", "model", "step ms", "x float", "eval img/s",
-                "x float", "peak MiB", "x float");
+    dg::bench::print_image_folder(times_);
     if (times_.count("train_step/float") == 0 && times_.count("evaluation/float") == 0) {
       dg::bench::print_gated_inference(times_, counts_);
       return;
     }
+    std::printf("\n%-24s %14s %8s %14s %8s %12s %8s\n", "model", "step ms", "x float", "eval img/s",
+                "x float", "peak MiB", "x float");
     const double float_step = times_["train_step/float"];
     const double float_eval = times_["evaluation/float"];
     const double float_rss = rss_["float"];
@@ -213,6 +215,7 @@ int main(int argc, char** argv) {
       ->Unit(benchmark::kMillisecond)
       ->UseRealTime();
   dg::bench::register_gated_inference();
+  dg::bench::register_image_folder();
   // Repetitions of different benchmarks are interleaved (in random order), so
   // that a slow spell of a shared machine spreads over every model instead of
   // skewing one model's ratio. Flags given on the command line come later and win.

@@ -11,7 +11,7 @@ packages=(
   libgloo-dev            # the headers of c10d's Gloo process group (data-parallel runs)
   clang-format           # the formatting check
   libxml2-utils          # xmllint, which checks the SVG plots
-  libpng-dev libfreetype-dev fonts-dejavu-core  # pictures of the gates (--maps)
+  libpng-dev libjpeg62-turbo-dev libfreetype-dev fonts-dejavu-core  # image folders, pictures of the gates
   libopenblas0-pthread   # replaces Debian's reference BLAS, ~25x faster GEMM
   dataset-fashion-mnist  # real data that works offline
 )

@@ -149,6 +149,20 @@ std::vector<Flag> common_flags(Values& v) {
            "BatchNorm statistics over the whole batch of a data-parallel run (default: each "
            "process's own)",
            "sync_bn"),
+      option({"--teacher"}, job.distillation.teacher,
+             "Distil from this model's soft targets: a checkpoint of ours, or a PyTorch state dict "
+             "of a float network (see --teacher-arch)",
+             "teacher", CLI::ExistingFile, false),
+      option({"--teacher-arch"}, job.distillation.teacher_arch,
+             "Network of a --teacher given as a plain state dict: resnet20, resnet18 or vgg16 "
+             "(default: the student's --arch)",
+             "teacher_arch", CLI::IsMember({"resnet20", "resnet18", "vgg16"}), false),
+      option({"--kd-temperature"}, job.distillation.temperature, "Distillation temperature T",
+             "kd_temperature", at_least(0, false)),
+      option({"--kd-alpha"}, job.distillation.alpha,
+             "Weight A of the distillation term: A T^2 KL(teacher || student) + (1 - A) cross "
+             "entropy",
+             "kd_alpha", CLI::Range(0.0, 1.0)),
       option({"--arch"}, v.arch,
              "Network: resnet20 (the CIFAR ResNets, see --depth), resnet18 or vgg16 (torchvision's "
              "layouts)",
@@ -158,16 +172,33 @@ std::vector<Flag> common_flags(Values& v) {
            "linear layers (default: the CIFAR forms)",
            "imagenet_stem"),
       option({"--depth"}, v.depth, "ResNet depth: 6n+2 (20, 32, 44, 56, 110)", "depth"),
-      option({"--dataset"}, job.dataset, "cifar10 or fashion-mnist", "dataset",
-             CLI::IsMember({"cifar10", "fashion-mnist"})),
+      option({"--dataset"}, job.dataset,
+             "cifar10, fashion-mnist, or imagefolder (--data-dir DIR with DIR/train/<class>/ and "
+             "DIR/val/<class>/ of JPEG or PNG files)",
+             "dataset", CLI::IsMember({"cifar10", "fashion-mnist", "imagefolder"})),
       option({"--data-dir"}, v.data_dir,
              "Data directory (default: " + train::default_data_dir("cifar10") + " for cifar10, " +
                  train::default_data_dir("fashion-mnist") + " for fashion-mnist)",
              "data_dir", std::nullopt, false),
-      option({"--train-limit"}, job.train_limit, "Use only the first N training images (0: all)",
+      option({"--train-limit"}, job.train_limit,
+             "Use only the first N training images (0: all; of an image folder N spread over its "
+             "classes)",
              "train_limit", at_least(0, true)),
-      option({"--test-limit"}, job.test_limit, "Use only the first N test images (0: all)",
+      option({"--test-limit"}, job.test_limit,
+             "Use only the first N test images (0: all; of an image folder N spread over its "
+             "classes)",
              "test_limit", at_least(0, true)),
+      option({"--image-size"}, job.image_size,
+             "Image folders: side of the square images, training crops and evaluation centre "
+             "crops (default 224)",
+             "image_size", CLI::Range(8, 4096), false),
+      option({"--bad-images"}, job.bad_images,
+             "Image folders: a file that fails to decode stops the run (refuse) or is named and "
+             "replaced by the next image (skip)",
+             "bad_images", CLI::IsMember({"refuse", "skip"})),
+      option({"--loader-threads"}, job.loader_threads,
+             "Image folders: threads decoding images ahead of the step (default: every core)", "",
+             CLI::Range(1, 256), false),
       option({"--save-dir"}, job.save_dir, "Where checkpoints are saved", "save_dir"),
       option({"--seed"}, job.seed, "Random seed (weights, order, augmentation)", "seed"),
       option({"--threads"}, v.inv.threads, "Intra-op threads (default: every core)", "",

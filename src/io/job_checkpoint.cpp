@@ -49,6 +49,11 @@ JobConfig adopt_checkpoint(const JobConfig& config, const std::string& path,
   // How gated layers compute is this run's choice, not the file's.
   out.model = model_from_json(meta.at("model").dump()).skipping(config.model.skipping());
   out.dataset = meta.value("dataset", out.dataset);
+  // An image folder's model is evaluated at the size it learned, unless asked otherwise.
+  if (config.explicit_settings.count("image_size") == 0 && meta.contains("job") &&
+      meta.at("job").contains("image_size") && meta.at("job").at("image_size").is_number()) {
+    out.image_size = meta.at("job").at("image_size").get<int64_t>();
+  }
   // (The saved model with every field, also those an older file lacks.)
   std::string conflicts = conflicts_of(
       differing_fields(config.model, out.model), nlohmann::json::parse(model_to_json(config.model)),

@@ -17,6 +17,8 @@ void for_each_setting(Job& j, Visitor&& visit) {
   visit("data_dir", j.data_dir);
   visit("train_limit", j.train_limit);
   visit("test_limit", j.test_limit);
+  visit("image_size", j.image_size);
+  visit("bad_images", j.bad_images);
   visit("epochs", j.epochs);
   visit("milestones", j.milestones);
   visit("batch_size", j.batch_size);
@@ -28,6 +30,10 @@ void for_each_setting(Job& j, Visitor&& visit) {
   visit("exempt_thresholds_and_1d", j.sgd.exempt_thresholds_and_1d);
   visit("gating_weight", j.gating_loss.weight);
   visit("gtarget", j.gating_loss.target);
+  visit("teacher", j.distillation.teacher);
+  visit("teacher_arch", j.distillation.teacher_arch);
+  visit("kd_temperature", j.distillation.temperature);
+  visit("kd_alpha", j.distillation.alpha);
   visit("save", j.save);
   visit("save_dir", j.save_dir);
   visit("save_every", j.save_every);

@@ -2,6 +2,7 @@
 
 #include "dnn_gating/layers/batch_norm.h"
 #include "dnn_gating/layers/conv.h"
+#include "dnn_gating/quant/pact.h"
 
 namespace dnn_gating::models {
 
@@ -36,13 +37,22 @@ torch::nn::AnyModule model_conv(ConvKind conv, const ResNetOptions& o, int64_t i
                                .skipping(o.skipping()));
 }
 
-torch::Tensor normalised(torch::nn::AnyModule& conv, torch::nn::BatchNorm2d& bn, bool relu,
+torch::Tensor normalised(layers::Slot& conv, torch::nn::BatchNorm2d& bn, bool relu,
                          const torch::Tensor& x) {
   if (const auto fuses = std::dynamic_pointer_cast<layers::FusesNext>(conv.ptr())) {
     return fuses->forward_then(x, bn, relu);
   }
   const torch::Tensor y = layers::batch_norm(*bn, conv.forward(x));
   return relu ? torch::relu(y) : y;
+}
+
+torch::nn::AnyModule model_activation(const ResNetOptions& o) {
+  if (o.pact() && is_quantized(o.conv())) return torch::nn::AnyModule(quant::PactReLU());
+  return torch::nn::AnyModule(torch::nn::ReLU());
+}
+
+bool is_plain_relu(const layers::Slot& activation) {
+  return activation.as<torch::nn::ReLUImpl>() != nullptr;
 }
 
 }  // namespace dnn_gating::models

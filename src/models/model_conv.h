@@ -6,6 +6,7 @@
 
 #include <cstdint>
 
+#include "dnn_gating/layers/slot.h"
 #include "dnn_gating/models/resnet.h"
 
 namespace dnn_gating::models {
@@ -25,7 +26,16 @@ torch::nn::AnyModule model_conv(ConvKind conv, const ResNetOptions& o, int64_t i
 
 /// bn(conv(x)), then a ReLU if `relu`: in the convolution's own last pass
 /// where it can (layers::FusesNext), with layers::batch_norm otherwise.
-torch::Tensor normalised(torch::nn::AnyModule& conv, torch::nn::BatchNorm2d& bn, bool relu,
+torch::Tensor normalised(layers::Slot& conv, torch::nn::BatchNorm2d& bn, bool relu,
                          const torch::Tensor& x);
+
+/// The activation of a model of the family (held in a Slot, so that
+/// layers::gate() can make it PACT): PACT in quantized and PG models with
+/// `pact`, else a ReLU.
+torch::nn::AnyModule model_activation(const ResNetOptions& o);
+
+/// Whether `activation` is a plain ReLU (which a convolution may fold into
+/// its last pass with `normalised`).
+bool is_plain_relu(const layers::Slot& activation);
 
 }  // namespace dnn_gating::models

@@ -126,28 +126,31 @@ BasicBlockImpl::BasicBlockImpl(const ResNetOptions& options, int64_t in_planes, 
 }
 
 void BasicBlockImpl::reset() {
-  conv1_ = model_conv(options_.conv(), options_, in_planes_, planes_, stride_);
-  conv2_ = model_conv(second_conv(options_), options_, planes_, planes_, 1);
+  conv1_ = layers::Slot(model_conv(options_.conv(), options_, in_planes_, planes_, stride_));
+  conv2_ = layers::Slot(model_conv(second_conv(options_), options_, planes_, planes_, 1));
   register_module("conv1", conv1_.ptr());
   bn1_ = register_module("bn1", torch::nn::BatchNorm2d(planes_));
   register_module("conv2", conv2_.ptr());
   bn2_ = register_module("bn2", torch::nn::BatchNorm2d(planes_));
-  if (options_.pact() && is_quantized(options_.conv())) {
-    pact_ = register_module("relu", quant::PactReLU());
-  }
+  // The post-activated layout applies plain ReLUs of its own (and never PACT).
+  const bool pact = options_.pact() && is_quantized(options_.conv());
+  act_ = pact || options_.layout() == BlockLayout::kStandard
+             ? layers::Slot(model_activation(options_))
+             : layers::Slot();
+  if (!act_.is_empty()) register_module("relu", act_.ptr());
   if (shortcut_ == Shortcut::kProjection && (stride_ != 1 || in_planes_ != planes_)) {
-    down_conv_ = model_conv(ConvKind::kFloat, options_, in_planes_, planes_, stride_, 1);
+    const torch::nn::AnyModule down_conv =
+        model_conv(ConvKind::kFloat, options_, in_planes_, planes_, stride_, 1);
+    down_conv_ = layers::Slot(down_conv);
     down_bn_ = torch::nn::BatchNorm2d(planes_);
     downsample_ = torch::nn::Sequential();
-    downsample_->push_back(down_conv_);
+    downsample_->push_back(down_conv);
     downsample_->push_back(down_bn_);
     register_module("downsample", downsample_);
   }
 }
 
-torch::Tensor BasicBlockImpl::activate(const torch::Tensor& x) {
-  return pact_ ? pact_->forward(x) : torch::relu(x);
-}
+torch::Tensor BasicBlockImpl::activate(const torch::Tensor& x) { return act_.forward(x); }
 
 torch::Tensor option_a_shortcut(const torch::Tensor& x, int64_t in_planes, int64_t planes,
                                 int64_t stride) {
@@ -167,8 +170,8 @@ torch::Tensor BasicBlockImpl::forward(const torch::Tensor& x) {
     out = normalised(conv2_, bn2_, /*relu=*/true, out);
     return out + shortcut(x);
   }
-  torch::Tensor out = pact_ ? activate(normalised(conv1_, bn1_, /*relu=*/false, x))
-                            : normalised(conv1_, bn1_, /*relu=*/true, x);
+  torch::Tensor out = is_plain_relu(act_) ? normalised(conv1_, bn1_, /*relu=*/true, x)
+                                          : activate(normalised(conv1_, bn1_, /*relu=*/false, x));
   out = normalised(conv2_, bn2_, /*relu=*/false, out);
   return activate(out + shortcut(x));
 }
@@ -195,8 +198,8 @@ void ResNetImpl::reset() {
   layer2_ = register_module("layer2", make_layer(32, 2));
   layer3_ = register_module("layer3", make_layer(64, 2));
   linear_ = register_module("linear", torch::nn::Linear(64, options.num_classes()));
-  if (options.pact() && is_quantized(options.conv()))
-    pact_ = register_module("relu", quant::PactReLU());
+  act_ = layers::Slot(model_activation(options));
+  register_module("relu", act_.ptr());
   torch::nn::init::kaiming_normal_(conv1_->weight, 0.0, torch::kFanIn, torch::kReLU);
   torch::nn::init::kaiming_normal_(linear_->weight, 0.0, torch::kFanIn, torch::kReLU);
 }
@@ -214,7 +217,7 @@ torch::Tensor ResNetImpl::forward(const torch::Tensor& input) {
   const torch::Tensor x = channels_last ? input.contiguous(at::MemoryFormat::ChannelsLast) : input;
   const torch::Tensor stem = conv1_->forward(x);
   torch::Tensor out = layers::batch_norm(*bn1_, stem);
-  out = pact_ ? pact_->forward(out) : torch::relu(out);
+  out = act_.forward(out);
   out = layer3_->forward(layer2_->forward(layer1_->forward(out)));
   out = torch::avg_pool2d(out, out.size(3)).flatten(1);
   out = linear_->forward(out);

@@ -42,13 +42,12 @@ ResNet18Impl::ResNet18Impl(ResNetOptions options_) : options(std::move(options_)
 void ResNet18Impl::reset() {
   validate(options);
   const bool imagenet = options.imagenet_stem();
-  conv1_ = model_conv(ConvKind::kFloat, options, options.in_channels(), 64, imagenet ? 2 : 1,
-                      imagenet ? 7 : 3);
+  conv1_ = layers::Slot(model_conv(ConvKind::kFloat, options, options.in_channels(), 64,
+                                   imagenet ? 2 : 1, imagenet ? 7 : 3));
   register_module("conv1", conv1_.ptr());
   bn1_ = register_module("bn1", torch::nn::BatchNorm2d(64));
-  if (options.pact() && is_quantized(options.conv())) {
-    pact_ = register_module("relu", quant::PactReLU());
-  }
+  act_ = layers::Slot(model_activation(options));
+  register_module("relu", act_.ptr());
   int64_t in_planes = 64;
   auto make_layer = [&](int64_t planes, int64_t stride) {
     torch::nn::Sequential layer;
@@ -74,7 +73,7 @@ void ResNet18Impl::pretty_print(std::ostream& stream) const {
 
 torch::Tensor ResNet18Impl::forward(const torch::Tensor& input) {
   torch::Tensor out = layers::batch_norm(*bn1_, conv1_.forward(laid_out(options, input)));
-  out = pact_ ? pact_->forward(out) : torch::relu(out);
+  out = act_.forward(out);
   if (options.imagenet_stem()) out = torch::max_pool2d(out, 3, 2, 1);
   out = layer4_->forward(layer3_->forward(layer2_->forward(layer1_->forward(out))));
   out = torch::adaptive_avg_pool2d(out, {1, 1}).flatten(1);
@@ -93,7 +92,6 @@ void VGG16Impl::reset() {
   linears_.clear();
   features_ = torch::nn::Sequential();
   int64_t in = options.in_channels();
-  const bool pact = options.pact() && is_quantized(options.conv());
   for (const int64_t channels : kVgg16) {
     if (channels == 0) {  // torchvision's index of the pool
       features_->push_back(torch::nn::MaxPool2d(torch::nn::MaxPool2dOptions(2).stride(2)));
@@ -102,17 +100,15 @@ void VGG16Impl::reset() {
     }
     Stage stage;
     // The first convolution stays plain, as the stems of the ResNets.
-    stage.conv =
+    const torch::nn::AnyModule conv =
         model_conv(stages_.empty() ? ConvKind::kFloat : options.conv(), options, in, channels, 1);
+    stage.conv = layers::Slot(conv);
     stage.bn = torch::nn::BatchNorm2d(channels);
-    features_->push_back(stage.conv);
+    const torch::nn::AnyModule act = model_activation(options);
+    stage.act = layers::Slot(act);
+    features_->push_back(conv);
     features_->push_back(stage.bn);
-    if (pact) {
-      stage.pact = quant::PactReLU();
-      features_->push_back(stage.pact);
-    } else {
-      features_->push_back(torch::nn::ReLU());
-    }
+    features_->push_back(act);
     stages_.push_back(stage);
     in = channels;
   }
@@ -149,8 +145,9 @@ void VGG16Impl::pretty_print(std::ostream& stream) const {
 torch::Tensor VGG16Impl::forward(const torch::Tensor& input) {
   torch::Tensor out = laid_out(options, input);
   for (Stage& stage : stages_) {
-    out = stage.pact ? stage.pact->forward(normalised(stage.conv, stage.bn, false, out))
-                     : normalised(stage.conv, stage.bn, true, out);
+    out = is_plain_relu(stage.act)
+              ? normalised(stage.conv, stage.bn, true, out)
+              : stage.act.forward(normalised(stage.conv, stage.bn, false, out));
     if (stage.pool_after) out = torch::max_pool2d(out, 2, 2);
   }
   int64_t macs = 0;

@@ -10,12 +10,11 @@
 #include <fstream>
 #include <stdexcept>
 
+#include "dnn_gating/data/image_file.h"
 #include "dnn_gating/io/atomic_file.h"
 
 namespace dnn_gating::train {
 namespace {
-
-constexpr std::streamoff kMaxPngFileBytes = std::streamoff{256} << 20;
 
 // libpng reports errors through longjmp: its message is kept for the throw.
 struct PngErrors {
@@ -28,18 +27,6 @@ void on_error(png_structp png, png_const_charp message) {
   png_longjmp(png, 1);
 }
 void on_warning(png_structp, png_const_charp) {}
-
-struct ReadCursor {
-  const std::string* bytes;
-  size_t at = 0;
-};
-
-void read_bytes(png_structp png, png_bytep out, png_size_t length) {
-  auto* cursor = static_cast<ReadCursor*>(png_get_io_ptr(png));
-  if (length > cursor->bytes->size() - cursor->at) png_error(png, "the file ends early");
-  std::memcpy(out, cursor->bytes->data() + cursor->at, length);
-  cursor->at += length;
-}
 
 void write_bytes(png_structp png, png_bytep data, png_size_t length) {
   static_cast<std::string*>(png_get_io_ptr(png))
@@ -128,32 +115,6 @@ bool write_rows(png_structp png, png_infop info, const Picture* picture) {
   return true;
 }
 
-// The header, with every transformation to 8-bit RGB set: {width, height},
-// or {0, 0} after an error.
-bool read_header(png_structp png, png_infop info, png_uint_32* width, png_uint_32* height) {
-  if (setjmp(png_jmpbuf(png))) return false;
-  png_read_info(png, info);
-  png_set_expand(png);
-  png_set_strip_16(png);
-  png_set_strip_alpha(png);
-  png_set_gray_to_rgb(png);
-  png_set_interlace_handling(png);
-  png_read_update_info(png, info);
-  *width = png_get_image_width(png, info);
-  *height = png_get_image_height(png, info);
-  if (png_get_rowbytes(png, info) != static_cast<size_t>(*width) * 3) {
-    png_error(png, "an unexpected row layout");
-  }
-  return true;
-}
-
-bool read_rows(png_structp png, png_bytepp rows) {
-  if (setjmp(png_jmpbuf(png))) return false;
-  png_read_image(png, rows);
-  png_read_end(png, nullptr);
-  return true;
-}
-
 }  // namespace
 
 uint8_t* Picture::row(int64_t y) { return rgb_.data() + y * width_ * 3; }
@@ -184,58 +145,12 @@ void write_png(const std::string& path, const Picture& picture, const std::strin
 }
 
 Picture decode_png(const std::string& bytes, const std::string& name) {
-  if (bytes.size() < 8 || png_sig_cmp(reinterpret_cast<png_const_bytep>(bytes.data()), 0, 8) != 0) {
-    throw std::runtime_error(name + ": not a PNG file");
-  }
-  PngErrors errors;
-  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &errors, on_error, on_warning);
-  if (png == nullptr) throw std::runtime_error("libpng: out of memory");
-  png_infop info = png_create_info_struct(png);
-  if (info == nullptr) {
-    png_destroy_read_struct(&png, nullptr, nullptr);
-    throw std::runtime_error("libpng: out of memory");
-  }
-  const auto refuse = [&](const std::string& why) {
-    png_destroy_read_struct(&png, &info, nullptr);
-    return std::runtime_error(name + ": not a readable PNG file (" + why + ")");
-  };
-  ReadCursor cursor{&bytes, 0};
-  png_set_read_fn(png, &cursor, read_bytes);
-  png_set_user_limits(png, 1u << 20, 1u << 20);
-  png_set_chunk_malloc_max(png, 8u << 20);
-  png_uint_32 width = 0, height = 0;
-  if (!read_header(png, info, &width, &height)) throw refuse(errors.message);
-  // Memory follows the file, not what its header claims: deflate expands a
-  // byte to at most 1032 and a pixel takes at least one bit, so a larger
-  // picture cannot be in these bytes.
-  const uint64_t pixels = static_cast<uint64_t>(width) * height;
-  if (pixels > static_cast<uint64_t>(kMaxPicturePixels)) {
-    throw refuse("larger than 8192 x 8192 pixels");
-  }
-  if (pixels > static_cast<uint64_t>(bytes.size()) * 1032 * 8) {
-    throw refuse(std::to_string(width) + " x " + std::to_string(height) +
-                 " pixels cannot be stored in " + std::to_string(bytes.size()) + " bytes");
-  }
-  Picture picture(width, height);
-  std::vector<png_bytep> rows(height);
-  for (png_uint_32 y = 0; y < height; ++y) rows[y] = picture.row(y);
-  if (!read_rows(png, rows.data())) throw refuse(errors.message);
-  png_destroy_read_struct(&png, &info, nullptr);
+  const data::RgbImage image = data::decode_png(bytes, name);
+  Picture picture(image.width, image.height);
+  std::copy(image.rgb.begin(), image.rgb.end(), picture.row(0));
   return picture;
 }
 
-Picture read_png(const std::string& path) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) throw std::runtime_error(path + ": cannot open the PNG file");
-  const std::streamoff size = in.tellg();
-  if (size < 0 || size > kMaxPngFileBytes) {
-    throw std::runtime_error(path + ": not a PNG file of at most 256 MiB");
-  }
-  std::string bytes(static_cast<size_t>(size), '\0');
-  in.seekg(0);
-  in.read(bytes.data(), size);
-  if (!in) throw std::runtime_error(path + ": cannot read the PNG file");
-  return decode_png(bytes, path);
-}
+Picture read_png(const std::string& path) { return decode_png(data::read_image_bytes(path), path); }
 
 }  // namespace dnn_gating::train

@@ -4,11 +4,13 @@ namespace dnn_gating::train {
 
 StepResult train_step(const Classifier& model, torch::optim::Optimizer& optimizer,
                       const layers::GatingLoss& gating_loss, const torch::Tensor& images,
-                      const torch::Tensor& labels, const GradientHook& before_step) {
+                      const torch::Tensor& labels, const GradientHook& before_step,
+                      const TaskLoss& task_loss) {
   model.module->train();
   optimizer.zero_grad();
   torch::Tensor logits = model.forward(images);
-  torch::Tensor ce = torch::nn::functional::cross_entropy(logits, labels);
+  torch::Tensor ce = task_loss ? task_loss(logits, images, labels)
+                               : torch::nn::functional::cross_entropy(logits, labels);
   torch::Tensor gating = gating_loss(*model.module);
   (ce + gating).backward();
   if (before_step) before_step(*model.module);
@@ -26,7 +28,7 @@ StepResult train_step(const Classifier& model, torch::optim::Optimizer& optimize
   return result;
 }
 
-Evaluation evaluate(const Classifier& model, const data::BatchLoader& loader,
+Evaluation evaluate(const Classifier& model, const data::Batches& loader,
                     const torch::Device& device, int64_t num_classes, int64_t part, int64_t parts,
                     const BatchObserver& observe) {
   torch::NoGradGuard no_grad;

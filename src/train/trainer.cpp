@@ -26,6 +26,7 @@
 #include "dnn_gating/report/progress.h"
 #include "dnn_gating/report/report.h"
 #include "dnn_gating/setting_error.h"
+#include "dnn_gating/train/distillation.h"
 #include "dnn_gating/train/distributed.h"
 #include "dnn_gating/train/distributed_job.h"
 #include "dnn_gating/train/gate_maps.h"
@@ -99,7 +100,7 @@ void set_cpu_generator_state(const torch::Tensor& state) {
 
 // What the epochs of one training share.
 struct Training {
-  data::BatchLoader loader;
+  std::unique_ptr<data::Batches> loader;
   std::unique_ptr<torch::optim::SGD> optimizer;
   Progress progress;
 };
@@ -114,7 +115,7 @@ class Job {
     std::optional<GateRecorder> recorder;
     BatchObserver observe;
     if (!config_.maps_dir.empty()) {
-      recorder.emplace(*model_, test_set_, map_indices_);
+      recorder.emplace(*model_, *test_set_.images, map_indices_);
       observe = [&recorder](int64_t first, const torch::Tensor& labels,
                             const torch::Tensor& predicted) {
         recorder->observe(first, labels, predicted);
@@ -124,8 +125,8 @@ class Job {
     const Evaluation evaluation = config_.test_only ? evaluate_split(observe) : train();
     JobResult result = finish(evaluation);
     if (recorder) {
-      log_lines(report_log(),
-                write_gate_maps(config_.maps_dir, *recorder, evaluation, test_set_, model_title()));
+      log_lines(report_log(), write_gate_maps(config_.maps_dir, *recorder, evaluation,
+                                              *test_set_.images, model_title()));
     }
     return result;
   }
@@ -141,14 +142,21 @@ class Job {
     test_set_ = load_split(config_, data::Split::kTest, config_.test_limit);
     if (!config_.test_only) {
       train_set_ = load_split(config_, data::Split::kTrain, config_.train_limit);
-      check_last_batch(dist_, train_set_.size(), config_.batch_size);
+      check_last_batch(dist_, train_set_.size, config_.batch_size);
+      if (train_set_.class_names != test_set_.class_names) {
+        throw std::runtime_error(config_.data_dir + ": the training split's classes (" +
+                                 std::to_string(train_set_.class_names.size()) +
+                                 ") are not the test split's (" +
+                                 std::to_string(test_set_.class_names.size()) + ")");
+      }
     }
     check_writable();
     build_model(start);
     if (!config_.maps_dir.empty()) prepare_maps();
     // A CUDA device copies batches asynchronously from page-locked memory.
-    test_loader_.emplace(
-        test_set_, data::LoaderOptions(config_.batch_size).pin_memory(config_.device.is_cuda()));
+    test_loader_ =
+        make_batches(config_, test_set_,
+                     data::LoaderOptions(config_.batch_size).pin_memory(config_.device.is_cuda()));
     if (start.resume) resume_from(start);
     metrics_.emplace(config_.metrics_path, config_.metrics_csv_path, history_);
   }
@@ -165,7 +173,11 @@ class Job {
       throw SettingError("maps", "{maps}: the model of " + config_.load_path +
                                      " has no gated layers, so there is nothing to draw");
     }
-    map_indices_ = map_image_indices(config_, test_set_.size());
+    if (!test_set_.images) {
+      throw SettingError("maps", "{maps} draws the images of CIFAR-10 and Fashion-MNIST; " +
+                                     test_set_.name + " is not drawn");
+    }
+    map_indices_ = map_image_indices(config_, test_set_.size);
     std::error_code error;
     std::filesystem::create_directories(config_.maps_dir, error);
     if (error || !std::filesystem::is_directory(config_.maps_dir)) {
@@ -197,7 +209,7 @@ class Job {
   // The model of the job's data, with the weights of its checkpoint if it
   // has one, the same on every rank.
   void build_model(const JobStart& start) {
-    config_.model.in_channels(test_set_.channels());
+    config_.model.in_channels(test_set_.channels);
     config_.model.num_classes(static_cast<int64_t>(test_set_.class_names.size()));
     models::Model model = models::make_model(config_.model);
     model_ = model.module;
@@ -216,6 +228,28 @@ class Job {
     model_->to(config_.device);
     dist_.broadcast_state(*model_);  // every rank starts from rank 0's weights
     classifier_ = Classifier{model.module, model.forward};
+    const Distillation& kd = config_.distillation;
+    if (!kd.teacher.empty()) {
+      check_setting(!config_.test_only, "teacher",
+                    "{teacher} distils while training: with -t there is nothing to train");
+      teacher_ = load_teacher(kd, config_.model, config_.device);
+      task_loss_ = distillation_task_loss(*teacher_, kd.temperature, kd.alpha);
+    }
+  }
+
+  // The teacher's own figure, so that a user sees what the student learns from.
+  void describe_teacher() {
+    if (!teacher_) return;
+    Evaluation e = evaluate(teacher_->model, *test_loader_, config_.device,
+                            config_.model.num_classes(), dist_.rank(), dist_.world_size());
+    sum_over_ranks(dist_, e);
+    spdlog::info("Distilling from {} ({} {}, test accuracy {:.2f} %): temperature {}, alpha {}",
+                 config_.distillation.teacher, model_name(teacher_->options),
+                 models::network_title(teacher_->options),
+                 e.images == 0
+                     ? 0.0
+                     : 100.0 * static_cast<double>(e.correct) / static_cast<double>(e.images),
+                 config_.distillation.temperature, config_.distillation.alpha);
   }
 
   void resume_from(const JobStart& start) {
@@ -234,6 +268,7 @@ class Job {
   // Trains every epoch; returns the evaluation after the last one.
   Evaluation train() {
     Training training = start_training();
+    describe_teacher();
     std::optional<Evaluation> latest;
     for (int64_t epoch = start_.epoch; epoch < config_.epochs; ++epoch) {
       EpochRecord record = train_epoch(training, epoch);
@@ -246,17 +281,18 @@ class Job {
   }
 
   Training start_training() {
-    Training training{data::BatchLoader(train_set_, data::LoaderOptions(config_.batch_size)
-                                                        .augment(true)
-                                                        .shuffle(true)
-                                                        .seed(config_.seed)
-                                                        .pin_memory(config_.device.is_cuda())),
+    Training training{make_batches(config_, train_set_,
+                                   data::LoaderOptions(config_.batch_size)
+                                       .augment(true)
+                                       .shuffle(true)
+                                       .seed(config_.seed)
+                                       .pin_memory(config_.device.is_cuda())),
                       make_sgd(*model_, config_.sgd),
                       Progress(config_.progress, config_.log_every)};
     restore_momentum_buffers(*training.optimizer, *model_, resumed_momentum_);
     spdlog::info("Training {} ({} {}) on {} ({} images) for {} epochs, {} batches of {}",
                  config_.program, model_name(config_.model), models::network_title(config_.model),
-                 train_set_.name, train_set_.size(), config_.epochs, training.loader.num_batches(),
+                 train_set_.name, train_set_.size, config_.epochs, training.loader->num_batches(),
                  config_.batch_size);
     return training;
   }
@@ -269,11 +305,11 @@ class Job {
     record.lr = scheduled_lr(config_.sgd.lr, config_.milestones, epoch);
     set_lr(*t.optimizer, record.lr);
     spdlog::info("Epoch {}/{}: learning rate {:g}", epoch + 1, config_.epochs, record.lr);
-    t.loader.start_epoch(epoch);
-    t.progress.start_epoch(epoch, config_.epochs, t.loader.num_batches());
+    t.loader->start_epoch(epoch);
+    t.progress.start_epoch(epoch, config_.epochs, t.loader->num_batches());
     const auto start = Clock::now();
     ResumePoint position = first_position(epoch);
-    for (int64_t b = position.batch; b < t.loader.num_batches(); ++b) train_batch(t, position, b);
+    for (int64_t b = position.batch; b < t.loader->num_batches(); ++b) train_batch(t, position, b);
     // The epoch's model is rank 0's, buffers included (each rank's last step
     // left its own batch statistics): every rank evaluates, and rank 0
     // saves, the same model.
@@ -281,9 +317,9 @@ class Job {
     sum_over_ranks(dist_, position);
     t.progress.end_epoch();
     record.seconds = seconds_since(start);
-    record.images_per_second = train_set_.size() / record.seconds;
-    record.train_loss = position.loss_sum / t.loader.num_batches();
-    record.train_accuracy = 100.0 * position.correct / train_set_.size();
+    record.images_per_second = train_set_.size / record.seconds;
+    record.train_loss = position.loss_sum / t.loader->num_batches();
+    record.train_accuracy = 100.0 * position.correct / train_set_.size;
     spdlog::info("Epoch {} took {:.1f} s ({:.0f} images/s), train loss {:.3f}, train acc {:.1f} %",
                  epoch + 1, record.seconds, record.images_per_second, record.train_loss,
                  record.train_accuracy);
@@ -304,21 +340,21 @@ class Job {
 
   // One step on this rank's share of batch `b`; stops for a signal.
   void train_batch(Training& t, ResumePoint& position, int64_t b) {
-    const data::Batch batch = t.loader.batch(b, dist_.rank(), dist_.world_size());
+    const data::Batch batch = t.loader->batch(b, dist_.rank(), dist_.world_size());
     // This rank's share of the whole batch weighs its gradient.
-    const double whole = static_cast<double>(
-        std::min(config_.batch_size, train_set_.size() - b * config_.batch_size));
+    const double whole =
+        static_cast<double>(std::min(config_.batch_size, train_set_.size - b * config_.batch_size));
     const double share = static_cast<double>(batch.labels.size(0)) / whole;
     dist_.broadcast_buffers(*model_);
     std::optional<layers::SyncBatchNormGuard> sync_bn;
     if (config_.sync_bn && dist_.world_size() > 1) {
       sync_bn.emplace([this](torch::Tensor& t) { dist_.sum(t); }, share);
     }
-    const StepResult step =
-        train_step(classifier_, *t.optimizer, config_.gating_loss,
-                   batch.images.to(config_.device, /*non_blocking=*/true),
-                   batch.labels.to(config_.device, /*non_blocking=*/true),
-                   [&](torch::nn::Module& m) { dist_.average_gradients(m, share); });
+    const StepResult step = train_step(
+        classifier_, *t.optimizer, config_.gating_loss,
+        batch.images.to(config_.device, /*non_blocking=*/true),
+        batch.labels.to(config_.device, /*non_blocking=*/true),
+        [&](torch::nn::Module& m) { dist_.average_gradients(m, share); }, task_loss_);
     const double loss = step.ce_loss + step.gating_loss;
     const int signal_number = after_step(position.epoch, b, loss);
     position.batch = b + 1;
@@ -481,10 +517,12 @@ class Job {
 
   const JobConfig& requested_;
   JobConfig config_;
-  data::ImageSet test_set_, train_set_;
+  SplitData test_set_, train_set_;
   std::shared_ptr<torch::nn::Module> model_;
   Classifier classifier_;
-  std::optional<data::BatchLoader> test_loader_;
+  std::optional<Teacher> teacher_;  // --teacher
+  TaskLoss task_loss_;              // cross entropy unless distilling
+  std::unique_ptr<data::Batches> test_loader_;
   std::optional<MetricsWriter> metrics_;
   std::vector<EpochRecord> history_;
   ResumePoint start_;

@@ -14,6 +14,7 @@
 #include "dnn_gating/io/pytorch_state_dict.h"
 #include "dnn_gating/report/metrics.h"
 #include "dnn_gating/report/png.h"
+#include "jpeg_writer.h"
 #include "targets.h"
 
 namespace fs = std::filesystem;
@@ -162,6 +163,23 @@ int main(int argc, char** argv) {
     }
     const std::string png = dg::train::encode_png(picture);
     write(corpus / "png" / "seed-rgb-7x5.png", Bytes(png.begin(), png.end()));
+  }
+  {
+    // An image folder's files: JPEG in RGB, progressive grey and CMYK, and a PNG.
+    Bytes rgb, grey, cmyk;
+    for (int i = 0; i < 9 * 7; ++i) {
+      rgb.insert(rgb.end(), {static_cast<uint8_t>(i * 4), static_cast<uint8_t>(255 - i * 3), 90});
+      grey.push_back(static_cast<uint8_t>(i * 4));
+      cmyk.insert(cmyk.end(),
+                  {static_cast<uint8_t>(i * 4), 30, 200, static_cast<uint8_t>(250 - i)});
+    }
+    const auto put = [&](const std::string& name, const std::string& bytes) {
+      write(corpus / "image" / name, Bytes(bytes.begin(), bytes.end()));
+    };
+    put("seed-rgb-9x7.jpg", dg::testing::encode_jpeg(rgb, 9, 7, 3));
+    put("seed-grey-progressive-9x7.jpg", dg::testing::encode_jpeg(grey, 9, 7, 1, 80, true));
+    put("seed-cmyk-9x7.jpg", dg::testing::encode_jpeg(cmyk, 9, 7, 4));
+    put("seed-rgb-7x5.png", dg::train::encode_png(dg::train::Picture(7, 5)));
   }
 
   int refused = 0;

@@ -9,6 +9,7 @@
 
 #include "dnn_gating/data/cifar10.h"
 #include "dnn_gating/data/fashion_mnist.h"
+#include "dnn_gating/data/image_file.h"
 #include "dnn_gating/io/checkpoint.h"
 #include "dnn_gating/io/job_checkpoint.h"
 #include "dnn_gating/io/pytorch_state_dict.h"
@@ -102,6 +103,10 @@ void png(const uint8_t* data, size_t size) {
   train::decode_png(std::string(reinterpret_cast<const char*>(data), size), "fuzz.png");
 }
 
+void image(const uint8_t* data, size_t size) {
+  data::decode_image(std::string(reinterpret_cast<const char*>(data), size), "fuzz.jpg");
+}
+
 }  // namespace
 
 const std::vector<NamedTarget>& targets() {
@@ -110,7 +115,8 @@ const std::vector<NamedTarget>& targets() {
                                             {"cifar10", cifar10},
                                             {"idx", idx},
                                             {"metrics", metrics},
-                                            {"png", png}};
+                                            {"png", png},
+                                            {"image", image}};
   return all;
 }
 

@@ -18,7 +18,8 @@ struct NamedTarget {
   Target run;
 };
 
-/// Every target: pytorch_state_dict, checkpoint, cifar10, idx, metrics, png.
+/// Every target: pytorch_state_dict, checkpoint, cifar10, idx, metrics, png, image (JPEG
+/// and PNG files of an image folder).
 const std::vector<NamedTarget>& targets();
 
 /// Runs `run` on `data`: "" if the reader accepted it, the message of the

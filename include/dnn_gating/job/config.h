@@ -24,6 +24,21 @@ struct SgdSettings {
   bool exempt_thresholds_and_1d = false;
 };
 
+/// Knowledge distillation from a teacher's soft targets (Hinton et al.):
+/// the classification loss becomes alpha * T^2 * KL(teacher || student at
+/// temperature T) + (1 - alpha) * cross-entropy.
+struct Distillation {
+  /// The teacher: a checkpoint of ours or a PyTorch state dict ("" for none).
+  std::string teacher;
+  /// The network of a teacher given as a plain state dict, float ("resnet20",
+  /// "resnet18", "vgg16"; "" for the student's).
+  std::string teacher_arch;
+  /// T.
+  double temperature = 4.0;
+  /// alpha.
+  double alpha = 0.9;
+};
+
 /// How progress is shown.
 enum class ProgressStyle {
   kAuto,      ///< kLive on a terminal, else kPeriodic
@@ -38,6 +53,7 @@ struct JobConfig {
   std::string program;
   models::ResNetOptions model;
   SgdSettings sgd;
+  Distillation distillation;
   layers::GatingLoss gating_loss;
   int64_t epochs = 200;
   /// Epochs (0-based) at whose start the learning rate drops 10x.
@@ -49,13 +65,22 @@ struct JobConfig {
   /// model's, as DistributedDataParallel does.
   bool sync_bn = false;
   uint64_t seed = 0;
-  /// "cifar10" or "fashion-mnist", read from `data_dir`.
+  /// "cifar10", "fashion-mnist" or "imagefolder", read from `data_dir`.
   std::string dataset = "cifar10";
-  /// "" for the dataset's default directory (see default_data_dir).
+  /// "" for the dataset's default directory (see default_data_dir; an image
+  /// folder has none).
   std::string data_dir;
-  /// Use only the first N images of a split (0: all).
+  /// Use only N images of a split (0: all): the first N, or of an image
+  /// folder N spread over its classes.
   int64_t train_limit = 0;
   int64_t test_limit = 0;
+  /// Image folders: side of the square images (0: 224).
+  int64_t image_size = 0;
+  /// Image folders: "refuse" (a file that fails to decode stops the run) or
+  /// "skip" (it is named and replaced by the next image).
+  std::string bad_images = "refuse";
+  /// Image folders: threads decoding images (0: one per core).
+  int64_t loader_threads = 0;
   /// Evaluate only (`-t`).
   bool test_only = false;
   /// Checkpoint to start from or to evaluate (`-p`), "" for none.

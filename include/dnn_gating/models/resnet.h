@@ -11,6 +11,7 @@
 #include "dnn_gating/layers/conv.h"
 #include "dnn_gating/layers/dense_macs.h"
 #include "dnn_gating/layers/gated_layer.h"
+#include "dnn_gating/layers/slot.h"
 #include "dnn_gating/quant/pact.h"
 #include "dnn_gating/setting_error.h"
 
@@ -128,8 +129,11 @@ enum class Shortcut {
   kProjection,  ///< `downsample`: a strided plain 1x1 convolution and BatchNorm (torchvision)
 };
 
-/// One residual block (`conv1`, `bn1`, `conv2`, `bn2`, `relu` when PACT,
-/// and `downsample` for a projection shortcut that changes the shape).
+/// One residual block (`conv1`, `bn1`, `conv2`, `bn2`, `relu` (PACT in
+/// quantized and PG blocks with `pact`; a ReLU module in other blocks of the
+/// standard layout), and `downsample` for a projection shortcut that changes
+/// the shape). Its convolutions and activation are held in layers::Slot, so
+/// that layers::gate() can replace them.
 class BasicBlockImpl : public torch::nn::Cloneable<BasicBlockImpl> {
  public:
   BasicBlockImpl(const ResNetOptions& options, int64_t in_planes, int64_t planes, int64_t stride,
@@ -145,11 +149,11 @@ class BasicBlockImpl : public torch::nn::Cloneable<BasicBlockImpl> {
   int64_t in_planes_, planes_, stride_;
   Shortcut shortcut_;
   torch::nn::Sequential downsample_{nullptr};  // holds the two below: `downsample.0`, `.1`
-  torch::nn::AnyModule down_conv_;
+  layers::Slot down_conv_;
   torch::nn::BatchNorm2d down_bn_{nullptr};
-  torch::nn::AnyModule conv1_, conv2_;
+  layers::Slot conv1_, conv2_;
   torch::nn::BatchNorm2d bn1_{nullptr}, bn2_{nullptr};
-  quant::PactReLU pact_{nullptr};
+  layers::Slot act_;  // `relu`; empty in a post-activated block without PACT
 };
 TORCH_MODULE(BasicBlock);
 
@@ -170,7 +174,7 @@ class ResNetImpl : public torch::nn::Cloneable<ResNetImpl>, public layers::Count
  private:
   torch::nn::Conv2d conv1_{nullptr};
   torch::nn::BatchNorm2d bn1_{nullptr};
-  quant::PactReLU pact_{nullptr};
+  layers::Slot act_;  // `relu`
   torch::nn::Sequential layer1_{nullptr}, layer2_{nullptr}, layer3_{nullptr};
   torch::nn::Linear linear_{nullptr};
 };

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "dnn_gating/layers/dense_macs.h"
+#include "dnn_gating/layers/slot.h"
 #include "dnn_gating/models/resnet.h"
 #include "dnn_gating/quant/pact.h"
 
@@ -34,9 +35,9 @@ class ResNet18Impl : public torch::nn::Cloneable<ResNet18Impl>, public layers::C
   ResNetOptions options;
 
  private:
-  torch::nn::AnyModule conv1_;
+  layers::Slot conv1_;
   torch::nn::BatchNorm2d bn1_{nullptr};
-  quant::PactReLU pact_{nullptr};
+  layers::Slot act_;  // `relu`
   torch::nn::Sequential layer1_{nullptr}, layer2_{nullptr}, layer3_{nullptr}, layer4_{nullptr};
   torch::nn::Linear fc_{nullptr};
 };
@@ -64,9 +65,9 @@ class VGG16Impl : public torch::nn::Cloneable<VGG16Impl>, public layers::CountsM
  private:
   // One 3x3 convolution, its BatchNorm and activation (PACT where set).
   struct Stage {
-    torch::nn::AnyModule conv;
+    layers::Slot conv;
     torch::nn::BatchNorm2d bn{nullptr};
-    quant::PactReLU pact{nullptr};
+    layers::Slot act;  // ReLU, or PACT
     bool pool_after = false;
   };
   std::vector<Stage> stages_;
