@@ -197,8 +197,9 @@ std::vector<Flag> common_flags(Values& v) {
              "replaced by the next image (skip)",
              "bad_images", CLI::IsMember({"refuse", "skip"})),
       option({"--loader-threads"}, job.loader_threads,
-             "Image folders: threads decoding images ahead of the step (default: every core)", "",
-             CLI::Range(1, 256), false),
+             "Image folders: threads decoding images ahead of the step (default: every core, "
+             "shared among the processes of a data-parallel run)",
+             "loader_threads", CLI::Range(1, 256), false),
       option({"--save-dir"}, job.save_dir, "Where checkpoints are saved", "save_dir"),
       option({"--seed"}, job.seed, "Random seed (weights, order, augmentation)", "seed"),
       option({"--threads"}, v.inv.threads, "Intra-op threads (default: every core)", "",

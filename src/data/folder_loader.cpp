@@ -31,6 +31,7 @@ struct FolderLoader::Pending {
   std::vector<int64_t> image;
   std::vector<uint64_t> draw;
   int64_t remaining = 0;
+  int64_t waiters = 0;  // callers waiting for it: never dropped while > 0
   std::string error;
 };
 
@@ -51,7 +52,7 @@ FolderLoader::FolderLoader(ImageFolder folder, LoaderOptions options, FolderOpti
       folder_options_.threads() > 0
           ? folder_options_.threads()
           : std::max<int64_t>(1, static_cast<int64_t>(std::thread::hardware_concurrency()));
-  prefetch_ = folder_options_.prefetch() > 0 ? folder_options_.prefetch() : 2 * threads;
+  prefetch_ = folder_options_.prefetch() > 0 ? folder_options_.prefetch() : 2;
   start_epoch(0);
   for (int64_t i = 0; i < threads; ++i) workers_.emplace_back([this] { work(); });
 }
@@ -121,7 +122,8 @@ Batch FolderLoader::batch(int64_t index, int64_t part, int64_t parts) const {
   // stride the caller walks, are prepared now.
   for (auto it = pending_.begin(); it != pending_.end();) {
     const Key& k = it->first;
-    const bool behind = k.part == part && k.parts == parts && k.index < index;
+    const bool behind =
+        k.part == part && k.parts == parts && k.index < index && it->second->waiters == 0;
     it = behind ? pending_.erase(it) : std::next(it);
   }
   if (last_index_ >= 0 && index > last_index_) stride_ = index - last_index_;
@@ -131,8 +133,10 @@ Batch FolderLoader::batch(int64_t index, int64_t part, int64_t parts) const {
     if (next >= num_batches()) break;
     schedule({generation_, next, part, parts});
   }
+  ++p->waiters;
   batch_ready_.wait(lock, [&] { return p->remaining == 0; });
-  pending_.erase(key);
+  --p->waiters;
+  if (p->waiters == 0) pending_.erase(key);
   if (!p->error.empty()) throw std::runtime_error(p->error);
   return {p->images, p->labels};
 }

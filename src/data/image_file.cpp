@@ -17,13 +17,15 @@ namespace dnn_gating::data {
 namespace {
 
 // Memory follows the file: images up to this many pixels are always read
-// (12 MiB of RGB); larger ones only if the file has at least one byte per
-// 1024 pixels (no baseline JPEG or deflate stream packs more).
+// (12 MiB of RGB); larger ones only if the file could hold them. Deflate
+// expands a byte to at most 1032 and a PNG pixel takes at least one bit; a
+// baseline JPEG block of 64 pixels takes at least two bits.
 constexpr uint64_t kAlwaysReadPixels = uint64_t{1} << 22;
-constexpr uint64_t kPixelsPerByte = 1024;
+constexpr uint64_t kPngPixelsPerByte = 1032 * 8;
+constexpr uint64_t kJpegPixelsPerByte = 1024;
 
 void check_size(uint64_t width, uint64_t height, size_t bytes, const std::string& name,
-                const char* format) {
+                const char* format, uint64_t pixels_per_byte) {
   const uint64_t pixels = width * height;
   const auto refuse = [&](const std::string& why) {
     return std::runtime_error(name + ": not a readable " + format + " file (" + why + ")");
@@ -32,7 +34,7 @@ void check_size(uint64_t width, uint64_t height, size_t bytes, const std::string
   if (pixels > static_cast<uint64_t>(kMaxImagePixels)) {
     throw refuse("larger than 8192 x 8192 pixels");
   }
-  if (pixels > kAlwaysReadPixels && pixels > static_cast<uint64_t>(bytes) * kPixelsPerByte) {
+  if (pixels > kAlwaysReadPixels && pixels > static_cast<uint64_t>(bytes) * pixels_per_byte) {
     throw refuse(std::to_string(width) + " x " + std::to_string(height) +
                  " pixels cannot be stored in " + std::to_string(bytes) + " bytes");
   }
@@ -164,7 +166,7 @@ RgbImage decode_png(const std::string& bytes, const std::string& name) {
   png_set_chunk_malloc_max(png, 8u << 20);
   png_uint_32 width = 0, height = 0;
   if (!read_png_header(png, info, &width, &height)) throw refuse(errors.message);
-  check_size(width, height, bytes.size(), name, "PNG");
+  check_size(width, height, bytes.size(), name, "PNG", kPngPixelsPerByte);
   RgbImage image{width, height, std::vector<uint8_t>(static_cast<size_t>(width) * height * 3)};
   std::vector<png_bytep> rows(height);
   for (png_uint_32 y = 0; y < height; ++y) rows[y] = image.rgb.data() + size_t{y} * width * 3;
@@ -194,7 +196,7 @@ RgbImage decode_jpeg(const std::string& bytes, const std::string& name) {
   jpeg_mem_src(&cinfo, reinterpret_cast<const unsigned char*>(bytes.data()),
                static_cast<unsigned long>(bytes.size()));
   if (!read_jpeg_header(&cinfo, &errors)) throw refuse(errors.message);
-  check_size(cinfo.image_width, cinfo.image_height, bytes.size(), name, "JPEG");
+  check_size(cinfo.image_width, cinfo.image_height, bytes.size(), name, "JPEG", kJpegPixelsPerByte);
   const bool cmyk = cinfo.out_color_space == JCS_CMYK;
   const size_t width = cinfo.image_width, height = cinfo.image_height;
   const size_t channels = cmyk ? 4 : 3;

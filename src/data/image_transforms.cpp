@@ -111,8 +111,8 @@ CropBox random_resized_crop(int64_t height, int64_t width, std::mt19937_64& rng)
   for (int attempt = 0; attempt < 10; ++attempt) {
     const double target = area * scale(rng);
     const double ratio = std::exp(log_ratio(rng));
-    const auto w = static_cast<int64_t>(std::lround(std::sqrt(target * ratio)));
-    const auto h = static_cast<int64_t>(std::lround(std::sqrt(target / ratio)));
+    const auto w = static_cast<int64_t>(std::nearbyint(std::sqrt(target * ratio)));
+    const auto h = static_cast<int64_t>(std::nearbyint(std::sqrt(target / ratio)));
     if (w > 0 && h > 0 && w <= width && h <= height) {
       const int64_t top = std::uniform_int_distribution<int64_t>(0, height - h)(rng);
       const int64_t left = std::uniform_int_distribution<int64_t>(0, width - w)(rng);
@@ -123,9 +123,9 @@ CropBox random_resized_crop(int64_t height, int64_t width, std::mt19937_64& rng)
   const double in_ratio = static_cast<double>(width) / static_cast<double>(height);
   int64_t w = width, h = height;
   if (in_ratio < 3.0 / 4.0) {
-    h = std::lround(static_cast<double>(w) / (3.0 / 4.0));
+    h = static_cast<int64_t>(std::nearbyint(static_cast<double>(w) / (3.0 / 4.0)));
   } else if (in_ratio > 4.0 / 3.0) {
-    w = std::lround(static_cast<double>(h) * (4.0 / 3.0));
+    w = static_cast<int64_t>(std::nearbyint(static_cast<double>(h) * (4.0 / 3.0)));
   }
   return {(height - h) / 2, (width - w) / 2, h, w};
 }
@@ -138,7 +138,8 @@ void resized_crop_into(const RgbImage& image, const CropBox& box, int64_t size, 
 
 void resize_center_crop_into(const RgbImage& image, int64_t size, const std::vector<float>& mean,
                              const std::vector<float>& std, float* out) {
-  const auto shorter = static_cast<int64_t>(std::lround(static_cast<double>(size) * 256.0 / 224.0));
+  const auto shorter =
+      static_cast<int64_t>(std::nearbyint(static_cast<double>(size) * 256.0 / 224.0));
   // torchvision's Resize(int): the shorter side to `shorter`, the longer
   // scaled and truncated.
   int64_t rh = shorter, rw = shorter;
@@ -147,10 +148,10 @@ void resize_center_crop_into(const RgbImage& image, int64_t size, const std::vec
   } else {
     rw = shorter * image.width / image.height;
   }
-  // CenterCrop: offsets rounded as torchvision's (a crop larger than the
-  // resized image cannot happen: size <= shorter).
-  const auto top = static_cast<int64_t>(std::lround(static_cast<double>(rh - size) / 2.0));
-  const auto left = static_cast<int64_t>(std::lround(static_cast<double>(rw - size) / 2.0));
+  // CenterCrop: offsets rounded half to even, as Python's round() in torchvision's (a crop larger
+  // than the resized image cannot happen: size <= shorter).
+  const auto top = static_cast<int64_t>(std::nearbyint(static_cast<double>(rh - size) / 2.0));
+  const auto left = static_cast<int64_t>(std::nearbyint(static_cast<double>(rw - size) / 2.0));
   resample_into(image, axis_taps(0, image.height, rh, top, size),
                 axis_taps(0, image.width, rw, left, size), /*flip=*/false, mean, std, out);
 }

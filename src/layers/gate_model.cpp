@@ -20,11 +20,17 @@ struct Child {
   std::shared_ptr<torch::nn::Module> module;
 };
 
-void collect(torch::nn::Module& parent, const std::string& prefix, std::vector<Child>& out) {
+// Every module of the tree once (a module registered under several names is
+// listed, and looked into, at the first), and every name of each.
+void collect(torch::nn::Module& parent, const std::string& prefix, std::vector<Child>& out,
+             std::map<const torch::nn::Module*, std::vector<std::string>>& names) {
   for (const auto& item : parent.named_children()) {
     const std::string name = prefix.empty() ? item.key() : prefix + "." + item.key();
+    std::vector<std::string>& known = names[item.value().get()];
+    known.push_back(name);
+    if (known.size() > 1) continue;
     out.push_back({name, item.key(), &parent, item.value()});
-    collect(*item.value(), name, out);
+    collect(*item.value(), name, out, names);
   }
 }
 
@@ -70,7 +76,12 @@ std::optional<FloatConv> float_conv(const Child& child) {
 }
 
 // Why `child` cannot be replaced, or "" if it can.
-std::string unreplaceable(const Child& child) {
+std::string unreplaceable(
+    const Child& child, const std::map<const torch::nn::Module*, std::vector<std::string>>& names) {
+  const std::vector<std::string>& all = names.at(child.module.get());
+  if (all.size() > 1) {
+    return "it is also registered as '" + all[1] + "'; gate() replaces a module held in one place";
+  }
   if (dynamic_cast<torch::nn::SequentialImpl*>(child.parent) != nullptr) return "";
   if (held_by_slot(*child.module)) return "";
   return "its parent calls it directly; hold it in a torch::nn::Sequential or a "
@@ -124,7 +135,8 @@ std::vector<Replaced> gate(torch::nn::Module& model, const GateSpec& spec) {
   check_setting(!spec.pact() || kind != ConvKind::kChannelGated, "pact",
                 "{pact} clips quantized activations: it needs {kind} quantized or pg, not cg");
   std::vector<Child> children;
-  collect(model, "", children);
+  std::map<const torch::nn::Module*, std::vector<std::string>> names;
+  collect(model, "", children, names);
 
   // Decide everything before changing anything.
   struct Plan {
@@ -142,7 +154,8 @@ std::vector<Replaced> gate(torch::nn::Module& model, const GateSpec& spec) {
     first = false;
     if (!spec.select()(conv->site)) continue;
     const ConvSite& s = conv->site;
-    if (const std::string why = unreplaceable(child); !why.empty()) refuse("select", s.name, why);
+    if (const std::string why = unreplaceable(child, names); !why.empty())
+      refuse("select", s.name, why);
     if (s.groups != 1 || s.dilation != std::array<int64_t, 2>{1, 1}) {
       refuse("select", s.name,
              "the gated convolutions are neither grouped nor dilated (groups " +
@@ -159,6 +172,8 @@ std::vector<Replaced> gate(torch::nn::Module& model, const GateSpec& spec) {
     Plan plan{child, {}, conv->bias, nullptr};
     if (conv->bias.defined()) {
       plan.bias_into = batch_norm_after(child);
+      // Batch statistics alone cancel a bias exactly: only running ones change.
+      if (plan.bias_into && !plan.bias_into->running_mean.defined()) plan.bias = torch::Tensor();
       if (!plan.bias_into) {
         refuse("select", s.name,
                "the gated convolutions have no bias; follow it with a BatchNorm2d in the same "
@@ -175,7 +190,15 @@ std::vector<Replaced> gate(torch::nn::Module& model, const GateSpec& spec) {
     torch::nn::Module& made = *plan.replacement.ptr();
     {
       torch::NoGradGuard no_grad;
-      made.to(conv->weight.device(), conv->weight.scalar_type());
+      // The device of the weights, and their precision for floating-point
+      // tensors only (counters stay integers).
+      made.to(conv->weight.device());
+      for (auto& p : made.named_parameters()) {
+        if (p.value().is_floating_point()) p.value().set_data(p.value().to(conv->weight.dtype()));
+      }
+      for (auto& b : made.named_buffers()) {
+        if (b.value().is_floating_point()) b.value().set_data(b.value().to(conv->weight.dtype()));
+      }
       made.named_parameters(/*recurse=*/false)["weight"].copy_(conv->weight);
     }
     made.train(child.module->is_training());
@@ -185,7 +208,7 @@ std::vector<Replaced> gate(torch::nn::Module& model, const GateSpec& spec) {
     const std::vector<torch::Tensor> parameters = model.parameters();
     for (const Child& child : children) {
       if (!std::dynamic_pointer_cast<torch::nn::ReLUImpl>(child.module)) continue;
-      if (!unreplaceable(child).empty()) continue;  // a ReLU its parent calls directly stays
+      if (!unreplaceable(child, names).empty()) continue;  // a ReLU its parent calls directly stays
       quant::PactReLU pact;
       if (!parameters.empty())
         pact->to(parameters.front().device(), parameters.front().scalar_type());
@@ -199,7 +222,7 @@ std::vector<Replaced> gate(torch::nn::Module& model, const GateSpec& spec) {
       in_sequentials;
   std::vector<Replaced> replaced;
   for (Plan& plan : plans) {
-    if (plan.bias_into) {
+    if (plan.bias_into && plan.bias.defined()) {
       torch::NoGradGuard no_grad;
       plan.bias_into->running_mean.sub_(plan.bias.to(plan.bias_into->running_mean.dtype()));
     }

@@ -2,8 +2,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <string>
+#include <thread>
 
 #include "dnn_gating/data/folder_loader.h"
 #include "dnn_gating/data/loader.h"
@@ -32,6 +34,11 @@ SplitData memory_split(const JobConfig& config, data::Split split) {
   check_setting(config.image_size == 0, "image_size",
                 "{image_size} sizes the images of an image folder; " + config.dataset +
                     " has images of its own size");
+  for (const char* setting : {"bad_images", "loader_threads"}) {
+    check_setting(config.explicit_settings.count(setting) == 0, setting,
+                  std::string("{") + setting +
+                      "} is for image folders (--dataset imagefolder), not " + config.dataset);
+  }
   const std::string dir =
       config.data_dir.empty() ? default_data_dir(config.dataset) : config.data_dir;
   SplitData out;
@@ -66,13 +73,17 @@ SplitData load_split(const JobConfig& config, data::Split split, int64_t limit) 
 }
 
 std::unique_ptr<data::Batches> make_batches(const JobConfig& config, const SplitData& split,
-                                            const data::LoaderOptions& options) {
+                                            const data::LoaderOptions& options, int64_t processes) {
   if (split.images) return std::make_unique<data::BatchLoader>(*split.images, options);
+  // The processes of a data-parallel run on one machine share its cores.
+  const int64_t cores =
+      std::max<int64_t>(1, static_cast<int64_t>(std::thread::hardware_concurrency()));
   return std::make_unique<data::FolderLoader>(
       *split.folder, options,
       data::FolderOptions()
           .image_size(config.image_size > 0 ? config.image_size : 224)
-          .threads(config.loader_threads)
+          .threads(config.loader_threads > 0 ? config.loader_threads
+                                             : std::max<int64_t>(1, cores / processes))
           .bad_images(config.bad_images == "skip" ? data::BadImages::kSkip
                                                   : data::BadImages::kRefuse)
           .on_skipped([](const std::string& message) { spdlog::warn("{}", message); }));

@@ -33,8 +33,9 @@ struct SplitData {
 SplitData load_split(const JobConfig& config, data::Split split, int64_t limit);
 
 /// The batches of `split` as `options` say (an image folder's at the job's
-/// image size, decoded on the job's loader threads).
+/// image size, decoded on the job's loader threads: by default this
+/// process's share of the cores among `processes`).
 std::unique_ptr<data::Batches> make_batches(const JobConfig& config, const SplitData& split,
-                                            const data::LoaderOptions& options);
+                                            const data::LoaderOptions& options, int64_t processes);
 
 }  // namespace dnn_gating::train

@@ -143,12 +143,7 @@ class Job {
     if (!config_.test_only) {
       train_set_ = load_split(config_, data::Split::kTrain, config_.train_limit);
       check_last_batch(dist_, train_set_.size, config_.batch_size);
-      if (train_set_.class_names != test_set_.class_names) {
-        throw std::runtime_error(config_.data_dir + ": the training split's classes (" +
-                                 std::to_string(train_set_.class_names.size()) +
-                                 ") are not the test split's (" +
-                                 std::to_string(test_set_.class_names.size()) + ")");
-      }
+      check_same_classes(train_set_, test_set_);
     }
     check_writable();
     build_model(start);
@@ -156,7 +151,8 @@ class Job {
     // A CUDA device copies batches asynchronously from page-locked memory.
     test_loader_ =
         make_batches(config_, test_set_,
-                     data::LoaderOptions(config_.batch_size).pin_memory(config_.device.is_cuda()));
+                     data::LoaderOptions(config_.batch_size).pin_memory(config_.device.is_cuda()),
+                     dist_.world_size());
     if (start.resume) resume_from(start);
     metrics_.emplace(config_.metrics_path, config_.metrics_csv_path, history_);
   }
@@ -206,6 +202,21 @@ class Job {
     }
   }
 
+  // An image folder's val/ must name the classes of its train/, in order.
+  static void check_same_classes(const SplitData& train, const SplitData& test) {
+    const auto& a = train.class_names;
+    const auto& b = test.class_names;
+    if (a == b) return;
+    size_t i = 0;
+    while (i < a.size() && i < b.size() && a[i] == b[i]) ++i;
+    const auto name = [i](const std::vector<std::string>& names) {
+      return i < names.size() ? "'" + names[i] + "'" : std::string("none");
+    };
+    throw std::runtime_error(test.name + ": its classes are not those of " + train.name +
+                             " (class " + std::to_string(i + 1) + ": " + name(b) + " vs " +
+                             name(a) + ")");
+  }
+
   // The model of the job's data, with the weights of its checkpoint if it
   // has one, the same on every rank.
   void build_model(const JobStart& start) {
@@ -229,7 +240,17 @@ class Job {
     dist_.broadcast_state(*model_);  // every rank starts from rank 0's weights
     classifier_ = Classifier{model.module, model.forward};
     const Distillation& kd = config_.distillation;
+    for (const char* setting : {"teacher_arch", "kd_temperature", "kd_alpha"}) {
+      check_setting(!kd.teacher.empty() || config_.explicit_settings.count(setting) == 0, setting,
+                    std::string("{") + setting +
+                        "} sets the distillation from a {teacher}: give "
+                        "one, or leave it out");
+    }
     if (!kd.teacher.empty()) {
+      check_setting(kd.temperature > 0, "kd_temperature",
+                    "{kd_temperature} must be positive, got " + std::to_string(kd.temperature));
+      check_setting(kd.alpha >= 0 && kd.alpha <= 1, "kd_alpha",
+                    "{kd_alpha} must be from 0 to 1, got " + std::to_string(kd.alpha));
       check_setting(!config_.test_only, "teacher",
                     "{teacher} distils while training: with -t there is nothing to train");
       teacher_ = load_teacher(kd, config_.model, config_.device);
@@ -286,7 +307,8 @@ class Job {
                                        .augment(true)
                                        .shuffle(true)
                                        .seed(config_.seed)
-                                       .pin_memory(config_.device.is_cuda())),
+                                       .pin_memory(config_.device.is_cuda()),
+                                   dist_.world_size()),
                       make_sgd(*model_, config_.sgd),
                       Progress(config_.progress, config_.log_every)};
     restore_momentum_buffers(*training.optimizer, *model_, resumed_momentum_);

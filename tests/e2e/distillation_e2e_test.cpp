@@ -98,6 +98,10 @@ TEST_F(Distillation, RefusesTeachersThatDoNotFit) {
   EXPECT_NE(run.output.find("--teacher-arch names the network of a plain state dict"),
             std::string::npos)
       << run.output;
+  run = student(" --kd-alpha 0.5", "d.jsonl");
+  EXPECT_NE(run.exit_code, 0);
+  EXPECT_NE(run.output.find("--kd-alpha sets the distillation from a --teacher"), std::string::npos)
+      << run.output;
   run = student(" --teacher " + quote(teacher()) + " --kd-alpha 1.5", "c.jsonl");
   EXPECT_NE(run.exit_code, 0);
   EXPECT_NE(run.output.find("--kd-alpha"), std::string::npos) << run.output;

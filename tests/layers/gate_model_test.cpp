@@ -302,6 +302,16 @@ TEST(GateModel, PapersNetworksWithOpenChannelGatesComputeTheFloatOnes) {
     spec.conv.partitions(4).use_group(true);
     const auto replaced = dgl::gate(*gated.module, spec);
     EXPECT_EQ(replaced.size(), arch == Arch::kResNet18 ? 16u : 12u);
+    // The new layers take the model's precision, but their counters stay integers.
+    for (const auto& r : replaced) {
+      for (const auto& b : r.module->named_buffers()) {
+        const auto expected = b.key().find("num_batches_tracked") != std::string::npos
+                                  ? torch::kLong
+                              : b.value().is_floating_point() ? torch::kDouble
+                                                              : b.value().scalar_type();
+        EXPECT_EQ(b.value().scalar_type(), expected) << r.name << "." << b.key();
+      }
+    }
     open_every_gate(*gated.module);
     plain.module->eval();
     gated.module->eval();
@@ -310,4 +320,25 @@ TEST(GateModel, PapersNetworksWithOpenChannelGatesComputeTheFloatOnes) {
     EXPECT_TRUE(dgt::all_close(gated.forward(x), plain.forward(x), 1e-9, 1e-9));
     EXPECT_EQ(dgl::total_counts(*gated.module).num_on, dgl::total_counts(*gated.module).num_out);
   }
+}
+
+// A module registered twice would be split by replacing it in one place; a
+// bias before a BatchNorm without running statistics needs no folding.
+TEST(GateModel, SharedModulesAndBatchStatistics) {
+  nn::Conv2d shared(conv3x3(4, 4));
+  nn::Sequential twice(nn::Conv2d(conv3x3(3, 4)), shared, nn::ReLU(), shared);
+  dgl::GateSpec spec(ConvKind::kChannelGated);
+  spec.conv.partitions(2);
+  const std::string message = dgt::error_of([&] { dgl::gate(*twice, spec); });
+  EXPECT_NE(message.find("cannot gate layer '1': it is also registered as '3'"), std::string::npos)
+      << message;
+  nn::Sequential batch_only(nn::Conv2d(conv3x3(3, 4)), nn::Conv2d(conv3x3(4, 4, 1, /*bias=*/true)),
+                            nn::BatchNorm2d(nn::BatchNorm2dOptions(4).track_running_stats(false)));
+  torch::manual_seed(8);
+  const torch::Tensor x = torch::rand({2, 3, 6, 6});
+  const torch::Tensor expected = batch_only->forward(x);
+  const auto replaced = dgl::gate(*batch_only, spec);
+  ASSERT_EQ(replaced.size(), 1u);
+  open_every_gate(*batch_only);
+  EXPECT_TRUE(torch::allclose(batch_only->forward(x), expected, 1e-5, 1e-5));
 }

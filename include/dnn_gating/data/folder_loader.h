@@ -34,7 +34,9 @@ struct FolderOptions {
   TORCH_ARG(int64_t, image_size) = 224;
   /// Worker threads decoding and transforming (0: one per core).
   TORCH_ARG(int64_t, threads) = 0;
-  /// Batches prepared ahead of the one asked for (0: two per worker).
+  /// Batches prepared ahead of the one asked for (0: two). The workers share
+  /// every batch's images, so two keep them busy; each costs batch x 3 x
+  /// image_size^2 floats.
   TORCH_ARG(int64_t, prefetch) = 0;
   TORCH_ARG(BadImages, bad_images) = BadImages::kRefuse;
   /// Told the message of each skipped file, once per file.
@@ -45,7 +47,8 @@ struct FolderOptions {
 /// RandomResizedCrop(image_size) + RandomHorizontalFlip; otherwise
 /// Resize(image_size * 256 / 224) + CenterCrop(image_size); normalised with
 /// ImageNet's mean and std. Batches are the same whatever the number of
-/// threads and whenever they are asked for.
+/// threads and in whatever order they are asked for; start_epoch() must not
+/// overlap a batch() call.
 class FolderLoader : public Batches {
  public:
   FolderLoader(ImageFolder folder, LoaderOptions options, FolderOptions folder_options = {});

@@ -9,7 +9,10 @@
 /// A module can only be replaced where its parent calls it through something
 /// `gate()` can change: a torch::nn::Sequential or a layers::Slot (a module
 /// that calls a member `torch::nn::Conv2d conv1` directly would go on
-/// calling the old one; gate() refuses such a layer by name).
+/// calling the old one; gate() refuses such a layer by name, and a module
+/// registered under two names). What it cannot see: a parent that holds a
+/// module in a Sequential or a Slot *and* calls it through a plain member of
+/// its own as well; that member goes on calling the old module.
 
 #include <torch/torch.h>
 

@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 
 #include <memory>
+#include <stdexcept>
 
 namespace dnn_gating::layers {
 
@@ -28,7 +29,10 @@ class Slot {
   explicit Slot(const torch::nn::ModuleHolder<M>& holder) : Slot(torch::nn::AnyModule(holder)) {}
 
   /// The module's forward pass on one tensor.
-  torch::Tensor forward(const torch::Tensor& x) { return cell_->forward(x); }
+  torch::Tensor forward(const torch::Tensor& x) {
+    if (!cell_) throw std::logic_error("an empty dnn_gating::layers::Slot was called");
+    return cell_->forward(x);
+  }
   torch::Tensor operator()(const torch::Tensor& x) { return forward(x); }
 
   /// The module now held (for registering it, or asking what it is).
