@@ -19,6 +19,7 @@
 #include "dnn_gating/train/step.h"
 #include "gated_inference.h"
 #include "image_folder.h"
+#include "integer_conv.h"
 
 namespace dg = dnn_gating;
 using dg::models::ResNetOptions;
@@ -156,6 +157,7 @@ class RatioReporter : public benchmark::ConsoleReporter {
   void Finalize() override {
     ConsoleReporter::Finalize();
     dg::bench::print_image_folder(times_);
+    dg::bench::print_integer_conv(times_);
     if (times_.count("train_step/float") == 0 && times_.count("evaluation/float") == 0) {
       dg::bench::print_gated_inference(times_, counts_);
       return;
@@ -216,6 +218,7 @@ int main(int argc, char** argv) {
       ->UseRealTime();
   dg::bench::register_gated_inference();
   dg::bench::register_image_folder();
+  dg::bench::register_integer_conv();
   // Repetitions of different benchmarks are interleaved (in random order), so
   // that a slow spell of a shared machine spreads over every model instead of
   // skewing one model's ratio. Flags given on the command line come later and win.

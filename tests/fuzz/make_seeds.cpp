@@ -1,6 +1,6 @@
 // Writes the seed corpora of the fuzz targets: small valid files of every
 // reader, made with the library's own writers, named seed-*. Usage:
-//   build/tests/fuzz-seeds tests/fuzz/corpus
+//   cmake --build build --target fuzz-seeds && build/tests/fuzz-seeds tests/fuzz/corpus
 // Each file is read back through its target and must be accepted.
 #include <torch/torch.h>
 #include <zlib.h>
