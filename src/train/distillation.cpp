@@ -80,8 +80,7 @@ TaskLoss distillation_task_loss(const Teacher& teacher, double temperature, doub
                                        const torch::Tensor& labels) {
     torch::Tensor soft;
     {
-      torch::NoGradGuard no_grad;
-      teacher.model.module->eval();
+      torch::NoGradGuard no_grad;  // load_teacher left it in evaluation mode
       soft = teacher.model.forward(images);
     }
     return distillation_loss(logits, soft, labels, temperature, alpha);

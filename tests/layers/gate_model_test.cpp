@@ -70,6 +70,15 @@ void randomise_batch_norms(nn::Module& model) {
   }
 }
 
+// Copies every parameter and buffer of `from` into the same-named one of `to`.
+void copy_state(nn::Module& from, nn::Module& to) {
+  torch::NoGradGuard no_grad;
+  auto params = to.named_parameters();
+  for (const auto& p : from.named_parameters()) params[p.key()].copy_(p.value());
+  auto buffers = to.named_buffers();
+  for (const auto& b : from.named_buffers()) buffers[b.key()].copy_(b.value());
+}
+
 void open_every_gate(nn::Module& model) {
   torch::NoGradGuard no_grad;
   for (const auto& [name, layer] : dgl::gated_layers(model)) layer->threshold().fill_(-1e9);
@@ -264,11 +273,8 @@ TEST(GateModel, PapersNetworksAreGatedFloatOnes) {
       for (const auto& [name, layer] : dgl::gated_layers(*native.module)) {
         layer->threshold().uniform_(-0.5, 0.5);
       }
-      auto to = gated.module->named_parameters();
-      for (const auto& p : native.module->named_parameters()) to[p.key()].copy_(p.value());
-      auto buffers = gated.module->named_buffers();
-      for (const auto& b : native.module->named_buffers()) buffers[b.key()].copy_(b.value());
     }
+    copy_state(*native.module, *gated.module);
     gated.module->eval();
     native.module->eval();
     torch::NoGradGuard no_grad;
@@ -289,13 +295,7 @@ TEST(GateModel, PapersNetworksWithOpenChannelGatesComputeTheFloatOnes) {
     auto plain = dg::models::make_model(ResNetOptions().arch(arch));
     randomise_batch_norms(*plain.module);
     auto gated = dg::models::make_model(ResNetOptions().arch(arch));
-    {
-      torch::NoGradGuard no_grad;
-      auto to = gated.module->named_parameters();
-      for (const auto& p : plain.module->named_parameters()) to[p.key()].copy_(p.value());
-      auto buffers = gated.module->named_buffers();
-      for (const auto& b : plain.module->named_buffers()) buffers[b.key()].copy_(b.value());
-    }
+    copy_state(*plain.module, *gated.module);
     plain.module->to(torch::kDouble);
     gated.module->to(torch::kDouble);
     dgl::GateSpec spec(ConvKind::kChannelGated);
