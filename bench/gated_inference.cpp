@@ -18,6 +18,7 @@
 namespace dnn_gating::bench {
 namespace {
 
+using layers::Integer;
 using layers::Skipping;
 using models::BlockLayout;
 using models::ConvKind;
@@ -42,6 +43,25 @@ const std::vector<GatedModel>& gated_models() {
       {"pg_w8a3pb2_pact",
        ResNetOptions(ConvKind::kPrecisionGated).wbits(8).abits(3).pred_bits(2).pact(true),
        {50}},
+  };
+  return all;
+}
+
+// Quantized and PG models evaluated in integers and in float (percent 0: no
+// gates to hold).
+struct IntegerModel {
+  const char* name;
+  ResNetOptions options;
+  int percent;
+};
+
+const std::vector<IntegerModel>& integer_models() {
+  static const std::vector<IntegerModel> all{
+      {"quant_w8a3_pact", ResNetOptions(ConvKind::kQuantized).wbits(8).abits(3).pact(true), 0},
+      {"pg_w8a3pb2_pact",
+       ResNetOptions(ConvKind::kPrecisionGated).wbits(8).abits(3).pred_bits(2).pact(true), 50},
+      {"pg_w8a3pb2_pact",
+       ResNetOptions(ConvKind::kPrecisionGated).wbits(8).abits(3).pred_bits(2).pact(true), 25},
   };
   return all;
 }
@@ -118,6 +138,20 @@ void evaluate_model(benchmark::State& state, const GatedModel& spec, int percent
   const torch::Tensor x = torch::randn({batch, 3, 32, 32});
   models::ResNet model = held_model(spec, percent, x);
   layers::set_skipping(*model, skipping);
+  torch::NoGradGuard no_grad;
+  for (int i = 0; i < 3; ++i) model->forward(x);
+  layers::reset_counts(*model);
+  for (auto _ : state) benchmark::DoNotOptimize(model->forward(x).data_ptr());
+  count_gates(state, *model);
+  state.SetItemsProcessed(state.iterations() * batch);
+}
+
+void evaluate_integer(benchmark::State& state, const IntegerModel& m, int64_t batch,
+                      Integer integer) {
+  torch::manual_seed(1);
+  const torch::Tensor x = torch::randn({batch, 3, 32, 32});
+  const GatedModel spec{m.name, ResNetOptions(m.options).integer(integer), {m.percent}};
+  models::ResNet model = held_model(spec, m.percent, x);
   torch::NoGradGuard no_grad;
   for (int i = 0; i < 3; ++i) model->forward(x);
   layers::reset_counts(*model);
@@ -212,6 +246,11 @@ std::string model_name(const GatedModel& m, int percent, int64_t batch, Skipping
          std::to_string(batch) + "/" + skipping_tag(s);
 }
 
+std::string integer_name(const IntegerModel& m, int64_t batch, Integer integer) {
+  return "integer_eval/" + std::string(m.name) + "/on" + std::to_string(m.percent) + "/batch" +
+         std::to_string(batch) + "/" + (integer == Integer::kNever ? "float" : "integer");
+}
+
 std::string layer_name(LayerShape shape, int percent, Skipping s) {
   return "gated_layer/cg_p4_" + std::to_string(shape.channels) + "ch/on" + std::to_string(percent) +
          "/" + skipping_tag(s);
@@ -245,6 +284,14 @@ void register_gated_inference() {
           configure(benchmark::RegisterBenchmark(model_name(m, percent, batch, s).c_str(),
                                                  evaluate_model, m, percent, batch, s));
         }
+      }
+    }
+  }
+  for (const int64_t batch : kBatches) {
+    for (const auto& m : integer_models()) {
+      for (const Integer integer : {Integer::kFastest, Integer::kNever}) {
+        configure(benchmark::RegisterBenchmark(integer_name(m, batch, integer).c_str(),
+                                               evaluate_integer, m, batch, integer));
       }
     }
   }
@@ -297,6 +344,30 @@ void print_gated_inference(const std::map<std::string, double>& times,
     }
     std::printf("%-20s %5lld %6s %8.2f  (the folded float model)\n", "float folded",
                 static_cast<long long>(batch), "", folded / base);
+  }
+  header = false;
+  for (const int64_t batch : kBatches) {
+    const double base = lookup(times, float_name(batch, FloatWay::kPlain));
+    if (base <= 0) continue;
+    for (const auto& m : integer_models()) {
+      const std::string name = integer_name(m, batch, Integer::kFastest);
+      const double integers = lookup(times, name);
+      const double in_float = lookup(times, integer_name(m, batch, Integer::kNever));
+      if (integers <= 0 || in_float <= 0) continue;
+      if (!header) {
+        std::printf("\n%-20s %5s %6s %10s %10s %9s %8s %10s  (ratios to the float model)\n",
+                    "integer evaluation", "batch", "on %", "integers", "in float", "speed-up",
+                    "floor", "realised");
+        header = true;
+      }
+      // floor and realised as above: the counted cost of the gated model
+      // against the float one, and the share of it turned into time.
+      const Counts c = counted(name);
+      std::printf("%-20s %5lld %6.1f %10.2f %10.2f %9.2f %8.2f %10.2f\n", m.name,
+                  static_cast<long long>(batch), m.percent > 0 ? c.on_percent : 100.0,
+                  integers / base, in_float / base, in_float / integers, c.effective_fraction,
+                  c.effective_fraction * base / integers);
+    }
   }
   header = false;
   for (const LayerShape shape : kLayerShapes) {

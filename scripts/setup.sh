@@ -12,6 +12,7 @@ packages=(
   clang-format           # the formatting check
   libxml2-utils          # xmllint, which checks the SVG plots
   libpng-dev libjpeg62-turbo-dev libfreetype-dev fonts-dejavu-core  # image folders, pictures of the gates
+  libdnnl-dev            # oneDNN's int8 convolution: integer inference of quantized and PG models
   libopenblas0-pthread   # replaces Debian's reference BLAS, ~25x faster GEMM
   dataset-fashion-mnist  # real data that works offline
 )

@@ -59,6 +59,7 @@ struct Values {
   double gtarget = 0.0;
   bool sparse_bp = false;
   std::string skipping = "fastest";
+  std::string integer = "fastest";
   std::string map_images;
   std::string arch = "resnet20";
   bool imagenet_stem = false;
@@ -208,6 +209,10 @@ std::vector<Flag> common_flags(Values& v) {
              "Evaluation of gated layers: fastest (measured per layer shape), never (every "
              "output, then the gate selects), always (only the open outputs)",
              "skipping", CLI::IsMember({"fastest", "never", "always"})),
+      option({"--integer"}, v.integer,
+             "Evaluation of quantized and PG layers in integer arithmetic: fastest (measured "
+             "per layer shape), never (in float, as the original), always (wherever exact)",
+             "integer", CLI::IsMember({"fastest", "never", "always"})),
       flag({"--quiet"}, v.inv.quiet, "Print only warnings, errors and the final report"),
       option({"--metrics"}, job.metrics_path, "Write per-epoch and final metrics as JSON lines",
              "metrics", std::nullopt, false),
@@ -346,6 +351,7 @@ void build_job(Trainer trainer, Values& v) {
   }
   job.model.depth(v.depth)
       .skipping(layers::skipping_from_string(v.skipping))
+      .integer(layers::integer_from_string(v.integer))
       .arch(models::arch_from_string(v.arch))
       .imagenet_stem(v.imagenet_stem);
   if (job.model.imagenet_stem() && job.model.arch() == models::Arch::kResNet) {

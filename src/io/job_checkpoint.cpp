@@ -47,7 +47,9 @@ JobConfig adopt_checkpoint(const JobConfig& config, const std::string& path,
   }
   if (!meta.contains("model")) return out;
   // How gated layers compute is this run's choice, not the file's.
-  out.model = model_from_json(meta.at("model").dump()).skipping(config.model.skipping());
+  out.model = model_from_json(meta.at("model").dump())
+                  .skipping(config.model.skipping())
+                  .integer(config.model.integer());
   out.dataset = meta.value("dataset", out.dataset);
   // An image folder's model is evaluated at the size it learned, unless asked otherwise.
   if (config.explicit_settings.count("image_size") == 0 && meta.contains("job") &&

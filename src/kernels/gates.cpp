@@ -169,7 +169,19 @@ inline uint64_t pack_bits(const uint8_t* d, int64_t first, int64_t end) {
   return bits;
 }
 
-// cg_infer_kernel for a block of channels-last positions (as open_cl_kernel).
+// pg_infer_kernel and cg_infer_kernel for a block of channels-last positions
+// (as open_cl_kernel).
+DNN_GATING_SIMD_CLONES
+float pg_infer_cl_kernel(const float* __restrict gate_input, const float* __restrict msb,
+                         const float* __restrict lsb, float* __restrict y, int64_t size,
+                         const float* __restrict t, float alpha) {
+  return simd::lane_sum(0, size, [=](int64_t i) {
+    const float open = sigmoid_above_half(logit(gate_input[i], t[i], alpha)) ? 1.0f : 0.0f;
+    y[i] = pg_mix(msb[i], lsb[i], open);
+    return open;
+  });
+}
+
 DNN_GATING_SIMD_CLONES
 float cg_infer_cl_kernel(const float* __restrict gate_input, const float* __restrict full,
                          const float* __restrict partial, float* __restrict y, int64_t size,
@@ -341,11 +353,45 @@ std::pair<torch::Tensor, int64_t> cg_select(const torch::Tensor& s, const torch:
   return run_select(s, full, partial, cg_select_kernel);
 }
 
+namespace {
+
+using InferClKernel = float (*)(const float*, const float*, const float*, float*, int64_t,
+                                const float*, float);
+
+// The selection of `run_inference` on channels-last tensors, by blocks of
+// positions; NCHW (or mixed) tensors take run_inference itself.
+std::pair<torch::Tensor, int64_t> infer_select(const torch::Tensor& gate_input,
+                                               const torch::Tensor& a, const torch::Tensor& b,
+                                               const torch::Tensor& threshold, double alpha,
+                                               InferKernel kernel, InferClKernel cl_kernel) {
+  if (!channels_last(gate_input) || !channels_last(a) || !channels_last(b)) {
+    return run_inference(gate_input, a, b, threshold, alpha, kernel);
+  }
+  const int64_t channels = a.size(1);
+  const torch::Tensor t = per_channel(threshold, channels);
+  torch::Tensor y = torch::empty_like(a);  // channels-last too
+  const float* gp = gate_input.data_ptr<float>();
+  const float* ap = a.data_ptr<float>();
+  const float* bp = b.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  const auto alpha_f = static_cast<float>(alpha);
+  const std::vector<float> tt = tiled(t, channels);
+  const int64_t open = sum_over_blocks(a.numel() / channels, [&](int64_t first, int64_t last) {
+    const int64_t o = first * channels;
+    return static_cast<int64_t>(
+        cl_kernel(gp + o, ap + o, bp + o, yp + o, (last - first) * channels, tt.data(), alpha_f));
+  });
+  return {y, open};
+}
+
+}  // namespace
+
 std::pair<torch::Tensor, int64_t> pg_select_inference(const torch::Tensor& msb,
                                                       const torch::Tensor& lsb,
                                                       const torch::Tensor& threshold,
                                                       double alpha) {
-  return run_inference(msb, msb, lsb, threshold, alpha, pg_infer_kernel);
+  RECORD_FUNCTION("dnn_gating::pg_select_inference", std::vector<c10::IValue>());
+  return infer_select(msb, msb, lsb, threshold, alpha, pg_infer_kernel, pg_infer_cl_kernel);
 }
 
 std::pair<torch::Tensor, int64_t> cg_select_inference(const torch::Tensor& full,
@@ -354,24 +400,8 @@ std::pair<torch::Tensor, int64_t> cg_select_inference(const torch::Tensor& full,
                                                       const torch::Tensor& threshold,
                                                       double alpha) {
   RECORD_FUNCTION("dnn_gating::cg_select_inference", std::vector<c10::IValue>());
-  if (!channels_last(gate_input) || !channels_last(full) || !channels_last(partial)) {
-    return run_inference(gate_input, full, partial, threshold, alpha, cg_infer_kernel);
-  }
-  const int64_t channels = full.size(1);
-  const torch::Tensor t = per_channel(threshold, channels);
-  torch::Tensor y = torch::empty_like(full);  // channels-last too
-  const float* gp = gate_input.data_ptr<float>();
-  const float* fp = full.data_ptr<float>();
-  const float* pp = partial.data_ptr<float>();
-  float* yp = y.data_ptr<float>();
-  const auto alpha_f = static_cast<float>(alpha);
-  const std::vector<float> tt = tiled(t, channels);
-  const int64_t open = sum_over_blocks(full.numel() / channels, [&](int64_t first, int64_t last) {
-    const int64_t o = first * channels;
-    return static_cast<int64_t>(cg_infer_cl_kernel(gp + o, fp + o, pp + o, yp + o,
-                                                   (last - first) * channels, tt.data(), alpha_f));
-  });
-  return {y, open};
+  return infer_select(gate_input, full, partial, threshold, alpha, cg_infer_kernel,
+                      cg_infer_cl_kernel);
 }
 
 sparse_conv::OpenOutputs open_outputs(const torch::Tensor& gate_input_in,

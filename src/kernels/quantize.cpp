@@ -124,6 +124,103 @@ void binarize_kernel(const float* __restrict x, float* __restrict y, int64_t beg
   }
 }
 
+namespace {
+
+// The codes of positions [begin, end) of a channels-last x; returns 1 where
+// some x < 0. `Lo`, `Doubled` and (where not 0) the channel count `C` are
+// fixed per instance, so that the loop over a position's channels
+// vectorises without a remainder.
+template <bool Lo, bool Doubled, int64_t C>
+[[gnu::always_inline]] inline int channels_last_codes(const float* __restrict x, int64_t c_runtime,
+                                                      int64_t begin, int64_t end, float m,
+                                                      Grid g, uint8_t* __restrict hi,
+                                                      uint8_t* __restrict lo) {
+  const int64_t channels = C > 0 ? C : c_runtime;
+  const int64_t width = Doubled ? 2 * channels : channels;
+  int negative = 0;
+  for (int64_t position = begin; position < end; ++position) {
+    const float* in = x + position * channels;
+    uint8_t* h = hi + position * width;
+    uint8_t* l = Lo ? lo + position * width : nullptr;
+    for (int64_t c = 0; c < channels; ++c) {
+      const float v = in[c];
+      negative |= v < 0.0f;
+      const float code = round_non_negative(unit_magnitude(v, m) * g.levels);
+      const float high = floor_non_negative(code / g.step);
+      const auto hv = static_cast<int32_t>(high);
+      h[c] = static_cast<uint8_t>(Doubled ? 2 * hv : hv);
+      if (Doubled) h[channels + c] = static_cast<uint8_t>(hv);
+      if (Lo) {
+        const auto lv = static_cast<int32_t>(code - high * g.step);
+        l[c] = static_cast<uint8_t>(Doubled ? 2 * lv : lv);
+        if (Doubled) l[channels + c] = static_cast<uint8_t>(lv);
+      }
+    }
+  }
+  return negative;
+}
+
+// One clone family per variant, the channel count dispatched inside.
+template <bool Lo, bool Doubled>
+[[gnu::always_inline]] inline int codes_any(const float* __restrict x, int64_t channels,
+                                            int64_t begin, int64_t end, float m, Grid g,
+                                            uint8_t* __restrict hi, uint8_t* __restrict lo) {
+  switch (channels) {
+    case 16: return channels_last_codes<Lo, Doubled, 16>(x, 16, begin, end, m, g, hi, lo);
+    case 32: return channels_last_codes<Lo, Doubled, 32>(x, 32, begin, end, m, g, hi, lo);
+    case 64: return channels_last_codes<Lo, Doubled, 64>(x, 64, begin, end, m, g, hi, lo);
+    default: return channels_last_codes<Lo, Doubled, 0>(x, channels, begin, end, m, g, hi, lo);
+  }
+}
+
+DNN_GATING_BYTE_CLONES
+int codes_hi(const float* __restrict x, int64_t channels, int64_t begin, int64_t end, float m,
+             Grid g, uint8_t* __restrict hi) {
+  return codes_any<false, false>(x, channels, begin, end, m, g, hi, nullptr);
+}
+
+DNN_GATING_BYTE_CLONES
+int codes_hi_doubled(const float* __restrict x, int64_t channels, int64_t begin, int64_t end,
+                     float m, Grid g, uint8_t* __restrict hi) {
+  return codes_any<false, true>(x, channels, begin, end, m, g, hi, nullptr);
+}
+
+DNN_GATING_BYTE_CLONES
+int codes_split(const float* __restrict x, int64_t channels, int64_t begin, int64_t end, float m,
+                Grid g, uint8_t* __restrict hi, uint8_t* __restrict lo) {
+  return codes_any<true, false>(x, channels, begin, end, m, g, hi, lo);
+}
+
+DNN_GATING_BYTE_CLONES
+int codes_split_doubled(const float* __restrict x, int64_t channels, int64_t begin, int64_t end,
+                        float m, Grid g, uint8_t* __restrict hi, uint8_t* __restrict lo) {
+  return codes_any<true, true>(x, channels, begin, end, m, g, hi, lo);
+}
+
+}  // namespace
+
+bool code_kernel(const float* __restrict x, int64_t channels, int64_t begin, int64_t end, float m,
+                 Grid g, bool doubled, uint8_t* __restrict hi, uint8_t* __restrict lo) {
+  int negative;
+  if (lo == nullptr) {
+    negative = doubled ? codes_hi_doubled(x, channels, begin, end, m, g, hi)
+                       : codes_hi(x, channels, begin, end, m, g, hi);
+  } else {
+    negative = doubled ? codes_split_doubled(x, channels, begin, end, m, g, hi, lo)
+                       : codes_split(x, channels, begin, end, m, g, hi, lo);
+  }
+  return negative == 0;
+}
+
+DNN_GATING_SIMD_CLONES
+void signed_code_kernel(const float* __restrict x, int16_t* __restrict out, int64_t n, float m,
+                        Grid g) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float sign = static_cast<float>((x[i] > 0.0f) - (x[i] < 0.0f));
+    out[i] = static_cast<int16_t>(round_non_negative(unit_magnitude(x[i], m) * g.levels) * sign);
+  }
+}
+
 // g where x != 0, else 0: masked_fill(g, x == 0, 0) in one pass.
 DNN_GATING_SIMD_CLONES
 void ste_kernel(const float* __restrict g, const float* __restrict x, float* __restrict out,

@@ -37,6 +37,20 @@ void split_kernel(const float* __restrict x, float* __restrict hi, float* __rest
                   int64_t begin, int64_t end, float m, Grid g);
 /// The one-bit quantizer: 2 round((clamp(x, -1, 1) + 1) / 2) - 1.
 void binarize_kernel(const float* __restrict x, float* __restrict y, int64_t begin, int64_t end);
+/// Integer codes for the integer convolution (kernels/int8_conv) of the
+/// positions [begin, end) of x, a channels-last float tensor [N, H, W,
+/// channels]. Each element's code is the grid index of Q: code =
+/// round(clamp(x / m, 0, 1) * levels); hi = floor(code / step) (T's index;
+/// the code itself for step 1) and lo = code - hi * step, each written
+/// [N, H, W, channels] as uint8, or, `doubled`, [N, H, W, 2 channels] holding
+/// 2 v for the channels and then v. `lo` may be null. Returns false where
+/// some x < 0 (its code has a sign); the output is then unspecified.
+bool code_kernel(const float* __restrict x, int64_t channels, int64_t begin, int64_t end, float m,
+                 Grid g, bool doubled, uint8_t* __restrict hi, uint8_t* __restrict lo);
+/// Signed grid indices of Q for 2 or more bits: sign(x) round(clamp(|x| /
+/// m, 0, 1) * levels), over [0, n).
+void signed_code_kernel(const float* __restrict x, int16_t* __restrict out, int64_t n, float m,
+                        Grid g);
 /// out = g where x != 0, else 0.
 void ste_kernel(const float* __restrict g, const float* __restrict x, float* __restrict out,
                 int64_t begin, int64_t end);

@@ -21,6 +21,17 @@
 #define DNN_GATING_FMA_CLONES
 #endif
 
+// Element loops that narrow floats to bytes, marked DNN_GATING_BYTE_CLONES,
+// are compiled for the same three levels: byte vectors need AVX-512 BW/VL
+// (x86-64-v4) to run full-width. Their files keep -ffp-contract=off: they
+// compute ATen's bits as the loops above do.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define DNN_GATING_BYTE_CLONES \
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define DNN_GATING_BYTE_CLONES
+#endif
+
 #include <cstdint>
 
 namespace dnn_gating::kernels::simd {

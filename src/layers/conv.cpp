@@ -20,7 +20,8 @@ torch::nn::AnyModule make_conv(const ConvOptions& o) {
                        .sparse_bp(o.sparse_bp())
                        .alpha(o.pg_alpha())
                        .reference_ops(o.reference_ops())
-                       .skipping(o.skipping())));
+                       .skipping(o.skipping())
+                       .integer(o.integer())));
     case ConvKind::kChannelGated:
       return torch::nn::AnyModule(
           CGConv2d(CGConv2dOptions(o.in_channels(), o.out_channels(), o.kernel_size())
@@ -44,12 +45,22 @@ torch::nn::AnyModule make_conv(const ConvOptions& o) {
                           .stride(o.stride())
                           .padding(o.padding())
                           .wbits(quantized ? o.wbits() : 0)
-                          .abits(quantized ? o.abits() : 0)));
+                          .abits(quantized ? o.abits() : 0)
+                          .integer(o.reference_ops() ? Integer::kNever : o.integer())));
 }
 
-bool computes_channels_last(ConvKind kind, bool reference_ops, const torch::Tensor& input) {
-  return kind == ConvKind::kChannelGated && !reference_ops && !torch::GradMode::is_enabled() &&
-         input.dim() == 4 && kernels::fusable(input);
+bool computes_channels_last(const ConvOptions& o, const torch::Tensor& input) {
+  if (o.reference_ops() || torch::GradMode::is_enabled() || input.dim() != 4 ||
+      !kernels::fusable(input)) {
+    return false;
+  }
+  switch (o.kind()) {
+    case ConvKind::kChannelGated: return true;
+    case ConvKind::kQuantized:
+    case ConvKind::kPrecisionGated: return integer_applies(o.integer(), o.wbits(), o.abits());
+    case ConvKind::kFloat: break;
+  }
+  return false;
 }
 
 }  // namespace dnn_gating::layers

@@ -9,6 +9,7 @@
 #include "kernels/fusable.h"
 #include "kernels/gates.h"
 #include "kernels/sparse_conv.h"
+#include "layers/integer_conv.h"
 #include "layers/sparse_choice.h"
 
 namespace dnn_gating::layers {
@@ -156,6 +157,7 @@ void PGConv2dImpl::reset() {
       "weight", torch::empty({options.out_channels(), options.in_channels(), k[0], k[1]}));
   torch::nn::init::kaiming_normal_(weight, 0.0, torch::kFanIn, torch::kReLU);
   threshold_ = register_parameter("threshold", torch::zeros({1, options.out_channels(), 1, 1}));
+  integer_weights_ = std::make_shared<integer_conv::IntegerWeights>();
 }
 
 void PGConv2dImpl::pretty_print(std::ostream& stream) const {
@@ -174,9 +176,10 @@ GateCost PGConv2dImpl::gate_cost() const {
 GateKind PGConv2dImpl::gate_kind() const { return GateKind::kPrecision; }
 
 torch::Tensor PGConv2dImpl::forward(const torch::Tensor& x) {
-  const torch::Tensor wq = quantize_weight(weight, options.wbits());
+  in_integers_ = false;
   const bool fused = !options.reference_ops() && kernels::fusable(x);
-  if (fused && !torch::GradMode::is_enabled()) return infer(x, wq);
+  if (fused && !torch::GradMode::is_enabled()) return infer(x);
+  const torch::Tensor wq = quantize_weight(weight, options.wbits());
   if (fused) {
     const auto outs =
         PGConvGateFunction::apply(x, wq, threshold_, torch::IntArrayRef(*options.stride()).vec(),
@@ -205,12 +208,54 @@ torch::Tensor PGConv2dImpl::forward(const torch::Tensor& x) {
   return out_msb + mask * out_lsb;
 }
 
-// Without a backward pass: the MSB convolution and the gate on it, then
-// either the LSB convolution selected by the gate, or the LSB contribution
-// added only where the gate is open.
-torch::Tensor PGConv2dImpl::infer(const torch::Tensor& x, const torch::Tensor& wq) {
+// Without a backward pass: in integers (the MSB and LSB convolutions on
+// codes, the gate on the first, the second added where it opens), or in
+// float, whichever options.integer chooses.
+torch::Tensor PGConv2dImpl::infer(const torch::Tensor& x) {
   const torch::IntArrayRef stride = *options.stride();
   const torch::IntArrayRef padding = *options.padding();
+  bool skipped = false;
+  const integer_conv::Way float_way = [&] { return infer_in_float(x, skipped); };
+  integer_conv::Chosen chosen;
+  if (integer_applies(options.integer(), options.wbits(), options.abits()) && x.dim() == 4 &&
+      kernels::fusable(weight)) {
+    const auto prepared = integer_weights_->get(weight, options.wbits(), stride, padding);
+    const int64_t high_bits = options.pred_bits();
+    const int64_t largest_code = std::max((int64_t{1} << high_bits) - 1,
+                                          (int64_t{1} << (options.abits() - high_bits)) - 1);
+    if (largest_code <= prepared.conv->max_exact_input_code()) {
+      const integer_conv::Way integer_way = [&]() -> std::pair<torch::Tensor, int64_t> {
+        const auto codes = integer_conv::input_codes(x, options.abits(), high_bits,
+                                                     prepared.conv->doubles_input());
+        if (!codes.non_negative) return {};
+        const torch::Tensor msb =
+            integer_conv::convolve(*prepared.conv, codes.hi, codes.hi_scale * prepared.scale, 0);
+        const torch::Tensor lsb =
+            integer_conv::convolve(*prepared.conv, codes.lo, codes.lo_scale * prepared.scale, 1);
+        record_decisions_of(msb, options.alpha());
+        return kernels::gates::pg_select_inference(msb, lsb, threshold_, options.alpha());
+      };
+      std::vector<int64_t> key = sparse_choice::shape_key(x, weight, stride, padding);
+      key.insert(key.end(), {1, options.wbits(), options.abits(), high_bits});
+      chosen = integer_conv::run(options.integer(), key, integer_way, float_way);
+    }
+  }
+  if (!chosen.y.defined()) std::tie(chosen.y, chosen.open) = float_way();
+  in_integers_ = chosen.integers;
+  record_gate(chosen.open, chosen.y.sizes(), weight);
+  record_way(!chosen.integers && skipped ? InferenceWay::kOpenOutputs
+                                         : InferenceWay::kEveryOutput);
+  return chosen.y;
+}
+
+// The MSB convolution and the gate on it, then either the LSB convolution
+// selected by the gate, or the LSB contribution added only where the gate is
+// open.
+std::pair<torch::Tensor, int64_t> PGConv2dImpl::infer_in_float(const torch::Tensor& x,
+                                                               bool& skipped) {
+  const torch::IntArrayRef stride = *options.stride();
+  const torch::IntArrayRef padding = *options.padding();
+  const torch::Tensor wq = quantize_weight(weight, options.wbits());
   const torch::Tensor parts = quant::split_msb_lsb(x, options.abits(), options.pred_bits());
   const torch::Tensor msb = parts[0];
   const torch::Tensor lsb = parts[1];
@@ -227,12 +272,11 @@ torch::Tensor PGConv2dImpl::infer(const torch::Tensor& x, const torch::Tensor& w
       }};
   // (Before the pass, which may complete the MSB output in place.)
   record_decisions_of(msb_out, options.alpha());
-  auto [y, open, skipped] =
+  const sparse_choice::Chosen chosen =
       sparse_choice::run(options.skipping(), sparse_choice::shape_key(x, weight, stride, padding),
                          previous_on_fraction(msb_out.sizes()), pass);
-  record_gate(open, y.sizes(), weight);
-  record_way(skipped ? InferenceWay::kOpenOutputs : InferenceWay::kEveryOutput);
-  return y;
+  skipped = chosen.skipped;
+  return {chosen.y, chosen.open};
 }
 
 }  // namespace dnn_gating::layers

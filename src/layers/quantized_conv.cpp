@@ -4,6 +4,9 @@
 
 #include "dnn_gating/quant/quantize.h"
 #include "dnn_gating/setting_error.h"
+#include "kernels/fusable.h"
+#include "layers/integer_conv.h"
+#include "layers/sparse_choice.h"
 
 namespace dnn_gating::layers {
 
@@ -29,6 +32,7 @@ void QuantizedConv2dImpl::reset() {
   weight = register_parameter(
       "weight", torch::empty({options.out_channels(), options.in_channels(), k[0], k[1]}));
   torch::nn::init::kaiming_normal_(weight, 0.0, torch::kFanIn, torch::kReLU);
+  integer_weights_ = std::make_shared<integer_conv::IntegerWeights>();
 }
 
 void QuantizedConv2dImpl::pretty_print(std::ostream& stream) const {
@@ -39,11 +43,44 @@ void QuantizedConv2dImpl::pretty_print(std::ostream& stream) const {
 }
 
 torch::Tensor QuantizedConv2dImpl::forward(const torch::Tensor& x) {
-  torch::Tensor y =
-      torch::conv2d(quant::quantize(x, options.abits()), quantize_weight(weight, options.wbits()),
-                    /*bias=*/{}, *options.stride(), *options.padding());
+  in_integers_ = false;
+  const torch::Tensor y = !torch::GradMode::is_enabled() &&
+                                  integer_applies(options.integer(), options.wbits(),
+                                                  options.abits()) &&
+                                  kernels::fusable(x) && x.dim() == 4 && kernels::fusable(weight)
+                              ? either_way(x)
+                              : in_float(x);
   record_macs(layers::dense_macs_per_image(weight, y.sizes()));
   return y;
+}
+
+torch::Tensor QuantizedConv2dImpl::in_float(const torch::Tensor& x) {
+  return torch::conv2d(quant::quantize(x, options.abits()),
+                       quantize_weight(weight, options.wbits()), /*bias=*/{}, *options.stride(),
+                       *options.padding());
+}
+
+torch::Tensor QuantizedConv2dImpl::either_way(const torch::Tensor& x) {
+  const auto prepared =
+      integer_weights_->get(weight, options.wbits(), *options.stride(), *options.padding());
+  if ((int64_t{1} << options.abits()) - 1 > prepared.conv->max_exact_input_code()) {
+    return in_float(x);
+  }
+  const integer_conv::Way integer_way = [&]() -> std::pair<torch::Tensor, int64_t> {
+    const auto codes =
+        integer_conv::input_codes(x, options.abits(), 0, prepared.conv->doubles_input());
+    if (!codes.non_negative) return {};
+    return {integer_conv::convolve(*prepared.conv, codes.hi, codes.hi_scale * prepared.scale), 0};
+  };
+  const integer_conv::Way float_way = [&]() -> std::pair<torch::Tensor, int64_t> {
+    return {in_float(x), 0};
+  };
+  std::vector<int64_t> key =
+      sparse_choice::shape_key(x, weight, *options.stride(), *options.padding());
+  key.insert(key.end(), {0, options.wbits(), options.abits()});
+  const integer_conv::Chosen chosen = integer_conv::run(options.integer(), key, integer_way, float_way);
+  in_integers_ = chosen.integers;
+  return chosen.y;
 }
 
 QuantizedLinearImpl::QuantizedLinearImpl(QuantizedLinearOptions options_)

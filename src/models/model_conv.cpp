@@ -17,24 +17,36 @@ ConvKind second_conv(const ResNetOptions& o) {
   return o.conv();
 }
 
+layers::ConvOptions model_conv_options(ConvKind conv, const ResNetOptions& o, int64_t in,
+                                       int64_t out, int64_t stride, int64_t kernel) {
+  const bool quantized = is_quantized(conv);
+  return layers::ConvOptions(conv, in, out, kernel)
+      .stride(stride)
+      .padding(kernel / 2)
+      .wbits(quantized ? o.wbits() : 0)
+      .abits(quantized ? o.abits() : 0)
+      .pred_bits(o.pred_bits())
+      .pg_alpha(o.pg_alpha())
+      .partitions(o.partitions())
+      .ginit(o.ginit())
+      .cg_alpha(o.cg_alpha())
+      .use_group(o.use_group())
+      .shuffle(o.shuffle())
+      .sparse_bp(o.sparse_bp())
+      .reference_ops(o.reference_ops())
+      .skipping(o.skipping())
+      .integer(o.integer());
+}
+
 torch::nn::AnyModule model_conv(ConvKind conv, const ResNetOptions& o, int64_t in, int64_t out,
                                 int64_t stride, int64_t kernel) {
-  const bool quantized = is_quantized(conv);
-  return layers::make_conv(layers::ConvOptions(conv, in, out, kernel)
-                               .stride(stride)
-                               .padding(kernel / 2)
-                               .wbits(quantized ? o.wbits() : 0)
-                               .abits(quantized ? o.abits() : 0)
-                               .pred_bits(o.pred_bits())
-                               .pg_alpha(o.pg_alpha())
-                               .partitions(o.partitions())
-                               .ginit(o.ginit())
-                               .cg_alpha(o.cg_alpha())
-                               .use_group(o.use_group())
-                               .shuffle(o.shuffle())
-                               .sparse_bp(o.sparse_bp())
-                               .reference_ops(o.reference_ops())
-                               .skipping(o.skipping()));
+  return layers::make_conv(model_conv_options(conv, o, in, out, stride, kernel));
+}
+
+torch::Tensor model_layout(const ResNetOptions& o, const torch::Tensor& input) {
+  return layers::computes_channels_last(model_conv_options(o.conv(), o, 16, 16, 1), input)
+             ? input.contiguous(at::MemoryFormat::ChannelsLast)
+             : input;
 }
 
 torch::Tensor normalised(layers::Slot& conv, torch::nn::BatchNorm2d& bn, bool relu,

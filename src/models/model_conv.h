@@ -6,6 +6,7 @@
 
 #include <cstdint>
 
+#include "dnn_gating/layers/conv.h"
 #include "dnn_gating/layers/slot.h"
 #include "dnn_gating/models/resnet.h"
 
@@ -19,10 +20,17 @@ bool is_quantized(ConvKind conv);
 /// first (PG: quantized second, CG: plain second).
 ConvKind second_conv(const ResNetOptions& o);
 
-/// A convolution of kind `conv` with the model's settings (bits, gate
-/// settings), `kernel` x `kernel` with padding kernel / 2.
+/// The options of a convolution of kind `conv` with the model's settings
+/// (bits, gate settings), `kernel` x `kernel` with padding kernel / 2.
+layers::ConvOptions model_conv_options(ConvKind conv, const ResNetOptions& o, int64_t in,
+                                       int64_t out, int64_t stride, int64_t kernel = 3);
+/// The convolution of those options.
 torch::nn::AnyModule model_conv(ConvKind conv, const ResNetOptions& o, int64_t in, int64_t out,
                                 int64_t stride, int64_t kernel = 3);
+
+/// `input` laid out as the model's gated or quantized convolutions compute
+/// it (layers::computes_channels_last): channels-last, or as it is.
+torch::Tensor model_layout(const ResNetOptions& o, const torch::Tensor& input);
 
 /// bn(conv(x)), then a ReLU if `relu`: in the convolution's own last pass
 /// where it can (layers::FusesNext), with layers::batch_norm otherwise.

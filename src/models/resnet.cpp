@@ -212,9 +212,7 @@ void ResNetImpl::pretty_print(std::ostream& stream) const {
 torch::Tensor ResNetImpl::forward(const torch::Tensor& input) {
   // With the image laid out as the blocks' convolutions compute, the stem's
   // output needs no conversion before the first of them.
-  const bool channels_last =
-      layers::computes_channels_last(options.conv(), options.reference_ops(), input);
-  const torch::Tensor x = channels_last ? input.contiguous(at::MemoryFormat::ChannelsLast) : input;
+  const torch::Tensor x = model_layout(options, input);
   const torch::Tensor stem = conv1_->forward(x);
   torch::Tensor out = layers::batch_norm(*bn1_, stem);
   out = act_.forward(out);

@@ -13,13 +13,6 @@ namespace {
 constexpr std::array<int64_t, 18> kVgg16{64, 64,  0,   128, 128, 0,   256, 256, 256,
                                          0,  512, 512, 512, 0,   512, 512, 512, 0};
 
-// The input laid out as the convolutions compute (CG evaluation: channels-last).
-torch::Tensor laid_out(const ResNetOptions& o, const torch::Tensor& input) {
-  return layers::computes_channels_last(o.conv(), o.reference_ops(), input)
-             ? input.contiguous(at::MemoryFormat::ChannelsLast)
-             : input;
-}
-
 // torchvision's initialisation of convolution weights (not of the gates'
 // thresholds, which keep their ginit).
 void init_conv_weights(torch::nn::Module& model) {
@@ -72,7 +65,7 @@ void ResNet18Impl::pretty_print(std::ostream& stream) const {
 }
 
 torch::Tensor ResNet18Impl::forward(const torch::Tensor& input) {
-  torch::Tensor out = layers::batch_norm(*bn1_, conv1_.forward(laid_out(options, input)));
+  torch::Tensor out = layers::batch_norm(*bn1_, conv1_.forward(model_layout(options, input)));
   out = act_.forward(out);
   if (options.imagenet_stem()) out = torch::max_pool2d(out, 3, 2, 1);
   out = layer4_->forward(layer3_->forward(layer2_->forward(layer1_->forward(out))));
@@ -143,7 +136,7 @@ void VGG16Impl::pretty_print(std::ostream& stream) const {
 }
 
 torch::Tensor VGG16Impl::forward(const torch::Tensor& input) {
-  torch::Tensor out = laid_out(options, input);
+  torch::Tensor out = model_layout(options, input);
   for (Stage& stage : stages_) {
     out = is_plain_relu(stage.act)
               ? normalised(stage.conv, stage.bn, true, out)

@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "dnn_gating/layers/gated_layer.h"
+#include "dnn_gating/layers/integer.h"
 
 namespace dnn_gating::layers {
 
@@ -66,16 +67,20 @@ struct ConvOptions {
   TORCH_ARG(bool, reference_ops) = false;
   /// Gated kinds: how evaluation without gradients skips work.
   TORCH_ARG(Skipping, skipping) = Skipping::kFastest;
+  /// kQuantized and kPrecisionGated: whether evaluation without gradients
+  /// computes in integers.
+  TORCH_ARG(Integer, integer) = Integer::kFastest;
 };
 
 /// The convolution `options` describe.
 torch::nn::AnyModule make_conv(const ConvOptions& options);
 
-/// Whether a convolution of `kind` computes `input` channels-last (CG
-/// layers do in evaluation without gradients on float CPU tensors, unless
-/// `reference_ops`), so that a model may lay its input out so once rather
-/// than have every layer convert it.
-bool computes_channels_last(ConvKind kind, bool reference_ops, const torch::Tensor& input);
+/// Whether the convolution `options` describe computes `input` channels-last
+/// (in evaluation without gradients on float CPU tensors, unless
+/// `reference_ops`: CG layers, and quantized and PG layers that may compute
+/// in integers), so that a model may lay its input out so once rather than
+/// have every layer convert it.
+bool computes_channels_last(const ConvOptions& options, const torch::Tensor& input);
 
 /// A layer that can apply the evaluation-mode BatchNorm and ReLU that follow
 /// it in its own last pass, instead of two more passes over its output.

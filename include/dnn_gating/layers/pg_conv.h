@@ -7,10 +7,16 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <memory>
 
 #include "dnn_gating/layers/gated_layer.h"
+#include "dnn_gating/layers/integer.h"
 
 namespace dnn_gating::layers {
+
+namespace integer_conv {
+class IntegerWeights;
+}
 
 /// Options for `PGConv2d`.
 struct PGConv2dOptions {
@@ -43,6 +49,9 @@ struct PGConv2dOptions {
   /// Without gradients, whether to add the LSB contribution only where the
   /// gate is open (see `Skipping`; reference_ops never does).
   TORCH_ARG(Skipping, skipping) = Skipping::kFastest;
+  /// Without gradients, whether to compute the MSB and LSB convolutions in
+  /// integers (see `Integer`; reference_ops never does).
+  TORCH_ARG(Integer, integer) = Integer::kFastest;
 };
 
 /// y = out_msb + mask * out_lsb with out_msb = conv(T(x), Wq),
@@ -59,11 +68,20 @@ class PGConv2dImpl : public torch::nn::Cloneable<PGConv2dImpl>, public GatedLaye
   Skipping skipping() const override { return options.skipping(); }
   void set_skipping(Skipping skipping) override { options.skipping(skipping); }
 
+  /// Whether the last forward pass computed in integers.
+  bool computed_in_integers() const { return in_integers_; }
+
   PGConv2dOptions options;
   torch::Tensor weight;
 
  private:
-  torch::Tensor infer(const torch::Tensor& x, const torch::Tensor& wq);
+  torch::Tensor infer(const torch::Tensor& x);
+  /// The float way of `infer`: {y, open gates}; `skipped` says whether it
+  /// completed only the open outputs.
+  std::pair<torch::Tensor, int64_t> infer_in_float(const torch::Tensor& x, bool& skipped);
+
+  std::shared_ptr<integer_conv::IntegerWeights> integer_weights_;
+  bool in_integers_ = false;
 };
 TORCH_MODULE(PGConv2d);
 

@@ -4,10 +4,16 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <memory>
 
 #include "dnn_gating/layers/dense_macs.h"
+#include "dnn_gating/layers/integer.h"
 
 namespace dnn_gating::layers {
+
+namespace integer_conv {
+class IntegerWeights;
+}
 
 /// Options for `QuantizedConv2d`: y = conv2d(Q_abits(x), Q_wbits(W) * r),
 /// r = sqrt(1 / (k*k*in)) for binary weights, else 1. 0 bits = full precision.
@@ -29,6 +35,8 @@ struct QuantizedConv2dOptions {
   TORCH_ARG(int64_t, wbits) = 0;
   /// Input activation bits (0: full precision).
   TORCH_ARG(int64_t, abits) = 0;
+  /// Without gradients, whether to compute in integers (see `Integer`).
+  TORCH_ARG(Integer, integer) = Integer::kFastest;
 };
 
 /// A bias-free convolution on quantized weights and inputs (`weight` only).
@@ -38,10 +46,20 @@ class QuantizedConv2dImpl : public torch::nn::Cloneable<QuantizedConv2dImpl>, pu
   void reset() override;
   void pretty_print(std::ostream& stream) const override;
   torch::Tensor forward(const torch::Tensor& x);
+  /// Whether the last forward pass computed in integers.
+  bool computed_in_integers() const { return in_integers_; }
 
   QuantizedConv2dOptions options;
   /// [out, in, kh, kw], Kaiming-normal initialised (fan-in, ReLU gain).
   torch::Tensor weight;
+
+ private:
+  torch::Tensor in_float(const torch::Tensor& x);
+  /// In integers or in float, as options.integer says and the input allows.
+  torch::Tensor either_way(const torch::Tensor& x);
+
+  std::shared_ptr<integer_conv::IntegerWeights> integer_weights_;
+  bool in_integers_ = false;
 };
 TORCH_MODULE(QuantizedConv2d);
 

@@ -105,6 +105,9 @@ struct ResNetOptions {
   TORCH_ARG(bool, reference_ops) = false;
   /// How gated layers compute without gradients (see layers::Skipping).
   TORCH_ARG(layers::Skipping, skipping) = layers::Skipping::kFastest;
+  /// Whether quantized and PG convolutions compute in integers without
+  /// gradients (see layers::Integer).
+  TORCH_ARG(layers::Integer, integer) = layers::Integer::kFastest;
 };
 
 /// The network as checkpoint files name it: "resnet-20" (the depth),

@@ -1,0 +1,152 @@
+#include "layers/integer_conv.h"
+
+#include <ATen/Parallel.h>
+
+#include <array>
+#include <chrono>
+#include <map>
+#include <mutex>
+
+#include "kernels/fusable.h"
+#include "kernels/quantize.h"
+
+namespace dnn_gating::layers::integer_conv {
+namespace {
+
+namespace quantize = kernels::quantize;
+
+quantize::Grid grid(int64_t bits, int64_t high_bits) {
+  return {static_cast<float>((int64_t{1} << bits) - 1),
+          static_cast<float>(int64_t{1} << (high_bits > 0 ? bits - high_bits : 0))};
+}
+
+// Memory of this thread that lives from one call to the next: codes and
+// intermediate sums live only within one layer's forward pass, and fresh
+// memory of their size would be faulted in page by page at every call.
+torch::Tensor scratch(int slot, torch::IntArrayRef sizes, torch::ScalarType type,
+                      at::MemoryFormat format = at::MemoryFormat::Contiguous) {
+  constexpr int kSlots = 4;
+  thread_local std::array<torch::Tensor, kSlots> held;
+  TORCH_CHECK(slot >= 0 && slot < kSlots, "scratch slot ", slot);
+  torch::Tensor& t = held[static_cast<size_t>(slot)];
+  int64_t bytes = c10::elementSize(type);
+  for (const int64_t size : sizes) bytes *= size;
+  if (!t.defined() || t.numel() < bytes) t = torch::empty({bytes}, torch::kByte);
+  return torch::from_blob(t.data_ptr(), sizes, torch::TensorOptions(type).memory_format(format));
+}
+
+// The second of two runs of `way` (the first pays for setup): its result
+// and its time in seconds.
+std::pair<std::pair<torch::Tensor, int64_t>, double> second_run(const Way& way) {
+  way();
+  const auto start = std::chrono::steady_clock::now();
+  auto result = way();
+  return {std::move(result),
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()};
+}
+
+}  // namespace
+
+IntegerWeights::Prepared IntegerWeights::get(const torch::Tensor& weight, int64_t wbits,
+                                             torch::IntArrayRef stride,
+                                             torch::IntArrayRef padding) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (prepared_.conv && weight_.is_same(weight) && version_ == weight._version() &&
+      wbits_ == wbits) {
+    return prepared_;
+  }
+  const torch::Tensor w = weight.detach().to(torch::kFloat).contiguous();
+  const float m = quantize::scale_of(w.data_ptr<float>(), w.numel());
+  std::vector<int16_t> codes(static_cast<size_t>(w.numel()));
+  quantize::signed_code_kernel(w.data_ptr<float>(), codes.data(), w.numel(), m, grid(wbits, 0));
+  kernels::int8_conv::Geometry g;
+  g.out_channels = w.size(0);
+  g.in_channels = w.size(1);
+  g.kernel_h = w.size(2);
+  g.kernel_w = w.size(3);
+  g.stride_h = stride[0];
+  g.stride_w = stride[1];
+  g.pad_h = padding[0];
+  g.pad_w = padding[1];
+  prepared_.conv = std::make_shared<const kernels::int8_conv::Convolution>(g, codes.data());
+  prepared_.scale = m / grid(wbits, 0).levels;
+  weight_ = weight;
+  version_ = weight._version();
+  wbits_ = wbits;
+  return prepared_;
+}
+
+Codes input_codes(const torch::Tensor& x_in, int64_t abits, int64_t high_bits, bool doubled) {
+  const torch::Tensor x = x_in.contiguous(at::MemoryFormat::ChannelsLast);
+  const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+  const int64_t width = doubled ? 2 * c : c;
+  Codes codes;
+  codes.hi = scratch(0, {n, h, w, width}, torch::kByte);
+  if (high_bits > 0) codes.lo = scratch(1, {n, h, w, width}, torch::kByte);
+  const float* data = x.data_ptr<float>();
+  const float m = quantize::scale_of(data, x.numel());
+  const quantize::Grid g = grid(abits, high_bits);
+  uint8_t* hi = codes.hi.data_ptr<uint8_t>();
+  uint8_t* lo = high_bits > 0 ? codes.lo.data_ptr<uint8_t>() : nullptr;
+  const int64_t grain = std::max<int64_t>(1, quantize::kGrain / std::max<int64_t>(c, 1));
+  codes.non_negative = at::parallel_reduce(
+      0, n * h * w, grain, true,
+      [&](int64_t begin, int64_t end, bool acc) {
+        return quantize::code_kernel(data, c, begin, end, m, g, doubled, hi, lo) && acc;
+      },
+      [](bool a, bool b) { return a && b; });
+  codes.lo_scale = m / g.levels;
+  codes.hi_scale = codes.lo_scale * g.step;
+  return codes;
+}
+
+torch::Tensor convolve(const kernels::int8_conv::Convolution& conv, const torch::Tensor& codes,
+                       float scale, int scratch_slot) {
+  const kernels::int8_conv::Geometry& g = conv.geometry();
+  const int64_t n = codes.size(0), h = codes.size(1), w = codes.size(2);
+  const int64_t oh = (h + 2 * g.pad_h - g.kernel_h) / g.stride_h + 1;
+  const int64_t ow = (w + 2 * g.pad_w - g.kernel_w) / g.stride_w + 1;
+  const std::vector<int64_t> sizes{n, g.out_channels, oh, ow};
+  torch::Tensor y =
+      scratch_slot >= 0
+          ? scratch(2 + scratch_slot, sizes, torch::kFloat, at::MemoryFormat::ChannelsLast)
+          : torch::empty(
+                sizes,
+                torch::TensorOptions(torch::kFloat).memory_format(at::MemoryFormat::ChannelsLast));
+  conv.run(codes.data_ptr<uint8_t>(), n, h, w, scale, y.data_ptr<float>());
+  return y;
+}
+
+Chosen run(Integer mode, const std::vector<int64_t>& shape, const Way& integer_way,
+           const Way& float_way) {
+  const auto in_float = [&] {
+    auto [y, open] = float_way();
+    return Chosen{y, open, false};
+  };
+  // The integer way, or the float way where it does not take this input.
+  const auto in_integers = [&] {
+    auto [y, open] = integer_way();
+    return y.defined() ? Chosen{y, open, true} : in_float();
+  };
+  if (mode != Integer::kFastest) return in_integers();
+  static std::mutex mutex;
+  static std::map<std::vector<int64_t>, bool> faster_in_integers;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    const auto known = faster_in_integers.find(shape);
+    if (known != faster_in_integers.end()) return known->second ? in_integers() : in_float();
+  }
+  const auto [integer_result, integer_time] = second_run(integer_way);
+  if (!integer_result.first.defined()) return in_float();  // not for this input: not timed
+  const double float_time = second_run(float_way).second;
+  const bool integers = integer_time < float_time;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    faster_in_integers[shape] = integers;
+  }
+  // Once more the faster way, so that what the ways leave behind (a layer's
+  // kept decisions) is that way's.
+  return integers ? in_integers() : in_float();
+}
+
+}  // namespace dnn_gating::layers::integer_conv

@@ -1,0 +1,256 @@
+// Quantized and PG layers computed in integers (uint8 codes x int8 weight
+// codes, int32 sums, one scale) against the same layers in float.
+#include "dnn_gating/layers/integer.h"
+
+#include <cstdlib>
+
+#include "dnn_gating/layers/pg_conv.h"
+#include "dnn_gating/layers/quantized_conv.h"
+#include "dnn_gating/models/resnet.h"
+#include "dnn_gating/quant/quantize.h"
+#include "dnn_gating/setting_error.h"
+#include "kernels/int8_conv.h"
+#include "test_support.h"
+
+namespace dg = dnn_gating;
+using dg::layers::Integer;
+using dnn_gating::testing::all_close;
+
+namespace {
+
+// Skips where the build has no integer convolution; fails under CI, whose
+// setup installs it.
+#define DG_INTEGER_OR_SKIP()                                                          \
+  if (!dg::layers::integer_available()) {                                             \
+    if (std::getenv("CI") != nullptr) FAIL() << "no integer convolution (CI is set)"; \
+    GTEST_SKIP() << "built without oneDNN (libdnnl-dev): no integer inference";       \
+  }
+
+dg::layers::QuantizedConv2d quantized_layer(int64_t in, int64_t out, int64_t stride, int64_t wbits,
+                                            int64_t abits, Integer integer) {
+  return dg::layers::QuantizedConv2d(dg::layers::QuantizedConv2dOptions(in, out, 3)
+                                         .stride(stride)
+                                         .padding(1)
+                                         .wbits(wbits)
+                                         .abits(abits)
+                                         .integer(integer));
+}
+
+// The same layer computed in double: the float path's quantized values,
+// summed in double (what exact integer sums times the scales give).
+torch::Tensor in_double(const dg::layers::QuantizedConv2d& layer, const torch::Tensor& x) {
+  const auto& o = layer->options;
+  return torch::conv2d(dg::quant::quantize(x, o.abits()).to(torch::kDouble),
+                       dg::layers::quantize_weight(layer->weight, o.wbits()).to(torch::kDouble), {},
+                       *o.stride(), *o.padding());
+}
+
+}  // namespace
+
+TEST(IntegerConv, SplitsWeightsOutsideInt8AndBoundsExactInputs) {
+  DG_INTEGER_OR_SKIP();
+  namespace ic = dg::kernels::int8_conv;
+  ic::Geometry g;
+  g.out_channels = 2;
+  g.in_channels = 1;
+  g.kernel_h = g.kernel_w = 1;
+  const std::vector<int16_t> small{-127, 127};
+  const std::vector<int16_t> large{-255, 255};
+  const ic::Convolution a(g, small.data());
+  const ic::Convolution b(g, large.data());
+  EXPECT_FALSE(a.doubles_input());
+  EXPECT_TRUE(b.doubles_input());
+  EXPECT_EQ(a.max_exact_input_code(), 32767 / (2 * 127));
+  EXPECT_EQ(b.max_exact_input_code(), 32767 / (2 * 128) / 2);
+  // One pixel of code 7: doubled, [14, 7]; the sums are -255 * 7 and 255 * 7.
+  const std::vector<uint8_t> src{14, 7};
+  std::vector<float> dst(2);
+  b.run(src.data(), 1, 1, 1, 0.5f, dst.data());
+  EXPECT_EQ(dst[0], -255 * 7 * 0.5f);
+  EXPECT_EQ(dst[1], 255 * 7 * 0.5f);
+  EXPECT_FALSE(b.implementation().empty());
+}
+
+// Every weight and activation width the integer way takes, both layouts,
+// stride 1 and 2: as the float way within float32 rounding, and at least as
+// close to the sums in double.
+TEST(IntegerConv, QuantizedLayerComputesTheFloatLayersValues) {
+  DG_INTEGER_OR_SKIP();
+  torch::manual_seed(3);
+  torch::NoGradGuard no_grad;
+  for (const int64_t wbits : {2, 5, 8}) {
+    for (const int64_t abits : {2, 3, 4}) {
+      for (const int64_t stride : {1, 2}) {
+        for (const bool channels_last : {false, true}) {
+          SCOPED_TRACE("w" + std::to_string(wbits) + " a" + std::to_string(abits) + " stride " +
+                       std::to_string(stride) + (channels_last ? " channels-last" : ""));
+          auto integer = quantized_layer(12, 20, stride, wbits, abits, Integer::kAlways);
+          auto in_float = quantized_layer(12, 20, stride, wbits, abits, Integer::kNever);
+          in_float->weight.copy_(integer->weight);
+          torch::Tensor x = torch::relu(torch::randn({3, 12, 9, 10}));
+          if (channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
+          const torch::Tensor y = integer->forward(x);
+          EXPECT_TRUE(integer->computed_in_integers());
+          EXPECT_FALSE(in_float->computed_in_integers());
+          const torch::Tensor expected = in_float->forward(x);
+          EXPECT_TRUE(all_close(y, expected, 1e-5, 1e-6));
+          const torch::Tensor exact = in_double(integer, x);
+          const double integer_error = (y.to(torch::kDouble) - exact).abs().max().item<double>();
+          const double float_error =
+              (expected.to(torch::kDouble) - exact).abs().max().item<double>();
+          EXPECT_LE(integer_error, std::max(float_error, 1e-6 * exact.abs().max().item<double>()));
+        }
+      }
+    }
+  }
+}
+
+// What the integer way does not take computes in float: negative inputs
+// (no unsigned code), 8-bit activations (sums not exact without VNNI),
+// binary weights, gradients, double precision.
+TEST(IntegerConv, ComputesInFloatWhereIntegersDoNotApply) {
+  DG_INTEGER_OR_SKIP();
+  torch::manual_seed(4);
+  const auto check = [](dg::layers::QuantizedConv2d& layer, const torch::Tensor& x,
+                        bool expect_integers) {
+    layer->forward(x);
+    EXPECT_EQ(layer->computed_in_integers(), expect_integers);
+  };
+  const torch::Tensor x = torch::relu(torch::randn({2, 8, 6, 6}));
+  {
+    torch::NoGradGuard no_grad;
+    auto layer = quantized_layer(8, 8, 1, 8, 3, Integer::kAlways);
+    check(layer, x, true);
+    check(layer, torch::randn({2, 8, 6, 6}), false);  // negative values
+    auto in_double = quantized_layer(8, 8, 1, 8, 3, Integer::kAlways);
+    in_double->to(torch::kDouble);
+    check(in_double, x.to(torch::kDouble), false);
+    auto eight = quantized_layer(8, 8, 1, 8, 8, Integer::kAlways);
+    check(eight, x, false);
+    auto binary = quantized_layer(8, 8, 1, 1, 3, Integer::kAlways);
+    check(binary, x, false);
+  }
+  auto layer = quantized_layer(8, 8, 1, 8, 3, Integer::kAlways);
+  check(layer, x, false);  // gradients enabled: training computes in float
+}
+
+// The weight codes are prepared once and again after the weight changes.
+TEST(IntegerConv, FollowsWeightUpdates) {
+  DG_INTEGER_OR_SKIP();
+  torch::manual_seed(5);
+  torch::NoGradGuard no_grad;
+  auto integer = quantized_layer(8, 8, 1, 8, 3, Integer::kAlways);
+  auto in_float = quantized_layer(8, 8, 1, 8, 3, Integer::kNever);
+  const torch::Tensor x = torch::relu(torch::randn({2, 8, 6, 6}));
+  for (int step = 0; step < 3; ++step) {
+    in_float->weight.copy_(integer->weight);
+    EXPECT_TRUE(all_close(integer->forward(x), in_float->forward(x), 1e-5, 1e-6)) << step;
+    integer->weight.add_(torch::randn_like(integer->weight) * 0.3);  // in place, as SGD
+  }
+  auto copy = std::dynamic_pointer_cast<dg::layers::QuantizedConv2dImpl>(integer->clone());
+  copy->weight.mul_(-1);
+  in_float->weight.copy_(copy->weight);
+  EXPECT_TRUE(all_close(copy->forward(x), in_float->forward(x), 1e-5, 1e-6));
+}
+
+// PG in integers: the MSB and LSB convolutions on codes, the gate on the
+// first. Gate decisions are those of the float way; where a float32 sum
+// lies on the threshold and the two differ, the integer one is the exact one.
+TEST(IntegerConv, PrecisionGatedLayerDecidesAsTheFloatLayer) {
+  DG_INTEGER_OR_SKIP();
+  torch::manual_seed(6);
+  torch::NoGradGuard no_grad;
+  struct Case {
+    int64_t abits, pred_bits, stride;
+  };
+  for (const Case c : {Case{3, 2, 1}, Case{4, 2, 2}, Case{5, 1, 1}}) {
+    SCOPED_TRACE("a" + std::to_string(c.abits) + " pb" + std::to_string(c.pred_bits));
+    const auto options = dg::layers::PGConv2dOptions(16, 24, 3)
+                             .stride(c.stride)
+                             .padding(1)
+                             .wbits(8)
+                             .abits(c.abits)
+                             .pred_bits(c.pred_bits);
+    dg::layers::PGConv2d integer(dg::layers::PGConv2dOptions(options).integer(Integer::kAlways));
+    dg::layers::PGConv2d in_float(dg::layers::PGConv2dOptions(options).integer(Integer::kNever));
+    integer->threshold().normal_(0, 0.2);
+    in_float->weight.copy_(integer->weight);
+    in_float->threshold().copy_(integer->threshold());
+    integer->keep_decisions(true);
+    in_float->keep_decisions(true);
+    const torch::Tensor x = torch::relu(torch::randn({4, 16, 10, 10}));
+    const torch::Tensor y = integer->forward(x);
+    EXPECT_TRUE(integer->computed_in_integers());
+    const torch::Tensor expected = in_float->forward(x);
+    const torch::Tensor a = integer->last_decisions().to(torch::kBool);
+    const torch::Tensor b = in_float->last_decisions().to(torch::kBool);
+    const torch::Tensor differ = a.ne(b);
+    if (differ.any().item<bool>()) {
+      // The MSB output in double from the same codes decides as integers do.
+      const torch::Tensor msb = torch::conv2d(
+          dg::quant::truncate(x, c.abits, c.pred_bits).to(torch::kDouble),
+          dg::layers::quantize_weight(integer->weight, 8).to(torch::kDouble), {}, c.stride, 1);
+      const torch::Tensor exact = msb.gt(integer->threshold().to(torch::kDouble));
+      EXPECT_TRUE(a.masked_select(differ).equal(exact.masked_select(differ)))
+          << differ.sum().item<int64_t>() << " decisions differ";
+      ADD_FAILURE() << "float32 ties: " << differ.sum().item<int64_t>()
+                    << " decisions differ (the integer ones are exact)";
+    }
+    EXPECT_EQ(integer->last_counts().num_on, in_float->last_counts().num_on);
+    EXPECT_GT(integer->last_counts().num_on, 0);
+    EXPECT_LT(integer->last_counts().num_on, integer->last_counts().num_out);
+    EXPECT_TRUE(all_close(y, expected, 1e-5, 1e-6));
+  }
+}
+
+// Whole networks: the quantized and PG ResNet-20 (w8 a3, PACT) evaluated in
+// integers, every block convolution in integers. Not bit for bit the float
+// way's logits: a quantizer input within a float32 rounding of a 3-bit
+// boundary takes the other code in one of the two, a step of 1/7 of the
+// range, and such a difference grows through the next quantizers. So the
+// two agree in their predictions and gate counts, not to float rounding.
+TEST(IntegerConv, QuantizedAndPrecisionGatedResNetsEvaluateAlike) {
+  DG_INTEGER_OR_SKIP();
+  for (const auto kind :
+       {dg::layers::ConvKind::kQuantized, dg::layers::ConvKind::kPrecisionGated}) {
+    torch::manual_seed(7);
+    const auto options = dg::models::ResNetOptions(kind).wbits(8).abits(3).pred_bits(2).pact(true);
+    dg::models::ResNet integer(dg::models::ResNetOptions(options).integer(Integer::kAlways));
+    dg::models::ResNet in_float(dg::models::ResNetOptions(options).integer(Integer::kNever));
+    {
+      torch::NoGradGuard no_grad;
+      const auto source = integer->named_parameters();
+      for (auto& item : in_float->named_parameters()) item.value().copy_(source[item.key()]);
+    }
+    integer->eval();
+    in_float->eval();
+    torch::NoGradGuard no_grad;
+    const torch::Tensor x = torch::randn({16, 3, 32, 32});
+    const torch::Tensor a = integer->forward(x);
+    const torch::Tensor b = in_float->forward(x);
+    EXPECT_GE(a.argmax(1).eq(b.argmax(1)).sum().item<int64_t>(), 14);
+    EXPECT_LT((a - b).abs().mean().item<double>(), 0.05 * b.abs().mean().item<double>());
+    int64_t integer_layers = 0;
+    for (const auto& module : integer->modules()) {
+      if (const auto* q = dynamic_cast<const dg::layers::QuantizedConv2dImpl*>(module.get())) {
+        integer_layers += q->computed_in_integers();
+      }
+      if (const auto* p = dynamic_cast<const dg::layers::PGConv2dImpl*>(module.get())) {
+        integer_layers += p->computed_in_integers();
+      }
+    }
+    EXPECT_EQ(integer_layers, 18);  // every block convolution; the stem stays float
+    if (kind == dg::layers::ConvKind::kPrecisionGated) {
+      const double on_a = dg::layers::total_counts(*integer).on_fraction();
+      const double on_b = dg::layers::total_counts(*in_float).on_fraction();
+      EXPECT_NEAR(on_a, on_b, 0.005);
+      EXPECT_GT(on_b, 0.01);
+    }
+  }
+}
+
+TEST(IntegerConv, NamesItsModes) {
+  EXPECT_EQ(dg::layers::integer_from_string("never"), Integer::kNever);
+  EXPECT_EQ(dg::layers::to_string(Integer::kAlways), "always");
+  EXPECT_THROW(dg::layers::integer_from_string("sometimes"), dg::SettingError);
+}
