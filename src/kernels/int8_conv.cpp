@@ -6,6 +6,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <tuple>
+#include <unordered_map>
 #include <vector>
 
 #ifdef DNN_GATING_HAVE_DNNL
@@ -96,14 +97,51 @@ struct Convolution::Impl {
   bool split = false;
   int64_t max_weight = 0;  // largest |int8 weight|
   mutable std::mutex mutex;
-  mutable std::map<std::tuple<int64_t, int64_t, int64_t>, Prepared> prepared;
+  // Keyed by batch, height, width and the map: 0 one scale, 1 per channel,
+  // 2 per channel then a ReLU.
+  mutable std::map<std::tuple<int64_t, int64_t, int64_t, int>, Prepared> prepared;
   mutable std::string last_implementation;
 
   int64_t in_effective() const { return geometry.in_channels * (split ? 2 : 1); }
+  memory::desc scalar_desc() const {
+    return memory::desc({1, 1, 1, 1}, memory::data_type::f32, memory::format_tag::nchw);
+  }
+  memory::desc channel_desc() const {
+    return memory::desc({1, geometry.out_channels, 1, 1}, memory::data_type::f32,
+                        memory::format_tag::nchw);
+  }
 
-  const Prepared& prepare(int64_t batch, int64_t height, int64_t width) const {
+  // Runs the primitive of `map` (see `prepared`) with its post-ops' operands
+  // `first` (the scale or per-channel scales) and `second` (the shifts).
+  void execute(const uint8_t* src, int64_t batch, int64_t height, int64_t width, int map,
+               const float* first, const float* second, float* dst) const {
+    const Prepared& p = prepare(batch, height, width, map);
+    const Geometry& g = geometry;
+    const memory::dims src_dims{batch, in_effective(), height, width};
+    const memory::dims dst_dims{batch, g.out_channels,
+                                output_size(height, g.kernel_h, g.stride_h, g.pad_h),
+                                output_size(width, g.kernel_w, g.stride_w, g.pad_w)};
+    dnnl::engine& engine = cpu_engine();
+    memory in({src_dims, memory::data_type::u8, memory::format_tag::nhwc}, engine,
+              const_cast<uint8_t*>(src));
+    memory out({dst_dims, memory::data_type::f32, memory::format_tag::nhwc}, engine, dst);
+    std::unordered_map<int, memory> args{
+        {DNNL_ARG_SRC, in}, {DNNL_ARG_WEIGHTS, p.weights}, {DNNL_ARG_DST, out}};
+    args.emplace(
+        DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1,
+        memory(map == 0 ? scalar_desc() : channel_desc(), engine, const_cast<float*>(first)));
+    if (map != 0) {
+      args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(1) | DNNL_ARG_SRC_1,
+                   memory(channel_desc(), engine, const_cast<float*>(second)));
+    }
+    dnnl::stream& stream = cpu_stream();
+    p.primitive.execute(stream, args);
+    stream.wait();
+  }
+
+  const Prepared& prepare(int64_t batch, int64_t height, int64_t width, int map) const {
     std::lock_guard<std::mutex> lock(mutex);
-    const auto key = std::make_tuple(batch, height, width);
+    const auto key = std::make_tuple(batch, height, width, map);
     auto it = prepared.find(key);
     if (it == prepared.end()) {
       const Geometry& g = geometry;
@@ -122,9 +160,13 @@ struct Convolution::Impl {
       // binary post-op takes it at run time, where output scales would
       // need a new primitive.
       dnnl::post_ops ops;
-      ops.append_binary(
-          dnnl::algorithm::binary_mul,
-          memory::desc({1, 1, 1, 1}, memory::data_type::f32, memory::format_tag::nchw));
+      if (map == 0) {
+        ops.append_binary(dnnl::algorithm::binary_mul, scalar_desc());
+      } else {
+        ops.append_binary(dnnl::algorithm::binary_mul, channel_desc());
+        ops.append_binary(dnnl::algorithm::binary_add, channel_desc());
+        if (map == 2) ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+      }
       dnnl::primitive_attr attr;
       attr.set_post_ops(ops);
       const dnnl::convolution_forward::primitive_desc pd(desc, attr, cpu_engine());
@@ -161,24 +203,12 @@ std::string Convolution::implementation() const {
 
 void Convolution::run(const uint8_t* src, int64_t batch, int64_t height, int64_t width, float scale,
                       float* dst) const {
-  using memory = dnnl::memory;
-  const Impl::Prepared& p = impl_->prepare(batch, height, width);
-  const Geometry& g = impl_->geometry;
-  const memory::dims src_dims{batch, impl_->in_effective(), height, width};
-  const memory::dims dst_dims{batch, g.out_channels,
-                              output_size(height, g.kernel_h, g.stride_h, g.pad_h),
-                              output_size(width, g.kernel_w, g.stride_w, g.pad_w)};
-  dnnl::engine& engine = cpu_engine();
-  memory in({src_dims, memory::data_type::u8, memory::format_tag::nhwc}, engine,
-            const_cast<uint8_t*>(src));
-  memory out({dst_dims, memory::data_type::f32, memory::format_tag::nhwc}, engine, dst);
-  memory factor({{1, 1, 1, 1}, memory::data_type::f32, memory::format_tag::nchw}, engine, &scale);
-  dnnl::stream& stream = cpu_stream();
-  p.primitive.execute(stream, {{DNNL_ARG_SRC, in},
-                               {DNNL_ARG_WEIGHTS, p.weights},
-                               {DNNL_ARG_DST, out},
-                               {DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, factor}});
-  stream.wait();
+  impl_->execute(src, batch, height, width, 0, &scale, nullptr, dst);
+}
+
+void Convolution::run(const uint8_t* src, int64_t batch, int64_t height, int64_t width,
+                      const ChannelMap& map, float* dst) const {
+  impl_->execute(src, batch, height, width, map.relu ? 2 : 1, map.scale, map.shift, dst);
 }
 
 #else  // no oneDNN headers: the layers never construct one
@@ -203,6 +233,10 @@ Convolution::Convolution(const Geometry& geometry, const int16_t* codes)
 std::string Convolution::implementation() const { return {}; }
 
 void Convolution::run(const uint8_t*, int64_t, int64_t, int64_t, float, float*) const {
+  throw std::logic_error("this build has no integer convolution (oneDNN was not found)");
+}
+
+void Convolution::run(const uint8_t*, int64_t, int64_t, int64_t, const ChannelMap&, float*) const {
   throw std::logic_error("this build has no integer convolution (oneDNN was not found)");
 }
 

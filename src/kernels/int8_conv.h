@@ -27,6 +27,15 @@ struct Geometry {
   int64_t pad_h = 0, pad_w = 0;
 };
 
+/// What a convolution applies to its sums as it writes them, instead of one
+/// scale: per output channel o, sum * scale[o] + shift[o], then a ReLU if
+/// `relu` (an evaluation-mode BatchNorm folded with the codes' scales).
+struct ChannelMap {
+  const float* scale = nullptr;
+  const float* shift = nullptr;
+  bool relu = false;
+};
+
 /// A convolution whose weight codes were laid out once for oneDNN. Weight
 /// codes are integers in [-255, 255] (an 8-bit symmetric quantizer's); where
 /// one lies outside int8, each code q is split into 2 h + l (h = floor(q/2),
@@ -55,6 +64,9 @@ class Convolution {
   /// out]. Output sizes as torch::conv2d's.
   void run(const uint8_t* src, int64_t batch, int64_t height, int64_t width, float scale,
            float* dst) const;
+  /// The same with `map` applied to the sums instead of one scale.
+  void run(const uint8_t* src, int64_t batch, int64_t height, int64_t width,
+           const ChannelMap& map, float* dst) const;
   /// oneDNN's name of the implementation it chose for the last input shape
   /// run ("brgconv:avx512_core_vnni", ...), empty before the first run.
   std::string implementation() const;

@@ -55,10 +55,13 @@ bool computes_channels_last(const ConvOptions& o, const torch::Tensor& input) {
     return false;
   }
   switch (o.kind()) {
-    case ConvKind::kChannelGated: return true;
+    case ConvKind::kChannelGated:
+      return true;
     case ConvKind::kQuantized:
-    case ConvKind::kPrecisionGated: return integer_applies(o.integer(), o.wbits(), o.abits());
-    case ConvKind::kFloat: break;
+    case ConvKind::kPrecisionGated:
+      return integer_applies(o.integer(), o.wbits(), o.abits());
+    case ConvKind::kFloat:
+      break;
   }
   return false;
 }

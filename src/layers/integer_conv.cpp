@@ -32,7 +32,11 @@ torch::Tensor scratch(int slot, torch::IntArrayRef sizes, torch::ScalarType type
   int64_t bytes = c10::elementSize(type);
   for (const int64_t size : sizes) bytes *= size;
   if (!t.defined() || t.numel() < bytes) t = torch::empty({bytes}, torch::kByte);
-  return torch::from_blob(t.data_ptr(), sizes, torch::TensorOptions(type).memory_format(format));
+  // (from_blob lays a tensor out contiguously whatever its options say.)
+  std::vector<int64_t> strides(sizes.size(), 1);
+  for (size_t d = sizes.size() - 1; d > 0; --d) strides[d - 1] = strides[d] * sizes[d];
+  if (format == at::MemoryFormat::ChannelsLast) strides = c10::get_channels_last_strides_2d(sizes);
+  return torch::from_blob(t.data_ptr(), sizes, strides, torch::TensorOptions(type));
 }
 
 // The second of two runs of `way` (the first pays for setup): its result
@@ -114,6 +118,27 @@ torch::Tensor convolve(const kernels::int8_conv::Convolution& conv, const torch:
                 sizes,
                 torch::TensorOptions(torch::kFloat).memory_format(at::MemoryFormat::ChannelsLast));
   conv.run(codes.data_ptr<uint8_t>(), n, h, w, scale, y.data_ptr<float>());
+  return y;
+}
+
+torch::Tensor convolve(const kernels::int8_conv::Convolution& conv, const torch::Tensor& codes,
+                       float scale, const kernels::Affine& then) {
+  const kernels::int8_conv::Geometry& g = conv.geometry();
+  const int64_t n = codes.size(0), h = codes.size(1), w = codes.size(2);
+  const int64_t oh = (h + 2 * g.pad_h - g.kernel_h) / g.stride_h + 1;
+  const int64_t ow = (w + 2 * g.pad_w - g.kernel_w) / g.stride_w + 1;
+  const torch::Tensor channel_scale = (then.scale.detach().to(torch::kFloat) * scale).contiguous();
+  const torch::Tensor shift = then.shift.detach().to(torch::kFloat).contiguous();
+  TORCH_CHECK(channel_scale.numel() == g.out_channels && shift.numel() == g.out_channels,
+              "a BatchNorm of ", channel_scale.numel(), " channels after a convolution of ",
+              g.out_channels);
+  torch::Tensor y = torch::empty(
+      {n, g.out_channels, oh, ow},
+      torch::TensorOptions(torch::kFloat).memory_format(at::MemoryFormat::ChannelsLast));
+  conv.run(codes.data_ptr<uint8_t>(), n, h, w,
+           kernels::int8_conv::ChannelMap{channel_scale.data_ptr<float>(), shift.data_ptr<float>(),
+                                          then.relu},
+           y.data_ptr<float>());
   return y;
 }
 

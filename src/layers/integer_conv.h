@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "dnn_gating/layers/integer.h"
+#include "kernels/affine.h"
 #include "kernels/int8_conv.h"
 
 namespace dnn_gating::layers::integer_conv {
@@ -60,6 +61,11 @@ Codes input_codes(const torch::Tensor& x, int64_t abits, int64_t high_bits, bool
 /// overwrites.
 torch::Tensor convolve(const kernels::int8_conv::Convolution& conv, const torch::Tensor& codes,
                        float scale, int scratch_slot = -1);
+
+/// The same with `then` (an evaluation-mode BatchNorm and ReLU) applied as
+/// the sums are written: a fresh tensor.
+torch::Tensor convolve(const kernels::int8_conv::Convolution& conv, const torch::Tensor& codes,
+                       float scale, const kernels::Affine& then);
 
 /// One evaluation pass, in integers or in float: {y, open gates}.
 using Way = std::function<std::pair<torch::Tensor, int64_t>()>;

@@ -221,8 +221,8 @@ torch::Tensor PGConv2dImpl::infer(const torch::Tensor& x) {
       kernels::fusable(weight)) {
     const auto prepared = integer_weights_->get(weight, options.wbits(), stride, padding);
     const int64_t high_bits = options.pred_bits();
-    const int64_t largest_code = std::max((int64_t{1} << high_bits) - 1,
-                                          (int64_t{1} << (options.abits() - high_bits)) - 1);
+    const int64_t largest_code =
+        std::max((int64_t{1} << high_bits) - 1, (int64_t{1} << (options.abits() - high_bits)) - 1);
     if (largest_code <= prepared.conv->max_exact_input_code()) {
       const integer_conv::Way integer_way = [&]() -> std::pair<torch::Tensor, int64_t> {
         const auto codes = integer_conv::input_codes(x, options.abits(), high_bits,
@@ -243,8 +243,7 @@ torch::Tensor PGConv2dImpl::infer(const torch::Tensor& x) {
   if (!chosen.y.defined()) std::tie(chosen.y, chosen.open) = float_way();
   in_integers_ = chosen.integers;
   record_gate(chosen.open, chosen.y.sizes(), weight);
-  record_way(!chosen.integers && skipped ? InferenceWay::kOpenOutputs
-                                         : InferenceWay::kEveryOutput);
+  record_way(!chosen.integers && skipped ? InferenceWay::kOpenOutputs : InferenceWay::kEveryOutput);
   return chosen.y;
 }
 

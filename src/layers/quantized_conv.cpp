@@ -2,8 +2,10 @@
 
 #include <cmath>
 
+#include "dnn_gating/layers/batch_norm.h"
 #include "dnn_gating/quant/quantize.h"
 #include "dnn_gating/setting_error.h"
+#include "kernels/affine.h"
 #include "kernels/fusable.h"
 #include "layers/integer_conv.h"
 #include "layers/sparse_choice.h"
@@ -44,14 +46,29 @@ void QuantizedConv2dImpl::pretty_print(std::ostream& stream) const {
 
 torch::Tensor QuantizedConv2dImpl::forward(const torch::Tensor& x) {
   in_integers_ = false;
-  const torch::Tensor y = !torch::GradMode::is_enabled() &&
-                                  integer_applies(options.integer(), options.wbits(),
-                                                  options.abits()) &&
-                                  kernels::fusable(x) && x.dim() == 4 && kernels::fusable(weight)
-                              ? either_way(x)
-                              : in_float(x);
+  const torch::Tensor y = may_compute_in_integers(x) ? either_way(x, nullptr) : in_float(x);
   record_macs(layers::dense_macs_per_image(weight, y.sizes()));
   return y;
+}
+
+torch::Tensor QuantizedConv2dImpl::forward_then(const torch::Tensor& x,
+                                                torch::nn::BatchNorm2d& next, bool relu) {
+  if (may_compute_in_integers(x)) {
+    if (const auto then = kernels::as_affine(*next, relu)) {
+      in_integers_ = false;
+      const torch::Tensor y = either_way(x, &*then);
+      record_macs(layers::dense_macs_per_image(weight, y.sizes()));
+      return y;
+    }
+  }
+  const torch::Tensor y = batch_norm(*next, forward(x));
+  return relu ? torch::relu(y) : y;
+}
+
+bool QuantizedConv2dImpl::may_compute_in_integers(const torch::Tensor& x) const {
+  return !torch::GradMode::is_enabled() &&
+         integer_applies(options.integer(), options.wbits(), options.abits()) &&
+         kernels::fusable(x) && x.dim() == 4 && kernels::fusable(weight);
 }
 
 torch::Tensor QuantizedConv2dImpl::in_float(const torch::Tensor& x) {
@@ -60,25 +77,33 @@ torch::Tensor QuantizedConv2dImpl::in_float(const torch::Tensor& x) {
                        *options.padding());
 }
 
-torch::Tensor QuantizedConv2dImpl::either_way(const torch::Tensor& x) {
+torch::Tensor QuantizedConv2dImpl::either_way(const torch::Tensor& x, const kernels::Affine* then) {
+  const auto mapped = [then](torch::Tensor y) {
+    if (then != nullptr) kernels::apply_in_place(*then, y);
+    return y;
+  };
   const auto prepared =
       integer_weights_->get(weight, options.wbits(), *options.stride(), *options.padding());
   if ((int64_t{1} << options.abits()) - 1 > prepared.conv->max_exact_input_code()) {
-    return in_float(x);
+    return mapped(in_float(x));
   }
   const integer_conv::Way integer_way = [&]() -> std::pair<torch::Tensor, int64_t> {
     const auto codes =
         integer_conv::input_codes(x, options.abits(), 0, prepared.conv->doubles_input());
     if (!codes.non_negative) return {};
-    return {integer_conv::convolve(*prepared.conv, codes.hi, codes.hi_scale * prepared.scale), 0};
+    const float scale = codes.hi_scale * prepared.scale;
+    return {then != nullptr ? integer_conv::convolve(*prepared.conv, codes.hi, scale, *then)
+                            : integer_conv::convolve(*prepared.conv, codes.hi, scale),
+            0};
   };
   const integer_conv::Way float_way = [&]() -> std::pair<torch::Tensor, int64_t> {
-    return {in_float(x), 0};
+    return {mapped(in_float(x)), 0};
   };
   std::vector<int64_t> key =
       sparse_choice::shape_key(x, weight, *options.stride(), *options.padding());
-  key.insert(key.end(), {0, options.wbits(), options.abits()});
-  const integer_conv::Chosen chosen = integer_conv::run(options.integer(), key, integer_way, float_way);
+  key.insert(key.end(), {0, options.wbits(), options.abits(), then != nullptr});
+  const integer_conv::Chosen chosen =
+      integer_conv::run(options.integer(), key, integer_way, float_way);
   in_integers_ = chosen.integers;
   return chosen.y;
 }

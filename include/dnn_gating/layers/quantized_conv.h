@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "dnn_gating/layers/conv.h"
 #include "dnn_gating/layers/dense_macs.h"
 #include "dnn_gating/layers/integer.h"
 
@@ -14,6 +15,14 @@ namespace dnn_gating::layers {
 namespace integer_conv {
 class IntegerWeights;
 }
+
+}  // namespace dnn_gating::layers
+
+namespace dnn_gating::kernels {
+struct Affine;
+}
+
+namespace dnn_gating::layers {
 
 /// Options for `QuantizedConv2d`: y = conv2d(Q_abits(x), Q_wbits(W) * r),
 /// r = sqrt(1 / (k*k*in)) for binary weights, else 1. 0 bits = full precision.
@@ -40,12 +49,18 @@ struct QuantizedConv2dOptions {
 };
 
 /// A bias-free convolution on quantized weights and inputs (`weight` only).
-class QuantizedConv2dImpl : public torch::nn::Cloneable<QuantizedConv2dImpl>, public CountsMacs {
+class QuantizedConv2dImpl : public torch::nn::Cloneable<QuantizedConv2dImpl>,
+                            public CountsMacs,
+                            public FusesNext {
  public:
   explicit QuantizedConv2dImpl(QuantizedConv2dOptions options);
   void reset() override;
   void pretty_print(std::ostream& stream) const override;
   torch::Tensor forward(const torch::Tensor& x);
+  /// next(forward(x)), then a ReLU if `relu`; computing in integers, the
+  /// BatchNorm and ReLU are applied as the sums are written.
+  torch::Tensor forward_then(const torch::Tensor& x, torch::nn::BatchNorm2d& next,
+                             bool relu) override;
   /// Whether the last forward pass computed in integers.
   bool computed_in_integers() const { return in_integers_; }
 
@@ -55,8 +70,12 @@ class QuantizedConv2dImpl : public torch::nn::Cloneable<QuantizedConv2dImpl>, pu
 
  private:
   torch::Tensor in_float(const torch::Tensor& x);
-  /// In integers or in float, as options.integer says and the input allows.
-  torch::Tensor either_way(const torch::Tensor& x);
+  /// Whether the integer way may take x (evaluation without gradients,
+  /// float CPU tensors, bits it takes).
+  bool may_compute_in_integers(const torch::Tensor& x) const;
+  /// In integers or in float, as options.integer says and the input allows;
+  /// `then` (if not null) applied to the output.
+  torch::Tensor either_way(const torch::Tensor& x, const kernels::Affine* then);
 
   std::shared_ptr<integer_conv::IntegerWeights> integer_weights_;
   bool in_integers_ = false;
