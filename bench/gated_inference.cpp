@@ -289,7 +289,7 @@ void register_gated_inference() {
   }
   for (const int64_t batch : kBatches) {
     for (const auto& m : integer_models()) {
-      for (const Integer integer : {Integer::kFastest, Integer::kNever}) {
+      for (const Integer integer : {Integer::kAlways, Integer::kNever}) {
         configure(benchmark::RegisterBenchmark(integer_name(m, batch, integer).c_str(),
                                                evaluate_integer, m, batch, integer));
       }
@@ -350,7 +350,7 @@ void print_gated_inference(const std::map<std::string, double>& times,
     const double base = lookup(times, float_name(batch, FloatWay::kPlain));
     if (base <= 0) continue;
     for (const auto& m : integer_models()) {
-      const std::string name = integer_name(m, batch, Integer::kFastest);
+      const std::string name = integer_name(m, batch, Integer::kAlways);
       const double integers = lookup(times, name);
       const double in_float = lookup(times, integer_name(m, batch, Integer::kNever));
       if (integers <= 0 || in_float <= 0) continue;

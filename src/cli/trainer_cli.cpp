@@ -59,7 +59,7 @@ struct Values {
   double gtarget = 0.0;
   bool sparse_bp = false;
   std::string skipping = "fastest";
-  std::string integer = "fastest";
+  std::string integer = "always";
   std::string map_images;
   std::string arch = "resnet20";
   bool imagenet_stem = false;
@@ -210,8 +210,8 @@ std::vector<Flag> common_flags(Values& v) {
              "output, then the gate selects), always (only the open outputs)",
              "skipping", CLI::IsMember({"fastest", "never", "always"})),
       option({"--integer"}, v.integer,
-             "Evaluation of quantized and PG layers in integer arithmetic: fastest (measured "
-             "per layer shape), never (in float, as the original), always (wherever exact)",
+             "Evaluation of quantized and PG layers in integer arithmetic: always (wherever "
+             "exact), never (in float, as the original), fastest (timed per layer shape)",
              "integer", CLI::IsMember({"fastest", "never", "always"})),
       flag({"--quiet"}, v.inv.quiet, "Print only warnings, errors and the final report"),
       option({"--metrics"}, job.metrics_path, "Write per-epoch and final metrics as JSON lines",

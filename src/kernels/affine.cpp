@@ -2,6 +2,7 @@
 
 #include <ATen/Parallel.h>
 
+#include <cmath>
 #include <vector>
 
 #include "kernels/fusable.h"
@@ -50,6 +51,7 @@ void apply_in_place(const Affine& affine, torch::Tensor& y) {
   if (!fusable(y) || !(nhwc || y.is_contiguous()) || affine.scale.numel() != channels) {
     y.mul_(affine.scale.view({1, -1, 1, 1})).add_(affine.shift.view({1, -1, 1, 1}));
     if (affine.relu) y.relu_();
+    if (affine.relu && std::isfinite(affine.upper)) y.clamp_max_(affine.upper);
     return;
   }
   const torch::Tensor s = affine.scale.detach().to(torch::kFloat).contiguous();
@@ -63,6 +65,7 @@ void apply_in_place(const Affine& affine, torch::Tensor& y) {
   at::parallel_for(0, y.numel() / run, 1, [&](int64_t first, int64_t last) {
     map_runs(data, run, channels, nhwc, scale, shift, relu, first, last);
   });
+  if (relu && std::isfinite(affine.upper)) y.clamp_max_(affine.upper);
 }
 
 }  // namespace dnn_gating::kernels

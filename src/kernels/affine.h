@@ -4,14 +4,17 @@
 // Kernels that write the output apply it as they store it.
 #include <torch/torch.h>
 
+#include <limits>
 #include <optional>
 
 namespace dnn_gating::kernels {
 
-/// y * scale + shift per channel (one value each per channel), then a ReLU if `relu`.
+/// y * scale + shift per channel (one value each per channel), then a ReLU if `relu`,
+/// then (with a ReLU) a clip at `upper` where finite: PACT's clamp(y, 0, upper).
 struct Affine {
   torch::Tensor scale, shift;
   bool relu = false;
+  float upper = std::numeric_limits<float>::infinity();
 };
 
 /// `bn` as an Affine, followed by a ReLU if relu; none where bn is not a

@@ -1,6 +1,7 @@
 #include "kernels/int8_conv.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -97,9 +98,9 @@ struct Convolution::Impl {
   bool split = false;
   int64_t max_weight = 0;  // largest |int8 weight|
   mutable std::mutex mutex;
-  // Keyed by batch, height, width and the map: 0 one scale, 1 per channel,
-  // 2 per channel then a ReLU.
-  mutable std::map<std::tuple<int64_t, int64_t, int64_t, int>, Prepared> prepared;
+  // Keyed by batch, height, width, the map (0 one scale, 1 per channel, 2
+  // per channel then a ReLU, 3 per channel then a clip) and the clip's bound.
+  mutable std::map<std::tuple<int64_t, int64_t, int64_t, int, float>, Prepared> prepared;
   mutable std::string last_implementation;
 
   int64_t in_effective() const { return geometry.in_channels * (split ? 2 : 1); }
@@ -114,8 +115,8 @@ struct Convolution::Impl {
   // Runs the primitive of `map` (see `prepared`) with its post-ops' operands
   // `first` (the scale or per-channel scales) and `second` (the shifts).
   void execute(const uint8_t* src, int64_t batch, int64_t height, int64_t width, int map,
-               const float* first, const float* second, float* dst) const {
-    const Prepared& p = prepare(batch, height, width, map);
+               float upper, const float* first, const float* second, float* dst) const {
+    const Prepared& p = prepare(batch, height, width, map, upper);
     const Geometry& g = geometry;
     const memory::dims src_dims{batch, in_effective(), height, width};
     const memory::dims dst_dims{batch, g.out_channels,
@@ -139,9 +140,10 @@ struct Convolution::Impl {
     stream.wait();
   }
 
-  const Prepared& prepare(int64_t batch, int64_t height, int64_t width, int map) const {
+  const Prepared& prepare(int64_t batch, int64_t height, int64_t width, int map,
+                          float upper) const {
     std::lock_guard<std::mutex> lock(mutex);
-    const auto key = std::make_tuple(batch, height, width, map);
+    const auto key = std::make_tuple(batch, height, width, map, map == 3 ? upper : 0.0f);
     auto it = prepared.find(key);
     if (it == prepared.end()) {
       const Geometry& g = geometry;
@@ -166,6 +168,7 @@ struct Convolution::Impl {
         ops.append_binary(dnnl::algorithm::binary_mul, channel_desc());
         ops.append_binary(dnnl::algorithm::binary_add, channel_desc());
         if (map == 2) ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+        if (map == 3) ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_clip, 0.0f, upper);
       }
       dnnl::primitive_attr attr;
       attr.set_post_ops(ops);
@@ -203,12 +206,13 @@ std::string Convolution::implementation() const {
 
 void Convolution::run(const uint8_t* src, int64_t batch, int64_t height, int64_t width, float scale,
                       float* dst) const {
-  impl_->execute(src, batch, height, width, 0, &scale, nullptr, dst);
+  impl_->execute(src, batch, height, width, 0, 0.0f, &scale, nullptr, dst);
 }
 
 void Convolution::run(const uint8_t* src, int64_t batch, int64_t height, int64_t width,
                       const ChannelMap& map, float* dst) const {
-  impl_->execute(src, batch, height, width, map.relu ? 2 : 1, map.scale, map.shift, dst);
+  const int kind = !map.relu ? 1 : std::isfinite(map.upper) ? 3 : 2;
+  impl_->execute(src, batch, height, width, kind, map.upper, map.scale, map.shift, dst);
 }
 
 #else  // no oneDNN headers: the layers never construct one

@@ -5,6 +5,7 @@
 // O] times one scale. What quantized and precision-gated layers compute in
 // evaluation when they compute in integers.
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <string>
 
@@ -29,11 +30,13 @@ struct Geometry {
 
 /// What a convolution applies to its sums as it writes them, instead of one
 /// scale: per output channel o, sum * scale[o] + shift[o], then a ReLU if
-/// `relu` (an evaluation-mode BatchNorm folded with the codes' scales).
+/// `relu` (an evaluation-mode BatchNorm folded with the codes' scales), which
+/// clips at `upper` too where that is finite (PACT).
 struct ChannelMap {
   const float* scale = nullptr;
   const float* shift = nullptr;
   bool relu = false;
+  float upper = std::numeric_limits<float>::infinity();
 };
 
 /// A convolution whose weight codes were laid out once for oneDNN. Weight
@@ -65,8 +68,8 @@ class Convolution {
   void run(const uint8_t* src, int64_t batch, int64_t height, int64_t width, float scale,
            float* dst) const;
   /// The same with `map` applied to the sums instead of one scale.
-  void run(const uint8_t* src, int64_t batch, int64_t height, int64_t width,
-           const ChannelMap& map, float* dst) const;
+  void run(const uint8_t* src, int64_t batch, int64_t height, int64_t width, const ChannelMap& map,
+           float* dst) const;
   /// oneDNN's name of the implementation it chose for the last input shape
   /// run ("brgconv:avx512_core_vnni", ...), empty before the first run.
   std::string implementation() const;

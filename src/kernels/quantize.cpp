@@ -132,8 +132,8 @@ namespace {
 // vectorises without a remainder.
 template <bool Lo, bool Doubled, int64_t C>
 [[gnu::always_inline]] inline int channels_last_codes(const float* __restrict x, int64_t c_runtime,
-                                                      int64_t begin, int64_t end, float m,
-                                                      Grid g, uint8_t* __restrict hi,
+                                                      int64_t begin, int64_t end, float m, Grid g,
+                                                      uint8_t* __restrict hi,
                                                       uint8_t* __restrict lo) {
   const int64_t channels = C > 0 ? C : c_runtime;
   const int64_t width = Doubled ? 2 * channels : channels;
@@ -166,10 +166,14 @@ template <bool Lo, bool Doubled>
                                             int64_t begin, int64_t end, float m, Grid g,
                                             uint8_t* __restrict hi, uint8_t* __restrict lo) {
   switch (channels) {
-    case 16: return channels_last_codes<Lo, Doubled, 16>(x, 16, begin, end, m, g, hi, lo);
-    case 32: return channels_last_codes<Lo, Doubled, 32>(x, 32, begin, end, m, g, hi, lo);
-    case 64: return channels_last_codes<Lo, Doubled, 64>(x, 64, begin, end, m, g, hi, lo);
-    default: return channels_last_codes<Lo, Doubled, 0>(x, channels, begin, end, m, g, hi, lo);
+    case 16:
+      return channels_last_codes<Lo, Doubled, 16>(x, 16, begin, end, m, g, hi, lo);
+    case 32:
+      return channels_last_codes<Lo, Doubled, 32>(x, 32, begin, end, m, g, hi, lo);
+    case 64:
+      return channels_last_codes<Lo, Doubled, 64>(x, 64, begin, end, m, g, hi, lo);
+    default:
+      return channels_last_codes<Lo, Doubled, 0>(x, channels, begin, end, m, g, hi, lo);
   }
 }
 

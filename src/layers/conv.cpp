@@ -66,4 +66,9 @@ bool computes_channels_last(const ConvOptions& o, const torch::Tensor& input) {
   return false;
 }
 
+torch::Tensor FusesNext::forward_then_clipped(const torch::Tensor& x, torch::nn::BatchNorm2d& next,
+                                              double upper) {
+  return torch::clamp_max(forward_then(x, next, /*relu=*/true), upper);
+}
+
 }  // namespace dnn_gating::layers

@@ -137,7 +137,7 @@ torch::Tensor convolve(const kernels::int8_conv::Convolution& conv, const torch:
       torch::TensorOptions(torch::kFloat).memory_format(at::MemoryFormat::ChannelsLast));
   conv.run(codes.data_ptr<uint8_t>(), n, h, w,
            kernels::int8_conv::ChannelMap{channel_scale.data_ptr<float>(), shift.data_ptr<float>(),
-                                          then.relu},
+                                          then.relu, then.upper},
            y.data_ptr<float>());
   return y;
 }

@@ -217,8 +217,10 @@ torch::Tensor PGConv2dImpl::infer(const torch::Tensor& x) {
   bool skipped = false;
   const integer_conv::Way float_way = [&] { return infer_in_float(x, skipped); };
   integer_conv::Chosen chosen;
-  if (integer_applies(options.integer(), options.wbits(), options.abits()) && x.dim() == 4 &&
-      kernels::fusable(weight)) {
+  // Told to skip, the layer skips: the integer way computes every output.
+  const bool skip_forced = options.skipping() == Skipping::kAlways;
+  if (!skip_forced && integer_applies(options.integer(), options.wbits(), options.abits()) &&
+      x.dim() == 4 && kernels::fusable(weight)) {
     const auto prepared = integer_weights_->get(weight, options.wbits(), stride, padding);
     const int64_t high_bits = options.pred_bits();
     const int64_t largest_code =

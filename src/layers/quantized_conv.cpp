@@ -65,6 +65,21 @@ torch::Tensor QuantizedConv2dImpl::forward_then(const torch::Tensor& x,
   return relu ? torch::relu(y) : y;
 }
 
+torch::Tensor QuantizedConv2dImpl::forward_then_clipped(const torch::Tensor& x,
+                                                        torch::nn::BatchNorm2d& next,
+                                                        double upper) {
+  if (may_compute_in_integers(x)) {
+    if (auto then = kernels::as_affine(*next, /*relu=*/true)) {
+      then->upper = static_cast<float>(upper);
+      in_integers_ = false;
+      const torch::Tensor y = either_way(x, &*then);
+      record_macs(layers::dense_macs_per_image(weight, y.sizes()));
+      return y;
+    }
+  }
+  return FusesNext::forward_then_clipped(x, next, upper);
+}
+
 bool QuantizedConv2dImpl::may_compute_in_integers(const torch::Tensor& x) const {
   return !torch::GradMode::is_enabled() &&
          integer_applies(options.integer(), options.wbits(), options.abits()) &&
@@ -101,7 +116,8 @@ torch::Tensor QuantizedConv2dImpl::either_way(const torch::Tensor& x, const kern
   };
   std::vector<int64_t> key =
       sparse_choice::shape_key(x, weight, *options.stride(), *options.padding());
-  key.insert(key.end(), {0, options.wbits(), options.abits(), then != nullptr});
+  key.insert(key.end(),
+             {0, options.wbits(), options.abits(), then == nullptr ? 0 : 1 + int64_t{then->relu}});
   const integer_conv::Chosen chosen =
       integer_conv::run(options.integer(), key, integer_way, float_way);
   in_integers_ = chosen.integers;

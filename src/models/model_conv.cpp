@@ -58,6 +58,17 @@ torch::Tensor normalised(layers::Slot& conv, torch::nn::BatchNorm2d& bn, bool re
   return relu ? torch::relu(y) : y;
 }
 
+torch::Tensor normalised_activated(layers::Slot& conv, torch::nn::BatchNorm2d& bn,
+                                   layers::Slot& act, const torch::Tensor& x) {
+  if (is_plain_relu(act)) return normalised(conv, bn, /*relu=*/true, x);
+  const auto pact = act.as<quant::PactReLUImpl>();
+  const auto fuses = std::dynamic_pointer_cast<layers::FusesNext>(conv.ptr());
+  if (pact && fuses && !torch::GradMode::is_enabled()) {
+    return fuses->forward_then_clipped(x, bn, pact->upper_bound.item<double>());
+  }
+  return act.forward(normalised(conv, bn, /*relu=*/false, x));
+}
+
 torch::nn::AnyModule model_activation(const ResNetOptions& o) {
   if (o.pact() && is_quantized(o.conv())) return torch::nn::AnyModule(quant::PactReLU());
   return torch::nn::AnyModule(torch::nn::ReLU());

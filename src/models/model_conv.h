@@ -37,6 +37,13 @@ torch::Tensor model_layout(const ResNetOptions& o, const torch::Tensor& input);
 torch::Tensor normalised(layers::Slot& conv, torch::nn::BatchNorm2d& bn, bool relu,
                          const torch::Tensor& x);
 
+/// act(bn(conv(x))): `normalised` with a ReLU where `act` is a plain ReLU;
+/// with PACT, in evaluation without gradients, its clip folded into the
+/// convolution's last pass where the convolution can
+/// (FusesNext::forward_then_clipped); else act applied after.
+torch::Tensor normalised_activated(layers::Slot& conv, torch::nn::BatchNorm2d& bn,
+                                   layers::Slot& act, const torch::Tensor& x);
+
 /// The activation of a model of the family (held in a Slot, so that
 /// layers::gate() can make it PACT): PACT in quantized and PG models with
 /// `pact`, else a ReLU.

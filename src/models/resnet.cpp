@@ -170,8 +170,7 @@ torch::Tensor BasicBlockImpl::forward(const torch::Tensor& x) {
     out = normalised(conv2_, bn2_, /*relu=*/true, out);
     return out + shortcut(x);
   }
-  torch::Tensor out = is_plain_relu(act_) ? normalised(conv1_, bn1_, /*relu=*/true, x)
-                                          : activate(normalised(conv1_, bn1_, /*relu=*/false, x));
+  torch::Tensor out = normalised_activated(conv1_, bn1_, act_, x);
   out = normalised(conv2_, bn2_, /*relu=*/false, out);
   return activate(out + shortcut(x));
 }

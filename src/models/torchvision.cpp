@@ -138,9 +138,7 @@ void VGG16Impl::pretty_print(std::ostream& stream) const {
 torch::Tensor VGG16Impl::forward(const torch::Tensor& input) {
   torch::Tensor out = model_layout(options, input);
   for (Stage& stage : stages_) {
-    out = is_plain_relu(stage.act)
-              ? normalised(stage.conv, stage.bn, true, out)
-              : stage.act.forward(normalised(stage.conv, stage.bn, false, out));
+    out = normalised_activated(stage.conv, stage.bn, stage.act, out);
     if (stage.pool_after) out = torch::max_pool2d(out, 2, 2);
   }
   int64_t macs = 0;

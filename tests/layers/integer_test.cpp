@@ -3,6 +3,7 @@
 #include "dnn_gating/layers/integer.h"
 
 #include <cstdlib>
+#include <nlohmann/json.hpp>
 
 #include "dnn_gating/layers/pg_conv.h"
 #include "dnn_gating/layers/quantized_conv.h"
@@ -153,6 +154,37 @@ TEST(IntegerConv, FollowsWeightUpdates) {
   EXPECT_TRUE(all_close(copy->forward(x), in_float->forward(x), 1e-5, 1e-6));
 }
 
+// A BatchNorm, ReLU or PACT clip after a quantized convolution applied as
+// the integer sums are written: the values of the float way's separate
+// passes.
+TEST(IntegerConv, FoldsTheBatchNormAndClipThatFollow) {
+  DG_INTEGER_OR_SKIP();
+  torch::manual_seed(8);
+  torch::nn::BatchNorm2d bn(16);
+  {
+    torch::NoGradGuard no_grad;
+    bn->running_mean.normal_(0, 0.3);
+    bn->running_var.uniform_(0.5, 2);
+    bn->weight.normal_(1, 0.2);
+    bn->bias.normal_(0, 0.2);
+  }
+  bn->eval();
+  auto integer = quantized_layer(8, 16, 1, 8, 3, Integer::kAlways);
+  auto in_float = quantized_layer(8, 16, 1, 8, 3, Integer::kNever);
+  torch::NoGradGuard no_grad;
+  in_float->weight.copy_(integer->weight);
+  const torch::Tensor x = torch::relu(torch::randn({3, 8, 7, 7}));
+  const torch::Tensor normalised = bn->forward(in_float->forward(x));
+  EXPECT_TRUE(all_close(integer->forward_then(x, bn, false), normalised, 1e-5, 1e-5));
+  EXPECT_TRUE(integer->computed_in_integers());
+  EXPECT_TRUE(all_close(integer->forward_then(x, bn, true), torch::relu(normalised), 1e-5, 1e-5));
+  const torch::Tensor clipped = integer->forward_then_clipped(x, bn, 0.75);
+  EXPECT_TRUE(integer->computed_in_integers());
+  EXPECT_TRUE(all_close(clipped, torch::clamp(normalised, 0, 0.75), 1e-5, 1e-5));
+  EXPECT_EQ(clipped.max().item<float>(), 0.75f);
+  EXPECT_TRUE(all_close(in_float->forward_then_clipped(x, bn, 0.75), clipped, 1e-5, 1e-5));
+}
+
 // PG in integers: the MSB and LSB convolutions on codes, the gate on the
 // first. Gate decisions are those of the float way; where a float32 sum
 // lies on the threshold and the two differ, the integer one is the exact one.
@@ -246,6 +278,93 @@ TEST(IntegerConv, QuantizedAndPrecisionGatedResNetsEvaluateAlike) {
       EXPECT_NEAR(on_a, on_b, 0.005);
       EXPECT_GT(on_b, 0.01);
     }
+  }
+}
+
+// The original's recorded PG and quantized layer cases, evaluated in
+// integers. Where the recorded input has negative values (it does: the
+// layers were recorded on randn), the integer way does not take it and the
+// layer computes the recorded output in float; on the input's magnitudes,
+// the same weights and thresholds give the float way's outputs and gate
+// decisions (or, at a float32 tie, the exact one).
+TEST(IntegerConv, GoldenLayerCasesBothWays) {
+  DG_INTEGER_OR_SKIP();
+  for (const std::string name :
+       {"pgconv_w8_a3_pb2_sparse", "pgconv_w8_a4_pb2_dense_s2", "qconv_w8_a3"}) {
+    SCOPED_TRACE(name);
+    DG_LOAD_GOLDEN_OR_SKIP(name, golden);
+    const auto config = nlohmann::json::parse(golden.config);
+    const auto at = [&](const char* key) { return config.at(key).get<int64_t>(); };
+    const bool pg = name.rfind("pg", 0) == 0;
+    const auto make = [&](Integer integer) -> torch::nn::AnyModule {
+      if (pg) {
+        return torch::nn::AnyModule(dg::layers::PGConv2d(
+            dg::layers::PGConv2dOptions(at("in_channels"), at("out_channels"), at("kernel_size"))
+                .stride(at("stride"))
+                .padding(at("padding"))
+                .wbits(at("wbits"))
+                .abits(at("abits"))
+                .pred_bits(at("pred_bits"))
+                .integer(integer)));
+      }
+      return torch::nn::AnyModule(
+          dg::layers::QuantizedConv2d(dg::layers::QuantizedConv2dOptions(
+                                          at("in_channels"), at("out_channels"), at("kernel_size"))
+                                          .stride(at("stride"))
+                                          .padding(at("padding"))
+                                          .wbits(at("wbits"))
+                                          .abits(at("abits"))
+                                          .integer(integer)));
+    };
+    const auto in_integers = [&](const torch::nn::AnyModule& m) {
+      if (const auto p = std::dynamic_pointer_cast<dg::layers::PGConv2dImpl>(m.ptr())) {
+        return p->computed_in_integers();
+      }
+      return std::dynamic_pointer_cast<dg::layers::QuantizedConv2dImpl>(m.ptr())
+          ->computed_in_integers();
+    };
+    torch::nn::AnyModule integer = make(Integer::kAlways);
+    torch::nn::AnyModule in_float = make(Integer::kNever);
+    dg::testing::load_state(*integer.ptr(), golden.with_prefix("init__"));
+    dg::testing::load_state(*in_float.ptr(), golden.with_prefix("init__"));
+    integer.ptr()->eval();
+    in_float.ptr()->eval();
+    torch::NoGradGuard no_grad;
+    const torch::Tensor& x = golden.at("x");
+    {  // the recorded input (forward values as in training: no BatchNorm here)
+      const torch::Tensor y = integer.forward(x);
+      EXPECT_EQ(in_integers(integer), (x >= 0).all().item<bool>());
+      EXPECT_TRUE(all_close(y, golden.at("y"), 1e-5, 1e-6));
+    }
+    const torch::Tensor magnitudes = x.abs();
+    const torch::Tensor a = integer.forward(magnitudes);
+    EXPECT_TRUE(in_integers(integer));
+    const torch::Tensor b = in_float.forward(magnitudes);
+    EXPECT_TRUE(all_close(a, b, 1e-5, 1e-6));
+    if (pg) {
+      const auto* ga = dynamic_cast<dg::layers::GatedLayer*>(integer.ptr().get());
+      const auto* gb = dynamic_cast<dg::layers::GatedLayer*>(in_float.ptr().get());
+      EXPECT_EQ(ga->last_counts().num_on, gb->last_counts().num_on);
+      EXPECT_GT(ga->last_counts().num_on, 0);
+    }
+  }
+}
+
+// kFastest times both ways on a shape's first pass and keeps the faster:
+// either way, the float way's values, and the same way on later passes.
+TEST(IntegerConv, FastestKeepsTheWayItTimed) {
+  DG_INTEGER_OR_SKIP();
+  torch::manual_seed(9);
+  torch::NoGradGuard no_grad;
+  auto fastest = quantized_layer(16, 16, 1, 8, 3, Integer::kFastest);
+  auto in_float = quantized_layer(16, 16, 1, 8, 3, Integer::kNever);
+  in_float->weight.copy_(fastest->weight);
+  const torch::Tensor x = torch::relu(torch::randn({4, 16, 12, 12}));
+  EXPECT_TRUE(all_close(fastest->forward(x), in_float->forward(x), 1e-5, 1e-6));
+  const bool chosen = fastest->computed_in_integers();
+  for (int pass = 0; pass < 3; ++pass) {
+    EXPECT_TRUE(all_close(fastest->forward(x), in_float->forward(x), 1e-5, 1e-6));
+    EXPECT_EQ(fastest->computed_in_integers(), chosen);
   }
 }
 

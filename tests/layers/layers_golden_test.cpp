@@ -260,8 +260,11 @@ TEST(GatedInference, PGDecidesLikeTheSigmoidNearThreshold) {
   torch::manual_seed(7);
   const torch::Tensor x = torch::randn({6, 8, 9, 9}).relu();
   for (double scale : {1.0, 0.05}) {
+    // In float: the thresholds sit on float32 sums of the float way (the
+    // integer way's exact sums are tested in integer_test.cpp).
     dg::layers::PGConv2d conv(
-        dg::layers::PGConv2dOptions(8, 8, 3).padding(1).wbits(8).abits(3).pred_bits(2));
+        dg::layers::PGConv2dOptions(8, 8, 3).padding(1).wbits(8).abits(3).pred_bits(2).integer(
+            dg::layers::Integer::kNever));
     conv->eval();
     torch::NoGradGuard no_grad;
     const torch::Tensor wq = dg::layers::quantize_weight(conv->weight, 8);

@@ -69,7 +69,7 @@ struct ConvOptions {
   TORCH_ARG(Skipping, skipping) = Skipping::kFastest;
   /// kQuantized and kPrecisionGated: whether evaluation without gradients
   /// computes in integers.
-  TORCH_ARG(Integer, integer) = Integer::kFastest;
+  TORCH_ARG(Integer, integer) = Integer::kAlways;
 };
 
 /// The convolution `options` describe.
@@ -94,6 +94,11 @@ class FusesNext {
   /// gradients, `next` in evaluation mode too).
   virtual torch::Tensor forward_then(const torch::Tensor& x, torch::nn::BatchNorm2d& next,
                                      bool relu) = 0;
+  /// clamp(next(forward(x)), 0, upper): PACT's clip with its bound, in
+  /// evaluation without gradients (the bound takes no gradient here). By
+  /// default forward_then with a ReLU, then the clip.
+  virtual torch::Tensor forward_then_clipped(const torch::Tensor& x, torch::nn::BatchNorm2d& next,
+                                             double upper);
 };
 
 }  // namespace dnn_gating::layers

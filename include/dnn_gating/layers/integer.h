@@ -17,11 +17,16 @@ namespace dnn_gating::layers {
 /// precision, other devices and `reference_ops` always compute in float.
 enum class Integer {
   /// Whichever way is faster at the layer's shape, timed on the layer's
-  /// own passes in this process.
+  /// own passes in this process. The two ways round differently (float32
+  /// sums against exact ones), so where timings differ between runs a gate
+  /// or code on its boundary may too.
   kFastest,
   /// In float, as the original does.
   kNever,
-  /// In integers wherever they apply.
+  /// In integers wherever they apply (the default: reproducible, and the
+  /// faster way at every shape measured). A PG layer told to skip
+  /// (Skipping::kAlways) computes in float: the integer way computes every
+  /// output.
   kAlways,
 };
 

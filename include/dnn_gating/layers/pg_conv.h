@@ -51,7 +51,7 @@ struct PGConv2dOptions {
   TORCH_ARG(Skipping, skipping) = Skipping::kFastest;
   /// Without gradients, whether to compute the MSB and LSB convolutions in
   /// integers (see `Integer`; reference_ops never does).
-  TORCH_ARG(Integer, integer) = Integer::kFastest;
+  TORCH_ARG(Integer, integer) = Integer::kAlways;
 };
 
 /// y = out_msb + mask * out_lsb with out_msb = conv(T(x), Wq),

@@ -45,7 +45,7 @@ struct QuantizedConv2dOptions {
   /// Input activation bits (0: full precision).
   TORCH_ARG(int64_t, abits) = 0;
   /// Without gradients, whether to compute in integers (see `Integer`).
-  TORCH_ARG(Integer, integer) = Integer::kFastest;
+  TORCH_ARG(Integer, integer) = Integer::kAlways;
 };
 
 /// A bias-free convolution on quantized weights and inputs (`weight` only).
@@ -61,6 +61,9 @@ class QuantizedConv2dImpl : public torch::nn::Cloneable<QuantizedConv2dImpl>,
   /// BatchNorm and ReLU are applied as the sums are written.
   torch::Tensor forward_then(const torch::Tensor& x, torch::nn::BatchNorm2d& next,
                              bool relu) override;
+  /// The same with PACT's clip, applied as the sums are written too.
+  torch::Tensor forward_then_clipped(const torch::Tensor& x, torch::nn::BatchNorm2d& next,
+                                     double upper) override;
   /// Whether the last forward pass computed in integers.
   bool computed_in_integers() const { return in_integers_; }
 

@@ -107,7 +107,7 @@ struct ResNetOptions {
   TORCH_ARG(layers::Skipping, skipping) = layers::Skipping::kFastest;
   /// Whether quantized and PG convolutions compute in integers without
   /// gradients (see layers::Integer).
-  TORCH_ARG(layers::Integer, integer) = layers::Integer::kFastest;
+  TORCH_ARG(layers::Integer, integer) = layers::Integer::kAlways;
 };
 
 /// The network as checkpoint files name it: "resnet-20" (the depth),
