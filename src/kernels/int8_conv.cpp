@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <new>
 #include <stdexcept>
 #include <tuple>
 #include <unordered_map>
@@ -76,6 +77,21 @@ dnnl::engine& cpu_engine() {
   return engine;
 }
 
+// This thread's scratch memory for oneDNN, grown as needed, 64-byte aligned.
+void* thread_scratch(size_t bytes) {
+  struct Freed {
+    void operator()(void* p) const { std::free(p); }
+  };
+  thread_local std::unique_ptr<void, Freed> held;
+  thread_local size_t size = 0;
+  if (bytes > size) {
+    size = (bytes + 63) / 64 * 64;
+    held.reset(std::aligned_alloc(64, size));
+    if (!held) throw std::bad_alloc();
+  }
+  return held.get();
+}
+
 // A stream per thread, made once (making one looks up symbols each time).
 dnnl::stream& cpu_stream() {
   thread_local dnnl::stream stream(cpu_engine());
@@ -91,6 +107,7 @@ struct Convolution::Impl {
     dnnl::convolution_forward primitive;
     memory weights;
     std::string implementation;
+    memory::desc scratchpad;
   };
 
   Geometry geometry;
@@ -135,6 +152,10 @@ struct Convolution::Impl {
       args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(1) | DNNL_ARG_SRC_1,
                    memory(channel_desc(), engine, const_cast<float*>(second)));
     }
+    const size_t scratch = p.scratchpad.get_size();
+    if (scratch > 0) {
+      args.emplace(DNNL_ARG_SCRATCHPAD, memory(p.scratchpad, engine, thread_scratch(scratch)));
+    }
     dnnl::stream& stream = cpu_stream();
     p.primitive.execute(stream, args);
     stream.wait();
@@ -172,6 +193,9 @@ struct Convolution::Impl {
       }
       dnnl::primitive_attr attr;
       attr.set_post_ops(ops);
+      // Scratch memory from the running thread (below): oneDNN's own would
+      // tie the primitive to the thread that made it.
+      attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
       const dnnl::convolution_forward::primitive_desc pd(desc, attr, cpu_engine());
       memory plain({wei, memory::data_type::s8, memory::format_tag::oihw}, cpu_engine(),
                    const_cast<int8_t*>(weights.data()));
@@ -180,7 +204,8 @@ struct Convolution::Impl {
       dnnl::reorder(plain, laid_out).execute(stream, plain, laid_out);
       stream.wait();
       it = prepared
-               .emplace(key, Prepared{dnnl::convolution_forward(pd), laid_out, pd.impl_info_str()})
+               .emplace(key, Prepared{dnnl::convolution_forward(pd), laid_out, pd.impl_info_str(),
+                                      pd.scratchpad_desc()})
                .first;
     }
     last_implementation = it->second.implementation;

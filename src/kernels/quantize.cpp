@@ -144,7 +144,7 @@ template <bool Lo, bool Doubled, int64_t C>
     uint8_t* l = Lo ? lo + position * width : nullptr;
     for (int64_t c = 0; c < channels; ++c) {
       const float v = in[c];
-      negative |= v < 0.0f;
+      negative |= !(v >= 0.0f);  // (NaN too)
       const float code = round_non_negative(unit_magnitude(v, m) * g.levels);
       const float high = floor_non_negative(code / g.step);
       const auto hv = static_cast<int32_t>(high);

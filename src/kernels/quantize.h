@@ -44,7 +44,8 @@ void binarize_kernel(const float* __restrict x, float* __restrict y, int64_t beg
 /// the code itself for step 1) and lo = code - hi * step, each written
 /// [N, H, W, channels] as uint8, or, `doubled`, [N, H, W, 2 channels] holding
 /// 2 v for the channels and then v. `lo` may be null. Returns false where
-/// some x < 0 (its code has a sign); the output is then unspecified.
+/// some x < 0 (its code has a sign) or is NaN; the output is then
+/// unspecified.
 bool code_kernel(const float* __restrict x, int64_t channels, int64_t begin, int64_t end, float m,
                  Grid g, bool doubled, uint8_t* __restrict hi, uint8_t* __restrict lo);
 /// Signed grid indices of Q for 2 or more bits: sign(x) round(clamp(|x| /

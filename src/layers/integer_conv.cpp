@@ -4,6 +4,7 @@
 
 #include <array>
 #include <chrono>
+#include <cmath>
 #include <map>
 #include <mutex>
 
@@ -55,12 +56,20 @@ IntegerWeights::Prepared IntegerWeights::get(const torch::Tensor& weight, int64_
                                              torch::IntArrayRef stride,
                                              torch::IntArrayRef padding) {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (prepared_.conv && weight_.is_same(weight) && version_ == weight._version() &&
-      wbits_ == wbits) {
+  std::vector<int64_t> geometry = stride.vec();
+  geometry.insert(geometry.end(), padding.begin(), padding.end());
+  if (weight_.defined() && weight_.is_same(weight) && version_ == weight._version() &&
+      wbits_ == wbits && geometry_ == geometry) {
     return prepared_;
   }
+  weight_ = weight;
+  version_ = weight._version();
+  wbits_ = wbits;
+  geometry_ = geometry;
+  prepared_ = Prepared{};
   const torch::Tensor w = weight.detach().to(torch::kFloat).contiguous();
   const float m = quantize::scale_of(w.data_ptr<float>(), w.numel());
+  if (!std::isfinite(m)) return prepared_;
   std::vector<int16_t> codes(static_cast<size_t>(w.numel()));
   quantize::signed_code_kernel(w.data_ptr<float>(), codes.data(), w.numel(), m, grid(wbits, 0));
   kernels::int8_conv::Geometry g;
@@ -74,10 +83,13 @@ IntegerWeights::Prepared IntegerWeights::get(const torch::Tensor& weight, int64_
   g.pad_w = padding[1];
   prepared_.conv = std::make_shared<const kernels::int8_conv::Convolution>(g, codes.data());
   prepared_.scale = m / grid(wbits, 0).levels;
-  weight_ = weight;
-  version_ = weight._version();
-  wbits_ = wbits;
   return prepared_;
+}
+
+bool takes(const torch::Tensor& x, const torch::Tensor& weight, torch::IntArrayRef padding) {
+  return kernels::fusable(x) && kernels::fusable(weight) && x.dim() == 4 && weight.dim() == 4 &&
+         x.size(1) == weight.size(1) && x.size(2) + 2 * padding[0] >= weight.size(2) &&
+         x.size(3) + 2 * padding[1] >= weight.size(3);
 }
 
 Codes input_codes(const torch::Tensor& x_in, int64_t abits, int64_t high_bits, bool doubled) {
@@ -99,6 +111,7 @@ Codes input_codes(const torch::Tensor& x_in, int64_t abits, int64_t high_bits, b
         return quantize::code_kernel(data, c, begin, end, m, g, doubled, hi, lo) && acc;
       },
       [](bool a, bool b) { return a && b; });
+  codes.non_negative = codes.non_negative && std::isfinite(m);
   codes.lo_scale = m / g.levels;
   codes.hi_scale = codes.lo_scale * g.step;
   return codes;

@@ -28,6 +28,7 @@ class IntegerWeights {
     /// The value of one weight code: m / (2^wbits - 1).
     float scale = 0;
   };
+  /// conv is null where the weight has no codes (a NaN or infinity in it).
   Prepared get(const torch::Tensor& weight, int64_t wbits, torch::IntArrayRef stride,
                torch::IntArrayRef padding);
 
@@ -36,8 +37,14 @@ class IntegerWeights {
   torch::Tensor weight_;  // the tensor prepared (held: its memory is not reused)
   int64_t version_ = -1;
   int64_t wbits_ = 0;
+  std::vector<int64_t> geometry_;  // stride and padding
   Prepared prepared_;
 };
+
+/// Whether the integer convolution of `weight` takes x: float CPU tensors
+/// [N, C, H, W] with the weight's input channels and room for the kernel
+/// (anything else is the float way's to compute, or refuse).
+bool takes(const torch::Tensor& x, const torch::Tensor& weight, torch::IntArrayRef padding);
 
 /// The codes of an input for the integer convolution: Q_abits's grid
 /// indices, or, with `high_bits`, T's indices (`hi`) and the rest (`lo`),

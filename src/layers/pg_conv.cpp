@@ -220,12 +220,12 @@ torch::Tensor PGConv2dImpl::infer(const torch::Tensor& x) {
   // Told to skip, the layer skips: the integer way computes every output.
   const bool skip_forced = options.skipping() == Skipping::kAlways;
   if (!skip_forced && integer_applies(options.integer(), options.wbits(), options.abits()) &&
-      x.dim() == 4 && kernels::fusable(weight)) {
+      integer_conv::takes(x, weight, padding)) {
     const auto prepared = integer_weights_->get(weight, options.wbits(), stride, padding);
     const int64_t high_bits = options.pred_bits();
     const int64_t largest_code =
         std::max((int64_t{1} << high_bits) - 1, (int64_t{1} << (options.abits() - high_bits)) - 1);
-    if (largest_code <= prepared.conv->max_exact_input_code()) {
+    if (prepared.conv && largest_code <= prepared.conv->max_exact_input_code()) {
       const integer_conv::Way integer_way = [&]() -> std::pair<torch::Tensor, int64_t> {
         const auto codes = integer_conv::input_codes(x, options.abits(), high_bits,
                                                      prepared.conv->doubles_input());

@@ -83,7 +83,7 @@ torch::Tensor QuantizedConv2dImpl::forward_then_clipped(const torch::Tensor& x,
 bool QuantizedConv2dImpl::may_compute_in_integers(const torch::Tensor& x) const {
   return !torch::GradMode::is_enabled() &&
          integer_applies(options.integer(), options.wbits(), options.abits()) &&
-         kernels::fusable(x) && x.dim() == 4 && kernels::fusable(weight);
+         integer_conv::takes(x, weight, *options.padding());
 }
 
 torch::Tensor QuantizedConv2dImpl::in_float(const torch::Tensor& x) {
@@ -99,7 +99,8 @@ torch::Tensor QuantizedConv2dImpl::either_way(const torch::Tensor& x, const kern
   };
   const auto prepared =
       integer_weights_->get(weight, options.wbits(), *options.stride(), *options.padding());
-  if ((int64_t{1} << options.abits()) - 1 > prepared.conv->max_exact_input_code()) {
+  if (!prepared.conv ||
+      (int64_t{1} << options.abits()) - 1 > prepared.conv->max_exact_input_code()) {
     return mapped(in_float(x));
   }
   const integer_conv::Way integer_way = [&]() -> std::pair<torch::Tensor, int64_t> {

@@ -3,6 +3,7 @@
 #include "dnn_gating/layers/integer.h"
 
 #include <cstdlib>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "dnn_gating/layers/pg_conv.h"
@@ -123,6 +124,12 @@ TEST(IntegerConv, ComputesInFloatWhereIntegersDoNotApply) {
     auto layer = quantized_layer(8, 8, 1, 8, 3, Integer::kAlways);
     check(layer, x, true);
     check(layer, torch::randn({2, 8, 6, 6}), false);  // negative values
+    torch::Tensor with_nan = x.clone();
+    with_nan[0][0][0][0] = std::numeric_limits<float>::quiet_NaN();
+    check(layer, with_nan, false);
+    EXPECT_TRUE(layer->forward(with_nan).isnan().any().item<bool>());
+    // A mismatched input is the float convolution's to refuse.
+    EXPECT_THROW(layer->forward(torch::rand({2, 5, 6, 6})), c10::Error);
     auto in_double = quantized_layer(8, 8, 1, 8, 3, Integer::kAlways);
     in_double->to(torch::kDouble);
     check(in_double, x.to(torch::kDouble), false);
