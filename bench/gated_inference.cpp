@@ -3,6 +3,7 @@
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <vector>
 
@@ -132,12 +133,14 @@ void count_gates(benchmark::State& state, torch::nn::Module& model) {
       costs.effective_macs / static_cast<double>(costs.dense_macs);
 }
 
-void evaluate_model(benchmark::State& state, const GatedModel& spec, int percent, int64_t batch,
-                    Skipping skipping) {
+// Times the model of `spec` held at `percent` % open on a batch of `batch`
+// images, after `configure` has set how it computes.
+void evaluate_held(benchmark::State& state, const GatedModel& spec, int percent, int64_t batch,
+                   const std::function<void(models::ResNet&)>& configure) {
   torch::manual_seed(1);
   const torch::Tensor x = torch::randn({batch, 3, 32, 32});
   models::ResNet model = held_model(spec, percent, x);
-  layers::set_skipping(*model, skipping);
+  configure(model);
   torch::NoGradGuard no_grad;
   for (int i = 0; i < 3; ++i) model->forward(x);
   layers::reset_counts(*model);
@@ -146,18 +149,16 @@ void evaluate_model(benchmark::State& state, const GatedModel& spec, int percent
   state.SetItemsProcessed(state.iterations() * batch);
 }
 
+void evaluate_model(benchmark::State& state, const GatedModel& spec, int percent, int64_t batch,
+                    Skipping skipping) {
+  evaluate_held(state, spec, percent, batch,
+                [skipping](models::ResNet& model) { layers::set_skipping(*model, skipping); });
+}
+
 void evaluate_integer(benchmark::State& state, const IntegerModel& m, int64_t batch,
                       Integer integer) {
-  torch::manual_seed(1);
-  const torch::Tensor x = torch::randn({batch, 3, 32, 32});
   const GatedModel spec{m.name, ResNetOptions(m.options).integer(integer), {m.percent}};
-  models::ResNet model = held_model(spec, m.percent, x);
-  torch::NoGradGuard no_grad;
-  for (int i = 0; i < 3; ++i) model->forward(x);
-  layers::reset_counts(*model);
-  for (auto _ : state) benchmark::DoNotOptimize(model->forward(x).data_ptr());
-  count_gates(state, *model);
-  state.SetItemsProcessed(state.iterations() * batch);
+  evaluate_held(state, spec, m.percent, batch, [](models::ResNet&) {});
 }
 
 // The float model as the original runs it (NCHW), or on a channels-last

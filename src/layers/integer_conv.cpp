@@ -40,6 +40,13 @@ torch::Tensor scratch(int slot, torch::IntArrayRef sizes, torch::ScalarType type
   return torch::from_blob(t.data_ptr(), sizes, strides, torch::TensorOptions(type));
 }
 
+// The output's height and width (torch::conv2d's).
+std::pair<int64_t, int64_t> output_plane(const kernels::int8_conv::Geometry& g, int64_t h,
+                                         int64_t w) {
+  return {(h + 2 * g.pad_h - g.kernel_h) / g.stride_h + 1,
+          (w + 2 * g.pad_w - g.kernel_w) / g.stride_w + 1};
+}
+
 // The second of two runs of `way` (the first pays for setup): its result
 // and its time in seconds.
 std::pair<std::pair<torch::Tensor, int64_t>, double> second_run(const Way& way) {
@@ -121,8 +128,7 @@ torch::Tensor convolve(const kernels::int8_conv::Convolution& conv, const torch:
                        float scale, int scratch_slot) {
   const kernels::int8_conv::Geometry& g = conv.geometry();
   const int64_t n = codes.size(0), h = codes.size(1), w = codes.size(2);
-  const int64_t oh = (h + 2 * g.pad_h - g.kernel_h) / g.stride_h + 1;
-  const int64_t ow = (w + 2 * g.pad_w - g.kernel_w) / g.stride_w + 1;
+  const auto [oh, ow] = output_plane(g, h, w);
   const std::vector<int64_t> sizes{n, g.out_channels, oh, ow};
   torch::Tensor y =
       scratch_slot >= 0
@@ -138,8 +144,7 @@ torch::Tensor convolve(const kernels::int8_conv::Convolution& conv, const torch:
                        float scale, const kernels::Affine& then) {
   const kernels::int8_conv::Geometry& g = conv.geometry();
   const int64_t n = codes.size(0), h = codes.size(1), w = codes.size(2);
-  const int64_t oh = (h + 2 * g.pad_h - g.kernel_h) / g.stride_h + 1;
-  const int64_t ow = (w + 2 * g.pad_w - g.kernel_w) / g.stride_w + 1;
+  const auto [oh, ow] = output_plane(g, h, w);
   const torch::Tensor channel_scale = (then.scale.detach().to(torch::kFloat) * scale).contiguous();
   const torch::Tensor shift = then.shift.detach().to(torch::kFloat).contiguous();
   TORCH_CHECK(channel_scale.numel() == g.out_channels && shift.numel() == g.out_channels,
