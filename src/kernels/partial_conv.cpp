@@ -271,9 +271,9 @@ DG_INLINE int64_t rows_of(const Geometry& g, const float* x, const float* weight
   return count;
 }
 
-DNN_GATING_FMA_CLONES
-int64_t rows(const Geometry& g, const float* xp, const float* weight, const int32_t* lanes,
-             float* full, float* partial, const Gate* gate, float* y, int64_t first, int64_t last) {
+DG_INLINE int64_t rows_any(const Geometry& g, const float* xp, const float* weight,
+                           const int32_t* lanes, float* full, float* partial, const Gate* gate,
+                           float* y, int64_t first, int64_t last) {
   if (g.stride_w == 1) {
     if (g.channels == 16)
       return rows_of<16, 1>(g, xp, weight, lanes, full, partial, gate, y, first, last);
@@ -287,6 +287,44 @@ int64_t rows(const Geometry& g, const float* xp, const float* weight, const int3
     return rows_of<32, 2>(g, xp, weight, lanes, full, partial, gate, y, first, last);
   return rows_of<64, 2>(g, xp, weight, lanes, full, partial, gate, y, first, last);
 }
+
+// The kernel at AVX-512 (x86-64-v4) and AVX2 with FMA (x86-64-v3) only: its
+// templates take minutes to compile per level, and at the x86-64 baseline
+// it would run slower than the library's convolutions, so there supported()
+// refuses it and the layers take the library's way. A sanitizer build
+// compiles it once, for the baseline.
+#if DNN_GATING_KERNEL_LEVELS
+__attribute__((target("arch=x86-64-v4"))) int64_t rows(const Geometry& g, const float* xp,
+                                                       const float* weight, const int32_t* lanes,
+                                                       float* full, float* partial,
+                                                       const Gate* gate, float* y, int64_t first,
+                                                       int64_t last) {
+  return rows_any(g, xp, weight, lanes, full, partial, gate, y, first, last);
+}
+
+__attribute__((target("arch=x86-64-v3"))) int64_t rows(const Geometry& g, const float* xp,
+                                                       const float* weight, const int32_t* lanes,
+                                                       float* full, float* partial,
+                                                       const Gate* gate, float* y, int64_t first,
+                                                       int64_t last) {
+  return rows_any(g, xp, weight, lanes, full, partial, gate, y, first, last);
+}
+
+__attribute__((target("default"))) int64_t rows(const Geometry&, const float*, const float*,
+                                                const int32_t*, float*, float*, const Gate*, float*,
+                                                int64_t, int64_t) {
+  TORCH_CHECK(false, "partial_conv runs on x86-64-v3 (AVX2 and FMA) or better only");
+}
+
+bool runs_here() { return __builtin_cpu_supports("x86-64-v3") != 0; }
+#else
+int64_t rows(const Geometry& g, const float* xp, const float* weight, const int32_t* lanes,
+             float* full, float* partial, const Gate* gate, float* y, int64_t first, int64_t last) {
+  return rows_any(g, xp, weight, lanes, full, partial, gate, y, first, last);
+}
+
+bool runs_here() { return true; }
+#endif
 
 }  // namespace
 
@@ -315,7 +353,7 @@ bool supported(const torch::Tensor& weight, int64_t groups, torch::IntArrayRef s
   return weight.dim() == 4 && weight.scalar_type() == torch::kFloat && weight.device().is_cpu() &&
          weight.size(2) == 3 && weight.size(3) == 3 && weight.size(0) % kVec == 0 &&
          (c == 16 || c == 32 || c == 64) && groups >= 1 && c % groups == 0 && stride.size() == 2 &&
-         (stride[1] == 1 || stride[1] == 2) && stride[0] >= 1;
+         (stride[1] == 1 || stride[1] == 2) && stride[0] >= 1 && runs_here();
 }
 
 namespace {
