@@ -104,6 +104,9 @@ struct RunResult {
 };
 RunResult run_command(const std::string& command);
 
+/// A path in single quotes, for a shell command line.
+inline std::string quote(const std::filesystem::path& p) { return "'" + p.string() + "'"; }
+
 /// The lines of `text` that contain a match of `pattern` (ECMAScript regex),
 /// each cut to its first match, in order.
 std::vector<std::string> matching_lines(const std::string& text, const std::string& pattern);

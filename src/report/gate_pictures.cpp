@@ -11,8 +11,6 @@
 namespace dnn_gating::train {
 namespace {
 
-constexpr Rgb kText{30, 30, 30};
-constexpr Rgb kFaint{110, 110, 110};
 constexpr Rgb kBorder{200, 200, 200};
 
 // Viridis at 0, 1/8, ..., 1.
@@ -55,9 +53,9 @@ void colour_scale(Picture& picture, int64_t x, int64_t y, int64_t width, const s
     picture.fill(x + i, y, 1, 12, share_colour(static_cast<double>(i) / (width - 1)));
   }
   picture.frame(x - 1, y - 1, width + 2, 14, kBorder);
-  font.draw(picture, x, y + 15, "0 %", 11, kFaint);
-  font.draw(picture, x + width - font.width("100 %", 11), y + 15, "100 %", 11, kFaint);
-  font.draw(picture, x + width + 10, y - 1, label, 12, kText);
+  font.draw(picture, x, y + 15, "0 %", 11, kFaintTextColour);
+  font.draw(picture, x + width - font.width("100 %", 11), y + 15, "100 %", 11, kFaintTextColour);
+  font.draw(picture, x + width + 10, y - 1, label, 12, kTextColour);
 }
 
 }  // namespace
@@ -129,11 +127,11 @@ MapPicture image_maps_picture(const ImageMaps& maps, const std::vector<std::stri
       class_name(class_names, cost.label), class_name(class_names, cost.predicted),
       cost.correct() ? "" : " (wrong)", cost.effective_macs / 1e6,
       dense_macs > 0 ? 100.0 * cost.effective_macs / static_cast<double>(dense_macs) : 0.0);
-  font.draw(pic, kMargin, kMargin, title, 14, kText);
+  font.draw(pic, kMargin, kMargin, title, 14, kTextColour);
 
   pic.paste(image_picture(maps.image, kScale), kMargin, top);
   out.tiles.push_back({"", kMargin, top, kScale});
-  font.draw(pic, kMargin, top + tile_h + 3, "input", 12, kText);
+  font.draw(pic, kMargin, top + tile_h + 3, "input", 12, kTextColour);
 
   for (int64_t l = 0; l < layers; ++l) {
     const LayerMap& map = maps.layers[l];
@@ -141,10 +139,10 @@ MapPicture image_maps_picture(const ImageMaps& maps, const std::vector<std::stri
     const int64_t y = top + (l / kColumns) * (tile_h + kCaption + kGap);
     pic.paste(heatmap_picture(map, h, w, kScale), x, y);
     out.tiles.push_back({map.name, x, y, kScale});
-    font.draw(pic, x, y + tile_h + 2, map.name, 11, kText);
+    font.draw(pic, x, y + tile_h + 2, map.name, 11, kTextColour);
     font.draw(pic, x, y + tile_h + 16,
               fmt::format("{:.1f} % on ({}x{})", 100.0 * map.on_fraction(), map.height, map.width),
-              11, kFaint);
+              11, kFaintTextColour);
   }
   const layers::GateKind kind =
       maps.layers.empty() ? layers::GateKind::kChannel : maps.layers.front().kind;
@@ -166,10 +164,10 @@ MapPicture maps_overview(const std::vector<ImageMaps>& maps,
   MapPicture out{Picture(std::max<int64_t>(width, 560), height), {}};
   Picture& pic = out.picture;
   const auto column_x = [&](int64_t c) { return kMargin + c * (tile_w + kGap) + (c > 0 ? 8 : 0); };
-  font.draw(pic, column_x(0), kMargin, "input", 10, kText);
+  font.draw(pic, column_x(0), kMargin, "input", 10, kTextColour);
   for (size_t l = 0; l < maps.front().layers.size(); ++l) {
     font.draw(pic, column_x(static_cast<int64_t>(l) + 1), kMargin,
-              short_name(maps.front().layers[l].name), 9, kText);
+              short_name(maps.front().layers[l].name), 9, kTextColour);
   }
   for (size_t i = 0; i < maps.size(); ++i) {
     const ImageMaps& m = maps[i];
@@ -179,13 +177,13 @@ MapPicture maps_overview(const std::vector<ImageMaps>& maps,
     font.draw(pic, column_x(0), y + tile_h + 1,
               fmt::format("#{} {}{}", m.cost.index, class_name(class_names, m.cost.label),
                           m.cost.correct() ? "" : " x"),
-              9, m.cost.correct() ? kText : Rgb{200, 30, 30});
+              9, m.cost.correct() ? kTextColour : Rgb{200, 30, 30});
     for (size_t l = 0; l < m.layers.size(); ++l) {
       const int64_t x = column_x(static_cast<int64_t>(l) + 1);
       pic.paste(heatmap_picture(m.layers[l], h, w, kScale), x, y);
       out.tiles.push_back({m.layers[l].name, x, y, kScale});
       font.draw(pic, x, y + tile_h + 1, fmt::format("{:.0f} %", 100.0 * m.layers[l].on_fraction()),
-                9, kFaint);
+                9, kFaintTextColour);
     }
   }
   const layers::GateKind kind =

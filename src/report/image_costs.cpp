@@ -11,8 +11,6 @@
 namespace dnn_gating::train {
 namespace {
 
-constexpr Rgb kText{30, 30, 30};
-constexpr Rgb kFaint{110, 110, 110};
 constexpr Rgb kCorrectBar{59, 117, 175};
 constexpr Rgb kWrongBar{239, 138, 48};
 constexpr Rgb kWrongText{200, 30, 30};
@@ -96,7 +94,7 @@ Picture cost_histogram(const std::vector<ImageCost>& costs, int64_t dense_macs,
   constexpr int64_t kWidth = 720, kHeight = 400, kLeft = 64, kRight = 24, kTop = 48, kBottom = 64;
   constexpr int64_t kBins = 40;
   Picture pic(kWidth, kHeight);
-  font.draw(pic, kLeft, 12, title, 14, kText);
+  font.draw(pic, kLeft, 12, title, 14, kTextColour);
   const ImageCostSummary s = summarise(costs);
   if (costs.empty()) return pic;
   // Bins over [min, max], widened where every cost is equal.
@@ -119,28 +117,29 @@ Picture cost_histogram(const std::vector<ImageCost>& costs, int64_t dense_macs,
     pic.fill(x, base - r, bar_w - 1, r, kCorrectBar);
     pic.fill(x, base - r - w, bar_w - 1, w, kWrongBar);
   }
-  pic.fill(kLeft, base, plot_w, 1, kText);
-  pic.fill(kLeft - 1, kTop, 1, plot_h + 1, kText);
+  pic.fill(kLeft, base, plot_w, 1, kTextColour);
+  pic.fill(kLeft - 1, kTop, 1, plot_h + 1, kTextColour);
   // The mean: the report's effective MACs.
   const auto mean_x = kLeft + static_cast<int64_t>((s.mean - low) / (high - low) * (bar_w * kBins));
-  for (int64_t y = kTop; y < base; y += 4) pic.fill(mean_x, y, 1, 2, kText);
-  font.draw(pic, mean_x + 4, kTop, "mean " + megas(s.mean), 11, kText);
+  for (int64_t y = kTop; y < base; y += 4) pic.fill(mean_x, y, 1, 2, kTextColour);
+  font.draw(pic, mean_x + 4, kTop, "mean " + megas(s.mean), 11, kTextColour);
   for (int64_t t = 0; t <= 4; ++t) {
     const double v = low + (high - low) * static_cast<double>(t) / 4;
     const int64_t x = kLeft + t * bar_w * kBins / 4;
-    pic.fill(x, base, 1, 5, kText);
+    pic.fill(x, base, 1, 5, kTextColour);
     const std::string label =
         dense_macs > 0 ? fmt::format("{} ({:.1f} %)", megas(v), 100.0 * v / dense_macs) : megas(v);
-    font.draw(pic, x - font.width(label, 11) / 2, base + 8, label, 11, kFaint);
+    font.draw(pic, x - font.width(label, 11) / 2, base + 8, label, 11, kFaintTextColour);
   }
-  font.draw(pic, kLeft, base + 28, "effective MACs per image (share of dense)", 12, kText);
+  font.draw(pic, kLeft, base + 28, "effective MACs per image (share of dense)", 12, kTextColour);
   const std::string top_count = std::to_string(tallest);
-  font.draw(pic, kLeft - 8 - font.width(top_count, 11), kTop - 6, top_count, 11, kFaint);
-  font.draw(pic, kLeft - 16, base - 7, "0", 11, kFaint);
+  font.draw(pic, kLeft - 8 - font.width(top_count, 11), kTop - 6, top_count, 11, kFaintTextColour);
+  font.draw(pic, kLeft - 16, base - 7, "0", 11, kFaintTextColour);
   pic.fill(kWidth - 220, kTop, 12, 12, kCorrectBar);
-  font.draw(pic, kWidth - 202, kTop - 1, fmt::format("correct ({})", s.correct), 12, kText);
+  font.draw(pic, kWidth - 202, kTop - 1, fmt::format("correct ({})", s.correct), 12, kTextColour);
   pic.fill(kWidth - 220, kTop + 18, 12, 12, kWrongBar);
-  font.draw(pic, kWidth - 202, kTop + 17, fmt::format("misclassified ({})", s.wrong), 12, kText);
+  font.draw(pic, kWidth - 202, kTop + 17, fmt::format("misclassified ({})", s.wrong), 12,
+            kTextColour);
   return pic;
 }
 
@@ -159,7 +158,7 @@ Picture cost_extremes(const std::vector<ImageCost>& costs, const torch::Tensor& 
   const int64_t row_h = kTitle + tile_h + kCaption;
   Picture pic(std::max<int64_t>(width, 360), 2 * kMargin + 2 * row_h);
   const auto row = [&](int64_t y, const std::string& title, auto pick) {
-    font.draw(pic, kMargin, y, title, 14, kText);
+    font.draw(pic, kMargin, y, title, 14, kTextColour);
     for (int64_t i = 0; i < shown; ++i) {
       const ImageCost& c = pick(i);
       const int64_t x = kMargin + i * (tile_w + kGap);
@@ -167,9 +166,9 @@ Picture cost_extremes(const std::vector<ImageCost>& costs, const torch::Tensor& 
       const std::string names = c.correct() ? class_name(class_names, c.label)
                                             : class_name(class_names, c.label) + " -> " +
                                                   class_name(class_names, c.predicted);
-      font.draw(pic, x, y + kTitle + tile_h + 2, names, 11, c.correct() ? kText : kWrongText);
+      font.draw(pic, x, y + kTitle + tile_h + 2, names, 11, c.correct() ? kTextColour : kWrongText);
       font.draw(pic, x, y + kTitle + tile_h + 16,
-                fmt::format("#{}  {}", c.index, megas(c.effective_macs)), 11, kFaint);
+                fmt::format("#{}  {}", c.index, megas(c.effective_macs)), 11, kFaintTextColour);
     }
   };
   const auto n = static_cast<int64_t>(sorted.size());

@@ -12,7 +12,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string quote(const fs::path& p) { return "'" + p.string() + "'"; }
+using dnn_gating::testing::quote;
 
 // Rows of the per-layer gate table whose layer name starts with `prefix`.
 int table_rows(const std::string& output, const std::string& prefix) {

@@ -12,7 +12,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string quote(const fs::path& p) { return "'" + p.string() + "'"; }
+using dnn_gating::testing::quote;
 
 std::string read(const fs::path& file) {
   std::ifstream in(file);

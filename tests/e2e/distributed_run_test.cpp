@@ -13,7 +13,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string quote(const fs::path& p) { return "'" + p.string() + "'"; }
+using dnn_gating::testing::quote;
 
 std::string launch(int n, const std::string& program, const std::string& flags) {
   return "env DNN_GATING_BUILD_DIR=" + quote(DG_BINARY_DIR) + " " +

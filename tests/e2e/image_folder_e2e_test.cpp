@@ -15,7 +15,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string quote(const fs::path& p) { return "'" + p.string() + "'"; }
+using dnn_gating::testing::quote;
 
 double accuracy(const std::string& output) {
   std::smatch m;

@@ -15,7 +15,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string quote(const fs::path& p) { return "'" + p.string() + "'"; }
+using dnn_gating::testing::quote;
 
 std::string read_text(const fs::path& file) {
   std::ifstream in(file, std::ios::binary);

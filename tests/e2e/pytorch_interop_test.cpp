@@ -9,7 +9,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string quote(const fs::path& p) { return "'" + p.string() + "'"; }
+using dnn_gating::testing::quote;
 
 // The report lines log parsers read: overall and per-class accuracy, sparsity.
 std::vector<std::string> report_lines(const std::string& output) {

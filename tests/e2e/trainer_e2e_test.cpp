@@ -10,7 +10,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string quote(const fs::path& p) { return "'" + p.string() + "'"; }
+using dnn_gating::testing::quote;
 
 // Runs one of scripts/ against the executables of this build.
 std::string script(const std::string& name) {

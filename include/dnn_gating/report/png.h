@@ -15,6 +15,11 @@ struct Rgb {
   bool operator!=(const Rgb& o) const { return !(*this == o); }
 };
 
+/// The colours of the text the report's pictures write: labels and axis
+/// ticks, and fainter notes.
+inline constexpr Rgb kTextColour{30, 30, 30};
+inline constexpr Rgb kFaintTextColour{110, 110, 110};
+
 /// An RGB picture, row by row. Drawing outside it is clipped.
 class Picture {
  public:
