@@ -293,22 +293,16 @@ DG_INLINE int64_t rows_any(const Geometry& g, const float* xp, const float* weig
 // it would run slower than the library's convolutions, so there supported()
 // refuses it and the layers take the library's way. A sanitizer build
 // compiles it once, for the baseline.
+// rows() compiled at one level (`attributes` says which): rows_any there.
+#define DG_ROWS_AT(attributes)                                                                 \
+  attributes int64_t rows(const Geometry& g, const float* xp, const float* weight,             \
+                          const int32_t* lanes, float* full, float* partial, const Gate* gate, \
+                          float* y, int64_t first, int64_t last) {                             \
+    return rows_any(g, xp, weight, lanes, full, partial, gate, y, first, last);                \
+  }
 #if DNN_GATING_KERNEL_LEVELS
-__attribute__((target("arch=x86-64-v4"))) int64_t rows(const Geometry& g, const float* xp,
-                                                       const float* weight, const int32_t* lanes,
-                                                       float* full, float* partial,
-                                                       const Gate* gate, float* y, int64_t first,
-                                                       int64_t last) {
-  return rows_any(g, xp, weight, lanes, full, partial, gate, y, first, last);
-}
-
-__attribute__((target("arch=x86-64-v3"))) int64_t rows(const Geometry& g, const float* xp,
-                                                       const float* weight, const int32_t* lanes,
-                                                       float* full, float* partial,
-                                                       const Gate* gate, float* y, int64_t first,
-                                                       int64_t last) {
-  return rows_any(g, xp, weight, lanes, full, partial, gate, y, first, last);
-}
+DG_ROWS_AT(__attribute__((target("arch=x86-64-v4"))))
+DG_ROWS_AT(__attribute__((target("arch=x86-64-v3"))))
 
 __attribute__((target("default"))) int64_t rows(const Geometry&, const float*, const float*,
                                                 const int32_t*, float*, float*, const Gate*, float*,
@@ -318,13 +312,11 @@ __attribute__((target("default"))) int64_t rows(const Geometry&, const float*, c
 
 bool runs_here() { return __builtin_cpu_supports("x86-64-v3") != 0; }
 #else
-int64_t rows(const Geometry& g, const float* xp, const float* weight, const int32_t* lanes,
-             float* full, float* partial, const Gate* gate, float* y, int64_t first, int64_t last) {
-  return rows_any(g, xp, weight, lanes, full, partial, gate, y, first, last);
-}
+DG_ROWS_AT()
 
 bool runs_here() { return true; }
 #endif
+#undef DG_ROWS_AT
 
 }  // namespace
 
