@@ -75,6 +75,23 @@ constexpr LayerShape kLayerShapes[] = {{16, 32}, {32, 16}, {64, 8}};
 constexpr int kLayerPercents[] = {50, 25, 10};
 constexpr int64_t kBatches[] = {128, 1};
 
+// Batch 1 is timed on one thread, as a deployed model serves one image: on
+// two, waking the second thread for each of a few hundred small operations
+// dominated, and the figures swung several-fold between repetitions. Batch
+// 128 runs on every core.
+class ThreadsFor {
+ public:
+  explicit ThreadsFor(int64_t batch) : before_(torch::get_num_threads()) {
+    if (batch == 1) torch::set_num_threads(1);
+  }
+  ~ThreadsFor() { torch::set_num_threads(before_); }
+  ThreadsFor(const ThreadsFor&) = delete;
+  ThreadsFor& operator=(const ThreadsFor&) = delete;
+
+ private:
+  int before_;
+};
+
 // Sets every gated layer's thresholds, one value per layer in forward order,
 // so that about `fraction` of its gates open on `x`: layer by layer, a
 // bisection on the threshold with the layers before it already set.
@@ -137,6 +154,7 @@ void count_gates(benchmark::State& state, torch::nn::Module& model) {
 // images, after `configure` has set how it computes.
 void evaluate_held(benchmark::State& state, const GatedModel& spec, int percent, int64_t batch,
                    const std::function<void(models::ResNet&)>& configure) {
+  const ThreadsFor threads(batch);
   torch::manual_seed(1);
   const torch::Tensor x = torch::randn({batch, 3, 32, 32});
   models::ResNet model = held_model(spec, percent, x);
@@ -168,6 +186,7 @@ void evaluate_integer(benchmark::State& state, const IntegerModel& m, int64_t ba
 enum class FloatWay { kPlain, kChannelsLast, kFolded };
 
 void evaluate_float(benchmark::State& state, int64_t batch, FloatWay way) {
+  const ThreadsFor threads(batch);
   torch::manual_seed(0);
   models::ResNet model(ResNetOptions(ConvKind::kFloat));
   model->eval();
@@ -325,8 +344,9 @@ void print_gated_inference(const std::map<std::string, double>& times,
         const double dense = lookup(times, model_name(m, percent, batch, Skipping::kNever));
         if (skip <= 0 || dense <= 0) continue;
         if (!header) {
-          std::printf("\n%-20s %5s %6s %8s %8s %8s %8s %10s %10s\n", "gated evaluation", "batch",
-                      "on %", "x float", "x f all", "x folded", "floor", "realised", "realised f");
+          std::printf("\n%-20s %5s %6s %8s %8s %8s %8s %10s %10s  (batch 1 on one thread)\n",
+                      "gated evaluation", "batch", "on %", "x float", "x f all", "x folded",
+                      "floor", "realised", "realised f");
           header = true;
         }
         // floor: effective / dense MACs; realised: the share of the counted
@@ -356,9 +376,11 @@ void print_gated_inference(const std::map<std::string, double>& times,
       const double in_float = lookup(times, integer_name(m, batch, Integer::kNever));
       if (integers <= 0 || in_float <= 0) continue;
       if (!header) {
-        std::printf("\n%-20s %5s %6s %10s %10s %9s %8s %10s  (ratios to the float model)\n",
-                    "integer evaluation", "batch", "on %", "integers", "in float", "speed-up",
-                    "floor", "realised");
+        std::printf(
+            "\n%-20s %5s %6s %10s %10s %9s %8s %10s  (ratios to the float model; batch 1 on one "
+            "thread)\n",
+            "integer evaluation", "batch", "on %", "integers", "in float", "speed-up", "floor",
+            "realised");
         header = true;
       }
       // floor and realised as above: the counted cost of the gated model

@@ -17,4 +17,16 @@ inline bool channels_last(const at::Tensor& t) {
   return t.dim() == 4 && !t.is_contiguous() && t.is_contiguous(at::MemoryFormat::ChannelsLast);
 }
 
+/// `t` dense in the layout of `like`: channels-last where `like` is, else
+/// [N, C, ...] contiguous, so that element kernels index both alike (no copy
+/// where `t` is already so).
+inline at::Tensor laid_like(const at::Tensor& t, const at::Tensor& like) {
+  return t.contiguous(channels_last(like) ? at::MemoryFormat::ChannelsLast
+                                          : at::MemoryFormat::Contiguous);
+}
+
+/// `t` dense in its own layout: channels-last tensors stay so (a model that
+/// trains channels-last keeps that layout through the element kernels).
+inline at::Tensor dense(const at::Tensor& t) { return laid_like(t, t); }
+
 }  // namespace dnn_gating::kernels

@@ -61,6 +61,14 @@ void logit_kernel(const float* __restrict a, float* __restrict z, int64_t begin,
   for (int64_t i = begin; i < end; ++i) z[i] = logit(a[i], threshold, alpha);
 }
 
+// logit_kernel for a block of channels-last positions, `t` the channels'
+// thresholds repeated over the block.
+DNN_GATING_SIMD_CLONES
+void logit_cl_kernel(const float* __restrict a, float* __restrict z, int64_t size,
+                     const float* __restrict t, float alpha) {
+  for (int64_t i = 0; i < size; ++i) z[i] = logit(a[i], t[i], alpha);
+}
+
 // The shape the four selections share: y[i] = mix(a[i], b[i], open) over
 // [begin, end) with open = 1 where is_open(i), else 0; returns the number of
 // open gates. Inlined into each clone below, so that each vectorises as one
@@ -242,6 +250,22 @@ float pg_backward_kernel(const float* __restrict gy, const float* __restrict s,
   });
 }
 
+// pg_backward_kernel keeping each element's sigmoid-path term in
+// through[i - begin] (a channels-last block's, to be summed per channel).
+DNN_GATING_SIMD_CLONES
+void pg_backward_cl_kernel(const float* __restrict gy, const float* __restrict s,
+                           const float* __restrict lsb, float* __restrict grad_msb,
+                           float* __restrict grad_lsb, float* __restrict through, int64_t begin,
+                           int64_t end, float alpha, bool sparse_bp) {
+  for (int64_t i = begin; i < end; ++i) {
+    const float open = s[i] > 0.5f ? 1.0f : 0.0f;
+    const float through_gate = sigmoid_path(gy[i] * lsb[i], s[i], alpha, sparse_bp);
+    grad_msb[i] = gy[i] + through_gate;
+    grad_lsb[i] = gy[i] * open;
+    through[i - begin] = through_gate;
+  }
+}
+
 DNN_GATING_SIMD_CLONES
 float cg_backward_kernel(const float* __restrict gy, const float* __restrict s,
                          const float* __restrict full, const float* __restrict partial,
@@ -265,14 +289,42 @@ torch::Tensor threshold_grad(const torch::Tensor& plane_sums, const Planes& plan
   return -plane_sums.view({-1, planes.channels}).sum(0).to(torch::kFloat);
 }
 
+// The threshold gradient of a channels-last gate: `backward(begin, end,
+// scratch)` computes elements [begin, end) of the gradients and returns
+// where their sigmoid-path terms lie, term k of element begin + k (CG: in
+// dL/da; PG: in `scratch`, room for end - begin floats). Channels alternate
+// within a block of positions, so each block's terms are summed per channel
+// (in double) while in cache, then the blocks' sums added up and negated.
+template <typename Backward>
+torch::Tensor channel_sums(const torch::Tensor& gy, Backward backward) {
+  const int64_t channels = gy.size(1);
+  const int64_t positions = gy.numel() / channels;
+  const int64_t blocks = (positions + kBlockPositions - 1) / kBlockPositions;
+  torch::Tensor block_sums = torch::zeros({blocks, channels}, gy.options().dtype(torch::kDouble));
+  double* bs = block_sums.data_ptr<double>();
+  at::parallel_for(0, blocks, 1, [&](int64_t first_block, int64_t last_block) {
+    std::vector<float> scratch(kBlockPositions * channels);
+    for (int64_t b = first_block; b < last_block; ++b) {
+      const int64_t first = b * kBlockPositions;
+      const int64_t last = std::min(positions, first + kBlockPositions);
+      const float* term = backward(first * channels, last * channels, scratch.data());
+      double* acc = bs + b * channels;
+      for (int64_t k = 0; k < (last - first) * channels; k += channels) {
+        for (int64_t c = 0; c < channels; ++c) acc[c] += term[k + c];
+      }
+    }
+  });
+  return -block_sums.sum(0).to(torch::kFloat);
+}
+
 // Runs a select kernel kernel(s, a, b, y, begin, end) over the whole tensor;
 // returns y and the number of open gates.
 using SelectKernel = float (*)(const float*, const float*, const float*, float*, int64_t, int64_t);
 
 std::pair<torch::Tensor, int64_t> run_select(const torch::Tensor& s, const torch::Tensor& a_in,
                                              const torch::Tensor& b_in, SelectKernel kernel) {
-  const torch::Tensor a = a_in.contiguous();
-  const torch::Tensor b = b_in.contiguous();
+  const torch::Tensor a = laid_like(a_in, s);
+  const torch::Tensor b = laid_like(b_in, s);
   torch::Tensor y = torch::empty_like(a);
   const float* sp = s.data_ptr<float>();
   const float* ap = a.data_ptr<float>();
@@ -329,17 +381,27 @@ torch::autograd::variable_list gate_outputs(torch::autograd::AutogradContext* ct
 
 torch::Tensor gate_sigmoid(const torch::Tensor& a_in, const torch::Tensor& threshold,
                            double alpha) {
-  const torch::Tensor a = a_in.contiguous();
+  const torch::Tensor a = dense(a_in);
   const Planes planes = planes_of(a);
   const torch::Tensor t = per_channel(threshold, planes.channels);
-  torch::Tensor z = torch::empty_like(a);
+  torch::Tensor z = torch::empty_like(a);  // in a's layout
   const float* ap = a.data_ptr<float>();
   const float* tp = t.data_ptr<float>();
   float* zp = z.data_ptr<float>();
   const auto alpha_f = static_cast<float>(alpha);
-  for_each_plane(planes, [=](int64_t, int64_t c, int64_t begin, int64_t end) {
-    logit_kernel(ap, zp, begin, end, tp[c], alpha_f);
-  });
+  if (channels_last(a)) {
+    const int64_t channels = planes.channels;
+    const std::vector<float> tt = tiled(t, channels);
+    sum_over_blocks(a.numel() / channels, [&](int64_t first, int64_t last) {
+      logit_cl_kernel(ap + first * channels, zp + first * channels, (last - first) * channels,
+                      tt.data(), alpha_f);
+      return int64_t{0};
+    });
+  } else {
+    for_each_plane(planes, [=](int64_t, int64_t c, int64_t begin, int64_t end) {
+      logit_kernel(ap, zp, begin, end, tp[c], alpha_f);
+    });
+  }
   return z.sigmoid_();
 }
 
@@ -465,8 +527,8 @@ sparse_conv::OpenOutputs open_outputs(const torch::Tensor& gate_input_in,
 torch::Tensor pg_select_backward(const torch::Tensor& grad_y_in, const torch::Tensor& s,
                                  const torch::Tensor& lsb_in, double alpha, bool sparse_bp,
                                  const torch::Tensor& grad_msb, const torch::Tensor& grad_lsb) {
-  const torch::Tensor gy = grad_y_in.contiguous();
-  const torch::Tensor lsb = lsb_in.contiguous();
+  const torch::Tensor gy = laid_like(grad_y_in, s);
+  const torch::Tensor lsb = laid_like(lsb_in, s);
   const Planes planes = planes_of(gy);
   torch::Tensor sums = torch::empty({planes.count}, gy.options().dtype(torch::kDouble));
   const float* gp = gy.data_ptr<float>();
@@ -476,6 +538,14 @@ torch::Tensor pg_select_backward(const torch::Tensor& grad_y_in, const torch::Te
   float* gl = grad_lsb.data_ptr<float>();
   double* out = sums.data_ptr<double>();
   const auto alpha_f = static_cast<float>(alpha);
+  if (channels_last(gy)) {
+    TORCH_CHECK(channels_last(grad_msb) && channels_last(grad_lsb),
+                "pg_select_backward: the gradients must be laid out as s");
+    return channel_sums(gy, [=](int64_t begin, int64_t end, float* scratch) {
+      pg_backward_cl_kernel(gp, sp, lp, gm, gl, scratch, begin, end, alpha_f, sparse_bp);
+      return static_cast<const float*>(scratch);
+    });
+  }
   for_each_plane(planes, [=](int64_t p, int64_t, int64_t begin, int64_t end) {
     out[p] = pg_backward_kernel(gp, sp, lp, gm, gl, begin, end, alpha_f, sparse_bp);
   });
@@ -485,9 +555,9 @@ torch::Tensor pg_select_backward(const torch::Tensor& grad_y_in, const torch::Te
 std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor> cg_select_backward(
     const torch::Tensor& grad_y_in, const torch::Tensor& s, const torch::Tensor& full_in,
     const torch::Tensor& partial_in, double alpha, bool sparse_bp) {
-  const torch::Tensor gy = grad_y_in.contiguous();
-  const torch::Tensor full = full_in.contiguous();
-  const torch::Tensor partial = partial_in.contiguous();
+  const torch::Tensor gy = laid_like(grad_y_in, s);
+  const torch::Tensor full = laid_like(full_in, s);
+  const torch::Tensor partial = laid_like(partial_in, s);
   const Planes planes = planes_of(gy);
   torch::Tensor grad_full = torch::empty_like(gy);
   torch::Tensor grad_partial = torch::empty_like(gy);
@@ -502,6 +572,13 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor> cg_select
   float* ga = grad_a.data_ptr<float>();
   double* out = sums.data_ptr<double>();
   const auto alpha_f = static_cast<float>(alpha);
+  if (channels_last(gy)) {
+    return {grad_full, grad_partial, grad_a,
+            channel_sums(gy, [=](int64_t begin, int64_t end, float*) {
+              cg_backward_kernel(gp, sp, fp, pp, gf, gpart, ga, begin, end, alpha_f, sparse_bp);
+              return static_cast<const float*>(ga + begin);
+            })};
+  }
   for_each_plane(planes, [=](int64_t p, int64_t, int64_t begin, int64_t end) {
     out[p] = cg_backward_kernel(gp, sp, fp, pp, gf, gpart, ga, begin, end, alpha_f, sparse_bp);
   });

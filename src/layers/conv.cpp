@@ -50,10 +50,14 @@ torch::nn::AnyModule make_conv(const ConvOptions& o) {
 }
 
 bool computes_channels_last(const ConvOptions& o, const torch::Tensor& input) {
-  if (o.reference_ops() || torch::GradMode::is_enabled() || input.dim() != 4 ||
-      !kernels::fusable(input)) {
-    return false;
-  }
+  if (input.dim() != 4 || !kernels::fusable(input)) return false;
+  // Training: oneDNN's backward passes are faster channels-last (16 channels
+  // at 32x32: forward and backward 6.6 ms against 19-21 ms), and every
+  // layer's own operations keep that layout. The original's chain of
+  // operations (`reference_ops`) trains so too, so that the two ways differ
+  // only in their kernels, not in how the convolutions round.
+  if (torch::GradMode::is_enabled()) return true;
+  if (o.reference_ops()) return false;
   switch (o.kind()) {
     case ConvKind::kChannelGated:
       return true;

@@ -117,7 +117,10 @@ struct PGConvGateFunction : torch::autograd::Function<PGConvGateFunction> {
     const int64_t n = x.size(0);
     std::vector<int64_t> shape = grads[0].sizes().vec();
     shape[0] = 2 * n;
-    torch::Tensor grad_output = torch::empty(shape, grads[0].options());
+    torch::Tensor grad_output =
+        torch::empty(shape, grads[0].options().memory_format(kernels::channels_last(s)
+                                                                 ? at::MemoryFormat::ChannelsLast
+                                                                 : at::MemoryFormat::Contiguous));
     const torch::Tensor grad_threshold = kernels::gates::pg_select_backward(
         grads[0], s, saved[3], ctx->saved_data["alpha"].toDouble(),
         ctx->saved_data["sparse_bp"].toBool(), grad_output.narrow(0, 0, n),
@@ -257,7 +260,8 @@ std::pair<torch::Tensor, int64_t> PGConv2dImpl::infer_in_float(const torch::Tens
   const torch::IntArrayRef stride = *options.stride();
   const torch::IntArrayRef padding = *options.padding();
   const torch::Tensor wq = quantize_weight(weight, options.wbits());
-  const torch::Tensor parts = quant::split_msb_lsb(x, options.abits(), options.pred_bits());
+  const torch::Tensor parts =
+      quant::split_msb_lsb(x.contiguous(), options.abits(), options.pred_bits());
   const torch::Tensor msb = parts[0];
   const torch::Tensor lsb = parts[1];
   const torch::Tensor msb_out = torch::conv2d(msb, wq, {}, stride, padding).contiguous();

@@ -155,7 +155,11 @@ torch::Tensor BasicBlockImpl::activate(const torch::Tensor& x) { return act_.for
 torch::Tensor option_a_shortcut(const torch::Tensor& x, int64_t in_planes, int64_t planes,
                                 int64_t stride) {
   if (stride == 1 && in_planes == planes) return x;
-  const torch::Tensor sub = x.slice(2, 0, c10::nullopt, 2).slice(3, 0, c10::nullopt, 2);
+  // x[:, :, ::2, ::2], as a pooling of one pixel: its gradient keeps the
+  // input's memory layout (a strided slice's comes back [N, C, H, W], and
+  // a channels-last model would then mix layouts in every later operation
+  // of its backward pass).
+  const torch::Tensor sub = torch::avg_pool2d(x, 1, 2);
   return torch::constant_pad_nd(sub, {0, 0, 0, 0, planes / 4, planes / 4});
 }
 

@@ -30,9 +30,9 @@ struct PactFunction : torch::autograd::Function<PactFunction> {
       ctx->save_for_backward({x_in, upper_bound});
       return clamp_to_bound(x_in, upper_bound);
     }
-    const torch::Tensor x = x_in.contiguous();
+    const torch::Tensor x = kernels::dense(x_in);
     torch::Tensor y = torch::empty_like(x);
-    torch::Tensor region = torch::empty(x.sizes(), x.options().dtype(torch::kByte));
+    torch::Tensor region = torch::empty_like(x, x.options().dtype(torch::kByte));
     const float* xp = x.data_ptr<float>();
     float* yp = y.data_ptr<float>();
     uint8_t* rp = region.data_ptr<uint8_t>();
@@ -56,7 +56,7 @@ struct PactFunction : torch::autograd::Function<PactFunction> {
     }
     // Blocks of kBlock elements are summed in float, the blocks in double.
     constexpr int64_t kBlock = 4096;
-    const torch::Tensor g = grads[0].contiguous();
+    const torch::Tensor g = kernels::laid_like(grads[0], saved[0]);
     torch::Tensor grad_x = torch::empty_like(g);
     const float* gp = g.data_ptr<float>();
     const uint8_t* rp = saved[0].data_ptr<uint8_t>();

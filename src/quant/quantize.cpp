@@ -52,7 +52,7 @@ torch::Tensor quantize_values(const torch::Tensor& x_in, int64_t bits) {
   check_bits(bits);
   if (bits == 0) return x_in;
   if (!kernels::fusable(x_in)) return reference::quantize(x_in, bits);
-  const torch::Tensor x = x_in.contiguous();
+  const torch::Tensor x = kernels::dense(x_in);
   torch::Tensor y = torch::empty_like(x);
   float* out = y.data_ptr<float>();
   if (bits == 1) {
@@ -70,9 +70,9 @@ torch::Tensor quantize_values(const torch::Tensor& x_in, int64_t bits) {
 
 // Q_bits(x) for 2 or more bits on a fusable tensor, and the mask x != 0.
 std::pair<torch::Tensor, torch::Tensor> quantize_marking(const torch::Tensor& x_in, int64_t bits) {
-  const torch::Tensor x = x_in.contiguous();
+  const torch::Tensor x = kernels::dense(x_in);
   torch::Tensor y = torch::empty_like(x);
-  torch::Tensor nonzero = torch::empty(x.sizes(), x.options().dtype(torch::kBool));
+  torch::Tensor nonzero = torch::empty_like(x, x.options().dtype(torch::kBool));
   float* out = y.data_ptr<float>();
   auto* marks = reinterpret_cast<uint8_t*>(nonzero.data_ptr<bool>());
   const Grid grid = grid_of(bits, 0);
@@ -84,7 +84,7 @@ std::pair<torch::Tensor, torch::Tensor> quantize_marking(const torch::Tensor& x_
 
 // g where `keep` (a bool tensor of g's shape) is set.
 torch::Tensor keep_gradient(const torch::Tensor& grad_in, const torch::Tensor& keep) {
-  const torch::Tensor g = grad_in.contiguous();
+  const torch::Tensor g = kernels::laid_like(grad_in, keep);
   torch::Tensor out = torch::empty_like(g);
   const float* gp = g.data_ptr<float>();
   const auto* kp = reinterpret_cast<const uint8_t*>(keep.data_ptr<bool>());
@@ -97,7 +97,7 @@ torch::Tensor keep_gradient(const torch::Tensor& grad_in, const torch::Tensor& k
 torch::Tensor truncate_values(const torch::Tensor& x_in, int64_t bits, int64_t high_bits) {
   check_truncation(bits, high_bits);
   if (!kernels::fusable(x_in)) return reference::truncate(x_in, bits, high_bits);
-  const torch::Tensor x = x_in.contiguous();
+  const torch::Tensor x = kernels::dense(x_in);
   torch::Tensor y = torch::empty_like(x);
   float* out = y.data_ptr<float>();
   const Grid grid = grid_of(bits, high_bits);
@@ -157,8 +157,8 @@ torch::Tensor ste_gradient(const torch::Tensor& grad_in, const torch::Tensor& x_
               " differs from input shape ", x_in.sizes());
   if (!kernels::fusable(grad_in) || !kernels::fusable(x_in))
     return grad_in.masked_fill(x_in == 0, 0);
-  const torch::Tensor g = grad_in.contiguous();
-  const torch::Tensor x = x_in.contiguous();
+  const torch::Tensor x = kernels::dense(x_in);
+  const torch::Tensor g = kernels::laid_like(grad_in, x);
   torch::Tensor out = torch::empty_like(g);
   const float* gp = g.data_ptr<float>();
   const float* xp = x.data_ptr<float>();
@@ -186,10 +186,16 @@ torch::Tensor split_msb_lsb(const torch::Tensor& x_in, int64_t bits, int64_t hig
     torch::Tensor msb = reference::truncate(x_in, bits, high_bits);
     return torch::stack({msb, reference::quantize(x_in, bits) - msb});
   }
-  const torch::Tensor x = x_in.contiguous();
+  const torch::Tensor x = kernels::dense(x_in);
   std::vector<int64_t> shape{2};
   shape.insert(shape.end(), x.sizes().begin(), x.sizes().end());
-  torch::Tensor both = torch::empty(shape, x.options());
+  // A channels-last x gives two channels-last halves, one after the other
+  // (as [2N, C, H, W] channels-last), each in x's element order.
+  torch::Tensor both = kernels::channels_last(x)
+                           ? torch::empty({2 * x.size(0), x.size(1), x.size(2), x.size(3)},
+                                          x.options().memory_format(at::MemoryFormat::ChannelsLast))
+                                 .view(shape)
+                           : torch::empty(shape, x.options());
   float* hi = both.data_ptr<float>();
   float* lo = hi + x.numel();
   const Grid grid = grid_of(bits, high_bits);

@@ -76,10 +76,10 @@ struct ConvOptions {
 torch::nn::AnyModule make_conv(const ConvOptions& options);
 
 /// Whether the convolution `options` describe computes `input` channels-last
-/// (in evaluation without gradients on float CPU tensors, unless
-/// `reference_ops`: CG layers, and quantized and PG layers that may compute
-/// in integers), so that a model may lay its input out so once rather than
-/// have every layer convert it.
+/// (float CPU tensors: every kind in training, with gradients; without them,
+/// unless `reference_ops`, CG layers, and quantized and PG layers that may
+/// compute in integers), so that a model may lay its input out so once
+/// rather than have every layer convert it.
 bool computes_channels_last(const ConvOptions& options, const torch::Tensor& input);
 
 /// A layer that can apply the evaluation-mode BatchNorm and ReLU that follow
