@@ -530,13 +530,11 @@ torch::Tensor pg_select_backward(const torch::Tensor& grad_y_in, const torch::Te
   const torch::Tensor gy = laid_like(grad_y_in, s);
   const torch::Tensor lsb = laid_like(lsb_in, s);
   const Planes planes = planes_of(gy);
-  torch::Tensor sums = torch::empty({planes.count}, gy.options().dtype(torch::kDouble));
   const float* gp = gy.data_ptr<float>();
   const float* sp = s.data_ptr<float>();
   const float* lp = lsb.data_ptr<float>();
   float* gm = grad_msb.data_ptr<float>();
   float* gl = grad_lsb.data_ptr<float>();
-  double* out = sums.data_ptr<double>();
   const auto alpha_f = static_cast<float>(alpha);
   if (channels_last(gy)) {
     TORCH_CHECK(channels_last(grad_msb) && channels_last(grad_lsb),
@@ -546,6 +544,8 @@ torch::Tensor pg_select_backward(const torch::Tensor& grad_y_in, const torch::Te
       return static_cast<const float*>(scratch);
     });
   }
+  torch::Tensor sums = torch::empty({planes.count}, gy.options().dtype(torch::kDouble));
+  double* out = sums.data_ptr<double>();
   for_each_plane(planes, [=](int64_t p, int64_t, int64_t begin, int64_t end) {
     out[p] = pg_backward_kernel(gp, sp, lp, gm, gl, begin, end, alpha_f, sparse_bp);
   });
@@ -562,7 +562,6 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor> cg_select
   torch::Tensor grad_full = torch::empty_like(gy);
   torch::Tensor grad_partial = torch::empty_like(gy);
   torch::Tensor grad_a = torch::empty_like(gy);
-  torch::Tensor sums = torch::empty({planes.count}, gy.options().dtype(torch::kDouble));
   const float* gp = gy.data_ptr<float>();
   const float* sp = s.data_ptr<float>();
   const float* fp = full.data_ptr<float>();
@@ -570,7 +569,6 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor> cg_select
   float* gf = grad_full.data_ptr<float>();
   float* gpart = grad_partial.data_ptr<float>();
   float* ga = grad_a.data_ptr<float>();
-  double* out = sums.data_ptr<double>();
   const auto alpha_f = static_cast<float>(alpha);
   if (channels_last(gy)) {
     return {grad_full, grad_partial, grad_a,
@@ -579,6 +577,8 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor> cg_select
               return static_cast<const float*>(ga + begin);
             })};
   }
+  torch::Tensor sums = torch::empty({planes.count}, gy.options().dtype(torch::kDouble));
+  double* out = sums.data_ptr<double>();
   for_each_plane(planes, [=](int64_t p, int64_t, int64_t begin, int64_t end) {
     out[p] = cg_backward_kernel(gp, sp, fp, pp, gf, gpart, ga, begin, end, alpha_f, sparse_bp);
   });

@@ -4,8 +4,9 @@
 //   s = sigmoid(alpha * (a - threshold)),   open where s > 0.5,
 //   PG: y = msb + open * lsb,   CG: y = full * open + partial * (1 - open),
 // in three passes instead of eight to ten; the backward passes are one each.
-// Tensors are float CPU [N, C, ...] (made contiguous here); `threshold` holds
-// C values.
+// Tensors are float CPU [N, C, ...], taken dense in the layout of the gate's
+// s (channels-last stays channels-last; anything else is made contiguous);
+// `threshold` holds C values.
 #include <torch/torch.h>
 
 #include <cstdint>
