@@ -17,12 +17,17 @@ inline bool channels_last(const at::Tensor& t) {
   return t.dim() == 4 && !t.is_contiguous() && t.is_contiguous(at::MemoryFormat::ChannelsLast);
 }
 
+/// The memory format of `t` as the element kernels take it: channels-last,
+/// or [N, C, ...] contiguous for anything else.
+inline at::MemoryFormat layout_of(const at::Tensor& t) {
+  return channels_last(t) ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+}
+
 /// `t` dense in the layout of `like`: channels-last where `like` is, else
 /// [N, C, ...] contiguous, so that element kernels index both alike (no copy
 /// where `t` is already so).
 inline at::Tensor laid_like(const at::Tensor& t, const at::Tensor& like) {
-  return t.contiguous(channels_last(like) ? at::MemoryFormat::ChannelsLast
-                                          : at::MemoryFormat::Contiguous);
+  return t.contiguous(layout_of(like));
 }
 
 /// `t` dense in its own layout: channels-last tensors stay so (a model that

@@ -118,9 +118,7 @@ struct PGConvGateFunction : torch::autograd::Function<PGConvGateFunction> {
     std::vector<int64_t> shape = grads[0].sizes().vec();
     shape[0] = 2 * n;
     torch::Tensor grad_output =
-        torch::empty(shape, grads[0].options().memory_format(kernels::channels_last(s)
-                                                                 ? at::MemoryFormat::ChannelsLast
-                                                                 : at::MemoryFormat::Contiguous));
+        torch::empty(shape, grads[0].options().memory_format(kernels::layout_of(s)));
     const torch::Tensor grad_threshold = kernels::gates::pg_select_backward(
         grads[0], s, saved[3], ctx->saved_data["alpha"].toDouble(),
         ctx->saved_data["sparse_bp"].toBool(), grad_output.narrow(0, 0, n),
