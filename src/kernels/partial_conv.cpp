@@ -418,8 +418,8 @@ std::pair<torch::Tensor, torch::Tensor> full_and_partial(
     torch::IntArrayRef padding) {
   RECORD_FUNCTION("dnn_gating::full_and_partial", std::vector<c10::IValue>());
   const Prepared p = prepare(x, weight, blocks, stride, padding);
-  torch::Tensor full = output(p, x);
   torch::Tensor partial = output(p, x);
+  torch::Tensor full = output(p, x);
   const float* xp = x.data_ptr<float>();
   const float* wp = p.weight.data_ptr<float>();
   float* fp = full.data_ptr<float>();

@@ -1,5 +1,6 @@
 #include "dnn_gating/layers/cg_conv.h"
 
+#include <array>
 #include <optional>
 #include <tuple>
 #include <vector>
@@ -41,6 +42,112 @@ struct CGGateFunction : torch::autograd::Function<CGGateFunction> {
             torch::Tensor(), torch::Tensor()};
   }
 };
+
+// How the base path's weights are laid out for the library's convolution:
+// block i of the block-diagonal mask as group i of a grouped convolution, or
+// the dense weights times the mask.
+struct BasePathWeights {
+  torch::Tensor weight;
+  int64_t groups = 1;
+};
+
+// Below 8 input channels per group, oneDNN's grouped convolution is slower
+// than the dense one (16 channels in 4 groups, batch 128 at 32x32: forward
+// and backward 19.9 ms grouped, 8.5 ms dense), so such layers take the
+// original's dense masked convolution.
+bool dense_base_path(int64_t channels_per_group) {
+  constexpr int64_t kMinGroupChannels = 8;
+  return channels_per_group < kMinGroupChannels;
+}
+
+torch::Tensor grouped_blocks(const torch::Tensor& weight, int64_t groups) {
+  const int64_t oc = weight.size(0) / groups, ic = weight.size(1) / groups;
+  std::vector<torch::Tensor> blocks;
+  blocks.reserve(groups);
+  for (int64_t i = 0; i < groups; ++i)
+    blocks.push_back(weight.narrow(0, i * oc, oc).narrow(1, i * ic, ic));
+  return torch::cat(blocks);
+}
+
+// One of the two sums of a CG layer, conv2d(x, W) or its base path
+// conv2d(x, W * mask), already computed without gradients (partial_conv's one
+// pass computes both, each product once), given the convolution's backward
+// pass: the library's, the base path's grouped where groups are wide enough.
+// Each sum has its own node, so that the engine frees each gradient as soon
+// as its pass has used it.
+struct Computed {
+  torch::Tensor value;
+  torch::Tensor base_mask;  // the base path's mask; undefined for the full sum
+};
+
+struct ComputedSumFunction : torch::autograd::Function<ComputedSumFunction> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x,
+                               const torch::Tensor& weight, const Computed& sum, int64_t groups,
+                               std::vector<int64_t> stride, std::vector<int64_t> padding) {
+    ctx->save_for_backward({x, weight});
+    ctx->saved_data["mask"] = sum.base_mask;
+    ctx->saved_data["groups"] = groups;
+    ctx->saved_data["stride"] = stride;
+    ctx->saved_data["padding"] = padding;
+    return sum.value;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const torch::Tensor &x = saved[0], &weight = saved[1];
+    const torch::Tensor mask = ctx->saved_data["mask"].toTensor();
+    const int64_t groups = ctx->saved_data["groups"].toInt();
+    const std::array<bool, 3> wanted{ctx->needs_input_grad(0), ctx->needs_input_grad(1), false};
+    const auto convolution_backward = [&](const torch::Tensor& w, int64_t conv_groups) {
+      return at::convolution_backward(grads[0], x, w, c10::nullopt,
+                                      ctx->saved_data["stride"].toIntVector(),
+                                      ctx->saved_data["padding"].toIntVector(), {1, 1}, false,
+                                      {0, 0}, conv_groups, wanted);
+    };
+    // Gradients of x and the weights; none of the other arguments.
+    const auto result = [](torch::Tensor gx, torch::Tensor gw) -> variable_list {
+      return {std::move(gx), std::move(gw), {}, {}, {}, {}};
+    };
+    if (!mask.defined()) {
+      auto [gx, gw, unused] = convolution_backward(weight, 1);
+      return result(gx, gw);
+    }
+    if (dense_base_path(weight.size(1) / groups)) {
+      auto [gx, gw, unused] = convolution_backward(weight * mask, 1);
+      if (gw.defined()) gw.mul_(mask);
+      return result(gx, gw);
+    }
+    auto [gx, grouped, unused] = convolution_backward(grouped_blocks(weight, groups), groups);
+    torch::Tensor gw;
+    if (grouped.defined()) {
+      gw = torch::zeros_like(weight);
+      const int64_t oc = weight.size(0) / groups, ic = weight.size(1) / groups;
+      for (int64_t i = 0; i < groups; ++i)
+        gw.narrow(0, i * oc, oc).narrow(1, i * ic, ic).copy_(grouped.narrow(0, i * oc, oc));
+    }
+    return result(gx, gw);
+  }
+};
+
+// {conv2d(x, W), conv2d(x, W * mask)} in training, for a block-diagonal mask
+// (`blocks`): forward in partial_conv's one pass (16 channels at 32x32:
+// 2.2-2.5 ms against 5.5 ms for the two convolutions), backward as the two
+// convolutions'.
+std::pair<torch::Tensor, torch::Tensor> full_and_partial_trained(
+    const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& mask,
+    const std::vector<std::vector<bool>>& blocks, torch::IntArrayRef stride,
+    torch::IntArrayRef padding) {
+  const auto groups = static_cast<int64_t>(blocks.at(0).size());
+  auto [full, partial] = [&] {
+    torch::NoGradGuard no_grad;
+    return kernels::partial_conv::full_and_partial(x.detach(), weight.detach(), blocks, stride,
+                                                   padding);
+  }();
+  return {ComputedSumFunction::apply(x, weight, Computed{full, {}}, groups, stride.vec(),
+                                     padding.vec()),
+          ComputedSumFunction::apply(x, weight, Computed{partial, mask}, groups, stride.vec(),
+                                     padding.vec())};
+}
 
 }  // namespace
 
@@ -94,23 +201,13 @@ torch::Tensor CGConv2dImpl::base_path(const torch::Tensor& x) const {
   const auto padding = *options.padding();
   const int64_t p = options.partitions();
   const int64_t ic = options.in_channels() / p;
-  // Below 8 input channels per group, oneDNN's grouped convolution is slower
-  // than the dense one (16 channels in 4 groups, batch 128 at 32x32: forward
-  // and backward 19.9 ms grouped, 8.5 ms dense), so such layers take the
-  // original's dense masked convolution.
-  constexpr int64_t kMinGroupChannels = 8;
-  const bool dense = options.reference_ops() || (options.use_group() && ic < kMinGroupChannels);
+  const bool dense = options.reference_ops() || (options.use_group() && dense_base_path(ic));
   if (dense) return torch::conv2d(x, weight * mask, {}, stride, padding);
   if (!options.use_group()) {
     return torch::conv2d(x.narrow(1, 0, ic), weight.narrow(1, 0, ic), {}, stride, padding);
   }
-  // Block i of the block-diagonal mask is group i of a grouped convolution.
-  const int64_t oc = options.out_channels() / p;
-  std::vector<torch::Tensor> blocks;
-  blocks.reserve(p);
-  for (int64_t i = 0; i < p; ++i)
-    blocks.push_back(weight.narrow(0, i * oc, oc).narrow(1, i * ic, ic));
-  return torch::conv2d(x, torch::cat(blocks), {}, stride, padding, /*dilation=*/1, /*groups=*/p);
+  return torch::conv2d(x, grouped_blocks(weight, p), {}, stride, padding, /*dilation=*/1,
+                       /*groups=*/p);
 }
 
 GateCost CGConv2dImpl::gate_cost() const {
@@ -145,9 +242,22 @@ torch::Tensor CGConv2dImpl::mapped(const torch::Tensor& input, const kernels::Af
   }
   const bool fused = !options.reference_ops() && kernels::fusable(shuffled);
   const torch::Tensor& x = shuffled;
-  const torch::Tensor partial = base_path(x);
+  torch::Tensor full, partial;
+  const bool one_pass = fused && options.use_group() &&
+                        x.is_contiguous(at::MemoryFormat::ChannelsLast) &&
+                        kernels::partial_conv::supported(weight, options.partitions(),
+                                                         *options.stride());
+  // Empty where the mask is not made of blocks (then the library's way).
+  const auto blocks = one_pass ? kernels::partial_conv::group_blocks(mask, options.partitions())
+                               : std::vector<std::vector<bool>>();
+  if (!blocks.empty()) {
+    std::tie(full, partial) = full_and_partial_trained(x, weight, mask, blocks, *options.stride(),
+                                                       *options.padding());
+  } else {
+    partial = base_path(x);
+    full = torch::conv2d(x, weight, {}, *options.stride(), *options.padding());
+  }
   const torch::Tensor gate_input = batch_norm(*bn, partial);
-  const torch::Tensor full = torch::conv2d(x, weight, {}, *options.stride(), *options.padding());
   if (fused) {
     const auto outs = CGGateFunction::apply(full, partial, gate_input, threshold_, options.alpha(),
                                             options.sparse_bp());

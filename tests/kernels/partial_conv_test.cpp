@@ -148,3 +148,51 @@ TEST(PartialConv, CGLayerAppliesTheNextBatchNormAndReLU) {
     }
   }
 }
+
+// A CG layer training on channels-last input takes the one-pass sums forward
+// and its own backward pass (the base path dense below 8 channels per group,
+// grouped above): its outputs and the gradients of the input, weights and
+// running statistics against the original's chain of operations. Gates all
+// closed, then all open, so that each sum's gradient is checked alone (the
+// gate's own slope vanishes so far from the threshold).
+TEST(PartialConv, CGLayerTrainsLikeTheOriginal) {
+  namespace dl = dnn_gating::layers;
+  const std::vector<Case> cases{
+      {16, 16, 1, 1, 4, 8, true}, {16, 32, 2, 1, 2, 9, true}, {32, 32, 1, 1, 4, 6, true}};
+  for (const Case& c : cases) {
+    for (const double threshold : {100.0, -100.0}) {
+      SCOPED_TRACE(std::to_string(c.in) + "->" + std::to_string(c.out) + " groups " +
+                   std::to_string(c.groups) + " threshold " + std::to_string(threshold));
+      torch::manual_seed(6);
+      const auto options = dl::CGConv2dOptions(c.in, c.out, 3)
+                               .stride(c.stride)
+                               .padding(c.padding)
+                               .partitions(c.groups)
+                               .use_group(true)
+                               .ginit(threshold);
+      dl::CGConv2d fast(options);
+      dl::CGConv2d reference(dl::CGConv2dOptions(options).reference_ops(true));
+      {
+        torch::NoGradGuard no_grad;
+        reference->weight.copy_(fast->weight);
+      }
+      const torch::Tensor x =
+          torch::randn({3, c.in, c.size, c.size}).contiguous(at::MemoryFormat::ChannelsLast);
+      const torch::Tensor x_fast = x.clone().requires_grad_(true);
+      const torch::Tensor x_ref = x.clone().requires_grad_(true);
+      const torch::Tensor y = fast->forward(x_fast);
+      const torch::Tensor expected = reference->forward(x_ref);
+      const torch::Tensor g = torch::randn_like(expected);
+      (y * g).sum().backward();
+      (expected * g).sum().backward();
+      EXPECT_EQ(fast->last_counts().num_on, threshold > 0 ? 0 : y.numel());
+      EXPECT_EQ(fast->last_counts().num_on, reference->last_counts().num_on);
+      EXPECT_TRUE(all_close(y, expected, 1e-5, 1e-4));
+      EXPECT_TRUE(all_close(x_fast.grad(), x_ref.grad(), 1e-5, 1e-4));
+      EXPECT_TRUE(all_close(fast->weight.grad(), reference->weight.grad(), 1e-4, 1e-4));
+      EXPECT_GT(fast->weight.grad().abs().sum().item<double>(), 0.0);
+      EXPECT_TRUE(all_close(fast->bn->running_mean, reference->bn->running_mean, 1e-5, 1e-5));
+      EXPECT_TRUE(all_close(fast->bn->running_var, reference->bn->running_var, 1e-5, 1e-5));
+    }
+  }
+}
