@@ -585,4 +585,175 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor> cg_select
   return {grad_full, grad_partial, grad_a, threshold_grad(sums, planes)};
 }
 
+namespace {
+
+// z = alpha * ((partial - mean) * inv_std - threshold) over whole positions
+// of a channels-last block, the per-channel values C apart.
+DNN_GATING_SIMD_CLONES
+void normalised_logit_kernel(const float* __restrict partial, float* __restrict z,
+                             int64_t positions, int64_t channels, const float* __restrict mean,
+                             const float* __restrict inv_std, const float* __restrict threshold,
+                             float alpha) {
+  for (int64_t q = 0; q < positions; ++q) {
+    const float* p = partial + q * channels;
+    float* out = z + q * channels;
+    for (int64_t c = 0; c < channels; ++c)
+      out[c] = alpha * ((p[c] - mean[c]) * inv_std[c] - threshold[c]);
+  }
+}
+
+// The normalisation's backward pass added to grad_partial over whole
+// positions: inv_std * (ga - mean(ga) - xhat * mean(ga * xhat)), with
+// xhat = (partial - mean) * inv_std and the two means given per channel.
+DNN_GATING_SIMD_CLONES
+void normalisation_backward_kernel(float* __restrict grad_partial, const float* __restrict ga,
+                                   const float* __restrict partial, int64_t positions,
+                                   int64_t channels, const float* __restrict mean,
+                                   const float* __restrict inv_std,
+                                   const float* __restrict mean_ga,
+                                   const float* __restrict mean_ga_xhat) {
+  for (int64_t q = 0; q < positions; ++q) {
+    const int64_t k = q * channels;
+    for (int64_t c = 0; c < channels; ++c) {
+      const float xhat = (partial[k + c] - mean[c]) * inv_std[c];
+      grad_partial[k + c] += inv_std[c] * (ga[k + c] - mean_ga[c] - xhat * mean_ga_xhat[c]);
+    }
+  }
+}
+
+// Calls fn(first, last, sums) for blocks of positions of a channels-last
+// tensor in parallel, `sums` a block's own `width` doubles (zeroed); returns
+// the blocks' sums added up.
+template <typename Fn>
+std::vector<double> block_sums(int64_t positions, int64_t width, Fn fn) {
+  const int64_t blocks = (positions + kBlockPositions - 1) / kBlockPositions;
+  std::vector<double> sums(blocks * width, 0.0);
+  at::parallel_for(0, blocks, 1, [&](int64_t first_block, int64_t last_block) {
+    for (int64_t b = first_block; b < last_block; ++b) {
+      const int64_t first = b * kBlockPositions;
+      fn(first, std::min(positions, first + kBlockPositions), sums.data() + b * width);
+    }
+  });
+  std::vector<double> total(width, 0.0);
+  for (int64_t b = 0; b < blocks; ++b) {
+    for (int64_t i = 0; i < width; ++i) total[i] += sums[b * width + i];
+  }
+  return total;
+}
+
+// values[first, first + count) times scale, as floats.
+torch::Tensor floats(const std::vector<double>& values, double scale, int64_t first,
+                     int64_t count) {
+  torch::Tensor t = torch::empty({count});
+  float* out = t.data_ptr<float>();
+  for (int64_t i = 0; i < count; ++i) out[i] = static_cast<float>(values[first + i] * scale);
+  return t;
+}
+
+void check_channels_last(const torch::Tensor& t, const char* what) {
+  TORCH_CHECK(t.dim() == 4 && t.scalar_type() == torch::kFloat && channels_last(t), what,
+              ": needs a channels-last float [N, C, H, W] tensor, got ", t.sizes());
+}
+
+}  // namespace
+
+std::pair<torch::Tensor, torch::Tensor> channel_moments(const torch::Tensor& partial) {
+  check_channels_last(partial, "channel_moments");
+  const int64_t channels = partial.size(1);
+  const int64_t positions = partial.numel() / channels;
+  TORCH_CHECK(positions > 0, "channel_moments: an empty batch has no statistics");
+  const float* pp = partial.data_ptr<float>();
+  const std::vector<double> sums =
+      block_sums(positions, 2 * channels, [&](int64_t first, int64_t last, double* acc) {
+        for (int64_t q = first; q < last; ++q) {
+          const float* v = pp + q * channels;
+          for (int64_t c = 0; c < channels; ++c) {
+            acc[c] += v[c];
+            acc[channels + c] += static_cast<double>(v[c]) * v[c];
+          }
+        }
+      });
+  std::vector<double> moments(2 * channels);
+  for (int64_t c = 0; c < channels; ++c) {
+    const double mean = sums[c] / static_cast<double>(positions);
+    moments[c] = mean;
+    moments[channels + c] =
+        std::max(0.0, sums[channels + c] / static_cast<double>(positions) - mean * mean);
+  }
+  return {floats(moments, 1.0, 0, channels), floats(moments, 1.0, channels, channels)};
+}
+
+torch::Tensor normalised_gate_sigmoid(const torch::Tensor& partial, const torch::Tensor& mean,
+                                      const torch::Tensor& inv_std,
+                                      const torch::Tensor& threshold, double alpha) {
+  check_channels_last(partial, "normalised_gate_sigmoid");
+  const int64_t channels = partial.size(1);
+  const torch::Tensor t = per_channel(threshold, channels);
+  const torch::Tensor m = per_channel(mean, channels);
+  const torch::Tensor is = per_channel(inv_std, channels);
+  torch::Tensor z = torch::empty_like(partial);
+  const float* pp = partial.data_ptr<float>();
+  float* zp = z.data_ptr<float>();
+  const auto alpha_f = static_cast<float>(alpha);
+  sum_over_blocks(partial.numel() / channels, [&](int64_t first, int64_t last) {
+    normalised_logit_kernel(pp + first * channels, zp + first * channels, last - first, channels,
+                            m.data_ptr<float>(), is.data_ptr<float>(), t.data_ptr<float>(),
+                            alpha_f);
+    return int64_t{0};
+  });
+  return z.sigmoid_();
+}
+
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> cg_normalised_select_backward(
+    const torch::Tensor& grad_y_in, const torch::Tensor& s, const torch::Tensor& full_in,
+    const torch::Tensor& partial_in, const torch::Tensor& mean_in, const torch::Tensor& inv_std_in,
+    double alpha, bool sparse_bp) {
+  check_channels_last(s, "cg_normalised_select_backward");
+  const torch::Tensor gy = laid_like(grad_y_in, s);
+  const torch::Tensor full = laid_like(full_in, s);
+  const torch::Tensor partial = laid_like(partial_in, s);
+  const int64_t channels = s.size(1);
+  const int64_t positions = s.numel() / channels;
+  const torch::Tensor mean = per_channel(mean_in, channels);
+  const torch::Tensor inv_std = per_channel(inv_std_in, channels);
+  torch::Tensor grad_full = torch::empty_like(gy);
+  torch::Tensor grad_partial = torch::empty_like(gy);
+  torch::Tensor grad_a = torch::empty_like(gy);
+  const float* gp = gy.data_ptr<float>();
+  const float* sp = s.data_ptr<float>();
+  const float* fp = full.data_ptr<float>();
+  const float* pp = partial.data_ptr<float>();
+  const float* mp = mean.data_ptr<float>();
+  const float* ip = inv_std.data_ptr<float>();
+  float* gf = grad_full.data_ptr<float>();
+  float* gpart = grad_partial.data_ptr<float>();
+  float* ga = grad_a.data_ptr<float>();
+  const auto alpha_f = static_cast<float>(alpha);
+  // Per channel: the sum of the gate-input gradient, then of its product
+  // with the normalised partial sum, each block's while it is in cache.
+  const std::vector<double> sums =
+      block_sums(positions, 2 * channels, [&](int64_t first, int64_t last, double* acc) {
+        cg_backward_kernel(gp, sp, fp, pp, gf, gpart, ga, first * channels, last * channels,
+                           alpha_f, sparse_bp);
+        for (int64_t k = first * channels; k < last * channels; k += channels) {
+          for (int64_t c = 0; c < channels; ++c) {
+            const float xhat = (pp[k + c] - mp[c]) * ip[c];
+            acc[c] += ga[k + c];
+            acc[channels + c] += static_cast<double>(ga[k + c]) * xhat;
+          }
+        }
+      });
+  const double per_position = 1.0 / static_cast<double>(positions);
+  const torch::Tensor mean_ga = floats(sums, per_position, 0, channels);
+  const torch::Tensor mean_ga_xhat = floats(sums, per_position, channels, channels);
+  sum_over_blocks(positions, [&](int64_t first, int64_t last) {
+    normalisation_backward_kernel(gpart + first * channels, ga + first * channels,
+                                  pp + first * channels, last - first, channels, mp, ip,
+                                  mean_ga.data_ptr<float>(), mean_ga_xhat.data_ptr<float>());
+    return int64_t{0};
+  });
+  // The threshold enters as a - threshold.
+  return {grad_full, grad_partial, floats(sums, -1.0, 0, channels)};
+}
+
 }  // namespace dnn_gating::kernels::gates

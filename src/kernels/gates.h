@@ -67,4 +67,27 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor> cg_select
     const torch::Tensor& grad_y, const torch::Tensor& s, const torch::Tensor& full,
     const torch::Tensor& partial, double alpha, bool sparse_bp);
 
+/// The CG gate with its batch normalisation folded in, for training on
+/// channels-last tensors: the per-channel mean and biased variance of
+/// `partial` over N, H and W, summed in double in one pass. Returns
+/// {mean, variance}, C floats each.
+std::pair<torch::Tensor, torch::Tensor> channel_moments(const torch::Tensor& partial);
+
+/// s = sigmoid(alpha * ((partial - mean[c]) * inv_std[c] - threshold[c])):
+/// gate_sigmoid on the normalised partial sums without storing them.
+torch::Tensor normalised_gate_sigmoid(const torch::Tensor& partial, const torch::Tensor& mean,
+                                      const torch::Tensor& inv_std,
+                                      const torch::Tensor& threshold, double alpha);
+
+/// Gradients of `normalised_gate_sigmoid` then `cg_select`: returns
+/// {dL/dfull, dL/dpartial (the mixing term plus the gate's path through the
+/// normalisation, whose mean and variance are the batch's), dL/dthreshold
+/// as C values}. Two passes: the first as cg_select_backward, summing per
+/// channel the gate-input gradient and its product with the normalised
+/// partial sums; the second adds the normalisation's backward.
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> cg_normalised_select_backward(
+    const torch::Tensor& grad_y, const torch::Tensor& s, const torch::Tensor& full,
+    const torch::Tensor& partial, const torch::Tensor& mean, const torch::Tensor& inv_std,
+    double alpha, bool sparse_bp);
+
 }  // namespace dnn_gating::kernels::gates

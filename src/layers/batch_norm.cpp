@@ -44,7 +44,7 @@ struct ProcessSumFunction : torch::autograd::Function<ProcessSumFunction> {
 // passes, as exact as one process's), the running statistics updated with
 // them (the variance unbiased over the whole batch).
 torch::Tensor synced_batch_norm(torch::nn::BatchNorm2dImpl& bn, const torch::Tensor& x,
-                                const SyncBatchNormGuard& guard, double factor) {
+                                const SyncBatchNormGuard& guard) {
   const int64_t channels = x.size(1);
   std::vector<int64_t> dims{0};
   for (int64_t d = 2; d < x.dim(); ++d) dims.push_back(d);
@@ -65,11 +65,7 @@ torch::Tensor synced_batch_norm(torch::nn::BatchNorm2dImpl& bn, const torch::Ten
       ProcessSumFunction::apply((centred * centred).sum(dims), held, share) / n;
   torch::Tensor y = centred * torch::rsqrt(var + bn.options.eps()).view(shape);
   if (bn.options.affine()) y = y * bn.weight.view(shape) + bn.bias.view(shape);
-  if (bn.options.track_running_stats()) {
-    torch::NoGradGuard no_grad;
-    bn.running_mean.mul_(1 - factor).add_(mean.detach(), factor);
-    bn.running_var.mul_(1 - factor).add_(var.detach() * (n / (n - 1)), factor);
-  }
+  track_batch_statistics(bn, mean.detach(), var.detach(), n);
   return y;
 }
 
@@ -89,14 +85,23 @@ const SyncBatchNormGuard* SyncBatchNormGuard::active() { return active_guard; }
 torch::Tensor batch_norm(torch::nn::BatchNorm2dImpl& bn, const torch::Tensor& x) {
   const SyncBatchNormGuard* guard = SyncBatchNormGuard::active();
   if (guard == nullptr || !bn.is_training()) return bn.forward(x);
+  return synced_batch_norm(bn, x, *guard);
+}
+
+void track_batch_statistics(torch::nn::BatchNorm2dImpl& bn, const torch::Tensor& mean,
+                            const torch::Tensor& variance, double count) {
+  if (!bn.options.track_running_stats()) return;
+  TORCH_CHECK(count > 1, "BatchNorm needs more than one value per channel in training, got ",
+              count);
+  torch::NoGradGuard no_grad;
+  bn.num_batches_tracked.add_(1);
   // The factor of BatchNorm's own pass: momentum, or the cumulative average.
-  double factor = bn.options.momentum().value_or(0.0);
-  if (bn.options.track_running_stats()) {
-    torch::NoGradGuard no_grad;
-    bn.num_batches_tracked.add_(1);
-    if (!bn.options.momentum()) factor = 1.0 / bn.num_batches_tracked.item<double>();
-  }
-  return synced_batch_norm(bn, x, *guard, factor);
+  const double factor = bn.options.momentum().has_value()
+                            ? *bn.options.momentum()
+                            : 1.0 / bn.num_batches_tracked.item<double>();
+  bn.running_mean.mul_(1 - factor).add_(mean.view_as(bn.running_mean), factor);
+  bn.running_var.mul_(1 - factor).add_(variance.view_as(bn.running_var) * (count / (count - 1)),
+                                       factor);
 }
 
 }  // namespace dnn_gating::layers

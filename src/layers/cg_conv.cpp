@@ -21,6 +21,17 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+// What a CG gate's backward pass reads: s, the full sums, the partial sums.
+// The full sums enter only the gate's sigmoid path, which sparse_bp cuts
+// where the gate is closed; where it is open they are the output y, which
+// what follows the layer keeps anyway (its BatchNorm), so with sparse_bp y
+// is kept in their place: the same gradients, one tensor of the layer's
+// output size less.
+void save_sums(AutogradContext* ctx, const torch::Tensor& s, const torch::Tensor& full,
+               const torch::Tensor& partial, const torch::Tensor& y, bool sparse_bp) {
+  ctx->save_for_backward({s, sparse_bp ? y : full, partial});
+}
+
 // The CG gate and output selection on the fused kernels: returns {y, number
 // of open gates} from the full and partial sums and the gate input bn(partial).
 struct CGGateFunction : torch::autograd::Function<CGGateFunction> {
@@ -29,7 +40,7 @@ struct CGGateFunction : torch::autograd::Function<CGGateFunction> {
                                const torch::Tensor& threshold, double alpha, bool sparse_bp) {
     const torch::Tensor s = kernels::gates::gate_sigmoid(gate_input, threshold, alpha);
     auto [y, open] = kernels::gates::cg_select(s, full, partial);
-    ctx->save_for_backward({s, full, partial});
+    save_sums(ctx, s, full, partial, y, sparse_bp);
     return kernels::gates::gate_outputs(ctx, y, open, alpha, sparse_bp);
   }
 
@@ -40,6 +51,39 @@ struct CGGateFunction : torch::autograd::Function<CGGateFunction> {
         ctx->saved_data["sparse_bp"].toBool());
     return {grad_full,       grad_partial,   grad_input, grad_threshold.view({1, -1, 1, 1}),
             torch::Tensor(), torch::Tensor()};
+  }
+};
+
+// The batch's per-channel mean and 1 / sqrt(variance + eps) of the partial
+// sums, computed without gradients: the backward pass below differentiates
+// through them.
+struct BatchStatistics {
+  torch::Tensor mean, inv_std;
+};
+
+// The CG gate with its batch normalisation (training mode, statistics of
+// the batch) folded into the fused kernels: returns {y, number of open
+// gates} from the full and partial sums, without storing bn(partial).
+struct CGNormalisedGateFunction : torch::autograd::Function<CGNormalisedGateFunction> {
+  static variable_list forward(AutogradContext* ctx, const torch::Tensor& full,
+                               const torch::Tensor& partial, const torch::Tensor& threshold,
+                               const BatchStatistics& statistics, double alpha, bool sparse_bp) {
+    const torch::Tensor s = kernels::gates::normalised_gate_sigmoid(
+        partial, statistics.mean, statistics.inv_std, threshold, alpha);
+    auto [y, open] = kernels::gates::cg_select(s, full, partial);
+    save_sums(ctx, s, full, partial, y, sparse_bp);
+    ctx->saved_data["mean"] = statistics.mean;
+    ctx->saved_data["inv_std"] = statistics.inv_std;
+    return kernels::gates::gate_outputs(ctx, y, open, alpha, sparse_bp);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    auto [grad_full, grad_partial, grad_threshold] = kernels::gates::cg_normalised_select_backward(
+        grads[0], saved[0], saved[1], saved[2], ctx->saved_data["mean"].toTensor(),
+        ctx->saved_data["inv_std"].toTensor(), ctx->saved_data["alpha"].toDouble(),
+        ctx->saved_data["sparse_bp"].toBool());
+    return {grad_full, grad_partial, grad_threshold.view({1, -1, 1, 1}), {}, {}, {}};
   }
 };
 
@@ -256,6 +300,20 @@ torch::Tensor CGConv2dImpl::mapped(const torch::Tensor& input, const kernels::Af
   } else {
     partial = base_path(x);
     full = torch::conv2d(x, weight, {}, *options.stride(), *options.padding());
+  }
+  // The gate's batch normalisation folded into the gate's kernels: in
+  // training, on one process, on channels-last sums.
+  if (fused && bn->is_training() && SyncBatchNormGuard::active() == nullptr &&
+      !keeps_decisions() && kernels::channels_last(partial) && kernels::channels_last(full)) {
+    auto [mean, variance] = kernels::gates::channel_moments(partial.detach());
+    track_batch_statistics(*bn, mean, variance,
+                           static_cast<double>(partial.numel() / partial.size(1)));
+    const BatchStatistics statistics{mean, torch::rsqrt(variance + bn->options.eps())};
+    const auto outs = CGNormalisedGateFunction::apply(full, partial, threshold_, statistics,
+                                                      options.alpha(), options.sparse_bp());
+    record_gate(outs[1].item<int64_t>(), outs[0].sizes(), weight);
+    record_way(InferenceWay::kEveryOutput);
+    return outs[0];
   }
   const torch::Tensor gate_input = batch_norm(*bn, partial);
   if (fused) {

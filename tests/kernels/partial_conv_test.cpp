@@ -151,16 +151,18 @@ TEST(PartialConv, CGLayerAppliesTheNextBatchNormAndReLU) {
 
 // A CG layer training on channels-last input takes the one-pass sums forward
 // and its own backward pass (the base path dense below 8 channels per group,
-// grouped above): its outputs and the gradients of the input, weights and
-// running statistics against the original's chain of operations. Gates all
-// closed, then all open, so that each sum's gradient is checked alone (the
-// gate's own slope vanishes so far from the threshold).
+// grouped above), the gate's batch normalisation folded into the gate's
+// kernels: its outputs and the gradients of the input, weights and threshold
+// and the running statistics against the original's chain of operations.
+// Gates all closed, then all open, so that each sum's gradient is checked
+// alone (the gate's own slope vanishes so far from the threshold), then
+// about half open, through the gate's slope and the normalisation.
 TEST(PartialConv, CGLayerTrainsLikeTheOriginal) {
   namespace dl = dnn_gating::layers;
   const std::vector<Case> cases{
       {16, 16, 1, 1, 4, 8, true}, {16, 32, 2, 1, 2, 9, true}, {32, 32, 1, 1, 4, 6, true}};
   for (const Case& c : cases) {
-    for (const double threshold : {100.0, -100.0}) {
+    for (const double threshold : {100.0, -100.0, 0.0}) {
       SCOPED_TRACE(std::to_string(c.in) + "->" + std::to_string(c.out) + " groups " +
                    std::to_string(c.groups) + " threshold " + std::to_string(threshold));
       torch::manual_seed(6);
@@ -185,11 +187,19 @@ TEST(PartialConv, CGLayerTrainsLikeTheOriginal) {
       const torch::Tensor g = torch::randn_like(expected);
       (y * g).sum().backward();
       (expected * g).sum().backward();
-      EXPECT_EQ(fast->last_counts().num_on, threshold > 0 ? 0 : y.numel());
-      EXPECT_EQ(fast->last_counts().num_on, reference->last_counts().num_on);
+      const int64_t on = fast->last_counts().num_on;
+      if (threshold != 0.0) EXPECT_EQ(on, threshold > 0 ? 0 : y.numel());
+      if (threshold == 0.0) EXPECT_TRUE(on > y.numel() / 4 && on < y.numel() * 3 / 4) << on;
+      // A gate on its threshold may fall the other way in another summation
+      // order; then only the outputs are compared.
+      ASSERT_LE(std::abs(on - reference->last_counts().num_on), 2);
+      const torch::Tensor agree = (y - expected).abs() <= 1e-4 + 1e-5 * expected.abs();
+      EXPECT_GE(agree.sum().item<int64_t>(), y.numel() - 2);
+      if (on != reference->last_counts().num_on) continue;
       EXPECT_TRUE(all_close(y, expected, 1e-5, 1e-4));
-      EXPECT_TRUE(all_close(x_fast.grad(), x_ref.grad(), 1e-5, 1e-4));
+      EXPECT_TRUE(all_close(x_fast.grad(), x_ref.grad(), 1e-4, 1e-4));
       EXPECT_TRUE(all_close(fast->weight.grad(), reference->weight.grad(), 1e-4, 1e-4));
+      EXPECT_TRUE(all_close(fast->threshold().grad(), reference->threshold().grad(), 1e-4, 1e-4));
       EXPECT_GT(fast->weight.grad().abs().sum().item<double>(), 0.0);
       EXPECT_TRUE(all_close(fast->bn->running_mean, reference->bn->running_mean, 1e-5, 1e-5));
       EXPECT_TRUE(all_close(fast->bn->running_var, reference->bn->running_var, 1e-5, 1e-5));

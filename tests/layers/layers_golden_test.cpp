@@ -127,6 +127,14 @@ TEST_P(CGConvGolden, MatchesOriginal) {
   EXPECT_TRUE(torch::equal(conv->mask, golden.at("init__mask")));
   check_layer(*conv, golden, device, [&](const torch::Tensor& x) { return conv(x); });
   check_counts(*conv, golden);
+  if (reference) return;
+  // Channels-last, as the models train: the gate's batch normalisation
+  // folded into the gate's kernels.
+  dg::layers::CGConv2d laid_out(cg_options(golden));
+  check_layer(*laid_out, golden, device, [&](const torch::Tensor& x) {
+    return laid_out(x.contiguous(at::MemoryFormat::ChannelsLast));
+  });
+  check_counts(*laid_out, golden);
 }
 INSTANTIATE_TEST_SUITE_P(
     Cases, CGConvGolden,

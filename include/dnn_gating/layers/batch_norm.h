@@ -45,4 +45,11 @@ class SyncBatchNormGuard {
 /// with the statistics of the batch over every process.
 torch::Tensor batch_norm(torch::nn::BatchNorm2dImpl& bn, const torch::Tensor& x);
 
+/// Counts one training batch in `bn`'s running statistics as BatchNorm's own
+/// training pass does (when it tracks them): `mean` and the biased `variance`
+/// per channel, over `count` values each (the running variance takes the
+/// unbiased one).
+void track_batch_statistics(torch::nn::BatchNorm2dImpl& bn, const torch::Tensor& mean,
+                            const torch::Tensor& variance, double count);
+
 }  // namespace dnn_gating::layers
