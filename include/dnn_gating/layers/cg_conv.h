@@ -40,7 +40,11 @@ struct CGConv2dOptions {
   TORCH_ARG(bool, use_group) = false;
   /// Channel-shuffle the input with p groups first.
   TORCH_ARG(bool, shuffle) = false;
-  /// Back-propagate through the gate only where it is open.
+  /// Back-propagate through the gate only where it is open. The fused
+  /// training path then keeps the layer's output y for its backward pass
+  /// (instead of the full sums), so y must not be modified in place before
+  /// the backward pass (BatchNorm after the layer, as in every model here,
+  /// keeps it too).
   TORCH_ARG(bool, sparse_bp) = false;
   /// Compute as the original does: the base path as a dense convolution with
   /// the masked weight (instead of a convolution over the unmasked channels
