@@ -609,8 +609,7 @@ DNN_GATING_SIMD_CLONES
 void normalisation_backward_kernel(float* __restrict grad_partial, const float* __restrict ga,
                                    const float* __restrict partial, int64_t positions,
                                    int64_t channels, const float* __restrict mean,
-                                   const float* __restrict inv_std,
-                                   const float* __restrict mean_ga,
+                                   const float* __restrict inv_std, const float* __restrict mean_ga,
                                    const float* __restrict mean_ga_xhat) {
   for (int64_t q = 0; q < positions; ++q) {
     const int64_t k = q * channels;
@@ -684,8 +683,8 @@ std::pair<torch::Tensor, torch::Tensor> channel_moments(const torch::Tensor& par
 }
 
 torch::Tensor normalised_gate_sigmoid(const torch::Tensor& partial, const torch::Tensor& mean,
-                                      const torch::Tensor& inv_std,
-                                      const torch::Tensor& threshold, double alpha) {
+                                      const torch::Tensor& inv_std, const torch::Tensor& threshold,
+                                      double alpha) {
   check_channels_last(partial, "normalised_gate_sigmoid");
   const int64_t channels = partial.size(1);
   const torch::Tensor t = per_channel(threshold, channels);

@@ -76,8 +76,8 @@ std::pair<torch::Tensor, torch::Tensor> channel_moments(const torch::Tensor& par
 /// s = sigmoid(alpha * ((partial - mean[c]) * inv_std[c] - threshold[c])):
 /// gate_sigmoid on the normalised partial sums without storing them.
 torch::Tensor normalised_gate_sigmoid(const torch::Tensor& partial, const torch::Tensor& mean,
-                                      const torch::Tensor& inv_std,
-                                      const torch::Tensor& threshold, double alpha);
+                                      const torch::Tensor& inv_std, const torch::Tensor& threshold,
+                                      double alpha);
 
 /// Gradients of `normalised_gate_sigmoid` then `cg_select`: returns
 /// {dL/dfull, dL/dpartial (the mixing term plus the gate's path through the

@@ -100,8 +100,8 @@ void track_batch_statistics(torch::nn::BatchNorm2dImpl& bn, const torch::Tensor&
                             ? *bn.options.momentum()
                             : 1.0 / bn.num_batches_tracked.item<double>();
   bn.running_mean.mul_(1 - factor).add_(mean.view_as(bn.running_mean), factor);
-  bn.running_var.mul_(1 - factor).add_(variance.view_as(bn.running_var) * (count / (count - 1)),
-                                       factor);
+  bn.running_var.mul_(1 - factor)
+      .add_(variance.view_as(bn.running_var) * (count / (count - 1)), factor);
 }
 
 }  // namespace dnn_gating::layers

@@ -143,10 +143,9 @@ struct ComputedSumFunction : torch::autograd::Function<ComputedSumFunction> {
     const int64_t groups = ctx->saved_data["groups"].toInt();
     const std::array<bool, 3> wanted{ctx->needs_input_grad(0), ctx->needs_input_grad(1), false};
     const auto convolution_backward = [&](const torch::Tensor& w, int64_t conv_groups) {
-      return at::convolution_backward(grads[0], x, w, c10::nullopt,
-                                      ctx->saved_data["stride"].toIntVector(),
-                                      ctx->saved_data["padding"].toIntVector(), {1, 1}, false,
-                                      {0, 0}, conv_groups, wanted);
+      return at::convolution_backward(
+          grads[0], x, w, c10::nullopt, ctx->saved_data["stride"].toIntVector(),
+          ctx->saved_data["padding"].toIntVector(), {1, 1}, false, {0, 0}, conv_groups, wanted);
     };
     // Gradients of x and the weights; none of the other arguments.
     const auto result = [](torch::Tensor gx, torch::Tensor gw) -> variable_list {
@@ -287,24 +286,23 @@ torch::Tensor CGConv2dImpl::mapped(const torch::Tensor& input, const kernels::Af
   const bool fused = !options.reference_ops() && kernels::fusable(shuffled);
   const torch::Tensor& x = shuffled;
   torch::Tensor full, partial;
-  const bool one_pass = fused && options.use_group() &&
-                        x.is_contiguous(at::MemoryFormat::ChannelsLast) &&
-                        kernels::partial_conv::supported(weight, options.partitions(),
-                                                         *options.stride());
+  const bool one_pass =
+      fused && options.use_group() && x.is_contiguous(at::MemoryFormat::ChannelsLast) &&
+      kernels::partial_conv::supported(weight, options.partitions(), *options.stride());
   // Empty where the mask is not made of blocks (then the library's way).
   const auto blocks = one_pass ? kernels::partial_conv::group_blocks(mask, options.partitions())
                                : std::vector<std::vector<bool>>();
   if (!blocks.empty()) {
-    std::tie(full, partial) = full_and_partial_trained(x, weight, mask, blocks, *options.stride(),
-                                                       *options.padding());
+    std::tie(full, partial) =
+        full_and_partial_trained(x, weight, mask, blocks, *options.stride(), *options.padding());
   } else {
     partial = base_path(x);
     full = torch::conv2d(x, weight, {}, *options.stride(), *options.padding());
   }
   // The gate's batch normalisation folded into the gate's kernels: in
   // training, on one process, on channels-last sums.
-  if (fused && bn->is_training() && SyncBatchNormGuard::active() == nullptr &&
-      !keeps_decisions() && kernels::channels_last(partial) && kernels::channels_last(full)) {
+  if (fused && bn->is_training() && SyncBatchNormGuard::active() == nullptr && !keeps_decisions() &&
+      kernels::channels_last(partial) && kernels::channels_last(full)) {
     auto [mean, variance] = kernels::gates::channel_moments(partial.detach());
     track_batch_statistics(*bn, mean, variance,
                            static_cast<double>(partial.numel() / partial.size(1)));
