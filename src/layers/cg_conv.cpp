@@ -87,14 +87,6 @@ struct CGNormalisedGateFunction : torch::autograd::Function<CGNormalisedGateFunc
   }
 };
 
-// How the base path's weights are laid out for the library's convolution:
-// block i of the block-diagonal mask as group i of a grouped convolution, or
-// the dense weights times the mask.
-struct BasePathWeights {
-  torch::Tensor weight;
-  int64_t groups = 1;
-};
-
 // Below 8 input channels per group, oneDNN's grouped convolution is slower
 // than the dense one (16 channels in 4 groups, batch 128 at 32x32: forward
 // and backward 19.9 ms grouped, 8.5 ms dense), so such layers take the
