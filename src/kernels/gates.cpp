@@ -552,37 +552,58 @@ torch::Tensor pg_select_backward(const torch::Tensor& grad_y_in, const torch::Te
   return threshold_grad(sums, planes);
 }
 
+namespace {
+
+// The CG gate's backward pass: its inputs laid out as s, its three gradient
+// buffers (dL/dfull, dL/dpartial's mixing term, dL/da), and
+// cg_backward_kernel over elements [begin, end) of them.
+struct CgBackward {
+  CgBackward(const torch::Tensor& grad_y, const torch::Tensor& s_in, const torch::Tensor& full_in,
+             const torch::Tensor& partial_in, double alpha_in, bool sparse_bp_in)
+      : gy(laid_like(grad_y, s_in)),
+        s(s_in),
+        full(laid_like(full_in, s_in)),
+        partial(laid_like(partial_in, s_in)),
+        grad_full(torch::empty_like(gy)),
+        grad_partial(torch::empty_like(gy)),
+        grad_a(torch::empty_like(gy)),
+        alpha(static_cast<float>(alpha_in)),
+        sparse_bp(sparse_bp_in) {}
+
+  // Returns the sum of the sigmoid-path terms over [begin, end).
+  float run(int64_t begin, int64_t end) const {
+    return cg_backward_kernel(gy.data_ptr<float>(), s.data_ptr<float>(), full.data_ptr<float>(),
+                              partial.data_ptr<float>(), grad_full.data_ptr<float>(),
+                              grad_partial.data_ptr<float>(), grad_a.data_ptr<float>(), begin, end,
+                              alpha, sparse_bp);
+  }
+
+  torch::Tensor gy, s, full, partial;
+  torch::Tensor grad_full, grad_partial, grad_a;
+  float alpha;
+  bool sparse_bp;
+};
+
+}  // namespace
+
 std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor> cg_select_backward(
-    const torch::Tensor& grad_y_in, const torch::Tensor& s, const torch::Tensor& full_in,
-    const torch::Tensor& partial_in, double alpha, bool sparse_bp) {
-  const torch::Tensor gy = laid_like(grad_y_in, s);
-  const torch::Tensor full = laid_like(full_in, s);
-  const torch::Tensor partial = laid_like(partial_in, s);
-  const Planes planes = planes_of(gy);
-  torch::Tensor grad_full = torch::empty_like(gy);
-  torch::Tensor grad_partial = torch::empty_like(gy);
-  torch::Tensor grad_a = torch::empty_like(gy);
-  const float* gp = gy.data_ptr<float>();
-  const float* sp = s.data_ptr<float>();
-  const float* fp = full.data_ptr<float>();
-  const float* pp = partial.data_ptr<float>();
-  float* gf = grad_full.data_ptr<float>();
-  float* gpart = grad_partial.data_ptr<float>();
-  float* ga = grad_a.data_ptr<float>();
-  const auto alpha_f = static_cast<float>(alpha);
-  if (channels_last(gy)) {
-    return {grad_full, grad_partial, grad_a,
-            channel_sums(gy, [=](int64_t begin, int64_t end, float*) {
-              cg_backward_kernel(gp, sp, fp, pp, gf, gpart, ga, begin, end, alpha_f, sparse_bp);
-              return static_cast<const float*>(ga + begin);
+    const torch::Tensor& grad_y, const torch::Tensor& s, const torch::Tensor& full,
+    const torch::Tensor& partial, double alpha, bool sparse_bp) {
+  const CgBackward b(grad_y, s, full, partial, alpha, sparse_bp);
+  const float* ga = b.grad_a.data_ptr<float>();
+  if (channels_last(b.gy)) {
+    return {b.grad_full, b.grad_partial, b.grad_a,
+            channel_sums(b.gy, [&](int64_t begin, int64_t end, float*) {
+              b.run(begin, end);
+              return ga + begin;
             })};
   }
-  torch::Tensor sums = torch::empty({planes.count}, gy.options().dtype(torch::kDouble));
+  const Planes planes = planes_of(b.gy);
+  torch::Tensor sums = torch::empty({planes.count}, b.gy.options().dtype(torch::kDouble));
   double* out = sums.data_ptr<double>();
-  for_each_plane(planes, [=](int64_t p, int64_t, int64_t begin, int64_t end) {
-    out[p] = cg_backward_kernel(gp, sp, fp, pp, gf, gpart, ga, begin, end, alpha_f, sparse_bp);
-  });
-  return {grad_full, grad_partial, grad_a, threshold_grad(sums, planes)};
+  for_each_plane(
+      planes, [&](int64_t p, int64_t, int64_t begin, int64_t end) { out[p] = b.run(begin, end); });
+  return {b.grad_full, b.grad_partial, b.grad_a, threshold_grad(sums, planes)};
 }
 
 namespace {
@@ -708,32 +729,21 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> cg_normalised_select_bac
     const torch::Tensor& partial_in, const torch::Tensor& mean_in, const torch::Tensor& inv_std_in,
     double alpha, bool sparse_bp) {
   check_channels_last(s, "cg_normalised_select_backward");
-  const torch::Tensor gy = laid_like(grad_y_in, s);
-  const torch::Tensor full = laid_like(full_in, s);
-  const torch::Tensor partial = laid_like(partial_in, s);
+  const CgBackward b(grad_y_in, s, full_in, partial_in, alpha, sparse_bp);
   const int64_t channels = s.size(1);
   const int64_t positions = s.numel() / channels;
   const torch::Tensor mean = per_channel(mean_in, channels);
   const torch::Tensor inv_std = per_channel(inv_std_in, channels);
-  torch::Tensor grad_full = torch::empty_like(gy);
-  torch::Tensor grad_partial = torch::empty_like(gy);
-  torch::Tensor grad_a = torch::empty_like(gy);
-  const float* gp = gy.data_ptr<float>();
-  const float* sp = s.data_ptr<float>();
-  const float* fp = full.data_ptr<float>();
-  const float* pp = partial.data_ptr<float>();
+  const float* pp = b.partial.data_ptr<float>();
   const float* mp = mean.data_ptr<float>();
   const float* ip = inv_std.data_ptr<float>();
-  float* gf = grad_full.data_ptr<float>();
-  float* gpart = grad_partial.data_ptr<float>();
-  float* ga = grad_a.data_ptr<float>();
-  const auto alpha_f = static_cast<float>(alpha);
+  float* gpart = b.grad_partial.data_ptr<float>();
+  float* ga = b.grad_a.data_ptr<float>();
   // Per channel: the sum of the gate-input gradient, then of its product
   // with the normalised partial sum, each block's while it is in cache.
   const std::vector<double> sums =
       block_sums(positions, 2 * channels, [&](int64_t first, int64_t last, double* acc) {
-        cg_backward_kernel(gp, sp, fp, pp, gf, gpart, ga, first * channels, last * channels,
-                           alpha_f, sparse_bp);
+        b.run(first * channels, last * channels);
         for (int64_t k = first * channels; k < last * channels; k += channels) {
           for (int64_t c = 0; c < channels; ++c) {
             const float xhat = (pp[k + c] - mp[c]) * ip[c];
@@ -752,7 +762,7 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> cg_normalised_select_bac
     return int64_t{0};
   });
   // The threshold enters as a - threshold.
-  return {grad_full, grad_partial, floats(sums, -1.0, 0, channels)};
+  return {b.grad_full, b.grad_partial, floats(sums, -1.0, 0, channels)};
 }
 
 }  // namespace dnn_gating::kernels::gates
