@@ -7,7 +7,9 @@ namespace dnn_gating::kernels::pact {
 
 /// Where each input lies relative to [0, u]: the backward pass keeps these
 /// bytes instead of the input.
-enum Region : uint8_t { kBelow = 0, kInside = 1, kAbove = 2 };
+/// kAtZero (x == 0, inside) is kept only where a quantizer follows the
+/// clip: its straight-through gradient stops where the clipped value is 0.
+enum Region : uint8_t { kBelow = 0, kInside = 1, kAbove = 2, kAtZero = 3 };
 
 /// y = clamp(x, 0, bound) and each element's region, over [begin, end).
 void pact_forward_kernel(const float* __restrict x, float* __restrict y, uint8_t* __restrict region,

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "kernels/pact.h"
 #include "kernels/simd.h"
 
 namespace dnn_gating::kernels::quantize {
@@ -243,6 +244,102 @@ void keep_kernel(const float* __restrict g, const uint8_t* __restrict keep, floa
     const float gi = g[i];
     out[i] = keep[i] != 0 ? gi : 0.0f;
   }
+}
+
+namespace {
+
+// clamp(v, 0, bound) as pact_forward_kernel computes it.
+inline float clip(float v, float bound) { return v < 0.0f ? 0.0f : (v > bound ? bound : v); }
+
+// max x over [begin, end) as the largest signed integer bit pattern: the
+// positive floats order as integers, and every negative one (sign bit set)
+// lies below them. Only the positive maximum matters: the clip makes the
+// rest 0.
+DNN_GATING_SIMD_CLONES
+int32_t max_bits_kernel(const float* __restrict x, int64_t begin, int64_t end) {
+  using simd::kLanes;
+  int32_t lanes[kLanes] = {};
+  int64_t i = begin;
+  for (; i + kLanes <= end; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) {
+      int32_t bits;
+      std::memcpy(&bits, x + i + j, sizeof bits);
+      lanes[j] = std::max(lanes[j], bits);
+    }
+  }
+  int32_t result = 0;
+  for (const int32_t lane : lanes) result = std::max(result, lane);
+  for (; i < end; ++i) {
+    int32_t bits;
+    std::memcpy(&bits, x + i, sizeof bits);
+    result = std::max(result, bits);
+  }
+  return result;
+}
+
+template <bool KeepY>
+[[gnu::always_inline]] inline void clip_quantize(const float* __restrict x, float* __restrict y,
+                                                 float* __restrict q, uint8_t* __restrict region,
+                                                 int64_t begin, int64_t end, float bound, float m,
+                                                 Grid g) {
+  for (int64_t i = begin; i < end; ++i) {
+    const float v = x[i];
+    const float c = clip(v, bound);
+    if (KeepY) y[i] = c;
+    q[i] = restore(round_non_negative(unit_magnitude(c, m) * g.levels), g.levels, m, c);
+    region[i] = v < 0.0f ? pact::kBelow
+                         : (v > bound ? pact::kAbove : (v == 0.0f ? pact::kAtZero : pact::kInside));
+  }
+}
+
+template <bool WithY>
+[[gnu::always_inline]] inline float clip_quantize_backward(const float* __restrict gy,
+                                                           const float* __restrict gq,
+                                                           const uint8_t* __restrict region,
+                                                           float* __restrict grad_x, int64_t begin,
+                                                           int64_t end) {
+  // Both gradients are loaded unconditionally so that the selects need no
+  // masked loads.
+  return simd::lane_sum(begin, end, [=](int64_t i) {
+    const float y_part = WithY ? gy[i] : 0.0f;
+    const float sum = WithY ? y_part + gq[i] : gq[i];
+    const uint8_t r = region[i];
+    grad_x[i] = r == pact::kInside ? sum : (r == pact::kAtZero ? y_part : 0.0f);
+    return r == pact::kAbove ? sum : 0.0f;
+  });
+}
+
+}  // namespace
+
+float clipped_scale_of(const float* x, int64_t n, float bound) {
+  const int32_t max_bits = at::parallel_reduce(
+      0, n, kGrain, int32_t{0},
+      [=](int64_t begin, int64_t end, int32_t acc) {
+        return std::max(acc, max_bits_kernel(x, begin, end));
+      },
+      [](int32_t a, int32_t b) { return std::max(a, b); });
+  float max_x;  // 0 where no x is positive
+  std::memcpy(&max_x, &max_bits, sizeof max_x);
+  return clip(max_x, bound) + kScaleEpsilon;
+}
+
+DNN_GATING_SIMD_CLONES
+void clip_quantize_kernel(const float* __restrict x, float* __restrict y, float* __restrict q,
+                          uint8_t* __restrict region, int64_t begin, int64_t end, float bound,
+                          float m, Grid g) {
+  if (y != nullptr) {
+    clip_quantize<true>(x, y, q, region, begin, end, bound, m, g);
+  } else {
+    clip_quantize<false>(x, y, q, region, begin, end, bound, m, g);
+  }
+}
+
+DNN_GATING_SIMD_CLONES
+float clip_quantize_backward_kernel(const float* __restrict gy, const float* __restrict gq,
+                                    const uint8_t* __restrict region, float* __restrict grad_x,
+                                    int64_t begin, int64_t end) {
+  return gy != nullptr ? clip_quantize_backward<true>(gy, gq, region, grad_x, begin, end)
+                       : clip_quantize_backward<false>(gy, gq, region, grad_x, begin, end);
 }
 
 }  // namespace dnn_gating::kernels::quantize

@@ -59,4 +59,20 @@ void ste_kernel(const float* __restrict g, const float* __restrict x, float* __r
 void keep_kernel(const float* __restrict g, const uint8_t* __restrict keep, float* __restrict out,
                  int64_t begin, int64_t end);
 
+/// The scale of Q over PACT's output: max clamp(x, 0, bound) + 1e-7, the
+/// same bits as scale_of on the clamped values, without them.
+float clipped_scale_of(const float* x, int64_t n, float bound);
+/// PACT's clip and Q_bits in one pass: c = clamp(x, 0, bound) (bound > 0),
+/// q = Q(c) on the grid `g` with scale m, each element's pact::Region
+/// (kAtZero where x == 0), and y = c where `y` is not null.
+void clip_quantize_kernel(const float* __restrict x, float* __restrict y, float* __restrict q,
+                          uint8_t* __restrict region, int64_t begin, int64_t end, float bound,
+                          float m, Grid g);
+/// Its backward pass over one block, from the gradients of q and (where
+/// not null) of y: grad_x = gy + gq inside (0, bound], gy at 0; returns the
+/// sum of gy + gq above the bound (the bound's gradient).
+float clip_quantize_backward_kernel(const float* __restrict gy, const float* __restrict gq,
+                                    const uint8_t* __restrict region, float* __restrict grad_x,
+                                    int64_t begin, int64_t end);
+
 }  // namespace dnn_gating::kernels::quantize

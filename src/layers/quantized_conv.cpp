@@ -86,10 +86,20 @@ bool QuantizedConv2dImpl::may_compute_in_integers(const torch::Tensor& x) const 
          integer_conv::takes(x, weight, *options.padding());
 }
 
+torch::Tensor QuantizedConv2dImpl::forward_quantized(const torch::Tensor& quantized) {
+  in_integers_ = false;
+  const torch::Tensor y = convolve(quantized);
+  record_macs(layers::dense_macs_per_image(weight, y.sizes()));
+  return y;
+}
+
 torch::Tensor QuantizedConv2dImpl::in_float(const torch::Tensor& x) {
-  return torch::conv2d(quant::quantize(x, options.abits()),
-                       quantize_weight(weight, options.wbits()), /*bias=*/{}, *options.stride(),
-                       *options.padding());
+  return convolve(quant::quantize(x, options.abits()));
+}
+
+torch::Tensor QuantizedConv2dImpl::convolve(const torch::Tensor& quantized) {
+  return torch::conv2d(quantized, quantize_weight(weight, options.wbits()), /*bias=*/{},
+                       *options.stride(), *options.padding());
 }
 
 torch::Tensor QuantizedConv2dImpl::either_way(const torch::Tensor& x, const kernels::Affine* then) {

@@ -2,6 +2,7 @@
 
 #include "dnn_gating/layers/batch_norm.h"
 #include "dnn_gating/layers/conv.h"
+#include "dnn_gating/layers/quantized_conv.h"
 #include "dnn_gating/quant/pact.h"
 
 namespace dnn_gating::models {
@@ -67,6 +68,26 @@ torch::Tensor normalised_activated(layers::Slot& conv, torch::nn::BatchNorm2d& b
     return fuses->forward_then_clipped(x, bn, pact->upper_bound.item<double>());
   }
   return act.forward(normalised(conv, bn, /*relu=*/false, x));
+}
+
+int64_t fused_input_bits(const layers::Slot& conv, const ResNetOptions& o) {
+  if (o.reference_ops() || !torch::GradMode::is_enabled()) return 0;
+  const auto quantized = conv.as<layers::QuantizedConv2dImpl>();
+  return quantized && quantized->options.abits() >= 2 ? quantized->options.abits() : 0;
+}
+
+Activation activated(layers::Slot& act, const torch::Tensor& x, int64_t bits, bool keep_value) {
+  const auto pact = act.as<quant::PactReLUImpl>();
+  if (bits == 0 || !pact) return {act.forward(x), {}};
+  quant::ClippedAndQuantized both = quant::pact_quantize(x, pact->upper_bound, bits, keep_value);
+  return {std::move(both.clipped), std::move(both.quantized)};
+}
+
+torch::Tensor normalised_from(layers::Slot& conv, torch::nn::BatchNorm2d& bn, const Activation& a) {
+  if (!a.quantized.defined()) return normalised(conv, bn, /*relu=*/false, a.value);
+  const auto quantized = conv.as<layers::QuantizedConv2dImpl>();
+  TORCH_CHECK(quantized, "a quantized activation reached a convolution that does not quantize");
+  return layers::batch_norm(*bn, quantized->forward_quantized(a.quantized));
 }
 
 torch::nn::AnyModule model_activation(const ResNetOptions& o) {

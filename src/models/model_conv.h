@@ -44,6 +44,21 @@ torch::Tensor normalised(layers::Slot& conv, torch::nn::BatchNorm2d& bn, bool re
 torch::Tensor normalised_activated(layers::Slot& conv, torch::nn::BatchNorm2d& bn,
                                    layers::Slot& act, const torch::Tensor& x);
 
+/// The bits of the input quantizer of `conv` when it may run in one pass
+/// with a PACT before it (quant::pact_quantize): a QuantizedConv2d with 2 or
+/// more input bits, in training (gradients on), without `reference_ops`.
+/// Else 0.
+int64_t fused_input_bits(const layers::Slot& conv, const ResNetOptions& o);
+
+/// act(x); where `bits` > 0 and act is PACT, also quantized to `bits` in
+/// the same pass, and the value kept only if `keep_value`.
+Activation activated(layers::Slot& act, const torch::Tensor& x, int64_t bits, bool keep_value);
+
+/// bn(conv(a)): from a.quantized where the pass before computed it (the
+/// convolution is then the QuantizedConv2d of fused_input_bits), else
+/// `normalised` without a ReLU.
+torch::Tensor normalised_from(layers::Slot& conv, torch::nn::BatchNorm2d& bn, const Activation& a);
+
 /// The activation of a model of the family (held in a Slot, so that
 /// layers::gate() can make it PACT): PACT in quantized and PG models with
 /// `pact`, else a ReLU.

@@ -150,8 +150,6 @@ void BasicBlockImpl::reset() {
   }
 }
 
-torch::Tensor BasicBlockImpl::activate(const torch::Tensor& x) { return act_.forward(x); }
-
 torch::Tensor option_a_shortcut(const torch::Tensor& x, int64_t in_planes, int64_t planes,
                                 int64_t stride) {
   if (stride == 1 && in_planes == planes) return x;
@@ -169,14 +167,32 @@ torch::Tensor BasicBlockImpl::shortcut(const torch::Tensor& x) {
 }
 
 torch::Tensor BasicBlockImpl::forward(const torch::Tensor& x) {
+  return forward_activation({x, {}}, 0).value;
+}
+
+int64_t BasicBlockImpl::input_bits() const {
+  return options_.layout() == BlockLayout::kStandard ? fused_input_bits(conv1_, options_) : 0;
+}
+
+Activation BasicBlockImpl::forward_activation(const Activation& in, int64_t out_bits) {
+  const torch::Tensor& x = in.value;
   if (options_.layout() == BlockLayout::kPostActivated) {
     torch::Tensor out = normalised(conv1_, bn1_, /*relu=*/true, x);
     out = normalised(conv2_, bn2_, /*relu=*/true, out);
-    return out + shortcut(x);
+    return {out + shortcut(x), {}};
   }
-  torch::Tensor out = normalised_activated(conv1_, bn1_, act_, x);
-  out = normalised(conv2_, bn2_, /*relu=*/false, out);
-  return activate(out + shortcut(x));
+  // In training, PACT and the next convolution's quantizer run as one pass
+  // (model_conv's `activated`); otherwise conv1's pass may fold the clip in.
+  const int64_t mid_bits = fused_input_bits(conv2_, options_);
+  torch::Tensor out;
+  if (in.quantized.defined() || mid_bits > 0) {
+    const Activation mid =
+        activated(act_, normalised_from(conv1_, bn1_, in), mid_bits, /*keep_value=*/false);
+    out = normalised_from(conv2_, bn2_, mid);
+  } else {
+    out = normalised(conv2_, bn2_, /*relu=*/false, normalised_activated(conv1_, bn1_, act_, x));
+  }
+  return activated(act_, out + shortcut(x), out_bits, /*keep_value=*/true);
 }
 
 ResNetImpl::ResNetImpl(ResNetOptions options_) : options(std::move(options_)) { reset(); }
@@ -218,8 +234,19 @@ torch::Tensor ResNetImpl::forward(const torch::Tensor& input) {
   const torch::Tensor x = model_layout(options, input);
   const torch::Tensor stem = conv1_->forward(x);
   torch::Tensor out = layers::batch_norm(*bn1_, stem);
-  out = act_.forward(out);
-  out = layer3_->forward(layer2_->forward(layer1_->forward(out)));
+  // Block by block, each output quantized in its activation's pass where
+  // the next block's first convolution quantizes its input.
+  std::vector<BasicBlockImpl*> blocks;
+  for (const auto& layer : {layer1_, layer2_, layer3_}) {
+    for (const auto& child : layer->children()) {
+      blocks.push_back(child->as<BasicBlockImpl>());
+    }
+  }
+  Activation a = activated(act_, out, blocks.front()->input_bits(), /*keep_value=*/true);
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    a = blocks[i]->forward_activation(a, i + 1 < blocks.size() ? blocks[i + 1]->input_bits() : 0);
+  }
+  out = a.value;
   out = torch::avg_pool2d(out, out.size(3)).flatten(1);
   out = linear_->forward(out);
   record_macs(layers::dense_macs_per_image(conv1_->weight, stem.sizes()) +

@@ -200,19 +200,11 @@ TEST(ResNet, PostActivatedModelTrains) {
   EXPECT_LT(losses.back(), losses.front() * 0.7);
 }
 
-// The fused kernels and the original's chain of operations (reference_ops)
-// must train alike: from the same initial state and batches, a PG model
-// gives the same losses and gate counts over several SGD steps, to float
-// rounding (the losses agree to 9 digits here; 7 are asked). The CG layers' golden tests cover
-// CG both ways; over several steps its reference base path, which sums in
-// another order, flips a gate now and then and the losses part by ~0.2 %.
-TEST(ResNet, FusedAndReferenceOpsTrainAlike) {
-  const auto options = dg::models::ResNetOptions(ConvKind::kPrecisionGated)
-                           .wbits(8)
-                           .abits(3)
-                           .pred_bits(2)
-                           .sparse_bp(true)
-                           .pact(true);
+namespace {
+
+// Trains a model of `options` from the same state and batches with the
+// fused kernels and with reference_ops; compares losses and gate counts.
+void train_both_ways_alike(const dg::models::ResNetOptions& options) {
   const dg::layers::GatingLoss loss{dg::layers::GatingLossForm::kNorm, 1e-3, 1.0};
   std::vector<std::vector<double>> losses(2);
   std::vector<int64_t> open(2);
@@ -236,4 +228,22 @@ TEST(ResNet, FusedAndReferenceOpsTrainAlike) {
   }
   // (Equal here; a tie that falls the other way on another CPU is allowed.)
   EXPECT_NEAR(open[0], open[1], 1e-6 * open[1]) << "gate counts";
+}
+
+}  // namespace
+
+// The fused kernels and the original's chain of operations (reference_ops)
+// must train alike: from the same initial state and batches, PG and
+// quantized models give the same losses and gate counts over several SGD
+// steps, to float rounding (the losses agree to 9 digits here; 7 are asked). The CG layers' golden
+// tests cover CG both ways; over several steps its reference base path, which sums in another
+// order, flips a gate now and then and the losses part by ~0.2 %. The quantized model runs each
+// PACT and the quantizer after it as one pass (quant::pact_quantize); the PG model does so before
+// its second convolutions.
+TEST(ResNet, FusedAndReferenceOpsTrainAlike) {
+  for (const ConvKind kind : {ConvKind::kPrecisionGated, ConvKind::kQuantized}) {
+    SCOPED_TRACE(kind == ConvKind::kQuantized ? "quantized" : "PG");
+    train_both_ways_alike(
+        dg::models::ResNetOptions(kind).wbits(8).abits(3).pred_bits(2).sparse_bp(true).pact(true));
+  }
 }

@@ -141,6 +141,52 @@ TEST(Pact, FusedPassesMatchClampAndItsGradient) {
   }
 }
 
+// PACT and the quantizer in one pass give the chain's values and gradients:
+// inputs below 0, at exactly 0 (where the quantizer's gradient stops and
+// the clip's does not), inside and above the bound, channels-last and flat.
+TEST(Pact, QuantizedInOnePassMatchesTheChain) {
+  torch::manual_seed(6);
+  const std::vector<std::vector<int64_t>> shapes{{16, 16, 9, 9}, {3, 5, 7}};
+  for (size_t s = 0; s < shapes.size(); ++s) {
+    torch::Tensor x0 = torch::randn(shapes[s]) * 2;
+    if (s == 0) x0 = x0.contiguous(at::MemoryFormat::ChannelsLast);
+    x0.index_put_({torch::rand(shapes[s]) < 0.1}, 0.0);
+    const torch::Tensor gq = torch::randn(shapes[s]);
+    const torch::Tensor gy = torch::randn(shapes[s]);
+    for (const int64_t bits : {2, 3, 8}) {
+      for (const bool keep : {false, true}) {
+        SCOPED_TRACE(::testing::Message() << "shape " << s << " bits " << bits << " keep " << keep);
+        const torch::Tensor u = torch::full({}, 1.5, torch::requires_grad());
+        torch::Tensor x = x0.clone().requires_grad_(true);
+        const auto both = dg::quant::pact_quantize(x, u, bits, keep);
+        const torch::Tensor u_ref = torch::full({}, 1.5, torch::requires_grad());
+        torch::Tensor x_ref = x0.clone().requires_grad_(true);
+        const torch::Tensor y_ref = torch::clamp(x_ref, torch::zeros_like(u_ref), u_ref);
+        const torch::Tensor q_ref = dg::quant::quantize(y_ref, bits);
+        EXPECT_TRUE(torch::equal(both.quantized, q_ref));
+        EXPECT_TRUE(
+            torch::equal(both.quantized, dg::quant::reference::quantize(y_ref.detach(), bits)));
+        EXPECT_EQ(both.clipped.defined(), keep);
+        if (keep) {
+          EXPECT_TRUE(torch::equal(both.clipped, y_ref));
+          torch::autograd::backward({both.quantized, both.clipped}, {gq, gy});
+          torch::autograd::backward({q_ref, y_ref}, {gq, gy});
+        } else {
+          both.quantized.backward(gq);
+          q_ref.backward(gq);
+        }
+        EXPECT_TRUE(torch::equal(x.grad(), x_ref.grad()));
+        EXPECT_TRUE(all_close(u.grad(), u_ref.grad(), 1e-5, 1e-5));
+      }
+    }
+  }
+  // No positive input: the scale is the quantizer's epsilon alone, all 0.
+  torch::Tensor negative = (-torch::rand({4, 8, 3, 3}) - 0.1).requires_grad_(true);
+  const torch::Tensor u = torch::full({}, 2.0, torch::requires_grad());
+  const auto none = dg::quant::pact_quantize(negative, u, 3, true);
+  EXPECT_EQ(none.quantized.abs().max().item<float>(), 0.0f);
+}
+
 TEST(Quantize, RejectsBadBitWidths) {
   torch::Tensor x = torch::randn({4});
   EXPECT_THROW(dg::quant::quantize(x, -1), dg::SettingError);

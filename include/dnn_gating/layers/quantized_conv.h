@@ -64,6 +64,9 @@ class QuantizedConv2dImpl : public torch::nn::Cloneable<QuantizedConv2dImpl>,
   /// The same with PACT's clip, applied as the sums are written too.
   torch::Tensor forward_then_clipped(const torch::Tensor& x, torch::nn::BatchNorm2d& next,
                                      double upper) override;
+  /// The convolution of an input already quantized to `abits` bits (as
+  /// quant::pact_quantize gives it): forward(x) is forward_quantized(Q(x)).
+  torch::Tensor forward_quantized(const torch::Tensor& quantized);
   /// Whether the last forward pass computed in integers.
   bool computed_in_integers() const { return in_integers_; }
 
@@ -73,6 +76,7 @@ class QuantizedConv2dImpl : public torch::nn::Cloneable<QuantizedConv2dImpl>,
 
  private:
   torch::Tensor in_float(const torch::Tensor& x);
+  torch::Tensor convolve(const torch::Tensor& quantized);
   /// Whether the integer way may take x (evaluation without gradients,
   /// float CPU tensors, bits it takes).
   bool may_compute_in_integers(const torch::Tensor& x) const;

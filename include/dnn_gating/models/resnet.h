@@ -132,6 +132,14 @@ enum class Shortcut {
   kProjection,  ///< `downsample`: a strided plain 1x1 convolution and BatchNorm (torchvision)
 };
 
+/// An activation on its way to a convolution: its value and, where the
+/// pass that made it also quantized it for that convolution, the quantized
+/// values (else undefined).
+struct Activation {
+  torch::Tensor value;
+  torch::Tensor quantized;
+};
+
 /// One residual block (`conv1`, `bn1`, `conv2`, `bn2`, `relu` (PACT in
 /// quantized and PG blocks with `pact`; a ReLU module in other blocks of the
 /// standard layout), and `downsample` for a projection shortcut that changes
@@ -143,9 +151,15 @@ class BasicBlockImpl : public torch::nn::Cloneable<BasicBlockImpl> {
                  Shortcut shortcut = Shortcut::kOptionA);
   void reset() override;
   torch::Tensor forward(const torch::Tensor& x);
+  /// forward() on x = `in.value`, taking `in.quantized` (where defined) as
+  /// the first convolution's quantized input; with `out_bits` > 0 (see
+  /// input_bits()) the output also comes quantized for the next block.
+  Activation forward_activation(const Activation& in, int64_t out_bits);
+  /// The bits to which the first convolution's input may come quantized
+  /// from the pass before (0: it takes the value).
+  int64_t input_bits() const;
 
  private:
-  torch::Tensor activate(const torch::Tensor& x);
   torch::Tensor shortcut(const torch::Tensor& x);
 
   ResNetOptions options_;

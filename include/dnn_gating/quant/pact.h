@@ -9,6 +9,18 @@ namespace dnn_gating::quant {
 /// inputs above it: grad_x = g where 0 <= x <= u, grad_u = sum(g where x > u).
 torch::Tensor pact_relu(const torch::Tensor& x, const torch::Tensor& upper_bound);
 
+/// PACT's clip and the activation quantizer after it: `quantized` =
+/// quantize(pact_relu(x, upper_bound), bits) and, where `keep_clipped`,
+/// `clipped` = pact_relu(x, upper_bound) (else undefined), with the
+/// gradients of that chain. On float CPU tensors with 2 or more bits and a
+/// positive bound, one pass computes both and one pass their gradients.
+struct ClippedAndQuantized {
+  torch::Tensor clipped;
+  torch::Tensor quantized;
+};
+ClippedAndQuantized pact_quantize(const torch::Tensor& x, const torch::Tensor& upper_bound,
+                                  int64_t bits, bool keep_clipped);
+
 /// Options for `PactReLU`.
 struct PactReLUOptions {
   /// Initial value of the learned clipping bound.
