@@ -9,10 +9,8 @@ DNN_GATING_SIMD_CLONES
 void pact_forward_kernel(const float* __restrict x, float* __restrict y, uint8_t* __restrict region,
                          int64_t begin, int64_t end, float bound) {
   for (int64_t i = begin; i < end; ++i) {
-    const bool below = x[i] < 0.0f;
-    const bool above = x[i] > bound;
-    y[i] = below ? 0.0f : (above ? bound : x[i]);
-    region[i] = below ? kBelow : (above ? kAbove : kInside);
+    y[i] = clip(x[i], bound);
+    region[i] = region_of<false>(x[i], bound);
   }
 }
 

@@ -11,6 +11,18 @@ namespace dnn_gating::kernels::pact {
 /// clip: its straight-through gradient stops where the clipped value is 0.
 enum Region : uint8_t { kBelow = 0, kInside = 1, kAbove = 2, kAtZero = 3 };
 
+/// clamp(v, 0, bound) as PACT computes it (a NaN stays NaN).
+inline float clip(float v, float bound) { return v < 0.0f ? 0.0f : (v > bound ? bound : v); }
+
+/// v's region; with `MarkZero` (a quantizer follows the clip), kAtZero
+/// where v == 0.
+template <bool MarkZero>
+inline uint8_t region_of(float v, float bound) {
+  if (v < 0.0f) return kBelow;
+  if (v > bound) return kAbove;
+  return MarkZero && v == 0.0f ? kAtZero : kInside;
+}
+
 /// y = clamp(x, 0, bound) and each element's region, over [begin, end).
 void pact_forward_kernel(const float* __restrict x, float* __restrict y, uint8_t* __restrict region,
                          int64_t begin, int64_t end, float bound);

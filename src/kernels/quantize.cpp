@@ -12,33 +12,63 @@
 namespace dnn_gating::kernels::quantize {
 namespace {
 
-// max |x| over [begin, end), one running maximum per lane. Compares the bit
-// patterns with the sign cleared: for floats that are not NaN, integer order
-// is numeric order, and integer maxima vectorise where float ones do not.
-DNN_GATING_SIMD_CLONES
-float max_abs_kernel(const float* __restrict x, int64_t begin, int64_t end) {
+// The largest key(bit pattern of x) over [begin, end) (keys are int32, 0
+// at least), one running maximum per lane: integer maxima vectorise where
+// float ones do not.
+template <typename Key>
+[[gnu::always_inline]] inline int32_t max_key(const float* __restrict x, int64_t begin, int64_t end,
+                                              Key key) {
   using simd::kLanes;
-  constexpr uint32_t kMagnitude = 0x7fffffffu;
-  uint32_t lanes[kLanes] = {};
+  int32_t lanes[kLanes] = {};
   int64_t i = begin;
   for (; i + kLanes <= end; i += kLanes) {
     for (int j = 0; j < kLanes; ++j) {
-      uint32_t bits;
+      int32_t bits;
       std::memcpy(&bits, x + i + j, sizeof bits);
-      lanes[j] = std::max(lanes[j], bits & kMagnitude);
+      lanes[j] = std::max(lanes[j], key(bits));
     }
   }
-  uint32_t result = 0;
-  for (const uint32_t lane : lanes) result = std::max(result, lane);
+  int32_t result = 0;
+  for (const int32_t lane : lanes) result = std::max(result, lane);
   for (; i < end; ++i) {
-    uint32_t bits;
+    int32_t bits;
     std::memcpy(&bits, x + i, sizeof bits);
-    result = std::max(result, bits & kMagnitude);
+    result = std::max(result, key(bits));
   }
+  return result;
+}
+
+constexpr int32_t kMagnitude = 0x7fffffff;
+constexpr int32_t kInfinity = 0x7f800000;
+
+// max |x| over [begin, end): with the sign cleared, the bit patterns of
+// floats order as their values (NaN above every number).
+DNN_GATING_SIMD_CLONES
+float max_abs_kernel(const float* __restrict x, int64_t begin, int64_t end) {
+  const int32_t result = max_key(x, begin, end, [](int32_t bits) { return bits & kMagnitude; });
   float max_abs;
   std::memcpy(&max_abs, &result, sizeof max_abs);
   return max_abs;
 }
+
+// The largest positive x over [begin, end) (+0 where none is), or a NaN
+// where some x is one (of either sign, as max |x| would be): positive bit
+// patterns order as their values, every negative one lies below them, and
+// a NaN's pattern with the sign cleared lies above every number's.
+DNN_GATING_SIMD_CLONES
+float max_positive_kernel(const float* __restrict x, int64_t begin, int64_t end) {
+  const int32_t result = max_key(x, begin, end, [](int32_t bits) {
+    const int32_t magnitude = bits & kMagnitude;
+    return magnitude > kInfinity ? magnitude : bits;
+  });
+  float max_positive;
+  std::memcpy(&max_positive, &result, sizeof max_positive);
+  return max_positive;
+}
+
+// max(a, b) where a NaN wins, as ATen's max: the blocks' maxima combine
+// into a NaN scale where any block saw a NaN.
+inline float larger(float a, float b) { return std::isnan(a) || a > b ? a : b; }
 
 // Round half to even of a value in [0, 2^23): adding and subtracting 2^23
 // leaves exactly the rounded integer under the default rounding mode, the
@@ -71,9 +101,9 @@ float scale_of(const float* data, int64_t n) {
   const float max_abs = at::parallel_reduce(
       0, n, kGrain, 0.0f,
       [data](int64_t begin, int64_t end, float acc) {
-        return std::max(acc, max_abs_kernel(data, begin, end));
+        return larger(acc, max_abs_kernel(data, begin, end));
       },
-      [](float a, float b) { return std::max(a, b); });
+      larger);
   return max_abs + kScaleEpsilon;
 }
 
@@ -248,35 +278,6 @@ void keep_kernel(const float* __restrict g, const uint8_t* __restrict keep, floa
 
 namespace {
 
-// clamp(v, 0, bound) as pact_forward_kernel computes it.
-inline float clip(float v, float bound) { return v < 0.0f ? 0.0f : (v > bound ? bound : v); }
-
-// max x over [begin, end) as the largest signed integer bit pattern: the
-// positive floats order as integers, and every negative one (sign bit set)
-// lies below them. Only the positive maximum matters: the clip makes the
-// rest 0.
-DNN_GATING_SIMD_CLONES
-int32_t max_bits_kernel(const float* __restrict x, int64_t begin, int64_t end) {
-  using simd::kLanes;
-  int32_t lanes[kLanes] = {};
-  int64_t i = begin;
-  for (; i + kLanes <= end; i += kLanes) {
-    for (int j = 0; j < kLanes; ++j) {
-      int32_t bits;
-      std::memcpy(&bits, x + i + j, sizeof bits);
-      lanes[j] = std::max(lanes[j], bits);
-    }
-  }
-  int32_t result = 0;
-  for (const int32_t lane : lanes) result = std::max(result, lane);
-  for (; i < end; ++i) {
-    int32_t bits;
-    std::memcpy(&bits, x + i, sizeof bits);
-    result = std::max(result, bits);
-  }
-  return result;
-}
-
 template <bool KeepY>
 [[gnu::always_inline]] inline void clip_quantize(const float* __restrict x, float* __restrict y,
                                                  float* __restrict q, uint8_t* __restrict region,
@@ -284,11 +285,10 @@ template <bool KeepY>
                                                  Grid g) {
   for (int64_t i = begin; i < end; ++i) {
     const float v = x[i];
-    const float c = clip(v, bound);
+    const float c = pact::clip(v, bound);
     if (KeepY) y[i] = c;
     q[i] = restore(round_non_negative(unit_magnitude(c, m) * g.levels), g.levels, m, c);
-    region[i] = v < 0.0f ? pact::kBelow
-                         : (v > bound ? pact::kAbove : (v == 0.0f ? pact::kAtZero : pact::kInside));
+    region[i] = pact::region_of<true>(v, bound);
   }
 }
 
@@ -312,15 +312,13 @@ template <bool WithY>
 }  // namespace
 
 float clipped_scale_of(const float* x, int64_t n, float bound) {
-  const int32_t max_bits = at::parallel_reduce(
-      0, n, kGrain, int32_t{0},
-      [=](int64_t begin, int64_t end, int32_t acc) {
-        return std::max(acc, max_bits_kernel(x, begin, end));
+  const float max_x = at::parallel_reduce(
+      0, n, kGrain, 0.0f,
+      [=](int64_t begin, int64_t end, float acc) {
+        return larger(acc, max_positive_kernel(x, begin, end));
       },
-      [](int32_t a, int32_t b) { return std::max(a, b); });
-  float max_x;  // 0 where no x is positive
-  std::memcpy(&max_x, &max_bits, sizeof max_x);
-  return clip(max_x, bound) + kScaleEpsilon;
+      larger);
+  return pact::clip(max_x, bound) + kScaleEpsilon;
 }
 
 DNN_GATING_SIMD_CLONES

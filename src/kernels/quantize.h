@@ -19,7 +19,14 @@ struct Grid {
   float step;    ///< 2^(bits - high_bits) for truncation
 };
 
-/// The scale m = max|x| + 1e-7 of n values, in parallel.
+/// The grid of Q_bits (high_bits 0) or of T_{bits,high_bits}.
+inline Grid grid_of(int64_t bits, int64_t high_bits) {
+  return {static_cast<float>((int64_t{1} << bits) - 1),
+          static_cast<float>(int64_t{1} << (bits - (high_bits > 0 ? high_bits : bits)))};
+}
+
+/// The scale m = max|x| + 1e-7 of n values, in parallel (a NaN where some
+/// value is one).
 float scale_of(const float* x, int64_t n);
 
 /// y = Q_bits(x) on the grid `g` with scale m.

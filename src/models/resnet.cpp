@@ -4,6 +4,7 @@
 
 #include "dnn_gating/layers/batch_norm.h"
 #include "dnn_gating/layers/conv.h"
+#include "dnn_gating/quant/pact.h"
 #include "dnn_gating/quant/quantize.h"
 #include "models/model_conv.h"
 
@@ -183,7 +184,8 @@ Activation BasicBlockImpl::forward_activation(const Activation& in, int64_t out_
   }
   // In training, PACT and the next convolution's quantizer run as one pass
   // (model_conv's `activated`); otherwise conv1's pass may fold the clip in.
-  const int64_t mid_bits = fused_input_bits(conv2_, options_);
+  const int64_t mid_bits =
+      act_.as<quant::PactReLUImpl>() != nullptr ? fused_input_bits(conv2_, options_) : 0;
   torch::Tensor out;
   if (in.quantized.defined() || mid_bits > 0) {
     const Activation mid =
@@ -239,7 +241,9 @@ torch::Tensor ResNetImpl::forward(const torch::Tensor& input) {
   std::vector<BasicBlockImpl*> blocks;
   for (const auto& layer : {layer1_, layer2_, layer3_}) {
     for (const auto& child : layer->children()) {
-      blocks.push_back(child->as<BasicBlockImpl>());
+      auto* block = child->as<BasicBlockImpl>();
+      TORCH_CHECK(block != nullptr, "a ResNet layer holds a module that is not a BasicBlock");
+      blocks.push_back(block);
     }
   }
   Activation a = activated(act_, out, blocks.front()->input_bits(), /*keep_value=*/true);

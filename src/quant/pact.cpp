@@ -23,6 +23,11 @@ torch::Tensor clamp_to_bound(const torch::Tensor& x, const torch::Tensor& upper_
   return torch::clamp(x, torch::zeros_like(upper_bound), upper_bound);
 }
 
+void check_bound(const torch::Tensor& upper_bound) {
+  TORCH_CHECK(upper_bound.numel() == 1, "PACT upper_bound must have one element, got ",
+              upper_bound.numel());
+}
+
 // Blocks of kBlock elements are summed in float, the blocks in double.
 template <typename BlockSum>
 double sum_in_blocks(int64_t n, BlockSum block_sum) {
@@ -100,7 +105,7 @@ struct PactQuantizeFunction : torch::autograd::Function<PactQuantizeFunction> {
     uint8_t* rp = region.data_ptr<uint8_t>();
     const float bound = upper_bound.item<float>();
     const float m = kernels::quantize::clipped_scale_of(xp, x.numel(), bound);
-    const kernels::quantize::Grid grid{static_cast<float>((int64_t{1} << bits) - 1), 1.0f};
+    const kernels::quantize::Grid grid = kernels::quantize::grid_of(bits, 0);
     at::parallel_for(0, x.numel(), kernels::quantize::kGrain, [=](int64_t begin, int64_t end) {
       kernels::quantize::clip_quantize_kernel(xp, yp, qp, rp, begin, end, bound, m, grid);
     });
@@ -137,10 +142,9 @@ struct PactQuantizeFunction : torch::autograd::Function<PactQuantizeFunction> {
 
 ClippedAndQuantized pact_quantize(const torch::Tensor& x, const torch::Tensor& upper_bound,
                                   int64_t bits, bool keep_clipped) {
-  TORCH_CHECK(upper_bound.numel() == 1, "PACT upper_bound must have one element, got ",
-              upper_bound.numel());
-  if (bits >= 2 && bits <= kMaxBits && kernels::fusable(x) && x.requires_grad() &&
-      upper_bound.item<float>() > 0.0f) {
+  check_bound(upper_bound);
+  if (bits >= 2 && bits <= kMaxBits && kernels::fusable(x) && torch::GradMode::is_enabled() &&
+      x.requires_grad() && upper_bound.item<float>() > 0.0f) {
     const auto outputs = PactQuantizeFunction::apply(x, upper_bound, bits, keep_clipped);
     return {keep_clipped ? outputs[1] : torch::Tensor(), outputs[0]};
   }
@@ -149,8 +153,7 @@ ClippedAndQuantized pact_quantize(const torch::Tensor& x, const torch::Tensor& u
 }
 
 torch::Tensor pact_relu(const torch::Tensor& x, const torch::Tensor& upper_bound) {
-  TORCH_CHECK(upper_bound.numel() == 1, "PACT upper_bound must have one element, got ",
-              upper_bound.numel());
+  check_bound(upper_bound);
   if (!torch::GradMode::is_enabled()) return clamp_to_bound(x, upper_bound);
   return PactFunction::apply(x, upper_bound);
 }

@@ -43,11 +43,6 @@ void run_scaled(const torch::Tensor& x, Body body) {
   at::parallel_for(0, n, kGrain, [=](int64_t begin, int64_t end) { body(data, begin, end, m); });
 }
 
-Grid grid_of(int64_t bits, int64_t high_bits) {
-  return {static_cast<float>(levels(bits)),
-          static_cast<float>(int64_t{1} << (bits - (high_bits > 0 ? high_bits : bits)))};
-}
-
 torch::Tensor quantize_values(const torch::Tensor& x_in, int64_t bits) {
   check_bits(bits);
   if (bits == 0) return x_in;

@@ -1,5 +1,7 @@
 #include "dnn_gating/quant/quantize.h"
 
+#include <limits>
+
 #include "dnn_gating/quant/gate.h"
 #include "dnn_gating/quant/pact.h"
 #include "dnn_gating/setting_error.h"
@@ -180,6 +182,38 @@ TEST(Pact, QuantizedInOnePassMatchesTheChain) {
       }
     }
   }
+  // Values at the edges, against the chain the model ran before (PACT's own
+  // function, then the quantizer), NaNs of either sign included: a NaN
+  // makes the scale, so every output, NaN in both.
+  const float inf = std::numeric_limits<float>::infinity();
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<std::vector<float>> edges{
+      {-1.0f, -0.0f, 0.0f, 0.3f, 1.5f, 2.0f, inf, -inf}, {0.5f, nan, 1.0f}, {0.5f, -nan, 1.0f}};
+  for (const auto& values : edges) {
+    const torch::Tensor e0 = torch::tensor(values);
+    const torch::Tensor g =
+        torch::arange(1, static_cast<int64_t>(values.size()) + 1).to(torch::kFloat);
+    const torch::Tensor u_fused = torch::full({}, 1.5, torch::requires_grad());
+    torch::Tensor e = e0.clone().requires_grad_(true);
+    const auto both = dg::quant::pact_quantize(e, u_fused, 3, true);
+    const torch::Tensor u_chain = torch::full({}, 1.5, torch::requires_grad());
+    torch::Tensor e_chain = e0.clone().requires_grad_(true);
+    const torch::Tensor clipped = dg::quant::pact_relu(e_chain, u_chain);
+    const torch::Tensor quantized = dg::quant::quantize(clipped, 3);
+    EXPECT_TRUE(torch::equal(both.quantized.isnan(), quantized.isnan()));
+    EXPECT_TRUE(torch::equal(both.quantized.nan_to_num(7), quantized.nan_to_num(7)));
+    EXPECT_TRUE(torch::equal(both.clipped.nan_to_num(7), clipped.nan_to_num(7)));
+    torch::autograd::backward({both.quantized, both.clipped}, {g, 2 * g});
+    torch::autograd::backward({quantized, clipped}, {g, 2 * g});
+    EXPECT_TRUE(torch::equal(e.grad(), e_chain.grad()));
+    EXPECT_TRUE(torch::equal(u_fused.grad(), u_chain.grad()));
+  }
+  // A bound that is not positive takes the chain.
+  torch::Tensor v = torch::randn({8}).requires_grad_(true);
+  const auto chained = dg::quant::pact_quantize(v, torch::full({}, -1.0), 3, false);
+  EXPECT_TRUE(torch::equal(chained.quantized,
+                           dg::quant::quantize(dg::quant::pact_relu(v, torch::full({}, -1.0)), 3)));
+
   // No positive input: the scale is the quantizer's epsilon alone, all 0.
   torch::Tensor negative = (-torch::rand({4, 8, 3, 3}) - 0.1).requires_grad_(true);
   const torch::Tensor u = torch::full({}, 2.0, torch::requires_grad());

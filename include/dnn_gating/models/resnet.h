@@ -136,7 +136,9 @@ enum class Shortcut {
 /// pass that made it also quantized it for that convolution, the quantized
 /// values (else undefined).
 struct Activation {
+  /// The activation (undefined where only the quantized values are needed).
   torch::Tensor value;
+  /// Its values quantized for the convolution that reads it, or undefined.
   torch::Tensor quantized;
 };
 
@@ -156,7 +158,9 @@ class BasicBlockImpl : public torch::nn::Cloneable<BasicBlockImpl> {
   /// input_bits()) the output also comes quantized for the next block.
   Activation forward_activation(const Activation& in, int64_t out_bits);
   /// The bits to which the first convolution's input may come quantized
-  /// from the pass before (0: it takes the value).
+  /// from the pass before: its input bits where it is a quantized
+  /// convolution, in training (gradients on) without `reference_ops`; else 0
+  /// (it takes the value).
   int64_t input_bits() const;
 
  private:

@@ -9,15 +9,19 @@ namespace dnn_gating::quant {
 /// inputs above it: grad_x = g where 0 <= x <= u, grad_u = sum(g where x > u).
 torch::Tensor pact_relu(const torch::Tensor& x, const torch::Tensor& upper_bound);
 
-/// PACT's clip and the activation quantizer after it: `quantized` =
-/// quantize(pact_relu(x, upper_bound), bits) and, where `keep_clipped`,
-/// `clipped` = pact_relu(x, upper_bound) (else undefined), with the
-/// gradients of that chain. On float CPU tensors with 2 or more bits and a
-/// positive bound, one pass computes both and one pass their gradients.
+/// What pact_quantize returns.
 struct ClippedAndQuantized {
+  /// pact_relu(x, upper_bound) where asked for, else undefined.
   torch::Tensor clipped;
+  /// quantize(pact_relu(x, upper_bound), bits).
   torch::Tensor quantized;
 };
+
+/// PACT's clip and the activation quantizer after it, with the gradients of
+/// that chain; the clipped values are kept only if `keep_clipped` (something
+/// else reads them). In training (gradients on, x requiring them) on float
+/// CPU tensors with 2 or more bits and a positive bound, one pass computes
+/// both and one pass their gradients; otherwise the chain runs as it is.
 ClippedAndQuantized pact_quantize(const torch::Tensor& x, const torch::Tensor& upper_bound,
                                   int64_t bits, bool keep_clipped);
 
