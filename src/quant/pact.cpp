@@ -119,12 +119,10 @@ struct PactQuantizeFunction : torch::autograd::Function<PactQuantizeFunction> {
     const auto saved = ctx->get_saved_variables();
     const torch::Tensor& region = saved[0];
     const torch::Tensor& u = saved[1];
-    const torch::Tensor gq = grads[0].defined()
-                                 ? kernels::laid_like(grads[0], region)
-                                 : torch::zeros_like(region, region.options().dtype(torch::kFloat));
-    const torch::Tensor gy = grads.size() > 1 && grads[1].defined()
-                                 ? kernels::laid_like(grads[1], region)
-                                 : torch::Tensor();
+    // (The engine passes zeros for an output that got no gradient.)
+    const torch::Tensor gq = kernels::laid_like(grads[0], region);
+    const torch::Tensor gy =
+        grads.size() > 1 ? kernels::laid_like(grads[1], region) : torch::Tensor();
     torch::Tensor grad_x = torch::empty_like(gq);
     const float* gqp = gq.data_ptr<float>();
     const float* gyp = gy.defined() ? gy.data_ptr<float>() : nullptr;
