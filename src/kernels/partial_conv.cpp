@@ -13,12 +13,33 @@
 #include "kernels/conv_geometry.h"
 #include "kernels/gate_decision.h"
 #include "kernels/simd.h"
-#include "kernels/vec16.h"
+#include "kernels/isa.h"
 
 namespace dnn_gating::kernels::partial_conv {
 namespace {
 
-using namespace vec16;  // NOLINT: the kernel below is written in its terms
+// The kernel is written for vectors of L floats: L = 16 (one AVX-512
+// register) at x86-64-v4, L = 8 (one AVX2 register) at x86-64-v3, with
+// blockings sized for each level's register file (32 zmm, 16 ymm).
+template <int L>
+struct Lanes {
+  typedef float Vec __attribute__((vector_size(4 * L)));
+  typedef int32_t IVec __attribute__((vector_size(4 * L)));
+};
+
+#define DG_INLINE __attribute__((always_inline)) inline
+
+template <typename V>
+DG_INLINE V load(const float* p) {
+  V v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+template <typename V>
+DG_INLINE void store(float* p, V v) {
+  std::memcpy(p, &v, sizeof(v));
+}
 
 // A 3x3 convolution over an unpadded NHWC input, its input channels in
 // `groups` equal groups.
@@ -50,43 +71,48 @@ struct Band {
   const float* row[3];
 };
 
-// acc[(q * Chains + chain) * V + v] += w[v] * x[q * Step] (the scalar
-// broadcast) for every position q and vector v, written out.
-template <int64_t Step, int Chains, int... Q>
-DG_INLINE void multiply_add(Vec* acc, int chain, Vec w, const float* x,
-                            std::integer_sequence<int, Q...>) {
-  ((acc[Q * Chains + chain] += w * x[Q * Step]), ...);
+// acc[(Q * Chains + chain) * V + v] += w[v] * x[Q * Step] (the scalar
+// broadcast) for every vector v. No lambdas here or below: they would be
+// compiled outside the level of the function that calls them.
+template <int64_t Step, int Chains, int V, int Q, typename Vec>
+DG_INLINE void multiply_add_at(Vec* acc, int chain, const Vec* w, const float* x) {
+  const float xq = x[Q * Step];
+#pragma GCC unroll 4
+  for (int v = 0; v < V; ++v) acc[(Q * Chains + chain) * V + v] += w[v] * xq;
 }
 
-template <int64_t Step, int Chains, int... Q>
-DG_INLINE void multiply_add(Vec* acc, int chain, Vec w0, Vec w1, const float* x,
+// The same for every position Q, written out.
+template <int64_t Step, int Chains, int V, typename Vec, int... Q>
+DG_INLINE void multiply_add(Vec* acc, int chain, const Vec* w, const float* x,
                             std::integer_sequence<int, Q...>) {
-  ((acc[(Q * Chains + chain) * 2] += w0 * x[Q * Step],
-    acc[(Q * Chains + chain) * 2 + 1] += w1 * x[Q * Step]),
-   ...);
+  (multiply_add_at<Step, Chains, V, Q>(acc, chain, w, x), ...);
 }
 
-// P consecutive output positions of one row, V vectors of 16 output channels
-// from vector ov on: for each input group, the products of its channels
-// summed apart in P x V independent accumulators, then added to the full sum
-// and, in the lanes whose outputs take that group, kept as the partial sum;
-// both are stored at full[q * O + ...] and partial[q * O + ...]. weight is
-// [C, 3, 3, O]; lanes holds per group and output 0 or ~0; band points into
-// the three zero-padded input rows under the output row ([W + 2 pw, C] each)
-// at the first position's column. With a gate, y[q * O + ...] is then the
-// full sum where the gate opens and the partial sum elsewhere (mapped by
-// gate->scale and shift where set); returns the open gates.
-template <int P, int V, int C, int S>
+// P consecutive output positions of one row, V vectors of L output channels
+// from output o on: for each input group, the products of its channels
+// summed apart in P x V independent accumulators (times Chains), then added
+// to the full sum and, in the lanes whose outputs take that group, kept as
+// the partial sum; both are stored at full[q * O + ...] and
+// partial[q * O + ...]. weight is [C, 3, 3, O]; lanes holds per group and
+// output 0 or ~0; band points into the three zero-padded input rows under
+// the output row ([W + 2 pw, C] each) at the first position's column. With a
+// gate, y[q * O + ...] is then the full sum where the gate opens and the
+// partial sum elsewhere (mapped by gate->scale and shift where set); returns
+// the open gates.
+template <int L, int P, int V, int C, int S>
 DG_INLINE int64_t positions(const Geometry& g, const Band& band, const float* weight,
-                            const int32_t* lanes, int64_t ov, float* full, float* partial,
+                            const int32_t* lanes, int64_t o, float* full, float* partial,
                             const Gate* gate, float* y) {
-  static_assert(V == 1 || V == 2, "one or two vectors of outputs");
+  using Vec = typename Lanes<L>::Vec;
+  using IVec = typename Lanes<L>::IVec;
   const int64_t ic = C / g.groups;
-  const int64_t o = ov * kVec;
   constexpr int64_t step = S * C;  // between output positions: constant offsets
-  // Independent sums per position, so that few positions still keep the
-  // multiply-adds in flight (one per kernel column below four positions).
-  constexpr int kChains = P >= 4 ? 1 : 3;
+  // Independent sums, so that few positions still keep the multiply-adds in
+  // flight: at least eight chains where the registers allow (12 at L = 8,
+  // where 16 registers also hold the weights and the broadcast).
+  constexpr int kMaxSums = L == 16 ? 24 : 12;
+  constexpr int kChains =
+      P * V >= 8 ? 1 : std::clamp(kMaxSums / (P * V), 1, 3);
   constexpr int kSums = P * V;  // [q * V + v]
   Vec full_sum[kSums] = {}, partial_sum[kSums] = {};
   for (int64_t grp = 0; grp < g.groups; ++grp) {
@@ -94,20 +120,18 @@ DG_INLINE int64_t positions(const Geometry& g, const Band& band, const float* we
     for (int64_t c = grp * ic; c < (grp + 1) * ic; ++c) {
 #pragma GCC unroll 9
       for (int t = 0; t < 9; ++t) {
-        const float* w = weight + (c * 9 + t) * g.out_channels + o;
+        const float* wp = weight + (c * 9 + t) * g.out_channels + o;
+        Vec w[V];
+#pragma GCC unroll 4
+        for (int v = 0; v < V; ++v) w[v] = load<Vec>(wp + v * L);
         const float* x = band.row[t / 3] + (t % 3) * C + c;
-        if constexpr (V == 1) {
-          multiply_add<step, kChains>(acc, t % kChains, load(w), x,
-                                      std::make_integer_sequence<int, P>());
-        } else {
-          multiply_add<step, kChains>(acc, t % kChains, load(w), load(w + kVec), x,
-                                      std::make_integer_sequence<int, P>());
-        }
+        multiply_add<step, kChains, V>(acc, t % kChains, w, x,
+                                       std::make_integer_sequence<int, P>());
       }
     }
     IVec take[V];
     for (int v = 0; v < V; ++v)
-      std::memcpy(&take[v], lanes + grp * g.out_channels + o + v * kVec, sizeof(IVec));
+      std::memcpy(&take[v], lanes + grp * g.out_channels + o + v * L, sizeof(IVec));
     for (int q = 0; q < P; ++q) {
       for (int v = 0; v < V; ++v) {
         const int i = q * V + v;
@@ -121,18 +145,19 @@ DG_INLINE int64_t positions(const Geometry& g, const Band& band, const float* we
   if (gate == nullptr) {
     for (int q = 0; q < P; ++q) {
       for (int v = 0; v < V; ++v) {
-        store(full + q * g.out_channels + o + v * kVec, full_sum[q * V + v]);
-        store(partial + q * g.out_channels + o + v * kVec, partial_sum[q * V + v]);
+        store(full + q * g.out_channels + o + v * L, full_sum[q * V + v]);
+        store(partial + q * g.out_channels + o + v * L, partial_sum[q * V + v]);
       }
     }
     return 0;
   }
   IVec open_lanes = {};
   for (int v = 0; v < V; ++v) {
-    const int64_t ov_first = o + v * kVec;
+    const int64_t ov_first = o + v * L;
     // The decision of gate_decision, on (partial - mean) * inv_std.
-    const Vec mean = load(gate->mean + ov_first), inv_std = load(gate->inv_std + ov_first);
-    const Vec threshold = load(gate->threshold + ov_first);
+    const Vec mean = load<Vec>(gate->mean + ov_first);
+    const Vec inv_std = load<Vec>(gate->inv_std + ov_first);
+    const Vec threshold = load<Vec>(gate->threshold + ov_first);
     for (int q = 0; q < P; ++q) {
       Vec& f = full_sum[q * V + v];
       const Vec pa = partial_sum[q * V + v];
@@ -142,14 +167,14 @@ DG_INLINE int64_t positions(const Geometry& g, const Band& band, const float* we
       open_lanes -= open;
       if (gate->decisions != nullptr) {
         uint8_t* d = gate->decisions + (y + q * g.out_channels + ov_first - gate->y_first);
-        float logit[kVec];  // (the decision again, lane by lane: the same comparison)
-        std::memcpy(logit, &z, sizeof(logit));
-        for (int i = 0; i < kVec; ++i)
-          d[i] = static_cast<uint8_t>(logit[i] > gate_decision::kLastClosedLogit);
+        int32_t flag[L];  // 0 or -1 per lane
+        std::memcpy(flag, &open, sizeof(flag));
+        for (int i = 0; i < L; ++i) d[i] = static_cast<uint8_t>(flag[i] & 1);
       }
     }
     if (gate->scale != nullptr) {
-      const Vec scale = load(gate->scale + ov_first), shift = load(gate->shift + ov_first);
+      const Vec scale = load<Vec>(gate->scale + ov_first);
+      const Vec shift = load<Vec>(gate->shift + ov_first);
       for (int q = 0; q < P; ++q) full_sum[q * V + v] = full_sum[q * V + v] * scale + shift;
       if (gate->relu) {
         for (int q = 0; q < P; ++q) {
@@ -161,45 +186,85 @@ DG_INLINE int64_t positions(const Geometry& g, const Band& band, const float* we
     for (int q = 0; q < P; ++q) store(y + q * g.out_channels + ov_first, full_sum[q * V + v]);
   }
   int64_t count = 0;
-  for (int i = 0; i < kVec; ++i) count += open_lanes[i];
+  for (int i = 0; i < L; ++i) count += open_lanes[i];
   return count;
 }
 
 // Positions [w, w + P) of an output row, whose outputs start at `at`.
-template <int P, int V, int C, int S>
-DG_INLINE int64_t block(const Geometry& g, const Band& band, int64_t at, int64_t w, int64_t ov,
+template <int L, int P, int V, int C, int S>
+DG_INLINE int64_t block(const Geometry& g, const Band& band, int64_t at, int64_t w, int64_t o,
                         const float* weight, const int32_t* lanes, float* full, float* partial,
                         const Gate* gate, float* y) {
   const int64_t column = w * S * C;
   const Band from{{band.row[0] + column, band.row[1] + column, band.row[2] + column}};
   if (gate != nullptr) {
-    return positions<P, V, C, S>(g, from, weight, lanes, ov, nullptr, nullptr, gate, y + at);
+    return positions<L, P, V, C, S>(g, from, weight, lanes, o, nullptr, nullptr, gate, y + at);
   }
-  return positions<P, V, C, S>(g, from, weight, lanes, ov, full + at, partial + at, nullptr,
-                               nullptr);
+  return positions<L, P, V, C, S>(g, from, weight, lanes, o, full + at, partial + at, nullptr,
+                                  nullptr);
 }
 
-// A whole output row for V vectors of outputs from ov on (row's outputs
-// start at out_row). Sixteen positions of one vector keep 48 sums: their
-// spills pay off only where each input group is long enough (measured: 4
-// channels per group run faster eight positions at a time); two vectors go
-// eight positions at a time.
-template <int V, int C, int S>
-DG_INLINE int64_t output_row(const Geometry& g, const Band& band, int64_t out_row, int64_t ov,
-                             bool wide, const float* weight, const int32_t* lanes, float* full,
-                             float* partial, const Gate* gate, float* y) {
-  int64_t count = 0, w = 0;
+// A whole output row for the V vectors of outputs from o on (the row's
+// outputs start at out_row), P positions at a time, then the rest of the
+// row in blocks of Rest... positions.
+template <int L, int V, int C, int S, int P, int... Rest>
+DG_INLINE int64_t run_row(const Geometry& g, const Band& band, int64_t out_row, int64_t o,
+                          int64_t w, const float* weight, const int32_t* lanes, float* full,
+                          float* partial, const Gate* gate, float* y) {
+  int64_t count = 0;
   // The kernel calls stay out of lambdas, which would be compiled outside
-  // this function's clones; `at` only computes the block's output offset.
-  const auto at = [&] { return out_row + w * g.out_channels; };
-  for (; V == 1 && wide && w + 16 <= g.out_w; w += 16)
-    count += block<16, 1, C, S>(g, band, at(), w, ov, weight, lanes, full, partial, gate, y);
-  for (; w + 8 <= g.out_w; w += 8)
-    count += block<8, V, C, S>(g, band, at(), w, ov, weight, lanes, full, partial, gate, y);
-  for (; w + 4 <= g.out_w; w += 4)
-    count += block<4, V, C, S>(g, band, at(), w, ov, weight, lanes, full, partial, gate, y);
-  for (; w < g.out_w; ++w)
-    count += block<1, V, C, S>(g, band, at(), w, ov, weight, lanes, full, partial, gate, y);
+  // this function's level.
+  for (; w + P <= g.out_w; w += P) {
+    count += block<L, P, V, C, S>(g, band, out_row + w * g.out_channels, w, o, weight, lanes,
+                                  full, partial, gate, y);
+  }
+  if constexpr (sizeof...(Rest) > 0) {
+    count += run_row<L, V, C, S, Rest...>(g, band, out_row, o, w, weight, lanes, full, partial,
+                                          gate, y);
+  }
+  return count;
+}
+
+// Every output channel of one output row, in the blocking of level L.
+// AVX-512 (L = 16): sixteen positions of one vector keep 48 sums; their
+// spills pay off only where each input group is long enough (measured: 4
+// channels per group run faster eight positions at a time). Two vectors at
+// a time share each input broadcast; measured faster only where groups are
+// long and rows too short for sixteen positions of one vector (64 channels
+// at 8x8: 1.43 -> 1.31 ms; with 4 channels per group slower, as the sums of
+// both vectors spill). AVX2 (L = 8): 16 registers hold at most 12 sums
+// beside the weights and the broadcast, as in oneDNN's AVX2 kernels: four
+// vectors by three positions, or two by six where the layer has only 16
+// outputs.
+template <int L, int C, int S>
+DG_INLINE int64_t output_row(const Geometry& g, const Band& band, int64_t out_row,
+                             const float* weight, const int32_t* lanes, float* full,
+                             float* partial, const Gate* gate, float* y) {
+  const int64_t vectors = g.out_channels / L;
+  int64_t count = 0, v = 0;
+  if constexpr (L == 16) {
+    const bool wide = C / g.groups >= 8;
+    const bool pairs = wide && g.out_w < 16;
+    for (; pairs && v + 2 <= vectors; v += 2)
+      count += run_row<L, 2, C, S, 8, 4, 1>(g, band, out_row, v * L, 0, weight, lanes, full,
+                                            partial, gate, y);
+    for (; v < vectors; ++v) {
+      if (wide) {
+        count += run_row<L, 1, C, S, 16, 8, 4, 1>(g, band, out_row, v * L, 0, weight, lanes,
+                                                  full, partial, gate, y);
+      } else {
+        count += run_row<L, 1, C, S, 8, 4, 1>(g, band, out_row, v * L, 0, weight, lanes, full,
+                                              partial, gate, y);
+      }
+    }
+  } else {
+    for (; v + 4 <= vectors; v += 4)
+      count += run_row<L, 4, C, S, 3, 2, 1>(g, band, out_row, v * L, 0, weight, lanes, full,
+                                            partial, gate, y);
+    for (; v + 2 <= vectors; v += 2)
+      count += run_row<L, 2, C, S, 6, 2, 1>(g, band, out_row, v * L, 0, weight, lanes, full,
+                                            partial, gate, y);
+  }
   return count;
 }
 
@@ -209,7 +274,7 @@ DG_INLINE int64_t output_row(const Geometry& g, const Band& band, int64_t out_ro
 // cache, unlike a padded copy of the whole input), each copied once for the
 // consecutive output rows that read it. Without a gate the sums go to full
 // and partial; with one, only y is written.
-template <int C, int S>
+template <int L, int C, int S>
 DG_INLINE int64_t rows_of(const Geometry& g, const float* x, const float* weight,
                           const int32_t* lanes, float* full, float* partial, const Gate* gate,
                           float* y, int64_t first, int64_t last) {
@@ -218,12 +283,6 @@ DG_INLINE int64_t rows_of(const Geometry& g, const float* x, const float* weight
   // the input); the padding columns are never written.
   std::vector<float> slots(4 * padded_row, 0.0f);
   int64_t held[3] = {-1, -1, -1};  // which input row (n * in_h + r) each slot holds
-  const bool wide = C / g.groups >= 8;
-  // Two output vectors at a time share each input broadcast; measured faster
-  // only where groups are long and rows too short for sixteen positions of
-  // one vector (64 channels at 8x8: 1.43 -> 1.31 ms; with 4 channels per
-  // group slower, as the sums of both vectors spill).
-  const bool pairs = wide && g.out_w < 16;
   int64_t count = 0;
   for (int64_t row = first; row < last; ++row) {
     const int64_t n = row / g.out_h, h = row % g.out_h;
@@ -258,65 +317,81 @@ DG_INLINE int64_t rows_of(const Geometry& g, const float* x, const float* weight
         for (int64_t b = 0; b < g.in_w * C * 4; b += 64) __builtin_prefetch(line + b);
       }
     }
-    const int64_t out_row = row * g.out_w * g.out_channels;
-    const int64_t vectors = g.out_channels / kVec;
-    int64_t ov = 0;
-    for (; pairs && ov + 2 <= vectors; ov += 2)
-      count +=
-          output_row<2, C, S>(g, band, out_row, ov, wide, weight, lanes, full, partial, gate, y);
-    for (; ov < vectors; ++ov)
-      count +=
-          output_row<1, C, S>(g, band, out_row, ov, wide, weight, lanes, full, partial, gate, y);
+    count += output_row<L, C, S>(g, band, row * g.out_w * g.out_channels, weight, lanes, full,
+                                 partial, gate, y);
   }
   return count;
 }
 
+template <int L>
 DG_INLINE int64_t rows_any(const Geometry& g, const float* xp, const float* weight,
                            const int32_t* lanes, float* full, float* partial, const Gate* gate,
                            float* y, int64_t first, int64_t last) {
   if (g.stride_w == 1) {
     if (g.channels == 16)
-      return rows_of<16, 1>(g, xp, weight, lanes, full, partial, gate, y, first, last);
+      return rows_of<L, 16, 1>(g, xp, weight, lanes, full, partial, gate, y, first, last);
     if (g.channels == 32)
-      return rows_of<32, 1>(g, xp, weight, lanes, full, partial, gate, y, first, last);
-    return rows_of<64, 1>(g, xp, weight, lanes, full, partial, gate, y, first, last);
+      return rows_of<L, 32, 1>(g, xp, weight, lanes, full, partial, gate, y, first, last);
+    return rows_of<L, 64, 1>(g, xp, weight, lanes, full, partial, gate, y, first, last);
   }
   if (g.channels == 16)
-    return rows_of<16, 2>(g, xp, weight, lanes, full, partial, gate, y, first, last);
+    return rows_of<L, 16, 2>(g, xp, weight, lanes, full, partial, gate, y, first, last);
   if (g.channels == 32)
-    return rows_of<32, 2>(g, xp, weight, lanes, full, partial, gate, y, first, last);
-  return rows_of<64, 2>(g, xp, weight, lanes, full, partial, gate, y, first, last);
+    return rows_of<L, 32, 2>(g, xp, weight, lanes, full, partial, gate, y, first, last);
+  return rows_of<L, 64, 2>(g, xp, weight, lanes, full, partial, gate, y, first, last);
 }
 
-// The kernel at AVX-512 (x86-64-v4) and AVX2 with FMA (x86-64-v3) only: its
-// templates take minutes to compile per level, and at the x86-64 baseline
-// it would run slower than the library's convolutions, so there supported()
-// refuses it and the layers take the library's way. A sanitizer build
-// compiles it once, for the baseline.
-// rows() compiled at one level (`attributes` says which): rows_any there.
-#define DG_ROWS_AT(attributes)                                                                 \
-  attributes int64_t rows(const Geometry& g, const float* xp, const float* weight,             \
-                          const int32_t* lanes, float* full, float* partial, const Gate* gate, \
-                          float* y, int64_t first, int64_t last) {                             \
-    return rows_any(g, xp, weight, lanes, full, partial, gate, y, first, last);                \
-  }
+// The kernel at AVX-512 (x86-64-v4) and AVX2 with FMA (x86-64-v3) only,
+// chosen by isa::level() (which DNN_GATING_MAX_ISA caps): its templates take
+// minutes to compile per level, and at the x86-64 baseline it would run
+// slower than the library's convolutions, so there supported() refuses it
+// and the layers take the library's way. A sanitizer build compiles it
+// once, for the baseline, with the AVX2 blocking.
+using Rows = int64_t (*)(const Geometry&, const float*, const float*, const int32_t*, float*,
+                         float*, const Gate*, float*, int64_t, int64_t);
+
 #if DNN_GATING_KERNEL_LEVELS
-DG_ROWS_AT(__attribute__((target("arch=x86-64-v4"))))
-DG_ROWS_AT(__attribute__((target("arch=x86-64-v3"))))
-
-__attribute__((target("default"))) int64_t rows(const Geometry&, const float*, const float*,
-                                                const int32_t*, float*, float*, const Gate*, float*,
-                                                int64_t, int64_t) {
-  TORCH_CHECK(false, "partial_conv runs on x86-64-v3 (AVX2 and FMA) or better only");
+__attribute__((target("arch=x86-64-v4"))) int64_t rows_avx512(
+    const Geometry& g, const float* xp, const float* weight, const int32_t* lanes, float* full,
+    float* partial, const Gate* gate, float* y, int64_t first, int64_t last) {
+  return rows_any<16>(g, xp, weight, lanes, full, partial, gate, y, first, last);
 }
 
-bool runs_here() { return __builtin_cpu_supports("x86-64-v3") != 0; }
-#else
-DG_ROWS_AT()
+__attribute__((target("arch=x86-64-v3"))) int64_t rows_avx2(
+    const Geometry& g, const float* xp, const float* weight, const int32_t* lanes, float* full,
+    float* partial, const Gate* gate, float* y, int64_t first, int64_t last) {
+  return rows_any<8>(g, xp, weight, lanes, full, partial, gate, y, first, last);
+}
 
-bool runs_here() { return true; }
+Rows rows_at_level() {
+  switch (isa::level()) {
+    case isa::Level::kAvx512:
+      return rows_avx512;
+    case isa::Level::kAvx2:
+      return rows_avx2;
+    default:
+      return nullptr;
+  }
+}
+#else
+int64_t rows_portable(const Geometry& g, const float* xp, const float* weight,
+                      const int32_t* lanes, float* full, float* partial, const Gate* gate,
+                      float* y, int64_t first, int64_t last) {
+  return rows_any<8>(g, xp, weight, lanes, full, partial, gate, y, first, last);
+}
+
+Rows rows_at_level() { return rows_portable; }
 #endif
-#undef DG_ROWS_AT
+
+bool runs_here() { return rows_at_level() != nullptr; }
+
+int64_t rows(const Geometry& g, const float* xp, const float* weight, const int32_t* lanes,
+             float* full, float* partial, const Gate* gate, float* y, int64_t first,
+             int64_t last) {
+  const Rows at_level = rows_at_level();
+  TORCH_CHECK(at_level != nullptr, "partial_conv runs on x86-64-v3 (AVX2 and FMA) or better only");
+  return at_level(g, xp, weight, lanes, full, partial, gate, y, first, last);
+}
 
 }  // namespace
 
@@ -343,7 +418,7 @@ std::vector<std::vector<bool>> group_blocks(const torch::Tensor& mask, int64_t g
 bool supported(const torch::Tensor& weight, int64_t groups, torch::IntArrayRef stride) {
   const int64_t c = weight.dim() == 4 ? weight.size(1) : 0;
   return weight.dim() == 4 && weight.scalar_type() == torch::kFloat && weight.device().is_cpu() &&
-         weight.size(2) == 3 && weight.size(3) == 3 && weight.size(0) % kVec == 0 &&
+         weight.size(2) == 3 && weight.size(3) == 3 && weight.size(0) % 16 == 0 &&
          (c == 16 || c == 32 || c == 64) && groups >= 1 && c % groups == 0 && stride.size() == 2 &&
          (stride[1] == 1 || stride[1] == 2) && stride[0] >= 1 && runs_here();
 }

@@ -8,6 +8,7 @@
 
 #include "kernels/conv_geometry.h"
 #include "kernels/fusable.h"
+#include "kernels/isa.h"
 #include "kernels/simd.h"
 #include "kernels/vec16.h"
 
@@ -292,8 +293,7 @@ DG_INLINE void add_rows_by_channel(const Geometry& g, const float* xp, const flo
 
 // 3x3 kernels over 16, 32 or 64 input channels take the kernels above; any
 // other shape the generic one.
-DNN_GATING_FMA_CLONES
-void add_rows(const Geometry& g, const float* xp, const float* weight, const uint64_t* zero,
+DG_INLINE void add_rows_any(const Geometry& g, const float* xp, const float* weight, const uint64_t* zero,
               const uint64_t* words, float* y, int64_t first, int64_t last) {
   const bool three_by_three = g.kernel_h == 3 && g.kernel_w == 3;
   if (three_by_three && g.channels == 16) {
@@ -305,6 +305,36 @@ void add_rows(const Geometry& g, const float* xp, const float* weight, const uin
   } else {
     add_rows_of(g, xp, weight, words, y, first, last);
   }
+}
+
+// add_rows_any compiled at AVX-512 (x86-64-v4), AVX2 with FMA (x86-64-v3)
+// and the baseline, chosen by isa::level(), which DNN_GATING_MAX_ISA caps.
+#define DG_ADD_ROWS_AT(name, attributes)                                                    \
+  attributes void name(const Geometry& g, const float* xp, const float* weight,             \
+                       const uint64_t* zero, const uint64_t* words, float* y, int64_t first, \
+                       int64_t last) {                                                       \
+    add_rows_any(g, xp, weight, zero, words, y, first, last);                               \
+  }
+DG_ADD_ROWS_AT(add_rows_baseline, )
+#if DNN_GATING_KERNEL_LEVELS
+DG_ADD_ROWS_AT(add_rows_avx512, __attribute__((target("arch=x86-64-v4"))))
+DG_ADD_ROWS_AT(add_rows_avx2, __attribute__((target("arch=x86-64-v3"))))
+#endif
+#undef DG_ADD_ROWS_AT
+
+void add_rows(const Geometry& g, const float* xp, const float* weight, const uint64_t* zero,
+              const uint64_t* words, float* y, int64_t first, int64_t last) {
+#if DNN_GATING_KERNEL_LEVELS
+  switch (isa::level()) {
+    case isa::Level::kAvx512:
+      return add_rows_avx512(g, xp, weight, zero, words, y, first, last);
+    case isa::Level::kAvx2:
+      return add_rows_avx2(g, xp, weight, zero, words, y, first, last);
+    default:
+      break;
+  }
+#endif
+  add_rows_baseline(g, xp, weight, zero, words, y, first, last);
 }
 
 // Per output channel of an [O, kh, kw, C] weight, bit k set where its k-th
