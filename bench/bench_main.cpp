@@ -20,8 +20,11 @@
 #include "gated_inference.h"
 #include "image_folder.h"
 #include "integer_conv.h"
+#include "kernels/isa.h"
+#include "photo_inputs.h"
 
 namespace dg = dnn_gating;
+namespace isa = dnn_gating::kernels::isa;
 using dg::models::ResNetOptions;
 
 namespace {
@@ -29,10 +32,14 @@ namespace {
 constexpr int64_t kBatch = 128;
 constexpr int kRepetitions = 5;
 
+// A model timed by the benchmarks, with the guard's limits: the most its
+// training step and its evaluation may cost as a multiple of the float
+// model's in the same run, past which the run prints FAIL (0: no limit).
 struct ModelSpec {
   const char* name;
   ResNetOptions options;
   dg::train::Recipe recipe;
+  double step_limit = 0, eval_limit = 0;
 };
 
 const std::vector<ModelSpec>& specs() {
@@ -40,8 +47,10 @@ const std::vector<ModelSpec>& specs() {
   using dg::models::ConvKind;
   static const std::vector<ModelSpec> all{
       {"float", ResNetOptions(ConvKind::kFloat), dg::train::pg_recipe(0.001, 1.0)},
+      // Limits: the targets of docs/PERFORMANCE.md ("The guard"), at every
+      // kernel level.
       {"quantized_w8a3_pact", ResNetOptions(ConvKind::kQuantized).wbits(8).abits(3).pact(true),
-       dg::train::pg_recipe(0.001, 1.0)},
+       dg::train::pg_recipe(0.001, 1.0), 1.2, 1.2},
       {"pg_w8a3pb2_spbp_pact",
        ResNetOptions(ConvKind::kPrecisionGated)
            .wbits(8)
@@ -49,16 +58,16 @@ const std::vector<ModelSpec>& specs() {
            .pred_bits(2)
            .sparse_bp(true)
            .pact(true),
-       dg::train::pg_recipe(0.001, 1.0)},
+       dg::train::pg_recipe(0.001, 1.0), 1.6, 1.5},
       {"cg_p4_group_spbp",
        ResNetOptions(ConvKind::kChannelGated).partitions(4).use_group(true).sparse_bp(true),
-       dg::train::cg_recipe(0.1, 1e-4, 1.0)},
+       dg::train::cg_recipe(0.1, 1e-4, 1.0), 1.5, 1.5},
       {"cg_postact_p2_group",
        ResNetOptions(ConvKind::kChannelGated, BlockLayout::kPostActivated)
            .partitions(2)
            .use_group(true)
            .sparse_bp(true),
-       dg::train::cg_recipe(0.1, 1e-4, 0.6)},
+       dg::train::cg_recipe(0.1, 1e-4, 0.6), 2.0, 1.5},
   };
   return all;
 }
@@ -76,8 +85,9 @@ Fixture make_fixture(const ModelSpec& spec) {
   auto sgd = dg::train::make_sgd(*model, spec.recipe.sgd);
   dg::train::Classifier classifier{
       model.ptr(), [model](const torch::Tensor& in) mutable { return model->forward(in); }};
-  return {model, std::move(sgd), classifier, torch::randn({kBatch, 3, 32, 32}),
-          torch::randint(0, 10, {kBatch})};
+  torch::Tensor x = dg::bench::input_images(kBatch, 1);
+  torch::manual_seed(0);
+  return {model, std::move(sgd), classifier, x, torch::randint(0, 10, {kBatch})};
 }
 
 void train_step(benchmark::State& state, const ModelSpec& spec) {
@@ -181,13 +191,35 @@ class RatioReporter : public benchmark::ConsoleReporter {
           "float step\n",
           data, static_cast<long long>(kBatch), kBatch * 1000.0 / data, 100.0 * data / float_step);
     }
-    std::printf("(eval column 'x float' is the time ratio; threads: %d)\n",
-                torch::get_num_threads());
+    std::printf(
+        "(eval column 'x float' is the time ratio; threads: %d; inputs: %s; kernel level %s"
+        " of the CPU's %s)\n",
+        torch::get_num_threads(), dg::bench::input_kind().c_str(), isa::name(isa::level()),
+        isa::name(isa::cpu_level()));
+    print_guard(float_step, float_eval);
     dg::bench::print_gated_inference(times_, counts_);
   }
   std::map<std::string, double> rss_;
 
  private:
+  // The guard: one line per gated model and figure, FAIL past its limit.
+  void print_guard(double float_step, double float_eval) {
+    std::printf("\nguard (kernel level %s, inputs %s):\n", isa::name(isa::level()),
+                dg::bench::input_kind().c_str());
+    for (const auto& spec : specs()) {
+      const std::pair<const char*, double> checks[] = {{"train_step", spec.step_limit},
+                                                       {"evaluation", spec.eval_limit}};
+      for (const auto& [what, limit] : checks) {
+        const auto it = times_.find(std::string(what) + "/" + spec.name);
+        const double base = std::string(what) == "train_step" ? float_step : float_eval;
+        if (limit <= 0 || it == times_.end() || base <= 0) continue;
+        const double ratio = it->second / base;
+        std::printf("  %-4s %-24s %-10s %5.2fx float (limit %.2fx)\n",
+                    ratio <= limit ? "ok" : "FAIL", spec.name, what, ratio, limit);
+      }
+    }
+  }
+
   std::map<std::string, std::vector<double>> repetitions_;
   std::map<std::string, double> times_;
   std::map<std::string, dg::bench::Counts> counts_;

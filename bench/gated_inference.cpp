@@ -15,6 +15,7 @@
 #include "dnn_gating/models/resnet.h"
 #include "dnn_gating/report/report.h"
 #include "folded_float.h"
+#include "photo_inputs.h"
 
 namespace dnn_gating::bench {
 namespace {
@@ -155,8 +156,8 @@ void count_gates(benchmark::State& state, torch::nn::Module& model) {
 void evaluate_held(benchmark::State& state, const GatedModel& spec, int percent, int64_t batch,
                    const std::function<void(models::ResNet&)>& configure) {
   const ThreadsFor threads(batch);
+  const torch::Tensor x = input_images(batch, 1);
   torch::manual_seed(1);
-  const torch::Tensor x = torch::randn({batch, 3, 32, 32});
   models::ResNet model = held_model(spec, percent, x);
   configure(model);
   torch::NoGradGuard no_grad;
@@ -190,8 +191,7 @@ void evaluate_float(benchmark::State& state, int64_t batch, FloatWay way) {
   torch::manual_seed(0);
   models::ResNet model(ResNetOptions(ConvKind::kFloat));
   model->eval();
-  torch::manual_seed(1);
-  torch::Tensor x = torch::randn({batch, 3, 32, 32});
+  torch::Tensor x = input_images(batch, 1);
   if (way == FloatWay::kChannelsLast) x = x.contiguous(at::MemoryFormat::ChannelsLast);
   torch::NoGradGuard no_grad;
   if (way == FloatWay::kFolded) {
@@ -199,7 +199,7 @@ void evaluate_float(benchmark::State& state, int64_t batch, FloatWay way) {
       // BatchNorm statistics other than the initial ones, so that folding
       // them is tested.
       model->train();
-      for (int i = 0; i < 3; ++i) model->forward(torch::randn({batch, 3, 32, 32}));
+      for (int i = 0; i < 3; ++i) model->forward(input_images(batch, 2 + i));
       model->eval();
     }
     const FoldedFloatResNet folded(model);

@@ -3,8 +3,8 @@
 # AddressSanitizer and UBSan):
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 # builds the targets in build-fuzz/ and runs each (default: all of
-# pytorch_state_dict checkpoint cifar10 idx metrics) for SECONDS (default
-# 60), starting from its corpus tests/fuzz/corpus/<target>/, as many at a
+# pytorch_state_dict checkpoint cifar10 idx metrics png image) for SECONDS
+# (default 60), starting from its corpus tests/fuzz/corpus/<target>/, as many at a
 # time as the machine has cores. New inputs that reach new code
 # go to build-fuzz/corpus/<target>/ (the committed corpus stays as it is).
 # Stops non-zero on any crash, sanitizer report, leak, timeout (-timeout=10
@@ -17,7 +17,7 @@ seconds="${1:-60}"
 case "$seconds" in ''|*[!0-9]*|0) echo "fuzz.sh: SECONDS must be a whole number of at least 1, got '$seconds'" >&2; exit 2 ;; esac
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(pytorch_state_dict checkpoint cifar10 idx metrics png)
+[ ${#targets[@]} -gt 0 ] || targets=(pytorch_state_dict checkpoint cifar10 idx metrics png image)
 command -v clang++ >/dev/null || { echo "fuzz.sh: needs clang++ (Debian package clang)" >&2; exit 2; }
 jobs=$(nproc 2>/dev/null || echo 2)
 if [ ! -f build-fuzz/CMakeCache.txt ]; then

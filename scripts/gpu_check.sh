@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The GPU check, on a machine with one CUDA GPU, python3 with a CUDA PyTorch,
 # cmake and g++ (no internet, no apt): builds this project against that
-# PyTorch's LibTorch, runs the golden cases on CUDA, trains the PG and CG
+# PyTorch's LibTorch, runs the golden cases on CUDA, trains the float, PG and CG
 # ResNet-20 for one epoch on Fashion-MNIST on the GPU, evaluates the saved
 # checkpoints on the CPU and on the GPU and compares the figures, and prints
-# the images per second of float, PG and CG training. About 5-8 minutes.
+# the images per second of float, PG and CG training. About 5-8 minutes (an
+# estimate: the check has not yet run on a GPU).
 #
 # What the machine lacks comes from the directory scripts/gpu_deps.sh fills
 # on a Debian machine (default gpu-deps/, or DNN_GATING_GPU_DEPS): the small

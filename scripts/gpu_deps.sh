@@ -11,7 +11,9 @@
 #   DIR/golden/        the golden vectors (../shared/golden), when present
 #
 # Usage: scripts/gpu_deps.sh [DIR]   (default gpu-deps/, ignored by git)
-# About 8 MB of packages, 31 MB of Fashion-MNIST and 38 MB of golden vectors.
+# About 6 MB of unpacked packages (without their documentation, manuals and
+# GoogleMock), 30 MB of Fashion-MNIST and 38 MB of golden vectors.
+# DNN_GATING_FASHION_DIR and DNN_GATING_GOLDEN_DIR say where to copy those two from.
 # scripts/gpu_check.sh finds DIR by itself (or DNN_GATING_GPU_DEPS=DIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."

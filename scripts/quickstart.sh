@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # The main job: set up, then train a precision-gated ResNet-20 for a short
-# run (about ten minutes on two CPU cores), save it, evaluate the saved
-# checkpoint and say where everything is. CIFAR-10 when it is present or can
-# be fetched, otherwise Fashion-MNIST from Debian's package (works offline).
+# run, save it, evaluate the saved checkpoint and say where everything is.
+# CIFAR-10 when it is present or can be fetched, otherwise Fashion-MNIST from
+# Debian's package (works offline). On a fresh two-core machine the whole
+# takes about 20 minutes: installing the packages and building (setup.sh)
+# most of it, training and evaluation about 3 (below).
+#   QUICKSTART_EPOCHS       training epochs (default 3)
+#   QUICKSTART_TRAIN_LIMIT  training images per epoch (default 20000; 0: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh

@@ -12,8 +12,8 @@
 
 #include "kernels/conv_geometry.h"
 #include "kernels/gate_decision.h"
-#include "kernels/simd.h"
 #include "kernels/isa.h"
+#include "kernels/simd.h"
 
 namespace dnn_gating::kernels::partial_conv {
 namespace {
@@ -111,8 +111,7 @@ DG_INLINE int64_t positions(const Geometry& g, const Band& band, const float* we
   // flight: at least eight chains where the registers allow (12 at L = 8,
   // where 16 registers also hold the weights and the broadcast).
   constexpr int kMaxSums = L == 16 ? 24 : 12;
-  constexpr int kChains =
-      P * V >= 8 ? 1 : std::clamp(kMaxSums / (P * V), 1, 3);
+  constexpr int kChains = P * V >= 8 ? 1 : std::clamp(kMaxSums / (P * V), 1, 3);
   constexpr int kSums = P * V;  // [q * V + v]
   Vec full_sum[kSums] = {}, partial_sum[kSums] = {};
   for (int64_t grp = 0; grp < g.groups; ++grp) {
@@ -215,12 +214,12 @@ DG_INLINE int64_t run_row(const Geometry& g, const Band& band, int64_t out_row, 
   // The kernel calls stay out of lambdas, which would be compiled outside
   // this function's level.
   for (; w + P <= g.out_w; w += P) {
-    count += block<L, P, V, C, S>(g, band, out_row + w * g.out_channels, w, o, weight, lanes,
-                                  full, partial, gate, y);
+    count += block<L, P, V, C, S>(g, band, out_row + w * g.out_channels, w, o, weight, lanes, full,
+                                  partial, gate, y);
   }
   if constexpr (sizeof...(Rest) > 0) {
-    count += run_row<L, V, C, S, Rest...>(g, band, out_row, o, w, weight, lanes, full, partial,
-                                          gate, y);
+    count +=
+        run_row<L, V, C, S, Rest...>(g, band, out_row, o, w, weight, lanes, full, partial, gate, y);
   }
   return count;
 }
@@ -238,8 +237,8 @@ DG_INLINE int64_t run_row(const Geometry& g, const Band& band, int64_t out_row, 
 // outputs.
 template <int L, int C, int S>
 DG_INLINE int64_t output_row(const Geometry& g, const Band& band, int64_t out_row,
-                             const float* weight, const int32_t* lanes, float* full,
-                             float* partial, const Gate* gate, float* y) {
+                             const float* weight, const int32_t* lanes, float* full, float* partial,
+                             const Gate* gate, float* y) {
   const int64_t vectors = g.out_channels / L;
   int64_t count = 0, v = 0;
   if constexpr (L == 16) {
@@ -250,8 +249,8 @@ DG_INLINE int64_t output_row(const Geometry& g, const Band& band, int64_t out_ro
                                             partial, gate, y);
     for (; v < vectors; ++v) {
       if (wide) {
-        count += run_row<L, 1, C, S, 16, 8, 4, 1>(g, band, out_row, v * L, 0, weight, lanes,
-                                                  full, partial, gate, y);
+        count += run_row<L, 1, C, S, 16, 8, 4, 1>(g, band, out_row, v * L, 0, weight, lanes, full,
+                                                  partial, gate, y);
       } else {
         count += run_row<L, 1, C, S, 8, 4, 1>(g, band, out_row, v * L, 0, weight, lanes, full,
                                               partial, gate, y);
@@ -357,9 +356,11 @@ __attribute__((target("arch=x86-64-v4"))) int64_t rows_avx512(
   return rows_any<16>(g, xp, weight, lanes, full, partial, gate, y, first, last);
 }
 
-__attribute__((target("arch=x86-64-v3"))) int64_t rows_avx2(
-    const Geometry& g, const float* xp, const float* weight, const int32_t* lanes, float* full,
-    float* partial, const Gate* gate, float* y, int64_t first, int64_t last) {
+__attribute__((target("arch=x86-64-v3"))) int64_t rows_avx2(const Geometry& g, const float* xp,
+                                                            const float* weight,
+                                                            const int32_t* lanes, float* full,
+                                                            float* partial, const Gate* gate,
+                                                            float* y, int64_t first, int64_t last) {
   return rows_any<8>(g, xp, weight, lanes, full, partial, gate, y, first, last);
 }
 
@@ -374,9 +375,9 @@ Rows rows_at_level() {
   }
 }
 #else
-int64_t rows_portable(const Geometry& g, const float* xp, const float* weight,
-                      const int32_t* lanes, float* full, float* partial, const Gate* gate,
-                      float* y, int64_t first, int64_t last) {
+int64_t rows_portable(const Geometry& g, const float* xp, const float* weight, const int32_t* lanes,
+                      float* full, float* partial, const Gate* gate, float* y, int64_t first,
+                      int64_t last) {
   return rows_any<8>(g, xp, weight, lanes, full, partial, gate, y, first, last);
 }
 
@@ -386,8 +387,7 @@ Rows rows_at_level() { return rows_portable; }
 bool runs_here() { return rows_at_level() != nullptr; }
 
 int64_t rows(const Geometry& g, const float* xp, const float* weight, const int32_t* lanes,
-             float* full, float* partial, const Gate* gate, float* y, int64_t first,
-             int64_t last) {
+             float* full, float* partial, const Gate* gate, float* y, int64_t first, int64_t last) {
   const Rows at_level = rows_at_level();
   TORCH_CHECK(at_level != nullptr, "partial_conv runs on x86-64-v3 (AVX2 and FMA) or better only");
   return at_level(g, xp, weight, lanes, full, partial, gate, y, first, last);

@@ -293,8 +293,9 @@ DG_INLINE void add_rows_by_channel(const Geometry& g, const float* xp, const flo
 
 // 3x3 kernels over 16, 32 or 64 input channels take the kernels above; any
 // other shape the generic one.
-DG_INLINE void add_rows_any(const Geometry& g, const float* xp, const float* weight, const uint64_t* zero,
-              const uint64_t* words, float* y, int64_t first, int64_t last) {
+DG_INLINE void add_rows_any(const Geometry& g, const float* xp, const float* weight,
+                            const uint64_t* zero, const uint64_t* words, float* y, int64_t first,
+                            int64_t last) {
   const bool three_by_three = g.kernel_h == 3 && g.kernel_w == 3;
   if (three_by_three && g.channels == 16) {
     add_rows_by_position<3>(g, xp, weight, zero, words, y, first, last);
@@ -309,11 +310,11 @@ DG_INLINE void add_rows_any(const Geometry& g, const float* xp, const float* wei
 
 // add_rows_any compiled at AVX-512 (x86-64-v4), AVX2 with FMA (x86-64-v3)
 // and the baseline, chosen by isa::level(), which DNN_GATING_MAX_ISA caps.
-#define DG_ADD_ROWS_AT(name, attributes)                                                    \
-  attributes void name(const Geometry& g, const float* xp, const float* weight,             \
+#define DG_ADD_ROWS_AT(name, attributes)                                                     \
+  attributes void name(const Geometry& g, const float* xp, const float* weight,              \
                        const uint64_t* zero, const uint64_t* words, float* y, int64_t first, \
                        int64_t last) {                                                       \
-    add_rows_any(g, xp, weight, zero, words, y, first, last);                               \
+    add_rows_any(g, xp, weight, zero, words, y, first, last);                                \
   }
 DG_ADD_ROWS_AT(add_rows_baseline, )
 #if DNN_GATING_KERNEL_LEVELS

@@ -45,9 +45,19 @@ torch::nn::AnyModule model_conv(ConvKind conv, const ResNetOptions& o, int64_t i
 }
 
 torch::Tensor model_layout(const ResNetOptions& o, const torch::Tensor& input) {
-  return layers::computes_channels_last(model_conv_options(o.conv(), o, 16, 16, 1), input)
-             ? input.contiguous(at::MemoryFormat::ChannelsLast)
-             : input;
+  if (!layers::computes_channels_last(model_conv_options(o.conv(), o, 16, 16, 1), input))
+    return input;
+  // A one-channel image (Fashion-MNIST) is channels-last contiguous as it
+  // is, so contiguous() keeps its NCHW strides, from which the convolutions
+  // infer NCHW outputs: the whole network then ran NCHW, on the library's
+  // slower ways. Its channels-last strides are set explicitly.
+  if (input.dim() == 4 && input.size(1) == 1 &&
+      input.suggest_memory_format() != at::MemoryFormat::ChannelsLast) {
+    return torch::empty(input.sizes(),
+                        input.options().memory_format(at::MemoryFormat::ChannelsLast))
+        .copy_(input);
+  }
+  return input.contiguous(at::MemoryFormat::ChannelsLast);
 }
 
 torch::Tensor normalised(layers::Slot& conv, torch::nn::BatchNorm2d& bn, bool relu,

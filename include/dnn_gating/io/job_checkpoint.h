@@ -12,10 +12,11 @@
 
 namespace dnn_gating::train {
 
-/// Path of the checkpoint a job saves: <save_dir>/model_resnet-<depth>.pt.
+/// Path of the checkpoint a job saves: <save_dir>/model_<network>.pt (network: resnet-<depth>,
+/// resnet-18 or vgg-16).
 std::string checkpoint_file(const JobConfig& config);
 
-/// Path of a job's resumable checkpoint: <save_dir>/resume_resnet-<depth>.pt.
+/// Path of a job's resumable checkpoint: <save_dir>/resume_<network>.pt.
 std::string resume_file(const JobConfig& config);
 
 /// Where an epoch's training stands, as a resumable checkpoint records it.
