@@ -13,6 +13,7 @@
 #include "kernels/gates.h"
 #include "kernels/partial_conv.h"
 #include "kernels/sparse_conv.h"
+#include "kernels/tile_conv.h"
 #include "layers/sparse_choice.h"
 
 namespace dnn_gating::layers {
@@ -322,13 +323,52 @@ torch::Tensor CGConv2dImpl::mapped(const torch::Tensor& input, const kernels::Af
   return full * d + partial * (1 - d);
 }
 
-// Without a backward pass. Where partial_conv takes the layer's shape, the
-// full and partial sums come from its one pass (each product computed once),
-// which in evaluation mode also normalises the partial sums, decides the
-// gates, selects and applies `then` (what follows the layer), so that no sum
-// is stored: measured faster than the ways below at 50, 25 and 10 % open
-// gates in both CG ResNet-20s (docs/PERFORMANCE.md). Otherwise, and for
-// Skipping::kAlways, the gate is decided from the base path, then either the
+namespace {
+
+// The default way (Skipping::kFastest) between the one pass, which computes
+// every product at dense throughput, and the tile way (the partial sums, 1/p
+// of the products, then the rest only over tiles holding an open gate). The
+// tile way's time as a share of the one pass's is estimated as
+// (1/p + (1 - 1/p) t) / kTileThroughput, t the share of tiles holding an
+// open gate, its kernel computing a product at about kTileThroughput of the
+// one pass's throughput; trained gates, coherent along rows, open about
+// kTilesPerOpenGate times as many tiles as gates (both measured on trained
+// Fashion-MNIST checkpoints: docs/PERFORMANCE.md, "Skipping closed tiles").
+constexpr double kTileThroughput = 0.5;
+constexpr double kTilesPerOpenGate = 5.0;
+
+double tile_way_cost(int64_t partitions, double tile_share) {
+  const double base = 1.0 / static_cast<double>(partitions);
+  return (base + (1.0 - base) * std::min(1.0, tile_share)) / kTileThroughput;
+}
+
+}  // namespace
+
+// After a tile pass, its own share of open tiles decides; after another
+// way, the estimate from the share of open gates, which scattered gates
+// (whose tiles open at far lower on-fractions) prove wrong: then the layer
+// tries the tile way again only below half the on-fraction at which it
+// failed.
+bool CGConv2dImpl::takes_tiles(double previous_on_fraction) const {
+  if (options.skipping() == Skipping::kAlways) return true;
+  if (options.skipping() == Skipping::kNever || previous_on_fraction < 0) return false;
+  if (last_way() == InferenceWay::kOpenTiles && last_tiles_.second > 0) {
+    return tile_way_cost(options.partitions(), static_cast<double>(last_tiles_.first) /
+                                                   static_cast<double>(last_tiles_.second)) < 1;
+  }
+  return previous_on_fraction < tiles_retry_below_ &&
+         tile_way_cost(options.partitions(), kTilesPerOpenGate * previous_on_fraction) < 1;
+}
+
+// Without a backward pass. Where partial_conv takes the layer's shape, in
+// evaluation mode, either the one pass (full and partial sums together, each
+// product computed once; the gate decided and applied, then `then`, with no
+// sum stored) or the tile way (tile_conv: the partial sums and the gates,
+// then the rest of each sum only over tiles of positions holding an open
+// gate), as takes_tiles() chooses; the one pass measured faster than the ways
+// below at 50, 25 and 10 % of scattered gates open in both CG ResNet-20s
+// (docs/PERFORMANCE.md). Otherwise, and for Skipping::kAlways where the tile
+// way does not apply, the gate is decided from the base path, then either the
 // full convolution is selected by the gate or the channels outside the base
 // path are added to the partial sums only where the gate is open, as the
 // skipping mode says. In training mode without gradients both ways share the
@@ -337,24 +377,44 @@ torch::Tensor CGConv2dImpl::infer(const torch::Tensor& x, const kernels::Affine*
   const torch::IntArrayRef stride = *options.stride();
   const torch::IntArrayRef padding = *options.padding();
   const int64_t p = options.partitions();
-  const bool one_pass = options.skipping() != Skipping::kAlways &&
-                        kernels::partial_conv::supported(weight, p, stride);
+  const bool kernel = kernels::partial_conv::supported(weight, p, stride);
   // Empty where the mask is not made of blocks (then the library's way).
-  const auto blocks =
-      one_pass ? kernels::partial_conv::group_blocks(mask, p) : std::vector<std::vector<bool>>();
+  auto blocks =
+      kernel ? kernels::partial_conv::group_blocks(mask, p) : std::vector<std::vector<bool>>();
   if (!blocks.empty() && !bn->is_training()) {
-    const torch::Tensor decisions = decisions_buffer(
-        {x.size(0), weight.size(0), (x.size(2) + 2 * padding[0] - weight.size(2)) / stride[0] + 1,
-         (x.size(3) + 2 * padding[1] - weight.size(3)) / stride[1] + 1});
-    auto [y, open] = kernels::partial_conv::gated(
-        x, weight, blocks, stride, padding,
-        {bn->running_mean, bn->running_var, bn->options.eps(), threshold_, options.alpha()}, then,
-        decisions);
-    record_gate(open, y.sizes(), weight);
-    record_decisions(decisions);
-    record_way(InferenceWay::kOnePass);
-    return y;
+    const std::vector<int64_t> out_shape{
+        x.size(0), weight.size(0), (x.size(2) + 2 * padding[0] - weight.size(2)) / stride[0] + 1,
+        (x.size(3) + 2 * padding[1] - weight.size(3)) / stride[1] + 1};
+    kernels::partial_conv::GateParameters gate{bn->running_mean, bn->running_var, bn->options.eps(),
+                                               threshold_, options.alpha()};
+    const double previous = previous_on_fraction(out_shape);
+    if (takes_tiles(previous) && kernels::tile_conv::supported(weight, stride, padding)) {
+      // Tile by tile: partial sums, decisions, the rest only where a gate opens.
+      const torch::Tensor decisions = decisions_buffer(out_shape);
+      const auto r =
+          kernels::tile_conv::gated(x, weight, blocks, stride, padding, gate, then, decisions);
+      last_tiles_ = {r.tiles_computed, r.tiles};
+      if (options.skipping() == Skipping::kFastest &&
+          tile_way_cost(options.partitions(), static_cast<double>(r.tiles_computed) /
+                                                  static_cast<double>(r.tiles)) >= 1) {
+        tiles_retry_below_ = previous / 2;
+      }
+      record_gate(r.open, r.y.sizes(), weight);
+      record_decisions(decisions);
+      record_way(InferenceWay::kOpenTiles);
+      return r.y;
+    }
+    if (options.skipping() != Skipping::kAlways) {
+      const torch::Tensor decisions = decisions_buffer(out_shape);
+      auto [y, open] =
+          kernels::partial_conv::gated(x, weight, blocks, stride, padding, gate, then, decisions);
+      record_gate(open, y.sizes(), weight);
+      record_decisions(decisions);
+      record_way(InferenceWay::kOnePass);
+      return y;
+    }
   }
+  if (options.skipping() == Skipping::kAlways) blocks.clear();  // the base path, then open outputs
   torch::Tensor partial, full;
   if (blocks.empty()) {
     partial = base_path(x);

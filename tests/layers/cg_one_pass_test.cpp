@@ -8,6 +8,8 @@
 // only where the gate input lies within float rounding of the threshold.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "dnn_gating/layers/cg_conv.h"
 
 namespace dg = dnn_gating;
@@ -18,12 +20,20 @@ namespace {
 struct Case {
   int64_t channels, partitions, size;
   bool group, shuffle;
+  int64_t stride = 1, batch = 4;
+  // How the layer evaluates (kNever: the one pass; kAlways: partial sums,
+  // then the rest over open tiles) and the share of gates to open.
+  dg::layers::Skipping skipping = dg::layers::Skipping::kNever;
+  double open_share = 0.5;
 };
 
 std::string describe(const Case& c) {
   return std::to_string(c.channels) + "ch p" + std::to_string(c.partitions) + " " +
          std::to_string(c.size) + "x" + std::to_string(c.size) + (c.group ? " grouped" : "") +
-         (c.shuffle ? " shuffled" : "");
+         (c.shuffle ? " shuffled" : "") + " stride " + std::to_string(c.stride) + " batch " +
+         std::to_string(c.batch) +
+         (c.skipping == dg::layers::Skipping::kAlways ? " tiles" : " one pass") + " open " +
+         std::to_string(c.open_share);
 }
 
 // Inference-mode BatchNorm in double.
@@ -38,16 +48,24 @@ void expect_matches_reference(const Case& c) {
   torch::manual_seed(c.channels + c.partitions + (c.group ? 1 : 0) + (c.shuffle ? 2 : 0));
   dg::layers::CGConv2d layer(dg::layers::CGConv2dOptions(c.channels, c.channels, 3)
                                  .padding(1)
+                                 .stride(c.stride)
+                                 .skipping(c.skipping)
                                  .partitions(c.partitions)
                                  .use_group(c.group)
                                  .shuffle(c.shuffle));
   torch::nn::BatchNorm2d next(c.channels);
-  const auto input = [&] { return torch::relu(torch::randn({4, c.channels, c.size, c.size})); };
+  const auto input = [&] {
+    return torch::relu(torch::randn({c.batch, c.channels, c.size, c.size}));
+  };
   {
     // Statistics as training gathers them: the gate's and the next layer's.
     torch::NoGradGuard no_grad;
     for (int i = 0; i < 20; ++i) next->forward(layer->forward(input()));
-    layer->named_parameters()["threshold"].uniform_(-0.7, 0.7);
+    // Thresholds around the gate input's quantile that opens about
+    // open_share of the gates, spread so that channels differ.
+    const double centre =
+        std::sqrt(2.0) * torch::erfinv(torch::tensor(1.0 - 2.0 * c.open_share)).item<double>();
+    layer->named_parameters()["threshold"].uniform_(centre - 0.7, centre + 0.7);
     next->weight.uniform_(0.5, 1.5);
     next->bias.uniform_(-0.3, 0.3);
   }
@@ -59,7 +77,10 @@ void expect_matches_reference(const Case& c) {
     torch::NoGradGuard no_grad;
     y = layer->forward_then(x, next, /*relu=*/true).to(torch::kDouble);
   }
-  ASSERT_EQ(layer->last_way(), InferenceWay::kOnePass) << "not the one-pass kernel";
+  ASSERT_EQ(layer->last_way(), c.skipping == dg::layers::Skipping::kAlways
+                                   ? InferenceWay::kOpenTiles
+                                   : InferenceWay::kOnePass)
+      << "not the way asked for";
   const int64_t open = layer->last_counts().num_on;
 
   // The reference, in double.
@@ -79,8 +100,8 @@ void expect_matches_reference(const Case& c) {
       mask.narrow(1, 0, block).fill_(1);
     }
   }
-  const torch::Tensor partial = torch::conv2d(xd, w * mask, {}, 1, 1);
-  const torch::Tensor full = torch::conv2d(xd, w, {}, 1, 1);
+  const torch::Tensor partial = torch::conv2d(xd, w * mask, {}, c.stride, 1);
+  const torch::Tensor full = torch::conv2d(xd, w, {}, c.stride, 1);
   const torch::Tensor gate = normalise(partial, layer->bn->running_mean, layer->bn->running_var,
                                        layer->bn->options.eps()) -
                              layer->named_parameters()["threshold"].to(torch::kDouble);
@@ -97,8 +118,9 @@ void expect_matches_reference(const Case& c) {
 
   const int64_t total = y.numel();
   const int64_t expected_open = is_open.sum().item<int64_t>();
-  EXPECT_GT(expected_open, total / 5) << "too few open gates to test anything";
-  EXPECT_LT(expected_open, total - total / 5) << "too few closed gates to test anything";
+  const double share = static_cast<double>(expected_open) / static_cast<double>(total);
+  EXPECT_GT(share, c.open_share / 3) << "too few open gates to test anything";
+  EXPECT_LT(share, 1 - (1 - c.open_share) / 3) << "too few closed gates to test anything";
   EXPECT_LE(std::abs(open - expected_open), near.sum().item<int64_t>()) << "open gates";
   const auto close_to = [&](const torch::Tensor& want) {
     return (y - want).abs() <= 1e-4 + 1e-4 * want.abs();
@@ -122,4 +144,53 @@ TEST(CGOnePass, MatchesADoubleReferenceWithTheNextBatchNormAndReLU) {
                                          {64, 4, 8, false, false}}) {
     expect_matches_reference(c);
   }
+}
+
+// The tile way (partial sums, decisions, then the rest over tiles of
+// positions holding an open gate) at every stage's shape, grouped and not,
+// shuffled, stride 2, odd sizes (a last tile that is not whole), batch 1,
+// and gates mostly closed, about half open and mostly open.
+TEST(CGOnePass, TheTileWayMatchesTheReferenceToo) {
+  using dg::layers::Skipping;
+  std::vector<Case> cases;
+  for (const double share : {0.05, 0.5, 0.95}) {
+    for (Case c : std::vector<Case>{{16, 4, 32, true, true},
+                                    {16, 4, 13, false, false},
+                                    {32, 4, 16, true, false},
+                                    {32, 2, 11, false, false},
+                                    {64, 4, 8, true, true},
+                                    {64, 4, 9, false, false},
+                                    {16, 4, 17, true, false, 2},
+                                    {32, 4, 16, true, false, 2, 1},
+                                    {64, 2, 7, true, false, 1, 1}}) {
+      c.skipping = Skipping::kAlways;
+      c.open_share = share;
+      cases.push_back(c);
+    }
+  }
+  for (const Case& c : cases) expect_matches_reference(c);
+}
+
+// Under the default way, a layer takes the tile way after a batch with few
+// open gates and the one pass after one with many.
+TEST(CGOnePass, TheDefaultWayFollowsTheOnFractionItJustSaw) {
+  torch::manual_seed(5);
+  dg::layers::CGConv2d layer(
+      dg::layers::CGConv2dOptions(32, 32, 3).padding(1).partitions(4).use_group(true));
+  torch::NoGradGuard no_grad;
+  const torch::Tensor x = torch::relu(torch::randn({2, 32, 16, 16}));
+  for (int i = 0; i < 5; ++i) layer->forward(x);
+  layer->eval();
+  const auto threshold = layer->named_parameters()["threshold"];
+  threshold.fill_(100.0);  // every gate closed
+  layer->forward(x);
+  layer->forward(x);
+  EXPECT_EQ(layer->last_way(), InferenceWay::kOpenTiles);
+  EXPECT_EQ(layer->last_counts().num_on, 0);
+  EXPECT_EQ(layer->last_tiles().first, 0);
+  threshold.fill_(-100.0);  // every gate open
+  layer->forward(x);
+  layer->forward(x);
+  EXPECT_EQ(layer->last_way(), InferenceWay::kOnePass);
+  EXPECT_EQ(layer->last_counts().num_on, layer->last_counts().num_out);
 }

@@ -84,7 +84,18 @@ class CGConv2dImpl : public torch::nn::Cloneable<CGConv2dImpl>,
   torch::Tensor mask;
   torch::nn::BatchNorm2d bn{nullptr};
 
+  /// {tiles computed, tiles} of the last evaluation that took the tile way
+  /// (InferenceWay::kOpenTiles): tiles of kernels::tile_conv::kTile
+  /// positions of one row and channel holding an open gate.
+  std::pair<int64_t, int64_t> last_tiles() const { return last_tiles_; }
+
  private:
+  std::pair<int64_t, int64_t> last_tiles_{0, 0};
+  /// Below which on-fraction the default way tries the tile way again.
+  double tiles_retry_below_ = 1.0;
+  /// Whether evaluation after a batch with `previous_on_fraction` of its
+  /// gates open (-1: none seen) takes the tile way (InferenceWay::kOpenTiles).
+  bool takes_tiles(double previous_on_fraction) const;
   torch::Tensor base_path(const torch::Tensor& x) const;
   /// Whether a forward pass on `input` takes the way without gradients.
   bool infers(const torch::Tensor& input) const;

@@ -83,6 +83,10 @@ enum class InferenceWay {
   /// CG: full and partial sums in one pass of its own kernel, every product
   /// computed once, the gate decided and applied in the same pass.
   kOnePass,
+  /// CG: the partial sums and the gates in one pass of its own kernel, then
+  /// the rest of each sum only over tiles of positions of one channel that
+  /// hold an open gate (kernels/tile_conv.h).
+  kOpenTiles,
 };
 
 /// Mixin of a gated convolution: its gate kind and learned threshold,
