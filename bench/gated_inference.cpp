@@ -14,7 +14,6 @@
 #include "dnn_gating/layers/pg_conv.h"
 #include "dnn_gating/models/resnet.h"
 #include "dnn_gating/report/report.h"
-#include "folded_float.h"
 #include "photo_inputs.h"
 
 namespace dnn_gating::bench {
@@ -180,41 +179,26 @@ void evaluate_integer(benchmark::State& state, const IntegerModel& m, int64_t ba
   evaluate_held(state, spec, m.percent, batch, [](models::ResNet&) {});
 }
 
-// The float model as the original runs it (NCHW), or on a channels-last
-// input, the layout the CG layers run in (a float model gains from it too),
-// or folded (BatchNorm into the convolutions, channels-last: the fair
-// baseline, which saves what the gated kernels' folding saves).
+// The float model as the original runs it (reference_ops: NCHW, BatchNorm
+// after each convolution), or on a channels-last input, or as the library
+// evaluates it (folded: each BatchNorm folded into its convolution,
+// channels-last: the fair baseline, which saves what the gated kernels'
+// folding saves).
 enum class FloatWay { kPlain, kChannelsLast, kFolded };
 
 void evaluate_float(benchmark::State& state, int64_t batch, FloatWay way) {
   const ThreadsFor threads(batch);
   torch::manual_seed(0);
-  models::ResNet model(ResNetOptions(ConvKind::kFloat));
-  model->eval();
+  models::ResNet model(ResNetOptions(ConvKind::kFloat).reference_ops(way != FloatWay::kFolded));
   torch::Tensor x = input_images(batch, 1);
   if (way == FloatWay::kChannelsLast) x = x.contiguous(at::MemoryFormat::ChannelsLast);
   torch::NoGradGuard no_grad;
-  if (way == FloatWay::kFolded) {
-    {
-      // BatchNorm statistics other than the initial ones, so that folding
-      // them is tested.
-      model->train();
-      for (int i = 0; i < 3; ++i) model->forward(input_images(batch, 2 + i));
-      model->eval();
-    }
-    const FoldedFloatResNet folded(model);
-    const torch::Tensor want = model->forward(x);
-    const torch::Tensor got = folded.forward(x);
-    if (!torch::allclose(got, want, 1e-3, 1e-4)) {
-      state.SkipWithError("the folded float model's logits differ from the model's");
-      return;
-    }
-    for (int i = 0; i < 3; ++i) folded.forward(x);
-    for (auto _ : state) benchmark::DoNotOptimize(folded.forward(x).data_ptr());
-  } else {
-    for (int i = 0; i < 3; ++i) model->forward(x);
-    for (auto _ : state) benchmark::DoNotOptimize(model->forward(x).data_ptr());
-  }
+  // BatchNorm statistics other than the initial ones, so that folding them
+  // is timed.
+  for (int i = 0; i < 3; ++i) model->forward(input_images(batch, 2 + i));
+  model->eval();
+  for (int i = 0; i < 3; ++i) model->forward(x);
+  for (auto _ : state) benchmark::DoNotOptimize(model->forward(x).data_ptr());
   state.SetItemsProcessed(state.iterations() * batch);
 }
 

@@ -53,6 +53,9 @@ torch::Tensor QuantizedConv2dImpl::forward(const torch::Tensor& x) {
 
 torch::Tensor QuantizedConv2dImpl::forward_then(const torch::Tensor& x,
                                                 torch::nn::BatchNorm2d& next, bool relu) {
+  if (folds(x)) {
+    if (const auto then = kernels::as_affine(*next, relu)) return folded(x, *then);
+  }
   if (may_compute_in_integers(x)) {
     if (const auto then = kernels::as_affine(*next, relu)) {
       in_integers_ = false;
@@ -68,6 +71,12 @@ torch::Tensor QuantizedConv2dImpl::forward_then(const torch::Tensor& x,
 torch::Tensor QuantizedConv2dImpl::forward_then_clipped(const torch::Tensor& x,
                                                         torch::nn::BatchNorm2d& next,
                                                         double upper) {
+  if (folds(x)) {
+    if (auto then = kernels::as_affine(*next, /*relu=*/true)) {
+      then->upper = static_cast<float>(upper);
+      return folded(x, *then);
+    }
+  }
   if (may_compute_in_integers(x)) {
     if (auto then = kernels::as_affine(*next, /*relu=*/true)) {
       then->upper = static_cast<float>(upper);
@@ -78,6 +87,26 @@ torch::Tensor QuantizedConv2dImpl::forward_then_clipped(const torch::Tensor& x,
     }
   }
   return FusesNext::forward_then_clipped(x, next, upper);
+}
+
+bool QuantizedConv2dImpl::folds(const torch::Tensor& x) const {
+  return options.wbits() == 0 && options.abits() == 0 && options.integer() != Integer::kNever &&
+         !torch::GradMode::is_enabled() && kernels::fusable(x);
+}
+
+// The BatchNorm folded into the convolution: weight * scale per output
+// channel, shift as the bias, then the ReLU (and clip) in place.
+torch::Tensor QuantizedConv2dImpl::folded(const torch::Tensor& x, const kernels::Affine& then) {
+  in_integers_ = false;
+  const torch::Tensor w = weight * then.scale.view({-1, 1, 1, 1}).to(weight.dtype());
+  torch::Tensor y =
+      torch::conv2d(x, w, then.shift.to(weight.dtype()), *options.stride(), *options.padding());
+  if (then.relu) {
+    y.relu_();
+    if (std::isfinite(then.upper)) y.clamp_max_(then.upper);
+  }
+  record_macs(layers::dense_macs_per_image(weight, y.sizes()));
+  return y;
 }
 
 bool QuantizedConv2dImpl::may_compute_in_integers(const torch::Tensor& x) const {

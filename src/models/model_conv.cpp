@@ -2,7 +2,6 @@
 
 #include "dnn_gating/layers/batch_norm.h"
 #include "dnn_gating/layers/conv.h"
-#include "dnn_gating/layers/quantized_conv.h"
 #include "dnn_gating/quant/pact.h"
 
 namespace dnn_gating::models {
@@ -82,8 +81,8 @@ torch::Tensor normalised_activated(layers::Slot& conv, torch::nn::BatchNorm2d& b
 
 int64_t fused_input_bits(const layers::Slot& conv, const ResNetOptions& o) {
   if (o.reference_ops() || !torch::GradMode::is_enabled()) return 0;
-  const auto quantized = conv.as<layers::QuantizedConv2dImpl>();
-  return quantized && quantized->options.abits() >= 2 ? quantized->options.abits() : 0;
+  const auto quantized = std::dynamic_pointer_cast<layers::TakesQuantizedInput>(conv.ptr());
+  return quantized && quantized->input_bits() >= 2 ? quantized->input_bits() : 0;
 }
 
 Activation activated(layers::Slot& act, const torch::Tensor& x, int64_t bits, bool keep_value) {
@@ -95,7 +94,7 @@ Activation activated(layers::Slot& act, const torch::Tensor& x, int64_t bits, bo
 
 torch::Tensor normalised_from(layers::Slot& conv, torch::nn::BatchNorm2d& bn, const Activation& a) {
   if (!a.quantized.defined()) return normalised(conv, bn, /*relu=*/false, a.value);
-  const auto quantized = conv.as<layers::QuantizedConv2dImpl>();
+  const auto quantized = std::dynamic_pointer_cast<layers::TakesQuantizedInput>(conv.ptr());
   TORCH_CHECK(quantized, "a quantized activation reached a convolution that does not quantize");
   return layers::batch_norm(*bn, quantized->forward_quantized(a.quantized));
 }

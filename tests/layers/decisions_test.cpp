@@ -64,7 +64,8 @@ TEST(KeptDecisions, ChannelGatedEveryWay) {
   const std::vector<Way> ways{
       {16, Skipping::kNever, false, false, false, InferenceWay::kOnePass},
       {32, Skipping::kFastest, false, false, true, InferenceWay::kOnePass},
-      {16, Skipping::kAlways, false, false, false, InferenceWay::kOpenOutputs},
+      {16, Skipping::kAlways, false, false, false, InferenceWay::kOpenTiles},
+      {24, Skipping::kAlways, false, false, false, InferenceWay::kOpenOutputs},
       {24, Skipping::kNever, false, false, false, InferenceWay::kEveryOutput},
       {16, Skipping::kNever, true, false, false, InferenceWay::kEveryOutput},
       {16, Skipping::kNever, false, true, false, InferenceWay::kEveryOutput},

@@ -112,9 +112,10 @@ TEST(Skipping, ChannelGatedLayerSameBothWays) {
 
 // The skipping mode decides how inference computes: the way each layer
 // reports changes with it (and a mode that were ignored would leave it alone).
-// Where CG's one-pass kernel applies (16, 32 or 64 input channels) it
-// computes every output with the partial sums in the same pass, for
-// `never` and `fastest` alike; elsewhere `never` computes every output.
+// Where CG's kernels apply (16, 32 or 64 input channels) `never` and a first
+// `fastest` pass take the one pass (every output with the partial sums in the
+// same pass) and `always` the tile way; elsewhere `never` computes every
+// output and `always` the open outputs.
 TEST(Skipping, ModeChoosesTheWay) {
   using dg::layers::InferenceWay;
   torch::manual_seed(5);
@@ -130,7 +131,7 @@ TEST(Skipping, ModeChoosesTheWay) {
   };
   EXPECT_EQ(cg_way(16, Skipping::kNever), InferenceWay::kOnePass);
   EXPECT_EQ(cg_way(16, Skipping::kFastest), InferenceWay::kOnePass);
-  EXPECT_EQ(cg_way(16, Skipping::kAlways), InferenceWay::kOpenOutputs);
+  EXPECT_EQ(cg_way(16, Skipping::kAlways), InferenceWay::kOpenTiles);
   EXPECT_EQ(cg_way(24, Skipping::kNever), InferenceWay::kEveryOutput);
   EXPECT_EQ(cg_way(24, Skipping::kAlways), InferenceWay::kOpenOutputs);
   const torch::Tensor x = torch::rand({2, 16, 8, 8});
@@ -184,7 +185,7 @@ TEST(Skipping, TrainingModeAndDoubleStillAgree) {
   dense->eval();
   const torch::Tensor y_float = sparse(x);
   const int64_t on_float = sparse->last_counts().num_on;
-  EXPECT_EQ(sparse->last_way(), dg::layers::InferenceWay::kOpenOutputs);
+  EXPECT_EQ(sparse->last_way(), dg::layers::InferenceWay::kOpenTiles);
   dense->to(torch::kDouble);
   const torch::Tensor y_double = dense(x.to(torch::kDouble));
   EXPECT_NEAR(dense->last_counts().num_on, on_float, 2);

@@ -101,4 +101,17 @@ class FusesNext {
                                              double upper);
 };
 
+/// A convolution that quantizes its input to some bits before it computes:
+/// it takes an input already quantized (as quant::pact_quantize gives it),
+/// so that PACT and the quantizer run as one pass. Models reach the quantized
+/// convolution through this interface.
+class TakesQuantizedInput {
+ public:
+  virtual ~TakesQuantizedInput() = default;
+  /// The bits its input is quantized to (0: it is not quantized).
+  virtual int64_t input_bits() const = 0;
+  /// forward(x) given `quantized` = Q(x) at input_bits().
+  virtual torch::Tensor forward_quantized(const torch::Tensor& quantized) = 0;
+};
+
 }  // namespace dnn_gating::layers

@@ -51,7 +51,8 @@ struct QuantizedConv2dOptions {
 /// A bias-free convolution on quantized weights and inputs (`weight` only).
 class QuantizedConv2dImpl : public torch::nn::Cloneable<QuantizedConv2dImpl>,
                             public CountsMacs,
-                            public FusesNext {
+                            public FusesNext,
+                            public TakesQuantizedInput {
  public:
   explicit QuantizedConv2dImpl(QuantizedConv2dOptions options);
   void reset() override;
@@ -66,7 +67,8 @@ class QuantizedConv2dImpl : public torch::nn::Cloneable<QuantizedConv2dImpl>,
                                      double upper) override;
   /// The convolution of an input already quantized to `abits` bits (as
   /// quant::pact_quantize gives it): forward(x) is forward_quantized(Q(x)).
-  torch::Tensor forward_quantized(const torch::Tensor& quantized);
+  torch::Tensor forward_quantized(const torch::Tensor& quantized) override;
+  int64_t input_bits() const override { return options.abits(); }
   /// Whether the last forward pass computed in integers.
   bool computed_in_integers() const { return in_integers_; }
 
@@ -75,6 +77,12 @@ class QuantizedConv2dImpl : public torch::nn::Cloneable<QuantizedConv2dImpl>,
   torch::Tensor weight;
 
  private:
+  /// Whether forward_then folds the next BatchNorm into the convolution:
+  /// a float layer (no bits) evaluated without gradients on a float CPU
+  /// input, unless it computes the original's way (Integer::kNever, as
+  /// reference_ops makes it).
+  bool folds(const torch::Tensor& x) const;
+  torch::Tensor folded(const torch::Tensor& x, const kernels::Affine& then);
   torch::Tensor in_float(const torch::Tensor& x);
   torch::Tensor convolve(const torch::Tensor& quantized);
   /// Whether the integer way may take x (evaluation without gradients,
