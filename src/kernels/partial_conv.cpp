@@ -13,33 +13,18 @@
 #include "kernels/conv_geometry.h"
 #include "kernels/gate_decision.h"
 #include "kernels/isa.h"
+#include "kernels/lanes.h"
 #include "kernels/simd.h"
 
 namespace dnn_gating::kernels::partial_conv {
 namespace {
 
-// The kernel is written for vectors of L floats: L = 16 (one AVX-512
-// register) at x86-64-v4, L = 8 (one AVX2 register) at x86-64-v3, with
-// blockings sized for each level's register file (32 zmm, 16 ymm).
-template <int L>
-struct Lanes {
-  typedef float Vec __attribute__((vector_size(4 * L)));
-  typedef int32_t IVec __attribute__((vector_size(4 * L)));
-};
-
-#define DG_INLINE __attribute__((always_inline)) inline
-
-template <typename V>
-DG_INLINE V load(const float* p) {
-  V v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-
-template <typename V>
-DG_INLINE void store(float* p, V v) {
-  std::memcpy(p, &v, sizeof(v));
-}
+// The kernel is written for vectors of L floats (lanes.h): L = 16 (one
+// AVX-512 register) at x86-64-v4, L = 8 (one AVX2 register) at x86-64-v3,
+// with blockings sized for each level's register file (32 zmm, 16 ymm).
+using lanes::Lanes;
+using lanes::load;
+using lanes::store;
 
 // A 3x3 convolution over an unpadded NHWC input, its input channels in
 // `groups` equal groups.
@@ -447,22 +432,8 @@ Prepared prepare(const torch::Tensor& x, const torch::Tensor& weight,
               weight.sizes(), " in ", groups, " groups are not a supported convolution");
   Prepared p;
   Geometry& g = p.g;
-  g.batch = x.size(0);
-  g.channels = x.size(1);
+  set_3x3(g, x, weight, stride, padding, "partial_conv");
   g.groups = groups;
-  g.kernel_h = 3;
-  g.kernel_w = 3;
-  g.out_channels = weight.size(0);
-  g.stride_h = stride[0];
-  g.stride_w = stride[1];
-  g.pad_h = padding[0];
-  g.pad_w = padding[1];
-  g.in_h = x.size(2);
-  g.in_w = x.size(3);
-  g.out_h = (g.in_h + 2 * g.pad_h - 3) / g.stride_h + 1;
-  g.out_w = (g.in_w + 2 * g.pad_w - 3) / g.stride_w + 1;
-  TORCH_CHECK(g.out_h > 0 && g.out_w > 0, "partial_conv: input ", x.sizes(),
-              " is smaller than the kernel");
   p.weight = weight.detach().permute({1, 2, 3, 0}).contiguous();
   p.lanes.resize(groups * g.out_channels);
   for (int64_t grp = 0; grp < groups; ++grp) {

@@ -12,31 +12,16 @@
 #include "kernels/conv_geometry.h"
 #include "kernels/gate_decision.h"
 #include "kernels/isa.h"
+#include "kernels/lanes.h"
 #include "kernels/simd.h"
 
 namespace dnn_gating::kernels::tile_conv {
 namespace {
 
-#define DG_INLINE __attribute__((always_inline)) inline
-
-// Vectors of T floats: one tile's positions.
-template <int T>
-struct Lanes {
-  typedef float Vec __attribute__((vector_size(4 * T)));
-  typedef int32_t IVec __attribute__((vector_size(4 * T)));
-};
-
-template <typename V>
-DG_INLINE V load(const float* p) {
-  V v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-
-template <typename V>
-DG_INLINE void store(float* p, V v) {
-  std::memcpy(p, &v, sizeof(v));
-}
+// Vectors of T floats (lanes.h): one tile's positions.
+using lanes::Lanes;
+using lanes::load;
+using lanes::store;
 
 // How many lanes of a comparison's result (0 or -1 per lane) are set, by a
 // halving reduction instead of one extraction per lane.
@@ -424,21 +409,8 @@ Result gated(const torch::Tensor& x, const torch::Tensor& weight,
               "tile_conv: input ", x.sizes(), " and weight ", weight.sizes(),
               " are not a supported convolution");
   Geometry g{};
-  g.batch = x.size(0);
-  g.channels = x.size(1);
-  g.out_channels = weight.size(0);
+  set_3x3(g, x, weight, stride, padding, "tile_conv");
   g.groups = static_cast<int64_t>(blocks[0].size());
-  g.kernel_h = g.kernel_w = 3;
-  g.stride_h = stride[0];
-  g.stride_w = stride[1];
-  g.pad_h = padding[0];
-  g.pad_w = padding[1];
-  g.in_h = x.size(2);
-  g.in_w = x.size(3);
-  g.out_h = (g.in_h + 2 * g.pad_h - 3) / g.stride_h + 1;
-  g.out_w = (g.in_w + 2 * g.pad_w - 3) / g.stride_w + 1;
-  TORCH_CHECK(g.out_h > 0 && g.out_w > 0, "tile_conv: input ", x.sizes(),
-              " is smaller than the kernel");
   g.tile = isa::level() == isa::Level::kAvx512 && g.out_w > 8 ? 16 : 8;
   g.tiles_w = (g.out_w + g.tile - 1) / g.tile;
   // The last tile reads `tile` floats from its first column, plus 2 / stride.
