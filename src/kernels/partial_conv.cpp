@@ -14,6 +14,7 @@
 #include "kernels/gate_decision.h"
 #include "kernels/isa.h"
 #include "kernels/lanes.h"
+#include "kernels/row_slots.h"
 #include "kernels/simd.h"
 
 namespace dnn_gating::kernels::partial_conv {
@@ -263,35 +264,16 @@ DG_INLINE int64_t rows_of(const Geometry& g, const float* x, const float* weight
                           const int32_t* lanes, float* full, float* partial, const Gate* gate,
                           float* y, int64_t first, int64_t last) {
   const int64_t padded_row = (g.in_w + 2 * g.pad_w) * C;
-  // Three slots for input rows and, last, a row of zeros (above and below
-  // the input); the padding columns are never written.
-  std::vector<float> slots(4 * padded_row, 0.0f);
-  int64_t held[3] = {-1, -1, -1};  // which input row (n * in_h + r) each slot holds
+  // The padding columns of the slots are never written.
+  RowSlots slots(padded_row);
   int64_t count = 0;
   for (int64_t row = first; row < last; ++row) {
     const int64_t n = row / g.out_h, h = row % g.out_h;
-    int64_t wanted[3];
-    for (int i = 0; i < 3; ++i) {
-      const int64_t r = h * g.stride_h - g.pad_h + i;
-      wanted[i] = r < 0 || r >= g.in_h ? -2 : n * g.in_h + r;  // -2: zeros, never held
-    }
     Band band{};
-    for (int i = 0; i < 3; ++i) {
-      int slot = 3;  // the zero row
-      if (wanted[i] >= 0) {
-        slot = 0;
-        while (slot < 3 && held[slot] != wanted[i]) ++slot;
-        if (slot == 3) {  // copied into a slot that no input row of this output row holds
-          slot = 0;
-          while (held[slot] == wanted[0] || held[slot] == wanted[1] || held[slot] == wanted[2])
-            ++slot;
-          const float* src = x + wanted[i] * g.in_w * C;
-          std::copy(src, src + g.in_w * C, slots.data() + slot * padded_row + g.pad_w * C);
-          held[slot] = wanted[i];
-        }
-      }
-      band.row[i] = slots.data() + slot * padded_row;
-    }
+    slots.band(g, n, h, band.row, [&](int64_t r, float* slot) {
+      const float* src = x + r * g.in_w * C;
+      std::copy(src, src + g.in_w * C, slot + g.pad_w * C);
+    });
     // The input rows the next output row copies, fetched while this one computes.
     if (row + 1 < last && h + 1 < g.out_h) {
       for (int64_t i = std::max<int64_t>(0, 3 - g.stride_h); i < 3; ++i) {

@@ -13,6 +13,7 @@
 #include "kernels/gate_decision.h"
 #include "kernels/isa.h"
 #include "kernels/lanes.h"
+#include "kernels/row_slots.h"
 #include "kernels/simd.h"
 
 namespace dnn_gating::kernels::tile_conv {
@@ -286,36 +287,15 @@ DG_INLINE std::pair<int64_t, int64_t> rows_of(const Geometry& g, const Groups& g
                                               float* y, uint8_t* decisions, int64_t first,
                                               int64_t last) {
   const int64_t out_channels = g.out_channels;
-  const int64_t slot_size = g.channels * S * g.plane_w;
-  std::vector<float> slots(4 * slot_size, 0.0f);
-  int64_t held[3] = {-1, -1, -1};
+  RowSlots slots(g.channels * S * g.plane_w);
   std::vector<float> out(T * out_channels);
   std::vector<float> partial(out_channels * T), full(out_channels * T);
   std::vector<int64_t> opened(out_channels);
   int64_t open = 0, computed = 0;
   for (int64_t row = first; row < last; ++row) {
     const int64_t n = row / g.out_h, h = row % g.out_h;
-    int64_t wanted[3];
-    for (int i = 0; i < 3; ++i) {
-      const int64_t r = h * S - g.pad_h + i;
-      wanted[i] = r < 0 || r >= g.in_h ? -2 : n * g.in_h + r;  // -2: zeros, never held
-    }
     Band band{};
-    for (int i = 0; i < 3; ++i) {
-      int slot = 3;  // the zero row
-      if (wanted[i] >= 0) {
-        slot = 0;
-        while (slot < 3 && held[slot] != wanted[i]) ++slot;
-        if (slot == 3) {  // into a slot no input row of this output row holds
-          slot = 0;
-          while (held[slot] == wanted[0] || held[slot] == wanted[1] || held[slot] == wanted[2])
-            ++slot;
-          transpose_row<S>(g, x, wanted[i], slots.data() + slot * slot_size);
-          held[slot] = wanted[i];
-        }
-      }
-      band.row[i] = slots.data() + slot * slot_size;
-    }
+    slots.band(g, n, h, band.row, [&](int64_t r, float* slot) { transpose_row<S>(g, x, r, slot); });
     for (int64_t w0 = 0; w0 < g.out_w; w0 += T) {
       const int64_t valid = std::min<int64_t>(T, g.out_w - w0);
       const int64_t at = (row * g.out_w + w0) * out_channels;
