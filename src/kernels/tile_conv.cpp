@@ -369,6 +369,8 @@ std::vector<float> per_channel(const torch::Tensor& t, int64_t channels) {
 
 }  // namespace
 
+double relative_throughput() { return isa::level() == isa::Level::kAvx512 ? 0.33 : 0.5; }
+
 bool supported(const torch::Tensor& weight, torch::IntArrayRef stride, torch::IntArrayRef padding) {
   return weight.dim() == 4 && weight.scalar_type() == torch::kFloat && weight.device().is_cpu() &&
          weight.size(2) == 3 && weight.size(3) == 3 && stride.size() == 2 &&

@@ -21,6 +21,13 @@ namespace dnn_gating::kernels::tile_conv {
 /// CPU, equal strides of 1 or 2, padding of at most 2.
 bool supported(const torch::Tensor& weight, torch::IntArrayRef stride, torch::IntArrayRef padding);
 
+/// The tile kernel's throughput per product as a share of the one-pass
+/// kernel's (partial_conv::gated) at the level the kernels run at, measured
+/// on trained CG ResNet-20 checkpoints: about 0.33 at AVX-512, whose one
+/// pass runs near oneDNN's speed, and 0.5 at AVX2 (docs/PERFORMANCE.md,
+/// "Skipping closed tiles").
+double relative_throughput();
+
 /// What gated() returns.
 struct Result {
   torch::Tensor y;             // channels-last [N, O, H', W']

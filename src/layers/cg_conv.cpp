@@ -329,17 +329,16 @@ namespace {
 // every product at dense throughput, and the tile way (the partial sums, 1/p
 // of the products, then the rest only over tiles holding an open gate). The
 // tile way's time as a share of the one pass's is estimated as
-// (1/p + (1 - 1/p) t) / kTileThroughput, t the share of tiles holding an
-// open gate, its kernel computing a product at about kTileThroughput of the
-// one pass's throughput; trained gates, coherent along rows, open about
-// kTilesPerOpenGate times as many tiles as gates (both measured on trained
+// (1/p + (1 - 1/p) t) / tile_conv::relative_throughput(), t the share of
+// tiles holding an open gate; trained gates, coherent along rows, open about
+// kTilesPerOpenGate times as many tiles as gates (measured on trained
 // Fashion-MNIST checkpoints: docs/PERFORMANCE.md, "Skipping closed tiles").
-constexpr double kTileThroughput = 0.5;
 constexpr double kTilesPerOpenGate = 5.0;
 
 double tile_way_cost(int64_t partitions, double tile_share) {
   const double base = 1.0 / static_cast<double>(partitions);
-  return (base + (1.0 - base) * std::min(1.0, tile_share)) / kTileThroughput;
+  return (base + (1.0 - base) * std::min(1.0, tile_share)) /
+         kernels::tile_conv::relative_throughput();
 }
 
 }  // namespace
