@@ -230,6 +230,12 @@ class RatioReporter : public benchmark::ConsoleReporter {
 
 int main(int argc, char** argv) {
   dg::train::configure_runtime(/*threads=*/0);  // as the trainers run
+  try {
+    dg::bench::input_images(1, 0);  // the inputs exist, before any benchmark needs them
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "dnn_gating_bench: %s\n", e.what());
+    return 2;
+  }
   RatioReporter reporter;
   for (const auto& spec : specs()) reporter.rss_[spec.name] = peak_rss_mib(spec);
   for (const auto& spec : specs()) {

@@ -16,7 +16,7 @@ constexpr const char* kDefaultPhotoDir = "/usr/lib/python3/dist-packages/skimage
 constexpr const char* kPhotos[] = {"astronaut.png",
                                    "chelsea.png",
                                    "coffee.png",
-                                   "rocket.png",
+                                   "rocket.jpg",
                                    "motorcycle_left.png",
                                    "ihc.png",
                                    "camera.png",

@@ -8,7 +8,7 @@
 # model's, on crops of natural photographs, at every kernel level this CPU
 # runs (AVX-512, then AVX2 with oneDNN and ATen capped to AVX2 as well, as on
 # an AVX2-only machine). It prints FAIL past a model's stated ratio
-# (docs/PERFORMANCE.md, "The guard") and exits non-zero if any line does.
+# (docs/PERFORMANCE.md, "Kernel levels and the guard") and exits non-zero if any line does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f build/CMakeCache.txt ] || scripts/setup.sh
@@ -22,6 +22,8 @@ if [ "${DNN_GATING_BENCH_INPUT:-photos}" = photos ] &&
   echo "bench: installing python3-skimage for its photographs"
   sudo_cmd=()
   [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq ||
+    echo "apt-get update failed; trying the package lists already present" >&2
   "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
     --no-install-recommends python3-skimage
 fi
@@ -40,6 +42,12 @@ for level in "${levels[@]}"; do
     "$@" >"$log" 2>&1 || { cat "$log"; exit 1; }
   sed -n '/^model .*step ms/,$p' "$log"
   grep -q '^  FAIL' "$log" && failed=1
+  # Two lines per gated model; fewer means a figure is missing (e.g. a filter
+  # that left the float model out), which is no pass.
+  if [ "$(grep -cE '^  (ok|FAIL) ' "$log")" -lt 8 ]; then
+    echo "bench: FAIL: the guard's figures are incomplete at $level"
+    failed=1
+  fi
 done
 if [ "$failed" -ne 0 ]; then
   echo "bench: FAIL: a gated model costs more than its stated ratio (lines above)"

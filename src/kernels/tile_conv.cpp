@@ -393,7 +393,9 @@ Result gated(const torch::Tensor& x, const torch::Tensor& weight,
   Geometry g{};
   set_3x3(g, x, weight, stride, padding, "tile_conv");
   g.groups = static_cast<int64_t>(blocks[0].size());
-  g.tile = isa::level() == isa::Level::kAvx512 && g.out_w > 8 ? 16 : 8;
+  // Tiles of 16 positions where AVX-512 runs them (compiled in, rows wider
+  // than 8), else 8.
+  g.tile = DNN_GATING_KERNEL_LEVELS && isa::level() == isa::Level::kAvx512 && g.out_w > 8 ? 16 : 8;
   g.tiles_w = (g.out_w + g.tile - 1) / g.tile;
   // The last tile reads `tile` floats from its first column, plus 2 / stride.
   g.plane_w = std::max((g.in_w + 2 * g.pad_w + g.stride_w - 1) / g.stride_w,

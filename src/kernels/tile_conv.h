@@ -1,6 +1,7 @@
 #pragma once
 // A CG convolution evaluated tile by tile, its work following the gates:
-// for every tile (kTile consecutive positions of one output row), each
+// for every tile (16 consecutive positions of one output row at AVX-512, 8
+// at AVX2 and below), each
 // output's partial sum over the input group it takes, its gate's decision,
 // and the rest of its sum only where a position of the tile opens the gate.
 // Vectorised over the tile's positions, so that an output channel whose

@@ -396,7 +396,8 @@ torch::Tensor CGConv2dImpl::infer(const torch::Tensor& x, const kernels::Affine*
       if (options.skipping() == Skipping::kFastest &&
           tile_way_cost(options.partitions(), static_cast<double>(r.tiles_computed) /
                                                   static_cast<double>(r.tiles)) >= 1) {
-        tiles_retry_below_ = previous / 2;
+        tiles_retry_below_ = static_cast<double>(r.open) /
+                             static_cast<double>(std::max<int64_t>(1, r.y.numel())) / 2;
       }
       record_gate(r.open, r.y.sizes(), weight);
       record_decisions(decisions);

@@ -85,8 +85,8 @@ class CGConv2dImpl : public torch::nn::Cloneable<CGConv2dImpl>,
   torch::nn::BatchNorm2d bn{nullptr};
 
   /// {tiles computed, tiles} of the last evaluation that took the tile way
-  /// (InferenceWay::kOpenTiles): tiles of kernels::tile_conv::kTile
-  /// positions of one row and channel holding an open gate.
+  /// (InferenceWay::kOpenTiles): (tile, output channel) pairs holding
+  /// an open gate, a tile being 16 positions of one row at AVX-512, 8 below.
   std::pair<int64_t, int64_t> last_tiles() const { return last_tiles_; }
 
  private:
