@@ -19,13 +19,7 @@ fi
 shift
 if [ "${DNN_GATING_BENCH_INPUT:-photos}" = photos ] &&
   ! [ -f /usr/lib/python3/dist-packages/skimage/data/astronaut.png ] && [ -z "${DNN_GATING_PHOTO_DIR:-}" ]; then
-  echo "bench: installing python3-skimage for its photographs"
-  sudo_cmd=()
-  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
-  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq ||
-    echo "apt-get update failed; trying the package lists already present" >&2
-  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-    --no-install-recommends python3-skimage
+  scripts/install_packages.sh python3-skimage
 fi
 levels=()
 grep -qw avx512bw /proc/cpuinfo && grep -qw avx512vl /proc/cpuinfo && levels+=(avx512)

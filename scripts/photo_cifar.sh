@@ -11,13 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 dir="${1:-data/photos-cifar}"
 if ! /usr/bin/python3 -c 'import skimage.data, numpy' 2>/dev/null; then
-  echo "photo_cifar: installing python3-skimage"
-  sudo_cmd=()
-  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
-  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq ||
-    echo "apt-get update failed; trying the package lists already present" >&2
-  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-    --no-install-recommends python3-skimage python3-numpy
+  scripts/install_packages.sh python3-skimage python3-numpy
 fi
 mkdir -p "$dir"
 /usr/bin/python3 - "$dir" <<'PY'

@@ -18,6 +18,20 @@ Level cpu_level();
 /// values it takes.
 Level level();
 
+/// Of a kernel's three forms, the one for level(): `avx512`, `avx2`, or
+/// `baseline` below AVX2.
+template <typename T>
+T at_level(T avx512, T avx2, T baseline) {
+  switch (level()) {
+    case Level::kAvx512:
+      return avx512;
+    case Level::kAvx2:
+      return avx2;
+    default:
+      return baseline;
+  }
+}
+
 /// The cap as a value of DNN_GATING_MAX_ISA names it ("avx512", ...).
 const char* name(Level level);
 

@@ -63,7 +63,11 @@ struct Band {
 // The AVX-512 kernel: 16-float vectors (vec16.h), one zmm register, in the
 // blocking measured for AVX-512's 32 registers. Kept apart from the generic
 // kernel below, whose instantiation at L = 16 measured 2.5x slower (16
-// channels at 32x32, batch 64: 5.4-5.7 ms against 2.2 ms).
+// channels at 32x32, batch 64: 5.4-5.7 ms against 2.2 ms), as did this
+// kernel with its group merge and gate shared with the generic one as
+// templates over the vector type (5.6 ms): GCC lowers the operations of a
+// 64-byte vector type that reaches the AVX-512 clone as a template argument
+// piecewise.
 namespace avx512 {
 
 // The kernel below is written in vec16's terms.
@@ -545,16 +549,7 @@ __attribute__((target("arch=x86-64-v3"))) int64_t rows_avx2(const Geometry& g, c
   return rows_any<8>(g, xp, weight, lanes, full, partial, gate, y, first, last);
 }
 
-Rows rows_at_level() {
-  switch (isa::level()) {
-    case isa::Level::kAvx512:
-      return rows_avx512;
-    case isa::Level::kAvx2:
-      return rows_avx2;
-    default:
-      return nullptr;
-  }
-}
+Rows rows_at_level() { return isa::at_level<Rows>(rows_avx512, rows_avx2, nullptr); }
 #else
 int64_t rows_portable(const Geometry& g, const float* xp, const float* weight, const int32_t* lanes,
                       float* full, float* partial, const Gate* gate, float* y, int64_t first,

@@ -326,16 +326,11 @@ DG_ADD_ROWS_AT(add_rows_avx2, __attribute__((target("arch=x86-64-v3"))))
 void add_rows(const Geometry& g, const float* xp, const float* weight, const uint64_t* zero,
               const uint64_t* words, float* y, int64_t first, int64_t last) {
 #if DNN_GATING_KERNEL_LEVELS
-  switch (isa::level()) {
-    case isa::Level::kAvx512:
-      return add_rows_avx512(g, xp, weight, zero, words, y, first, last);
-    case isa::Level::kAvx2:
-      return add_rows_avx2(g, xp, weight, zero, words, y, first, last);
-    default:
-      break;
-  }
-#endif
+  isa::at_level(add_rows_avx512, add_rows_avx2, add_rows_baseline)(g, xp, weight, zero, words, y,
+                                                                   first, last);
+#else
   add_rows_baseline(g, xp, weight, zero, words, y, first, last);
+#endif
 }
 
 // Per output channel of an [O, kh, kw, C] weight, bit k set where its k-th

@@ -347,16 +347,10 @@ DG_TILE_ROWS_AT(rows_avx2, __attribute__((target("arch=x86-64-v3"))), false)
 
 Rows rows_at_level() {
 #if DNN_GATING_KERNEL_LEVELS
-  switch (isa::level()) {
-    case isa::Level::kAvx512:
-      return rows_avx512;
-    case isa::Level::kAvx2:
-      return rows_avx2;
-    default:
-      break;
-  }
-#endif
+  return isa::at_level<Rows>(rows_avx512, rows_avx2, rows_baseline);
+#else
   return rows_baseline;
+#endif
 }
 
 // O floats of a per-channel tensor.
