@@ -5,6 +5,7 @@
 
 #include "dnn_gating/setting_error.h"
 #include "kernels/gates.h"
+#include "kernels/isa.h"
 #include "kernels/sparse_conv.h"
 
 namespace dnn_gating::layers {
@@ -17,6 +18,12 @@ constexpr std::array<std::pair<Skipping, const char*>, 3> kSkippingNames{{
 }};
 
 }  // namespace
+
+void GatedLayer::compute_with_threshold(torch::Tensor threshold) {
+  TORCH_CHECK(threshold.sizes() == threshold_.sizes(), "a gated layer's threshold must have shape ",
+              threshold_.sizes(), ", got ", threshold.sizes());
+  threshold_ = std::move(threshold);
+}
 
 std::string to_string(Skipping skipping) {
   for (const auto& [value, name] : kSkippingNames) {
@@ -35,6 +42,8 @@ Skipping skipping_from_string(const std::string& name) {
   }
   throw SettingError("skipping", "{skipping} must be fastest, never or always, got '" + name + "'");
 }
+
+std::string kernel_level() { return kernels::isa::name(kernels::isa::level()); }
 
 void GatedLayer::record_gate(const torch::Tensor& mask, const torch::Tensor& weight) {
   if (mask.device().is_cpu()) {

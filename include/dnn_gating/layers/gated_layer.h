@@ -60,6 +60,11 @@ Skipping skipping_from_string(const std::string& name);
 /// Writes to_string(skipping).
 std::ostream& operator<<(std::ostream& out, Skipping skipping);
 
+/// The instruction-set level the gated layers' own kernels run at in this
+/// process ("avx512", "avx2" or "baseline", as the environment variable
+/// DNN_GATING_MAX_ISA that caps it names them).
+std::string kernel_level();
+
 /// How a gated layer's cost depends on its gate: a `base_fraction` of the
 /// dense cost is always paid, the rest only where the gate is on. PG:
 /// pred_bits / abits of the bit-serial cost (full_bits = abits); CG: 1/p of
@@ -104,6 +109,11 @@ class GatedLayer : public CountsMacs {
   /// parameter `threshold` of the state dict), which the gating loss pulls
   /// towards its target and which takes no weight decay.
   const torch::Tensor& threshold() const { return threshold_; }
+  /// Makes the layer compute with `threshold` (of the same shape) instead
+  /// of the tensor it registered, e.g. one that a Python module holds (the
+  /// PyTorch extension's layers do, so that gradients reach Python's
+  /// parameter); the layer's own state dict keeps the registered tensor.
+  void compute_with_threshold(torch::Tensor threshold);
 
   /// Counters of the last forward pass (SPEC: num_out, num_high / num_full).
   /// Reads a count still on the device (one synchronising read).
