@@ -11,6 +11,6 @@ if ! command -v clang-format >/dev/null; then
   echo "check_format: clang-format is not installed (Debian package clang-format): skipped"
   exit 77
 fi
-find src include tests bench examples \( -name '*.cpp' -o -name '*.h' \) -print0 |
+find src include tests bench examples python \( -name '*.cpp' -o -name '*.h' \) -print0 |
   xargs -0 clang-format --dry-run --Werror
 echo "check_format: every source is formatted"

@@ -15,6 +15,7 @@ packages=(
   libdnnl-dev            # oneDNN's int8 convolution: integer inference of quantized and PG models
   libopenblas0-pthread   # replaces Debian's reference BLAS, ~25x faster GEMM
   dataset-fashion-mnist  # real data that works offline
+  python3-torch          # the PyTorch extension's tests (Debian's PyTorch, on the same LibTorch)
 )
 scripts/install_packages.sh "${packages[@]}"
 

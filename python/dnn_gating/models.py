@@ -77,6 +77,9 @@ class ResNet(nn.Module):
         s = dict(wbits=wbits, abits=abits, pact=pact, pred_bits=pred_bits, sparse_bp=sparse_bp,
                  partitions=partitions, ginit=ginit, cg_alpha=cg_alpha, use_group=use_group,
                  shuffle=shuffle)
+        # The arguments that rebuild this model: ResNet(**model.settings).
+        self.settings = dict(kind=kind, depth=depth, num_classes=num_classes,
+                             in_channels=in_channels, **s)
         n = (depth - 2) // 6
         self.conv1 = nn.Conv2d(in_channels, 16, kernel_size=3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)

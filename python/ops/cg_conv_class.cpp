@@ -25,16 +25,15 @@ class CGConv2dLayer : public torch::CustomClassHolder {
                 double alpha, bool use_group, bool shuffle, bool sparse_bp, double eps,
                 double momentum)
       : layer_(with_python_errors([&] {
-          return layers::CGConv2d(
-              layers::CGConv2dOptions(in_channels, out_channels,
-                                      pair_of("kernel_size", kernel_size, 1))
-                  .stride(pair_of("stride", stride, 1))
-                  .padding(pair_of("padding", padding, 0))
-                  .partitions(partitions)
-                  .alpha(alpha)
-                  .use_group(use_group)
-                  .shuffle(shuffle)
-                  .sparse_bp(sparse_bp));
+          return layers::CGConv2d(layers::CGConv2dOptions(in_channels, out_channels,
+                                                          pair_of("kernel_size", kernel_size, 1))
+                                      .stride(pair_of("stride", stride, 1))
+                                      .padding(pair_of("padding", padding, 0))
+                                      .partitions(partitions)
+                                      .alpha(alpha)
+                                      .use_group(use_group)
+                                      .shuffle(shuffle)
+                                      .sparse_bp(sparse_bp));
         })),
         conv_(layers::ConvOptions(layers::ConvKind::kChannelGated, in_channels, out_channels,
                                   pair_of("kernel_size", kernel_size, 1))) {

@@ -23,16 +23,15 @@ class PGConv2dLayer : public torch::CustomClassHolder {
                 std::vector<int64_t> stride, std::vector<int64_t> padding, int64_t wbits,
                 int64_t abits, int64_t pred_bits, bool sparse_bp, double alpha)
       : layer_(with_python_errors([&] {
-          return layers::PGConv2d(
-              layers::PGConv2dOptions(in_channels, out_channels,
-                                      pair_of("kernel_size", kernel_size, 1))
-                  .stride(pair_of("stride", stride, 1))
-                  .padding(pair_of("padding", padding, 0))
-                  .wbits(wbits)
-                  .abits(abits)
-                  .pred_bits(pred_bits)
-                  .sparse_bp(sparse_bp)
-                  .alpha(alpha));
+          return layers::PGConv2d(layers::PGConv2dOptions(in_channels, out_channels,
+                                                          pair_of("kernel_size", kernel_size, 1))
+                                      .stride(pair_of("stride", stride, 1))
+                                      .padding(pair_of("padding", padding, 0))
+                                      .wbits(wbits)
+                                      .abits(abits)
+                                      .pred_bits(pred_bits)
+                                      .sparse_bp(sparse_bp)
+                                      .alpha(alpha));
         })),
         conv_(layers::ConvOptions(layers::ConvKind::kPrecisionGated, in_channels, out_channels,
                                   pair_of("kernel_size", kernel_size, 1))

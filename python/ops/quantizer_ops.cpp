@@ -23,8 +23,8 @@ torch::Tensor quantize_op(const torch::Tensor& x, int64_t bits) {
 torch::Tensor truncate_op(const torch::Tensor& x, int64_t bits, int64_t high_bits) {
   return with_python_errors([&] {
     quant::check_bit_width("b", bits);
-    TORCH_CHECK_VALUE(high_bits > 0 && high_bits < bits,
-                      "truncate needs 0 < bh < b, got b=", bits, " bh=", high_bits);
+    TORCH_CHECK_VALUE(high_bits > 0 && high_bits < bits, "truncate needs 0 < bh < b, got b=", bits,
+                      " bh=", high_bits);
     return quant::truncate(x, bits, high_bits);
   });
 }
