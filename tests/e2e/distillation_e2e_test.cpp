@@ -77,7 +77,9 @@ TEST_F(Distillation, StudentLearnsFromTheTeacherItNames) {
           R"(Distilling from .*model_resnet-20\.pt \(float ResNet-20, test accuracy ([0-9.]+) %\): temperature 3, alpha 0\.5)")))
       << kd.output;
   EXPECT_NEAR(std::stod(m[1]), teacher_accuracy, 0.05);  // the report rounds to 0.1
-  // The distillation term changes what the student trains on ...
+  // The distillation term changes what the student trains on (its value
+  // against the formula, and a teacher left untouched by the student's steps:
+  // DistillationStep in tests/train/distillation_test.cpp) ...
   ASSERT_EQ(train_losses(tmp_.path() / "kd.jsonl").size(), 1u);
   EXPECT_NE(train_losses(tmp_.path() / "kd.jsonl"), train_losses(tmp_.path() / "alone.jsonl"));
   // ... and without it (alpha 0) the run is the one without a teacher.
