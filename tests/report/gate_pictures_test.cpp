@@ -1,12 +1,14 @@
 // The pictures of --maps: PNG files that decode to what was drawn, heatmap
 // pixels that are the gate decisions of that image's evaluation, and
-// per-image costs whose mean is the report's effective MACs.
+// per-image costs whose mean is the report's effective MACs and whose
+// values, image by image and layer by layer, are those decisions priced.
 #include "dnn_gating/report/gate_pictures.h"
 
 #include <torch/torch.h>
 #include <zlib.h>
 
 #include <fstream>
+#include <sstream>
 
 #include "dnn_gating/data/loader.h"
 #include "dnn_gating/layers/gated_layer.h"
@@ -218,6 +220,45 @@ TEST(GatePictures, HeatmapPixelsAreThatImagesDecisions) {
   const std::string csv = dg::train::image_costs_csv(costs, evaluation, run.set.class_names);
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 13);
   EXPECT_NE(csv.find("\n7,"), std::string::npos);
+
+  // Image 7 (the third of the batch re-run above) priced from its own
+  // decisions: per layer, its on-fraction f = open outputs / (C H W), and
+  // the CG cost model with p = 4 partitions (1/p of a layer's MACs always,
+  // the rest where the gate is open) over the dense figures.
+  const dg::train::ImageCost& seventh = costs[7];
+  ASSERT_EQ(seventh.index, 7);
+  ASSERT_EQ(seventh.layer_on.size(), gated.size());
+  double expected_macs = static_cast<double>(evaluation.dense_macs);
+  std::vector<double> expected_percent;
+  for (size_t l = 0; l < gated.size(); ++l) {
+    const torch::Tensor decisions = gated[l].second->last_decisions()[2];
+    const int64_t open = decisions.sum().item<int64_t>();
+    EXPECT_EQ(seventh.layer_on[l], open) << gated[l].first;
+    const double f = static_cast<double>(open) / static_cast<double>(decisions.numel());
+    EXPECT_NEAR(f, maps[0].layers[l].on_fraction(), 1e-12) << gated[l].first;
+    const double dense = static_cast<double>(evaluation.layers[l].dense_macs_per_image);
+    expected_macs += dense * (0.25 + 0.75 * f) - dense;
+    expected_percent.push_back(100.0 * f);
+  }
+  EXPECT_NEAR(seventh.effective_macs, expected_macs, 1e-9 * expected_macs);
+  EXPECT_NEAR(maps[0].cost.effective_macs, expected_macs, 1e-9 * expected_macs);
+  std::string layer_columns;
+  for (const auto& [name, layer] : gated) layer_columns += ",on_percent:" + name;
+  EXPECT_EQ(csv.substr(0, csv.find('\n')),
+            "index,label,class,predicted,predicted_class,correct,effective_macs,dense_fraction" +
+                layer_columns);
+  // Its CSV row: cost to 0.1 MAC, share of dense, each layer's on-% to 1e-4.
+  const size_t row = csv.find("\n7,") + 1;
+  std::vector<std::string> fields;
+  std::stringstream line(csv.substr(row, csv.find('\n', row) - row));
+  for (std::string field; std::getline(line, field, ',');) fields.push_back(field);
+  ASSERT_EQ(fields.size(), 8 + gated.size());
+  EXPECT_EQ(fields[5], seventh.correct() ? "1" : "0");
+  EXPECT_NEAR(std::stod(fields[6]), expected_macs, 0.05 + 1e-12 * expected_macs);
+  EXPECT_NEAR(std::stod(fields[7]), expected_macs / evaluation.dense_macs, 5e-7);
+  for (size_t l = 0; l < gated.size(); ++l) {
+    EXPECT_NEAR(std::stod(fields[8 + l]), expected_percent[l], 5e-5 + 1e-12) << gated[l].first;
+  }
   const Picture histogram = dg::train::decode_png(
       dg::train::encode_png(dg::train::cost_histogram(costs, evaluation.dense_macs, "t")), "h");
   EXPECT_EQ(histogram.width(), 720);
