@@ -66,11 +66,11 @@ TEST(RealData, PrecisionGatedResNet20LearnsFashionMnistInTwoEpochs) {
       DG_PG_BINARY, " -pg -w 8 -a 3 -pb 2 -gtar 1 -spbp -pact -s" + std::string(" --save-dir '") +
                         tmp.path().string() + "'");
   EXPECT_NE(output.find("Accuracy of Trouser : "), std::string::npos) << output;
-  // The final report evaluated in integers where faster (the default), the
-  // saved model evaluated in float: integer sums are exact where float32
-  // ones round, so a gate input on its threshold or a quantizer input on a
-  // rounding boundary may fall the other way, and a 3-bit code that moves
-  // moves the next layers' inputs: a few of the 10000 images may change.
+  // The final report evaluated in integers (the default, --integer always),
+  // the saved model in float (--integer never): integer sums are exact where
+  // float32 ones round, so a gate input on its threshold or a quantizer input
+  // on a rounding boundary may fall the other way, and a 3-bit code that
+  // moves moves the next layers' inputs: a few of the 10000 images may change.
   const auto in_float = dgt::run_command(
       std::string(DG_PG_BINARY) + " -t -p '" + (tmp.path() / "model_resnet-20.pt").string() +
       "' --dataset fashion-mnist --quiet --threads 1 --integer never");

@@ -143,7 +143,9 @@ INSTANTIATE_TEST_SUITE_P(
                        ::testing::Bool()));
 
 // Inference (no gradients) both ways: every output computed then selected,
-// and only the open outputs computed. Same outputs, same gate counts.
+// and only the open outputs computed. Same outputs, same gate counts. PG in
+// float (Integer::kNever), as the original computed them: by default every
+// output is computed in integers (integer_test.cpp).
 class GatedInferenceGolden
     : public ::testing::TestWithParam<std::tuple<std::string, dg::layers::Skipping>> {};
 
@@ -152,7 +154,8 @@ TEST_P(GatedInferenceGolden, MatchesOriginal) {
   DG_LOAD_GOLDEN_OR_SKIP(name, golden);
   torch::nn::AnyModule layer =
       name.rfind("pg", 0) == 0
-          ? torch::nn::AnyModule(dg::layers::PGConv2d(pg_options(golden).skipping(skipping)))
+          ? torch::nn::AnyModule(dg::layers::PGConv2d(
+                pg_options(golden).skipping(skipping).integer(dg::layers::Integer::kNever)))
           : torch::nn::AnyModule(dg::layers::CGConv2d(cg_options(golden).skipping(skipping)));
   dg::testing::load_state(*layer.ptr(), golden.with_prefix("init__"));
   layer.ptr()->train(config_bool(golden, "train"));
@@ -161,6 +164,9 @@ TEST_P(GatedInferenceGolden, MatchesOriginal) {
   const auto [rtol, atol] = dg::testing::float32_layer_tolerance(torch::kCPU);
   EXPECT_TRUE(all_close(layer.forward(golden.at("x")), golden.at("y"), rtol, atol));
   check_counts(*dynamic_cast<dg::layers::GatedLayer*>(layer.ptr().get()), golden);
+  if (const auto* pg = dynamic_cast<dg::layers::PGConv2dImpl*>(layer.ptr().get())) {
+    EXPECT_FALSE(pg->computed_in_integers());
+  }
 }
 INSTANTIATE_TEST_SUITE_P(
     Cases, GatedInferenceGolden,

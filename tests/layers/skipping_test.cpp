@@ -2,7 +2,11 @@
 // against computing every output and selecting (kNever): same outputs to
 // float rounding and the same gate decisions, over shapes that exercise the
 // kernel's edges (channel counts off the vector width, more than 64 output
-// channels, strides, paddings, non-square kernels, batch 1).
+// channels, strides, paddings, non-square kernels, batch 1). PG layers are
+// held to float (Integer::kNever): by default computing every output they
+// would do so in integers, another way (integer_test.cpp).
+#include <type_traits>
+
 #include "dnn_gating/layers/cg_conv.h"
 #include "dnn_gating/layers/pg_conv.h"
 #include "test_support.h"
@@ -68,6 +72,11 @@ void expect_same_both_ways(const Options& options, const Shape& s, double thresh
   EXPECT_EQ(on_fastest, on_dense);
   EXPECT_TRUE(all_close(y_sparse, y_dense, 1e-5, 1e-5));
   EXPECT_TRUE(all_close(y_fastest, y_dense, 1e-5, 1e-5));
+  if constexpr (std::is_same_v<Layer, dg::layers::PGConv2d>) {
+    for (auto* layer : {&dense, &sparse, &fastest}) {
+      EXPECT_FALSE((*layer)->computed_in_integers()) << "the ways compared are float ones";
+    }
+  }
 }
 
 std::string describe(const Shape& s) {
@@ -87,7 +96,8 @@ TEST(Skipping, PrecisionGatedLayerSameBothWays) {
                              .padding(s.padding)
                              .wbits(8)
                              .abits(4)
-                             .pred_bits(2);
+                             .pred_bits(2)
+                             .integer(dg::layers::Integer::kNever);
     expect_same_both_ways<dg::layers::PGConv2dOptions, dg::layers::PGConv2d>(options, s, 1.0);
   }
 }
@@ -136,12 +146,17 @@ TEST(Skipping, ModeChoosesTheWay) {
   EXPECT_EQ(cg_way(24, Skipping::kAlways), InferenceWay::kOpenOutputs);
   const torch::Tensor x = torch::rand({2, 16, 8, 8});
   const auto pg_way = [&](Skipping mode) {
-    dg::layers::PGConv2d layer(
-        dg::layers::PGConv2dOptions(16, 16, 3).padding(1).wbits(8).abits(4).pred_bits(2).skipping(
-            mode));
+    dg::layers::PGConv2d layer(dg::layers::PGConv2dOptions(16, 16, 3)
+                                   .padding(1)
+                                   .wbits(8)
+                                   .abits(4)
+                                   .pred_bits(2)
+                                   .skipping(mode)
+                                   .integer(dg::layers::Integer::kNever));
     layer->eval();
     torch::NoGradGuard no_grad;
     layer->forward(x);
+    EXPECT_FALSE(layer->computed_in_integers());
     return layer->last_way();
   };
   EXPECT_EQ(pg_way(Skipping::kNever), InferenceWay::kEveryOutput);

@@ -1,10 +1,13 @@
 // Whole gated models evaluated both ways in float32: every output computed
 // then selected (Skipping::kNever) and only the open outputs computed
 // (kAlways), from the golden cases' weights and inputs. Same gate decisions
-// in every layer, logits equal to float rounding.
+// in every layer, logits equal to float rounding. Float32 is pinned
+// (Integer::kNever): by default a PG layer computing every output does so in
+// integers (integer_test.cpp compares those with float).
 #include <nlohmann/json.hpp>
 
 #include "dnn_gating/layers/gated_layer.h"
+#include "dnn_gating/layers/pg_conv.h"
 #include "dnn_gating/models/resnet.h"
 #include "golden_models.h"
 #include "test_support.h"
@@ -22,7 +25,8 @@ struct Evaluated {
 
 Evaluated evaluate(const dg::testing::GoldenCase& golden, Skipping skipping) {
   const auto config = nlohmann::json::parse(golden.config);
-  dg::models::ResNet model(dg::testing::golden_model_options(config).skipping(skipping));
+  dg::models::ResNet model(dg::testing::golden_model_options(config).skipping(skipping).integer(
+      dg::layers::Integer::kNever));
   dg::testing::load_state(*model, golden.with_prefix("sd__"));
   model->eval();
   torch::NoGradGuard no_grad;
@@ -30,6 +34,9 @@ Evaluated evaluate(const dg::testing::GoldenCase& golden, Skipping skipping) {
   out.logits = model->forward(golden.at("x").to(torch::kFloat));
   for (const auto& [name, layer] : dg::layers::gated_layers(*model)) {
     out.counts.push_back(layer->last_counts());
+    if (const auto* pg = dynamic_cast<const dg::layers::PGConv2dImpl*>(layer)) {
+      EXPECT_FALSE(pg->computed_in_integers()) << name << " computed in integers";
+    }
   }
   return out;
 }
