@@ -228,6 +228,10 @@ std::vector<Flag> common_flags(Values& v) {
              "With --maps: how many test images to draw, from the first (N, default 8, at most "
              "64), or which (a comma list of indices, e.g. 3,17,256; one image: 17,)",
              "map_images", std::nullopt, false),
+      flag({"--timing"}, job.timing,
+           "With -t -p: time the evaluation as the model is and with every gated layer computing "
+           "every output (--skipping never), and print the saving against the counted one",
+           "timing"),
       option({"--save-every"}, job.save_every,
              "Write a resumable checkpoint to --save-dir every N epochs (0: only on Ctrl-C)",
              "save_every", at_least(0, true)),
@@ -372,6 +376,10 @@ void build_job(Trainer trainer, Values& v) {
   if (!job.maps_dir.empty() && !job.test_only) {
     throw std::invalid_argument(
         "--maps draws what the gates of a saved model decide: use it with -t -p FILE");
+  }
+  if (job.timing && !job.test_only) {
+    throw std::invalid_argument(
+        "--timing times the evaluation of a saved model: use it with -t -p FILE");
   }
   if (!v.map_images.empty()) {
     if (job.maps_dir.empty()) {

@@ -47,6 +47,11 @@ void for_each_final_field(Record& r, Visitor&& visit) {
   visit("confusion", r.confusion);
   visit("class_names", r.class_names);
   visit("checkpoint", r.checkpoint, kMayBeAbsent);
+  visit("timing_gated_images_per_second", r.timing_gated_images_per_second);
+  visit("timing_dense_images_per_second", r.timing_dense_images_per_second);
+  visit("timing_time_ratio", r.timing_time_ratio);
+  visit("timing_mac_fraction", r.timing_mac_fraction);
+  visit("timing_realisation", r.timing_realisation);
 }
 
 /// Whether an epoch field is one number per epoch (a CSV column, a curve).

@@ -2,7 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
 #include <numeric>
+#include <optional>
 
 namespace dnn_gating::train {
 
@@ -76,6 +78,38 @@ std::vector<std::string> gate_report_lines(const Evaluation& evaluation, const C
                                 costs.cg_flop_reduction));
   }
   return lines;
+}
+
+std::vector<std::string> timing_lines(const GatingTiming& timing, const CostFigures& costs) {
+  if (!timing.has_gates) {
+    return {
+        fmt::format("timing: gated {:.0f} img/s (batch {}, {}); no gated layers: nothing to skip",
+                    timing.gated_images_per_second(), timing.batch_size, timing.machine)};
+  }
+  const auto accuracy = [&](int64_t correct) {
+    return timing.images == 0
+               ? 0.0
+               : 100.0 * static_cast<double>(correct) / static_cast<double>(timing.images);
+  };
+  const std::optional<double> realisation = timing.realisation(costs.mac_fraction());
+  // Whole percent, without a "-0".
+  const double realised_percent = realisation ? std::round(100.0 * *realisation) + 0.0 : 0.0;
+  return {
+      fmt::format("timing: gated {:.0f} img/s, dense {:.0f} img/s, gated/dense time {:.2f}x "
+                  "(batch {}, {})",
+                  timing.gated_images_per_second(), timing.dense_images_per_second(),
+                  timing.time_ratio(), timing.batch_size, timing.machine),
+      fmt::format("timing: accuracy gated {:.2f} %, dense {:.2f} % over {} test images; best of "
+                  "{} passes each, data loading {}",
+                  accuracy(timing.gated_correct), accuracy(timing.dense_correct), timing.images,
+                  timing.repeats, timing.includes_loading ? "included" : "excluded"),
+      fmt::format("floor: effective/dense MACs {:.2f} (the least the gated model can cost); {}",
+                  costs.mac_fraction(),
+                  realisation ? fmt::format("realisation {:.0f}% of the counted saving turned "
+                                            "into time",
+                                            realised_percent)
+                              : std::string("realisation n/a (the counted saving is 0)")),
+  };
 }
 
 }  // namespace dnn_gating::train

@@ -34,6 +34,7 @@
 #include "dnn_gating/train/interrupt.h"
 #include "dnn_gating/train/optimizer.h"
 #include "dnn_gating/train/step.h"
+#include "dnn_gating/train/timing.h"
 #include "train/splits.h"
 
 namespace dnn_gating::train {
@@ -83,6 +84,16 @@ template <typename Record>
 void set_cost_figures(Record& record, const CostFigures& costs) {
   if (costs.has_pg) record.pg_average_bits = costs.pg_average_bits;
   if (costs.has_cg) record.cg_flop_reduction = costs.cg_flop_reduction;
+}
+
+// Fills the --timing figures of the final record.
+void set_timing_figures(FinalRecord& record, const GatingTiming& timing, const CostFigures& costs) {
+  record.timing_gated_images_per_second = timing.gated_images_per_second();
+  if (!timing.has_gates) return;
+  record.timing_dense_images_per_second = timing.dense_images_per_second();
+  record.timing_time_ratio = timing.time_ratio();
+  record.timing_mac_fraction = costs.mac_fraction();
+  record.timing_realisation = timing.realisation(costs.mac_fraction());
 }
 
 // torch's CPU generator state, and putting one back.
@@ -148,6 +159,11 @@ class Job {
     check_writable();
     build_model(start);
     if (!config_.maps_dir.empty()) prepare_maps();
+    if (config_.timing && dist_.world_size() > 1) {
+      throw SettingError("timing",
+                         "{timing} times one process's evaluation: run -t without "
+                         "scripts/launch.sh");
+    }
     // A CUDA device copies batches asynchronously from page-locked memory.
     test_loader_ =
         make_batches(config_, test_set_,
@@ -500,6 +516,11 @@ class Job {
     const CostFigures costs = cost_figures(evaluation);
     log_lines(report_log(), accuracy_lines(evaluation, test_set_.class_names));
     log_lines(report_log(), gate_report_lines(evaluation, costs));
+    std::optional<GatingTiming> timing;
+    if (config_.timing) {
+      timing = time_gating(classifier_, *test_loader_, config_.device, config_.model.num_classes());
+      log_lines(report_log(), timing_lines(*timing, costs));
+    }
     JobResult result;
     result.test_accuracy = evaluation.accuracy();
     result.sparsity = evaluation.sparsity();
@@ -513,7 +534,7 @@ class Job {
       write_pytorch_state_dict(config_.export_pytorch_path, *model_);
       spdlog::info("Exported the model as a PyTorch state dict to {}", config_.export_pytorch_path);
     }
-    write_final_record(evaluation, costs, result.checkpoint_path);
+    write_final_record(evaluation, costs, result.checkpoint_path, timing);
     if (!config_.plot_path.empty() && !history_.empty()) {
       write_training_plot(history_, config_.plot_path, model_title());
       spdlog::info("Wrote training curves to {}", config_.plot_path);
@@ -522,7 +543,8 @@ class Job {
   }
 
   void write_final_record(const Evaluation& evaluation, const CostFigures& costs,
-                          const std::string& checkpoint) {
+                          const std::string& checkpoint,
+                          const std::optional<GatingTiming>& timing) {
     FinalRecord final_record;
     final_record.program = config_.program;
     final_record.epochs = config_.test_only ? 0 : config_.epochs;
@@ -534,6 +556,7 @@ class Job {
     final_record.confusion = evaluation.confusion;
     final_record.class_names = test_set_.class_names;
     final_record.checkpoint = checkpoint;
+    if (timing) set_timing_figures(final_record, *timing, costs);
     metrics_->write_final(final_record);
   }
 

@@ -1,8 +1,11 @@
 // The trainer programs end to end on small synthetic CIFAR-format data:
 // train one epoch, save, evaluate the checkpoint; and bad input.
+#include <algorithm>
+#include <cmath>
 #include <regex>
 #include <sstream>
 
+#include "dnn_gating/report/metrics.h"
 #include "test_support.h"
 
 namespace dgt = dnn_gating::testing;
@@ -186,6 +189,89 @@ TEST_F(TrainerEndToEnd, CgScriptsTrainAndEvaluate) {
   EXPECT_NEAR(std::stod(a[1]), std::stod(b[1]), 1e-5 * std::stod(a[1]));
 }
 
+// --timing: the checkpoint evaluated as it is and densely, with the saving
+// in time against the counted one. Figures are checked for form, finiteness
+// and agreement with the report, not for speed.
+TEST_F(TrainerEndToEnd, TimingComparesGatedAndDenseEvaluation) {
+  const std::string cg = DG_CG_BINARY;
+  const fs::path save_dir = tmp_.path() / "timed";
+  ASSERT_EQ(dgt::run_command(cg + " -gi 1.0 -gt 1.0 -pt 4 -cg --sparse_bp --use_group --epochs 1" +
+                             " -s --train-limit 64 --test-limit 64" + data_flags() + "--save-dir " +
+                             quote(save_dir))
+                .exit_code,
+            0);
+  const fs::path metrics = tmp_.path() / "timing.jsonl";
+  const auto run = dgt::run_command(cg + " -t -p " + quote(save_dir / "model_resnet-20.pt") +
+                                    " --timing --metrics " + quote(metrics) + data_flags());
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  SCOPED_TRACE(run.output);
+  // After the report.
+  EXPECT_GT(run.output.find("timing: "), run.output.find("Dense MACs per image: "));
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(
+      run.output, m,
+      std::regex(R"(timing: gated ([0-9.]+) img/s, dense ([0-9.]+) img/s, gated/dense time )"
+                 R"(([0-9.]+)x \(batch 32, (1|2) threads?, (avx512|avx2|baseline) kernels\))")));
+  const double gated = std::stod(m[1]), dense = std::stod(m[2]), ratio = std::stod(m[3]);
+  for (double v : {gated, dense, ratio}) EXPECT_TRUE(std::isfinite(v) && v > 0) << v;
+  ASSERT_TRUE(std::regex_search(
+      run.output, m,
+      std::regex(R"(timing: accuracy gated ([0-9.]+) %, dense ([0-9.]+) % over 64 test images; )"
+                 R"(best of 3 passes each, data loading excluded)")));
+  EXPECT_EQ(m[1].str(), m[2].str());
+  EXPECT_DOUBLE_EQ(std::stod(m[1]), percent_after(run.output, "test images: "));
+  std::smatch macs;
+  ASSERT_TRUE(std::regex_search(run.output, macs,
+                                std::regex(R"(Dense MACs per image: (\d+), effective: (\d+))")));
+  ASSERT_TRUE(std::regex_search(
+      run.output, m,
+      std::regex(R"(floor: effective/dense MACs ([0-9.]+) \(the least the gated model can )"
+                 R"(cost\); realisation (?:(-?[0-9]+)% of the counted saving turned into time|)"
+                 R"(n/a \(the counted saving is 0\)))")));
+  const double floor = std::stod(m[1]);
+  EXPECT_NEAR(floor, std::stod(macs[2]) / std::stod(macs[1]), 0.005 + 1e-6);
+  // The metrics file's final record holds the same figures.
+  const auto final_record = dnn_gating::train::read_metrics(metrics.string()).final_record;
+  ASSERT_TRUE(final_record.has_value());
+  ASSERT_TRUE(final_record->timing_time_ratio && final_record->timing_mac_fraction);
+  EXPECT_NEAR(*final_record->timing_time_ratio, ratio, 0.005 + 1e-9);
+  // The report's own effective and dense MACs, not a second count.
+  EXPECT_NEAR(*final_record->timing_mac_fraction, std::stod(macs[2]) / std::stod(macs[1]), 1e-6);
+  EXPECT_NEAR(*final_record->timing_gated_images_per_second, gated, 0.5 + 1e-9);
+  EXPECT_NEAR(*final_record->timing_dense_images_per_second, dense, 0.5 + 1e-9);
+  EXPECT_NEAR(
+      *final_record->timing_time_ratio,
+      *final_record->timing_dense_images_per_second / *final_record->timing_gated_images_per_second,
+      1e-9);
+  if (m[2].matched) {
+    ASSERT_TRUE(final_record->timing_realisation.has_value());
+    const double realisation = *final_record->timing_realisation;
+    EXPECT_TRUE(std::isfinite(realisation));
+    EXPECT_NEAR(100 * realisation, std::stod(m[2]), 0.5 + 1e-9);
+    EXPECT_NEAR(realisation,
+                (1 - *final_record->timing_time_ratio) / (1 - *final_record->timing_mac_fraction),
+                1e-9);
+  } else {
+    EXPECT_FALSE(final_record->timing_realisation.has_value());
+    EXPECT_EQ(macs[1].str(), macs[2].str()) << "n/a only without a counted saving";
+  }
+
+  // A model without gated layers: its own time and nothing to compare.
+  const fs::path float_dir = tmp_.path() / "timed-float";
+  ASSERT_EQ(dgt::run_command(cg + " --epochs 1 -s --train-limit 64 --test-limit 64" + data_flags() +
+                             "--save-dir " + quote(float_dir))
+                .exit_code,
+            0);
+  const auto plain = dgt::run_command(cg + " -t -p " + quote(float_dir / "model_resnet-20.pt") +
+                                      " --timing" + data_flags());
+  ASSERT_EQ(plain.exit_code, 0) << plain.output;
+  const auto lines = dgt::matching_lines(plain.output, "(timing|floor): .*");
+  ASSERT_EQ(lines.size(), 1u) << plain.output;
+  EXPECT_TRUE(std::regex_match(lines[0], std::regex(R"(timing: gated [0-9]+ img/s \(batch 32, )"
+                                                    R"(.+\); no gated layers: nothing to skip)")))
+      << lines[0];
+}
+
 TEST_F(TrainerEndToEnd, PgScriptParsesAndRuns) {
   const auto run = dgt::run_command(script("train_pg_pact.sh") + " --epochs 1" + data_flags() +
                                     "--train-limit 64 --test-limit 32");
@@ -221,6 +307,11 @@ TEST_F(TrainerEndToEnd, BadInputGivesOneLineAndNonZeroExit) {
   expect_error(dgt::run_command(pg + " -pg -a 3 -pb 4"), "-pb");
   expect_error(dgt::run_command(pg + " -w"), "-w");
   expect_error(dgt::run_command(std::string(DG_CG_BINARY) + " -cg -pt 5"), "-pt");
+  // --timing times the evaluation of a checkpoint: without -t it is refused in one line.
+  const auto timing = dgt::run_command(std::string(DG_CG_BINARY) + " -cg --timing --epochs 1");
+  expect_error(timing, "--timing");
+  EXPECT_NE(timing.output.find("-t -p"), std::string::npos) << timing.output;
+  EXPECT_EQ(std::count(timing.output.begin(), timing.output.end(), '\n'), 1) << timing.output;
 
   // A checkpoint of another model is refused, naming the file; the good
   // checkpoint in the save directory is left untouched by a failed run.

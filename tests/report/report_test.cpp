@@ -94,3 +94,50 @@ TEST(CostFigures, UngatedModelCostsItsDenseMacs) {
   EXPECT_NEAR(costs.cg_flop_reduction, 1.0, 1e-9);
   EXPECT_TRUE(dtr::gate_report_lines(e, costs).empty());
 }
+
+// --timing's lines: the time ratio and the realisation of the counted
+// saving, (1 - 0.8) / (1 - 0.6) = 50 %, from figures set by hand.
+TEST(TimingLines, RatioFloorAndRealisation) {
+  dtr::GatingTiming timing;
+  timing.has_gates = true;
+  timing.images = 1000;
+  timing.gated_correct = timing.dense_correct = 900;
+  timing.gated_seconds = 0.8;
+  timing.dense_seconds = 1.0;
+  timing.batch_size = 128;
+  timing.repeats = 3;
+  timing.machine = "2 threads, avx2 kernels";
+  dtr::CostFigures costs;
+  costs.dense_macs = 1000;
+  costs.effective_macs = 600;
+  EXPECT_DOUBLE_EQ(costs.mac_fraction(), 0.6);
+  EXPECT_DOUBLE_EQ(timing.time_ratio(), 0.8);
+  ASSERT_TRUE(timing.realisation(costs.mac_fraction()).has_value());
+  EXPECT_NEAR(*timing.realisation(costs.mac_fraction()), 0.5, 1e-12);
+  const std::vector<std::string> expected{
+      "timing: gated 1250 img/s, dense 1000 img/s, gated/dense time 0.80x (batch 128, 2 threads, "
+      "avx2 kernels)",
+      "timing: accuracy gated 90.00 %, dense 90.00 % over 1000 test images; best of 3 passes "
+      "each, data loading excluded",
+      "floor: effective/dense MACs 0.60 (the least the gated model can cost); realisation 50% of "
+      "the counted saving turned into time"};
+  EXPECT_EQ(dtr::timing_lines(timing, costs), expected);
+
+  // Nothing counted as saved: no realisation; a slower gated way barely
+  // slower prints 0 %, not -0 %.
+  costs.effective_macs = 1000;
+  EXPECT_FALSE(timing.realisation(costs.mac_fraction()).has_value());
+  EXPECT_NE(dtr::timing_lines(timing, costs)[2].find("realisation n/a"), std::string::npos);
+  costs.effective_macs = 600;
+  timing.gated_seconds = 1.001;
+  EXPECT_NE(dtr::timing_lines(timing, costs)[2].find("realisation 0% "), std::string::npos);
+
+  // Without gates: one line.
+  timing.has_gates = false;
+  timing.dense_seconds = 0;
+  const auto lines = dtr::timing_lines(timing, costs);
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0],
+            "timing: gated 999 img/s (batch 128, 2 threads, avx2 kernels); no gated layers: "
+            "nothing to skip");
+}

@@ -116,6 +116,9 @@ struct JobConfig {
   /// the first map_image_count (`--map-images N`).
   std::vector<int64_t> map_images;
   int64_t map_image_count = 8;
+  /// With `test_only`: time the evaluation as the model is and with every
+  /// gated layer computing every output, and report the saving (`--timing`).
+  bool timing = false;
   /// Settings given explicitly on the command line: setting name (a
   /// ResNetOptions field as in model_to_json, or a job setting as in
   /// job_to_json) -> the flag that set it. A checkpoint that describes its

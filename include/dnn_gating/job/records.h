@@ -42,6 +42,15 @@ struct FinalRecord {
   std::vector<std::vector<int64_t>> confusion;  ///< rows: true class, cols: predicted
   std::vector<std::string> class_names;         ///< names of the confusion matrix's classes
   std::string checkpoint;                       ///< "" if none
+  /// `--timing`: images per second as evaluated and computed densely (the
+  /// dense figure only for a model with gated layers), the gated over the
+  /// dense time, effective over dense MACs, and the realisation of that
+  /// counted saving (absent where it is 0).
+  std::optional<double> timing_gated_images_per_second;
+  std::optional<double> timing_dense_images_per_second;
+  std::optional<double> timing_time_ratio;
+  std::optional<double> timing_mac_fraction;
+  std::optional<double> timing_realisation;
 };
 
 }  // namespace dnn_gating::train

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "dnn_gating/job/evaluation.h"
+#include "dnn_gating/job/timing.h"
 
 namespace dnn_gating::train {
 
@@ -20,6 +21,12 @@ struct CostFigures {
   int64_t pg_full_bits = 0;    ///< abits of the PG layers
   bool has_cg = false;
   double cg_flop_reduction = 1;  ///< dense_macs / effective_macs
+
+  /// effective_macs / dense_macs: the least share of the dense cost the
+  /// gated model can take (1 for an empty network).
+  double mac_fraction() const {
+    return dense_macs > 0 ? effective_macs / static_cast<double>(dense_macs) : 1.0;
+  }
 };
 
 /// Cost figures of `evaluation` (its layers' counts and the network's dense MACs).
@@ -39,5 +46,11 @@ std::vector<std::string> accuracy_lines(const Evaluation& evaluation,
 /// Per-layer table (name, positions, on %, dense MACs, effective MACs) and
 /// the model figures; empty for a model without gates.
 std::vector<std::string> gate_report_lines(const Evaluation& evaluation, const CostFigures& costs);
+
+/// `--timing`'s lines, after the report: each way's images per second, the
+/// gated over the dense time and where it ran; both ways' accuracy; the
+/// floor (effective over dense MACs) and the realisation of that counted
+/// saving. A model without gates gets one line, its time.
+std::vector<std::string> timing_lines(const GatingTiming& timing, const CostFigures& costs);
 
 }  // namespace dnn_gating::train
