@@ -24,9 +24,9 @@ bool supported(const torch::Tensor& weight, torch::IntArrayRef stride, torch::In
 
 /// The tile kernel's throughput per product as a share of the one-pass
 /// kernel's (partial_conv::gated) at the level the kernels run at, measured
-/// on trained CG ResNet-20 checkpoints: about 0.33 at AVX-512, whose one
-/// pass runs near oneDNN's speed, and 0.5 at AVX2 (docs/PERFORMANCE.md,
-/// "Skipping closed tiles").
+/// on the layers of the CG ResNet-20 with every gate open: about 0.55 at
+/// AVX-512, whose one pass runs near oneDNN's speed, and 0.8 at AVX2
+/// (docs/PERFORMANCE.md, "Skipping closed tiles").
 double relative_throughput();
 
 /// What gated() returns.
