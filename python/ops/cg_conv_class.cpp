@@ -13,6 +13,7 @@
 #include "conv_geometry.h"
 #include "dnn_gating/layers/cg_conv.h"
 #include "dnn_gating/layers/conv.h"
+#include "layer_binding.h"
 #include "python_errors.h"
 
 namespace dnn_gating::python {
@@ -47,10 +48,8 @@ class CGConv2dLayer : public torch::CustomClassHolder {
                         const torch::Tensor& mask, const torch::Tensor& threshold,
                         const torch::Tensor& running_mean, const torch::Tensor& running_var,
                         const torch::Tensor& num_batches_tracked, bool training) {
-    TORCH_CHECK_VALUE(weight.sizes() == layer_->weight.sizes(), "CGConv2d weight must have shape ",
-                      layer_->weight.sizes(), ", got ", weight.sizes());
-    TORCH_CHECK_VALUE(mask.sizes() == layer_->weight.sizes(), "CGConv2d mask must have shape ",
-                      layer_->weight.sizes(), ", got ", mask.sizes());
+    check_shape("CGConv2d weight", weight, layer_->weight.sizes());
+    check_shape("CGConv2d mask", mask, layer_->weight.sizes());
     TORCH_CHECK_VALUE(running_mean.sizes() == layer_->bn->running_mean.sizes() &&
                           running_var.sizes() == layer_->bn->running_var.sizes(),
                       "CGConv2d bn running statistics must have ", layer_->bn->running_mean.size(0),
@@ -62,19 +61,13 @@ class CGConv2dLayer : public torch::CustomClassHolder {
     layer_->bn->running_var = running_var;
     layer_->bn->num_batches_tracked = num_batches_tracked;
     layer_->train(training);
-    const bool channels_last = layers::computes_channels_last(conv_, x);
-    return layer_->forward(channels_last ? x.contiguous(at::MemoryFormat::ChannelsLast) : x);
+    return layer_->forward(laid_out(conv_, x));
   }
 
   /// {num_out, num_full} of the last forward pass.
-  std::vector<int64_t> counts() const {
-    const auto& c = layer_->last_counts();
-    return {c.num_out, c.num_on};
-  }
+  std::vector<int64_t> counts() const { return counts_of(*layer_); }
 
-  void set_skipping(const std::string& skipping) {
-    with_python_errors([&] { layer_->set_skipping(layers::skipping_from_string(skipping)); });
-  }
+  void set_skipping(const std::string& skipping) { set_skipping_of(*layer_, skipping); }
 
   /// How the last forward pass computed (layers::InferenceWay): "every output",
   /// "open outputs", "one pass" or "open tiles".

@@ -12,6 +12,7 @@
 #include "conv_geometry.h"
 #include "dnn_gating/layers/conv.h"
 #include "dnn_gating/layers/pg_conv.h"
+#include "layer_binding.h"
 #include "python_errors.h"
 
 namespace dnn_gating::python {
@@ -40,24 +41,17 @@ class PGConv2dLayer : public torch::CustomClassHolder {
 
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& weight,
                         const torch::Tensor& threshold, bool training) {
-    TORCH_CHECK_VALUE(weight.sizes() == layer_->weight.sizes(), "PGConv2d weight must have shape ",
-                      layer_->weight.sizes(), ", got ", weight.sizes());
+    check_shape("PGConv2d weight", weight, layer_->weight.sizes());
     layer_->weight = weight;
     layer_->compute_with_threshold(threshold);
     layer_->train(training);
-    const bool channels_last = layers::computes_channels_last(conv_, x);
-    return layer_->forward(channels_last ? x.contiguous(at::MemoryFormat::ChannelsLast) : x);
+    return layer_->forward(laid_out(conv_, x));
   }
 
   /// {num_out, num_high} of the last forward pass.
-  std::vector<int64_t> counts() const {
-    const auto& c = layer_->last_counts();
-    return {c.num_out, c.num_on};
-  }
+  std::vector<int64_t> counts() const { return counts_of(*layer_); }
 
-  void set_skipping(const std::string& skipping) {
-    with_python_errors([&] { layer_->set_skipping(layers::skipping_from_string(skipping)); });
-  }
+  void set_skipping(const std::string& skipping) { set_skipping_of(*layer_, skipping); }
 
   bool computed_in_integers() const { return layer_->computed_in_integers(); }
 

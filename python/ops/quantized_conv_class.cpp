@@ -12,6 +12,7 @@
 #include "conv_geometry.h"
 #include "dnn_gating/layers/conv.h"
 #include "dnn_gating/layers/quantized_conv.h"
+#include "layer_binding.h"
 #include "python_errors.h"
 
 namespace dnn_gating::python {
@@ -37,13 +38,10 @@ class QuantizedConv2dLayer : public torch::CustomClassHolder {
                   .abits(abits)) {}
 
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& weight, bool training) {
-    TORCH_CHECK_VALUE(weight.sizes() == layer_->weight.sizes(),
-                      "QuantizedConv2d weight must have shape ", layer_->weight.sizes(), ", got ",
-                      weight.sizes());
+    check_shape("QuantizedConv2d weight", weight, layer_->weight.sizes());
     layer_->weight = weight;
     layer_->train(training);
-    const bool channels_last = layers::computes_channels_last(conv_, x);
-    return layer_->forward(channels_last ? x.contiguous(at::MemoryFormat::ChannelsLast) : x);
+    return layer_->forward(laid_out(conv_, x));
   }
 
   bool computed_in_integers() const { return layer_->computed_in_integers(); }
