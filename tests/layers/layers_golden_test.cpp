@@ -110,6 +110,19 @@ TEST_P(PGConvGolden, MatchesOriginal) {
   dg::layers::PGConv2d conv(pg_options(golden).reference_ops(reference));
   check_layer(*conv, golden, device, [&](const torch::Tensor& x) { return conv(x); });
   check_counts(*conv, golden);
+  if (reference) return;
+  // Channels-last, as the models train: outputs, the input, weight and
+  // threshold gradients and the counts through the fused kernels on that
+  // layout.
+  dg::layers::PGConv2d laid_out(pg_options(golden));
+  check_layer(*laid_out, golden, device, [&](const torch::Tensor& x) {
+    const torch::Tensor y = laid_out(x.contiguous(at::MemoryFormat::ChannelsLast));
+    if (device.is_cpu()) {
+      EXPECT_TRUE(y.is_contiguous(at::MemoryFormat::ChannelsLast)) << "computed channels-last";
+    }
+    return y;
+  });
+  check_counts(*laid_out, golden);
 }
 INSTANTIATE_TEST_SUITE_P(Cases, PGConvGolden,
                          ::testing::Combine(::testing::Values("pgconv_w8_a3_pb2_sparse",
