@@ -19,23 +19,12 @@ ConvKind second_conv(const ResNetOptions& o) {
 
 layers::ConvOptions model_conv_options(ConvKind conv, const ResNetOptions& o, int64_t in,
                                        int64_t out, int64_t stride, int64_t kernel) {
-  const bool quantized = is_quantized(conv);
+  layers::ConvSettings settings = o.settings();
+  if (!is_quantized(conv)) settings.wbits(0).abits(0);
   return layers::ConvOptions(conv, in, out, kernel)
       .stride(stride)
       .padding(kernel / 2)
-      .wbits(quantized ? o.wbits() : 0)
-      .abits(quantized ? o.abits() : 0)
-      .pred_bits(o.pred_bits())
-      .pg_alpha(o.pg_alpha())
-      .partitions(o.partitions())
-      .ginit(o.ginit())
-      .cg_alpha(o.cg_alpha())
-      .use_group(o.use_group())
-      .shuffle(o.shuffle())
-      .sparse_bp(o.sparse_bp())
-      .reference_ops(o.reference_ops())
-      .skipping(o.skipping())
-      .integer(o.integer());
+      .settings(settings);
 }
 
 torch::nn::AnyModule model_conv(ConvKind conv, const ResNetOptions& o, int64_t in, int64_t out,

@@ -31,29 +31,29 @@ struct CGConv2dOptions {
   /// Zero padding on each side.
   TORCH_ARG(torch::ExpandingArray<2>, padding) = 0;
   /// p: the base path sees 1/p of the input channels; must divide both channel counts.
-  TORCH_ARG(int64_t, partitions) = 4;
+  TORCH_ARG(int64_t, partitions) = ConvSettings().partitions();
   /// Initial value of the gate thresholds.
-  TORCH_ARG(double, ginit) = 0.0;
+  TORCH_ARG(double, ginit) = ConvSettings().ginit();
   /// Steepness of the sigmoid that the gate's gradient follows.
-  TORCH_ARG(double, alpha) = 2.0;
+  TORCH_ARG(double, alpha) = ConvSettings().cg_alpha();
   /// Block-diagonal base path (p groups) instead of the first 1/p input channels.
-  TORCH_ARG(bool, use_group) = false;
+  TORCH_ARG(bool, use_group) = ConvSettings().use_group();
   /// Channel-shuffle the input with p groups first.
-  TORCH_ARG(bool, shuffle) = false;
+  TORCH_ARG(bool, shuffle) = ConvSettings().shuffle();
   /// Back-propagate through the gate only where it is open. The fused
   /// training path then keeps the layer's output y for its backward pass
   /// (instead of the full sums), so y must not be modified in place before
   /// the backward pass (BatchNorm after the layer, as in every model here,
   /// keeps it too).
-  TORCH_ARG(bool, sparse_bp) = false;
+  TORCH_ARG(bool, sparse_bp) = ConvSettings().sparse_bp();
   /// Compute as the original does: the base path as a dense convolution with
   /// the masked weight (instead of a convolution over the unmasked channels
   /// only) and the gate as its chain of ATen operations (instead of the fused
   /// kernels). Same sums in another order; kept to pin the reference numerics.
-  TORCH_ARG(bool, reference_ops) = false;
+  TORCH_ARG(bool, reference_ops) = ConvSettings().reference_ops();
   /// Without gradients, whether to compute the channels outside the base
   /// path only where the gate is open (see `Skipping`; reference_ops never does).
-  TORCH_ARG(Skipping, skipping) = Skipping::kFastest;
+  TORCH_ARG(Skipping, skipping) = ConvSettings().skipping();
 };
 
 /// y = Y * d + Yp * (1 - d) with Yp the base-path partial sum, Y the full

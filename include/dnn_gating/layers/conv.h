@@ -21,28 +21,12 @@ enum class ConvKind {
   kChannelGated,    ///< channel gating (CGConv2d)
 };
 
-/// Options for `make_conv`: a convolution of any kind, each kind reading
-/// the settings it has (those of PGConv2dOptions, CGConv2dOptions or
-/// QuantizedConv2dOptions, with the same defaults).
-struct ConvOptions {
-  ConvOptions(ConvKind kind, int64_t in_channels, int64_t out_channels,
-              torch::ExpandingArray<2> kernel_size)
-      : kind_(kind),
-        in_channels_(in_channels),
-        out_channels_(out_channels),
-        kernel_size_(kernel_size) {}
-  /// Which convolution.
-  TORCH_ARG(ConvKind, kind);
-  /// Input channels.
-  TORCH_ARG(int64_t, in_channels);
-  /// Output channels.
-  TORCH_ARG(int64_t, out_channels);
-  /// Kernel height and width.
-  TORCH_ARG(torch::ExpandingArray<2>, kernel_size);
-  /// Stride.
-  TORCH_ARG(torch::ExpandingArray<2>, stride) = 1;
-  /// Zero padding.
-  TORCH_ARG(torch::ExpandingArray<2>, padding) = 0;
+/// A convolution's settings beyond its shape, each kind reading those it
+/// has: the one definition of each default, held by ConvOptions and by the
+/// models' options (models::ResNetOptions), and read by the layers' own
+/// options (PGConv2dOptions, CGConv2dOptions, QuantizedConv2dOptions) for
+/// theirs.
+struct ConvSettings {
   /// Weight bits (kQuantized: 0 = full precision; kPrecisionGated).
   TORCH_ARG(int64_t, wbits) = 0;
   /// Activation bits (kQuantized: 0 = full precision; kPrecisionGated).
@@ -70,6 +54,60 @@ struct ConvOptions {
   /// kQuantized and kPrecisionGated: whether evaluation without gradients
   /// computes in integers.
   TORCH_ARG(Integer, integer) = Integer::kAlways;
+};
+
+/// In an options struct that holds a ConvSettings `settings_`: the setter
+/// and getters of its field `name`, as TORCH_ARG declares them, so that
+/// `options.wbits(8)` reads as on any options struct.
+#define DG_CONV_SETTING(T, name)                                     \
+ public:                                                             \
+  inline auto name(const T& new_##name)->decltype(*this) {           \
+    this->settings_.name(new_##name);                                \
+    return *this;                                                    \
+  }                                                                  \
+  inline const T& name() const noexcept { return settings_.name(); } \
+  inline T& name() noexcept { return settings_.name(); }
+
+/// Every field of ConvSettings through DG_CONV_SETTING.
+#define DG_CONV_SETTINGS                                    \
+  DG_CONV_SETTING(int64_t, wbits)                           \
+  DG_CONV_SETTING(int64_t, abits)                           \
+  DG_CONV_SETTING(int64_t, pred_bits)                       \
+  DG_CONV_SETTING(double, pg_alpha)                         \
+  DG_CONV_SETTING(int64_t, partitions)                      \
+  DG_CONV_SETTING(double, ginit)                            \
+  DG_CONV_SETTING(double, cg_alpha)                         \
+  DG_CONV_SETTING(bool, use_group)                          \
+  DG_CONV_SETTING(bool, shuffle)                            \
+  DG_CONV_SETTING(bool, sparse_bp)                          \
+  DG_CONV_SETTING(bool, reference_ops)                      \
+  DG_CONV_SETTING(::dnn_gating::layers::Skipping, skipping) \
+  DG_CONV_SETTING(::dnn_gating::layers::Integer, integer)
+
+/// Options for `make_conv`: a convolution of any kind, its shape and its
+/// settings (`settings()`, or each field of ConvSettings by name).
+struct ConvOptions {
+  ConvOptions(ConvKind kind, int64_t in_channels, int64_t out_channels,
+              torch::ExpandingArray<2> kernel_size)
+      : kind_(kind),
+        in_channels_(in_channels),
+        out_channels_(out_channels),
+        kernel_size_(kernel_size) {}
+  /// Which convolution.
+  TORCH_ARG(ConvKind, kind);
+  /// Input channels.
+  TORCH_ARG(int64_t, in_channels);
+  /// Output channels.
+  TORCH_ARG(int64_t, out_channels);
+  /// Kernel height and width.
+  TORCH_ARG(torch::ExpandingArray<2>, kernel_size);
+  /// Stride.
+  TORCH_ARG(torch::ExpandingArray<2>, stride) = 1;
+  /// Zero padding.
+  TORCH_ARG(torch::ExpandingArray<2>, padding) = 0;
+  /// Bits, gate settings, ways of computing (see ConvSettings).
+  TORCH_ARG(ConvSettings, settings);
+  DG_CONV_SETTINGS
 };
 
 /// The convolution `options` describe.

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "dnn_gating/layers/conv.h"
 #include "dnn_gating/layers/gated_layer.h"
 #include "dnn_gating/layers/integer.h"
 
@@ -37,21 +38,21 @@ struct PGConv2dOptions {
   /// Input activation bits B; must exceed pred_bits.
   TORCH_ARG(int64_t, abits) = 8;
   /// Prediction (MSB) bits Bhb, 0 < pred_bits < abits.
-  TORCH_ARG(int64_t, pred_bits) = 4;
+  TORCH_ARG(int64_t, pred_bits) = ConvSettings().pred_bits();
   /// Back-propagate through the gate only where it is open.
-  TORCH_ARG(bool, sparse_bp) = false;
+  TORCH_ARG(bool, sparse_bp) = ConvSettings().sparse_bp();
   /// Steepness of the sigmoid that the gate's gradient follows.
-  TORCH_ARG(double, alpha) = 5.0;
+  TORCH_ARG(double, alpha) = ConvSettings().pg_alpha();
   /// Compute the gate with the original's chain of ATen operations instead of
   /// the fused kernels. Same forward values, gradients equal to float
   /// rounding; kept to pin the reference numerics.
-  TORCH_ARG(bool, reference_ops) = false;
+  TORCH_ARG(bool, reference_ops) = ConvSettings().reference_ops();
   /// Without gradients, whether to add the LSB contribution only where the
   /// gate is open (see `Skipping`; reference_ops never does).
-  TORCH_ARG(Skipping, skipping) = Skipping::kFastest;
+  TORCH_ARG(Skipping, skipping) = ConvSettings().skipping();
   /// Without gradients, whether to compute the MSB and LSB convolutions in
   /// integers (see `Integer`; reference_ops never does).
-  TORCH_ARG(Integer, integer) = Integer::kAlways;
+  TORCH_ARG(Integer, integer) = ConvSettings().integer();
 };
 
 /// y = out_msb + mask * out_lsb with out_msb = conv(T(x), Wq),

@@ -41,11 +41,11 @@ struct QuantizedConv2dOptions {
   /// Zero padding on each side.
   TORCH_ARG(torch::ExpandingArray<2>, padding) = 0;
   /// Weight bits (0: full precision, 1: binary).
-  TORCH_ARG(int64_t, wbits) = 0;
+  TORCH_ARG(int64_t, wbits) = ConvSettings().wbits();
   /// Input activation bits (0: full precision).
-  TORCH_ARG(int64_t, abits) = 0;
+  TORCH_ARG(int64_t, abits) = ConvSettings().abits();
   /// Without gradients, whether to compute in integers (see `Integer`).
-  TORCH_ARG(Integer, integer) = Integer::kAlways;
+  TORCH_ARG(Integer, integer) = ConvSettings().integer();
 };
 
 /// A bias-free convolution on quantized weights and inputs (`weight` only).

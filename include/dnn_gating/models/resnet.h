@@ -77,37 +77,15 @@ struct ResNetOptions {
   TORCH_ARG(int64_t, in_channels) = 3;
   /// Classes of the final linear layer.
   TORCH_ARG(int64_t, num_classes) = 10;
-  /// Weight bits of quantized and PG convs (0: float).
-  TORCH_ARG(int64_t, wbits) = 0;
-  /// Activation bits of quantized and PG convs (0: float).
-  TORCH_ARG(int64_t, abits) = 0;
   /// PACT activations instead of ReLU (quantized and PG models).
   TORCH_ARG(bool, pact) = false;
-  /// PG prediction bits.
-  TORCH_ARG(int64_t, pred_bits) = 4;
-  /// Sparse back-propagation through the gates (PG and CG).
-  TORCH_ARG(bool, sparse_bp) = false;
-  /// Sigmoid steepness of the PG gate.
-  TORCH_ARG(double, pg_alpha) = 5.0;
-  /// CG partitions p.
-  TORCH_ARG(int64_t, partitions) = 4;
-  /// CG initial threshold.
-  TORCH_ARG(double, ginit) = 0.0;
-  /// Sigmoid steepness of the CG gate.
-  TORCH_ARG(double, cg_alpha) = 2.0;
-  /// CG block-diagonal base path.
-  TORCH_ARG(bool, use_group) = false;
-  /// CG channel shuffle.
-  TORCH_ARG(bool, shuffle) = false;
-  /// Gated layers compute as the original does (PG and CG gates as ATen
-  /// chains, the CG base path as a dense masked convolution) instead of on
-  /// the fused kernels: the reference numerics.
-  TORCH_ARG(bool, reference_ops) = false;
-  /// How gated layers compute without gradients (see layers::Skipping).
-  TORCH_ARG(layers::Skipping, skipping) = layers::Skipping::kFastest;
-  /// Whether quantized and PG convolutions compute in integers without
-  /// gradients (see layers::Integer).
-  TORCH_ARG(layers::Integer, integer) = layers::Integer::kAlways;
+  /// The settings of the blocks' convolutions (layers::ConvSettings: bits,
+  /// prediction bits, partitions, gate settings, sparse_bp, reference_ops,
+  /// skipping, integer), also set and read by name: `.wbits(8)`. The
+  /// ungated convolutions of the quantized kinds take the bits too; the
+  /// float ones none.
+  TORCH_ARG(layers::ConvSettings, settings);
+  DG_CONV_SETTINGS
 };
 
 /// The network as checkpoint files name it: "resnet-20" (the depth),
