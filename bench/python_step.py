@@ -6,7 +6,7 @@ utils/cg_utils.py compute (docs/FORMULAS.md), and against the float network.
 
     PYTHONPATH=build/python python3 bench/python_step.py [--steps N] [--batch B]
 
-Prints milliseconds per step (median of N after two warm-up steps) and each
+Prints milliseconds per step (median of N after three warm-up steps) and each
 ratio to the float step, measured in this one run. The two gated networks
 compute the same formulas (the golden tests hold both to the original); at
 random initialisation their losses may still differ in float32, where
@@ -162,7 +162,7 @@ def step_times(model, x, y, steps, kind):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
     model.train()
     times = []
-    for i in range(steps + 2):
+    for i in range(steps + 3):
         start = time.perf_counter()
         optimizer.zero_grad()
         loss = F.cross_entropy(model(x), y)
@@ -170,7 +170,7 @@ def step_times(model, x, y, steps, kind):
             loss = loss + dnn_gating.gating_loss(model, kind, 1.0)
         loss.backward()
         optimizer.step()
-        if i >= 2:
+        if i >= 3:
             times.append(time.perf_counter() - start)
     return statistics.median(times) * 1e3
 
@@ -196,21 +196,19 @@ def main():
           f"median of {args.steps}")
     print(f"{'model':30} {'ours ms':>9} {'plain ms':>9} {'ours/float':>11} {'plain/float':>12} "
           f"{'plain/ours':>11}")
-    float_ms = None
-    for label, kind, settings in configs:
+    torch.manual_seed(1)
+    float_ms = step_times(dnn_gating.models.resnet20("float"), x, y, args.steps, "float")
+    print(f"{'float (plain PyTorch)':30} {'':>9} {float_ms:9.1f} {'':>11} {1.0:11.2f}x")
+    for label, kind, settings in configs[1:]:
         torch.manual_seed(1)
         ours = dnn_gating.models.resnet20(kind, **settings)
         state = {k: v.clone() for k, v in ours.state_dict().items()}
         ours_ms = step_times(ours, x, y, args.steps, kind)
-        torch.manual_seed(1)
         plain = dnn_gating.models.resnet20(kind, **settings)
         plain.load_state_dict(state)
         plain_ms = step_times(plain_copy(plain), x, y, args.steps, kind)
-        if float_ms is None:
-            float_ms = plain_ms
         print(f"{label:30} {ours_ms:9.1f} {plain_ms:9.1f} {ours_ms / float_ms:10.2f}x "
               f"{plain_ms / float_ms:11.2f}x {plain_ms / ours_ms:10.2f}x")
-
 
 if __name__ == "__main__":
     main()
