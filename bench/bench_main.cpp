@@ -4,6 +4,7 @@
 // model's figures are also reported as a ratio to the float model's,
 // measured in the same run.
 #include <benchmark/benchmark.h>
+#include <spawn.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -11,6 +12,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <map>
+#include <string>
 
 #include "dnn_gating/data/loader.h"
 #include "dnn_gating/models/resnet.h"
@@ -128,20 +130,33 @@ void data_pipeline(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * kBatch);
 }
 
-// Peak resident memory of 5 training steps, in a child process so every
-// model starts from a clean heap.
-double peak_rss_mib(const ModelSpec& spec) {
-  const pid_t pid = fork();
-  if (pid == 0) {
+// The option that makes this program a child measuring one model's memory.
+constexpr const char* kPeakRssOf = "--peak-rss-of";
+
+// Five training steps of the model named `name` (the child's work).
+int train_steps_of(const std::string& name) {
+  for (const auto& spec : specs()) {
+    if (spec.name != name) continue;
     Fixture f = make_fixture(spec);
     for (int i = 0; i < 5; ++i)
       dg::train::train_step(f.classifier, *f.sgd, spec.recipe.gating_loss, f.x, f.y);
-    _exit(0);
+    return 0;
   }
+  return 2;
+}
+
+// Peak resident memory of 5 training steps, in a child process so every
+// model starts from a clean heap: this program started again (a forked child
+// of a parent whose OpenMP threads had started could hang in their pool).
+double peak_rss_mib(const char* program, const ModelSpec& spec) {
+  std::string option = kPeakRssOf, name = spec.name;
+  char* child_argv[] = {const_cast<char*>(program), option.data(), name.data(), nullptr};
+  pid_t pid = 0;
+  if (posix_spawn(&pid, program, nullptr, nullptr, child_argv, environ) != 0) return 0;
   int status = 0;
   rusage usage{};
   wait4(pid, &status, 0, &usage);
-  return usage.ru_maxrss / 1024.0;
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? usage.ru_maxrss / 1024.0 : 0;
 }
 
 // Prints the ratio table from the run's own measurements: the fastest of each
@@ -230,6 +245,7 @@ class RatioReporter : public benchmark::ConsoleReporter {
 
 int main(int argc, char** argv) {
   dg::train::configure_runtime(/*threads=*/0);  // as the trainers run
+  if (argc == 3 && std::string(argv[1]) == kPeakRssOf) return train_steps_of(argv[2]);
   try {
     dg::bench::input_images(1, 0);  // the inputs exist, before any benchmark needs them
   } catch (const std::exception& e) {
@@ -237,7 +253,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   RatioReporter reporter;
-  for (const auto& spec : specs()) reporter.rss_[spec.name] = peak_rss_mib(spec);
+  for (const auto& spec : specs()) reporter.rss_[spec.name] = peak_rss_mib(argv[0], spec);
   for (const auto& spec : specs()) {
     benchmark::RegisterBenchmark(("train_step/" + std::string(spec.name)).c_str(), train_step, spec)
         ->Unit(benchmark::kMillisecond)

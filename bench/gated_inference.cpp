@@ -11,6 +11,7 @@
 #include "dnn_gating/layers/cg_conv.h"
 #include "dnn_gating/layers/dense_macs.h"
 #include "dnn_gating/layers/gated_layer.h"
+#include "dnn_gating/layers/integer.h"
 #include "dnn_gating/layers/pg_conv.h"
 #include "dnn_gating/models/resnet.h"
 #include "dnn_gating/report/report.h"
@@ -113,6 +114,14 @@ void hold_on_fraction(torch::nn::Module& model, const std::function<void()>& for
     }
     layer->threshold().fill_(0.5 * (lo + hi));
   }
+}
+
+// Which arithmetic a model's gated and quantized layers evaluate in: "int8"
+// where its quantized or PG convolutions take the integer way (the
+// default), else "float".
+const char* arithmetic_of(const ResNetOptions& o) {
+  const bool quantized = o.conv() == ConvKind::kQuantized || o.conv() == ConvKind::kPrecisionGated;
+  return quantized && layers::integer_applies(o.integer(), o.wbits(), o.abits()) ? "int8" : "float";
 }
 
 std::string skipping_tag(Skipping s) { return s == Skipping::kNever ? "dense" : "skip"; }
@@ -328,18 +337,20 @@ void print_gated_inference(const std::map<std::string, double>& times,
         const double dense = lookup(times, model_name(m, percent, batch, Skipping::kNever));
         if (skip <= 0 || dense <= 0) continue;
         if (!header) {
-          std::printf("\n%-20s %5s %6s %8s %8s %8s %8s %10s %10s  (batch 1 on one thread)\n",
-                      "gated evaluation", "batch", "on %", "x float", "x f all", "x folded",
-                      "floor", "realised", "realised f");
+          std::printf(
+              "\n%-20s %5s %6s %6s %8s %8s %8s %8s %10s %10s  (batch 1 on one thread; 'x f all':"
+              " every output computed, same arithmetic)\n",
+              "gated evaluation", "batch", "arith", "on %", "x float", "x f all", "x folded",
+              "floor", "realised", "realised f");
           header = true;
         }
         // floor: effective / dense MACs; realised: the share of the counted
         // saving turned into time, (float / gated time) / (dense / effective).
         const Counts c = counted(name);
-        std::printf("%-20s %5lld %6.1f %8.2f %8.2f %8.2f %8.2f %10.2f %10.2f\n", m.name,
-                    static_cast<long long>(batch), c.on_percent, skip / base, dense / base,
-                    skip / folded, c.effective_fraction, c.effective_fraction * base / skip,
-                    c.effective_fraction * folded / skip);
+        std::printf("%-20s %5lld %6s %6.1f %8.2f %8.2f %8.2f %8.2f %10.2f %10.2f\n", m.name,
+                    static_cast<long long>(batch), arithmetic_of(m.options), c.on_percent,
+                    skip / base, dense / base, skip / folded, c.effective_fraction,
+                    c.effective_fraction * base / skip, c.effective_fraction * folded / skip);
       }
     }
     const double channels_last = lookup(times, float_name(batch, FloatWay::kChannelsLast));
@@ -353,7 +364,8 @@ void print_gated_inference(const std::map<std::string, double>& times,
   header = false;
   for (const int64_t batch : kBatches) {
     const double base = lookup(times, float_name(batch, FloatWay::kPlain));
-    if (base <= 0) continue;
+    const double folded = lookup(times, float_name(batch, FloatWay::kFolded));
+    if (base <= 0 || folded <= 0) continue;
     for (const auto& m : integer_models()) {
       const std::string name = integer_name(m, batch, Integer::kAlways);
       const double integers = lookup(times, name);
@@ -361,19 +373,19 @@ void print_gated_inference(const std::map<std::string, double>& times,
       if (integers <= 0 || in_float <= 0) continue;
       if (!header) {
         std::printf(
-            "\n%-20s %5s %6s %10s %10s %9s %8s %10s  (ratios to the float model; batch 1 on one "
-            "thread)\n",
-            "integer evaluation", "batch", "on %", "integers", "in float", "speed-up", "floor",
-            "realised");
+            "\n%-20s %5s %6s %10s %10s %9s %9s %8s %10s  (ratios to the float model, plain and "
+            "folded; batch 1 on one thread)\n",
+            "integer evaluation", "batch", "on %", "integers", "in float", "speed-up", "x folded",
+            "floor", "realised");
         header = true;
       }
       // floor and realised as above: the counted cost of the gated model
       // against the float one, and the share of it turned into time.
       const Counts c = counted(name);
-      std::printf("%-20s %5lld %6.1f %10.2f %10.2f %9.2f %8.2f %10.2f\n", m.name,
+      std::printf("%-20s %5lld %6.1f %10.2f %10.2f %9.2f %9.2f %8.2f %10.2f\n", m.name,
                   static_cast<long long>(batch), m.percent > 0 ? c.on_percent : 100.0,
-                  integers / base, in_float / base, in_float / integers, c.effective_fraction,
-                  c.effective_fraction * base / integers);
+                  integers / base, in_float / base, in_float / integers, integers / folded,
+                  c.effective_fraction, c.effective_fraction * base / integers);
     }
   }
   header = false;

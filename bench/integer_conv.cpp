@@ -16,6 +16,8 @@
 #include <oneapi/dnnl/dnnl.hpp>
 #endif
 
+#include "kernels/int8_conv.h"
+
 namespace dnn_gating::bench {
 namespace {
 
@@ -46,6 +48,45 @@ void float_conv(benchmark::State& state, Shape shape) {
   const torch::Tensor w = torch::randn({shape.channels, shape.channels, 3, 3}) * 0.1;
   torch::NoGradGuard no_grad;
   for (auto _ : state) benchmark::DoNotOptimize(torch::conv2d(x, w, {}, 1, 1).data_ptr());
+}
+
+// The float convolution as the library evaluates a float model: channels-last.
+void float_conv_channels_last(benchmark::State& state, Shape shape) {
+  torch::manual_seed(0);
+  const torch::Tensor x = torch::rand({kBatch, shape.channels, shape.side, shape.side})
+                              .contiguous(at::MemoryFormat::ChannelsLast);
+  const torch::Tensor w = torch::randn({shape.channels, shape.channels, 3, 3}) * 0.1;
+  torch::NoGradGuard no_grad;
+  for (auto _ : state) benchmark::DoNotOptimize(torch::conv2d(x, w, {}, 1, 1).data_ptr());
+}
+
+// The library's own integer convolution (kernels::int8_conv), as the
+// quantized and PG layers run it: 3-bit activation codes, weight codes up to
+// +-max_code (127: 7-bit weights, one int8 pass; 255: 8-bit weights, split
+// into two, the input doubled), float output channels-last.
+void library_int8_conv(benchmark::State& state, Shape shape, int16_t max_code) {
+  namespace ic = kernels::int8_conv;
+  if (!ic::available()) {
+    state.SkipWithError("built without oneDNN");
+    return;
+  }
+  ic::Geometry g;
+  g.out_channels = g.in_channels = shape.channels;
+  g.kernel_h = g.kernel_w = 3;
+  g.pad_h = g.pad_w = 1;
+  torch::manual_seed(0);
+  const torch::Tensor w = torch::randint(-max_code, max_code + 1,
+                                         {shape.channels, shape.channels, 3, 3}, torch::kShort);
+  w.view({-1})[0] = max_code;
+  const ic::Convolution conv(g, w.data_ptr<int16_t>());
+  const int64_t channels = conv.doubles_input() ? 2 * shape.channels : shape.channels;
+  const torch::Tensor src =
+      torch::randint(0, 8, {kBatch, shape.side, shape.side, channels}, torch::kByte);
+  std::vector<float> dst(kBatch * shape.side * shape.side * shape.channels);
+  for (auto _ : state) {
+    conv.run(src.data_ptr<uint8_t>(), kBatch, shape.side, shape.side, 0.01f, dst.data());
+    benchmark::DoNotOptimize(dst.data());
+  }
 }
 
 // A 3-bit activation's codes (0..7) in uint8 and 8-bit weights, as PG's
@@ -151,6 +192,21 @@ void register_integer_conv() {
         ->MinTime(0.5)
         ->Repetitions(3)
         ->UseRealTime();
+    benchmark::RegisterBenchmark(("float_conv_cl/" + std::string(shape.name)).c_str(),
+                                 float_conv_channels_last, shape)
+        ->Unit(benchmark::kMillisecond)
+        ->MinTime(0.5)
+        ->Repetitions(3)
+        ->UseRealTime();
+    for (const int16_t max_code : {int16_t{127}, int16_t{255}}) {
+      const std::string name =
+          std::string(max_code > 127 ? "library_int8/w8/" : "library_int8/w7/") + shape.name;
+      benchmark::RegisterBenchmark(name.c_str(), library_int8_conv, shape, max_code)
+          ->Unit(benchmark::kMillisecond)
+          ->MinTime(0.5)
+          ->Repetitions(3)
+          ->UseRealTime();
+    }
     for (const Engine& engine : engines()) {
       for (const bool conversions : {false, true}) {
         const std::string name = std::string(conversions ? "int8_conv_converted/" : "int8_conv/") +
@@ -176,6 +232,20 @@ void register_integer_conv() {
 }
 
 void print_integer_conv(const std::map<std::string, double>& times) {
+  if (times.count("library_int8/w8/" + std::string(kShapes[0].name)) != 0) {
+    std::printf(
+        "\nthe library's integer convolution (3-bit codes, float output channels-last) / the "
+        "float convolution channels-last\n");
+    std::printf("%-12s %12s %12s %8s %14s %8s\n", "shape", "float cl ms", "w7 ms", "x float",
+                "w8 split ms", "x float");
+    for (const Shape& shape : kShapes) {
+      const double f = times.at("float_conv_cl/" + std::string(shape.name));
+      const double w7 = times.at("library_int8/w7/" + std::string(shape.name));
+      const double w8 = times.at("library_int8/w8/" + std::string(shape.name));
+      std::printf("%-12s %12.2f %12.2f %8.2f %14.2f %8.2f\n", shape.name, f, w7, w7 / f, w8,
+                  w8 / f);
+    }
+  }
   if (times.count("float_conv/" + std::string(kShapes[0].name)) == 0) return;
   std::printf(
       "\nint8 convolution (LibTorch's quantized engines) / float convolution, 3x3, batch %lld; "
