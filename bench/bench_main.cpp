@@ -148,11 +148,12 @@ int train_steps_of(const std::string& name) {
 // Peak resident memory of 5 training steps, in a child process so every
 // model starts from a clean heap: this program started again (a forked child
 // of a parent whose OpenMP threads had started could hang in their pool).
-double peak_rss_mib(const char* program, const ModelSpec& spec) {
-  std::string option = kPeakRssOf, name = spec.name;
-  char* child_argv[] = {const_cast<char*>(program), option.data(), name.data(), nullptr};
+double peak_rss_mib(const ModelSpec& spec) {
+  std::string program = "dnn_gating_bench", option = kPeakRssOf, name = spec.name;
+  char* child_argv[] = {program.data(), option.data(), name.data(), nullptr};
   pid_t pid = 0;
-  if (posix_spawn(&pid, program, nullptr, nullptr, child_argv, environ) != 0) return 0;
+  // This very executable, however it was named on the command line.
+  if (posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, child_argv, environ) != 0) return 0;
   int status = 0;
   rusage usage{};
   wait4(pid, &status, 0, &usage);
@@ -253,7 +254,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   RatioReporter reporter;
-  for (const auto& spec : specs()) reporter.rss_[spec.name] = peak_rss_mib(argv[0], spec);
+  for (const auto& spec : specs()) reporter.rss_[spec.name] = peak_rss_mib(spec);
   for (const auto& spec : specs()) {
     benchmark::RegisterBenchmark(("train_step/" + std::string(spec.name)).c_str(), train_step, spec)
         ->Unit(benchmark::kMillisecond)
