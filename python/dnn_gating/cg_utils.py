@@ -66,13 +66,15 @@ class CGConv2d(CppLayer, nn.Conv2d):
         return torch.classes.dnn_gating.CGConv2d(
             self.in_channels, self.out_channels, pair(self.kernel_size), pair(self.stride),
             pair(self.padding), self.p, float(self.alpha), bool(self.use_group),
-            bool(self.shuffle), bool(self.sparse_bp), float(self.bn.eps),
-            float(self.bn.momentum if self.bn.momentum is not None else 0.1))
+            bool(self.shuffle), bool(self.sparse_bp))
 
     def forward(self, input):
         layer = self._cpp()
-        y = layer.forward(input, self.weight, self.mask, self.threshold, self.bn.running_mean,
-                          self.bn.running_var, self.bn.num_batches_tracked, self.training)
+        bn = self.bn
+        y = layer.forward(input, self.weight, self.mask, self.threshold, bn.running_mean,
+                          bn.running_var, bn.num_batches_tracked, self.training, bn.training,
+                          float(self.alpha), float(bn.eps),
+                          None if bn.momentum is None else float(bn.momentum))
         self.num_out, self.num_full = layer.counts()
         return y
 

@@ -157,6 +157,6 @@ class PGConv2d(CppLayer, nn.Conv2d):
 
     def forward(self, input):
         layer = self._cpp()
-        y = layer.forward(input, self.weight, self.threshold, self.training)
+        y = layer.forward(input, self.weight, self.threshold, self.training, float(self.alpha))
         self.num_out, self.num_high = layer.counts()
         return y

@@ -39,9 +39,12 @@ class PGConv2dLayer : public torch::CustomClassHolder {
                   .wbits(wbits)
                   .abits(abits)) {}
 
+  /// The layer on x with the Python module's tensors, mode and current alpha.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& weight,
-                        const torch::Tensor& threshold, bool training) {
+                        const torch::Tensor& threshold, bool training, double alpha) {
     check_shape("PGConv2d weight", weight, layer_->weight.sizes());
+    TORCH_CHECK_VALUE(alpha > 0, "PGConv2d alpha must be positive, got ", alpha);
+    layer_->options.alpha(alpha);
     layer_->weight = weight;
     layer_->compute_with_threshold(threshold);
     layer_->train(training);

@@ -40,7 +40,7 @@ class Errors(TestCase):
         layer = q.PGConv2d(4, 6, 3, padding=1)
         self.assertRefused(RuntimeError, ["4 channels"], lambda: layer(torch.zeros(1, 5, 8, 8)))
         self.assertRefused(ValueError, ["weight", "shape"], lambda: layer._cpp().forward(
-            torch.zeros(1, 4, 8, 8), torch.zeros(6, 4, 1, 1), layer.threshold, False))
+            torch.zeros(1, 4, 8, 8), torch.zeros(6, 4, 1, 1), layer.threshold, False, 5.0))
 
 
 class Modules(TestCase):
@@ -90,6 +90,49 @@ class Modules(TestCase):
             self.assertIn(layer.last_way(), ("open outputs", "open tiles"))
         self.assertEqual(layer.num_full, 0)
         self.assertClose(skipped, dense, "skipping is exact", rtol=1e-5, atol=1e-5)
+
+class GateBatchNorm(TestCase):
+    """The gate's BatchNorm behaves as torch.nn.BatchNorm2d on the partial sums."""
+
+    def partial_sums(self, layer, x):
+        return torch.nn.functional.conv2d(x, layer.weight * layer.mask, None, layer.stride,
+                                          layer.padding)
+
+    def test_settings_changed_after_construction_and_a_cumulative_average(self):
+        torch.manual_seed(2)
+        layer = cg.CGConv2d(16, 16, 3, padding=1, p=4, use_group=True)
+        reference = nn.BatchNorm2d(16, affine=False, momentum=None, eps=1e-3)
+        layer.bn.momentum, layer.bn.eps = None, 1e-3
+        with torch.no_grad():
+            for _ in range(3):
+                x = torch.randn(4, 16, 8, 8)
+                layer(x)
+                reference(self.partial_sums(layer, x))
+        self.assertClose(layer.bn.running_mean, reference.running_mean, "running mean",
+                         rtol=1e-5, atol=1e-6)
+        self.assertClose(layer.bn.running_var, reference.running_var, "running variance",
+                         rtol=1e-5, atol=1e-6)
+        self.assertEqual(layer.bn.num_batches_tracked.item(), 3)
+
+    def test_a_frozen_batch_norm_keeps_its_statistics(self):
+        layer = cg.CGConv2d(16, 16, 3, padding=1, p=4, use_group=True).train()
+        layer.bn.eval()
+        before = layer.bn.running_mean.clone()
+        layer(torch.randn(4, 16, 8, 8))
+        self.assertTrue(torch.equal(layer.bn.running_mean, before))
+        self.assertEqual(layer.bn.num_batches_tracked.item(), 0)
+
+    def test_alpha_changed_after_construction_takes_effect(self):
+        torch.manual_seed(3)
+        layer = q.PGConv2d(8, 8, 3, padding=1, wbits=8, abits=3, pred_bits=2, sparse_bp=True)
+        x = torch.relu(torch.randn(2, 8, 6, 6)).requires_grad_()
+        layer(x).sum().backward()
+        before = layer.threshold.grad.clone()
+        layer.threshold.grad = None
+        layer.alpha = 1.0
+        layer(x).sum().backward()
+        self.assertFalse(torch.allclose(layer.threshold.grad, before))
+
 
 class SmallNet(nn.Module):
     def __init__(self):
