@@ -93,6 +93,21 @@ std::vector<std::map<std::string, torch::Tensor>> two_rank_step(const torch::Ten
   return states;
 }
 
+// Every rank's tensors as `expected`'s, to the tolerances given.
+using Named = std::map<std::string, torch::Tensor>;
+void expect_every_rank_matches(const std::vector<Named>& ranks, const Named& expected, double rtol,
+                               double atol) {
+  for (size_t rank = 0; rank < ranks.size(); ++rank) {
+    ASSERT_EQ(ranks[rank].size(), expected.size());
+    for (const auto& [name, tensor] : expected) {
+      const torch::Tensor& got = ranks[rank].at(name);
+      EXPECT_TRUE(torch::allclose(got, tensor, rtol, atol))
+          << "rank " << rank << ", " << name << ": max difference "
+          << (got - tensor).abs().max().item<double>();
+    }
+  }
+}
+
 }  // namespace
 
 // --sync-bn: two processes with shards of one batch take the step one
@@ -107,15 +122,7 @@ TEST(Distributed, SyncBatchNormStepEqualsOneProcesssStep) {
   const auto expected = after_step(whole, x, y, 1.0, nullptr, /*sync_bn=*/false);
 
   const auto synced = two_rank_step(x, y, /*sync_bn=*/true);
-  for (int rank = 0; rank < 2; ++rank) {
-    ASSERT_EQ(synced[rank].size(), expected.size());
-    for (const auto& [name, tensor] : expected) {
-      const torch::Tensor& got = synced[rank].at(name);
-      EXPECT_TRUE(torch::allclose(got, tensor, 1e-9, 1e-12))
-          << "rank " << rank << ", " << name << ": max difference "
-          << (got - tensor).abs().max().item<double>();
-    }
-  }
+  expect_every_rank_matches(synced, expected, 1e-9, 1e-12);
   // Without it, each rank's running statistics are its own shard's.
   const auto own = two_rank_step(x, y, /*sync_bn=*/false);
   const std::string stats = "layer1.0.bn1.running_mean";
@@ -146,16 +153,10 @@ TEST(Distributed, SyncBatchNormStepEqualsOneProcesssStepInFloat32ChannelsLast) {
   // up to 0.02 here. Gates within a few roundings of their threshold could
   // open differently on either way; at this seed none is.
   const auto synced = two_rank_step(x, y, /*sync_bn=*/true);
-  for (int rank = 0; rank < 2; ++rank) {
-    ASSERT_EQ(synced[rank].size(), expected.size());
-    for (const auto& [name, tensor] : expected) {
-      const torch::Tensor& got = synced[rank].at(name);
-      EXPECT_EQ(got.scalar_type(), torch::kFloat) << name;
-      EXPECT_TRUE(torch::allclose(got, tensor, 1e-6, 1e-6))
-          << "rank " << rank << ", " << name << ": max difference "
-          << (got - tensor).abs().max().item<double>();
-    }
+  for (const auto& rank : synced) {
+    for (const auto& [name, tensor] : rank) EXPECT_EQ(tensor.scalar_type(), torch::kFloat) << name;
   }
+  expect_every_rank_matches(synced, expected, 1e-6, 1e-6);
 }
 
 TEST(Distributed, AveragedGradientEqualsTheWholeBatchs) {
