@@ -11,6 +11,7 @@
 #include "kernels/affine.h"
 #include "kernels/fusable.h"
 #include "kernels/gates.h"
+#include "kernels/open_backward.h"
 #include "kernels/partial_conv.h"
 #include "kernels/sparse_conv.h"
 #include "kernels/tile_conv.h"
@@ -106,27 +107,60 @@ torch::Tensor grouped_blocks(const torch::Tensor& weight, int64_t groups) {
   return torch::cat(blocks);
 }
 
-// One of the two sums of a CG layer, conv2d(x, W) or its base path
-// conv2d(x, W * mask), already computed without gradients (partial_conv's one
-// pass computes both, each product once), given the convolution's backward
-// pass: the library's, the base path's grouped where groups are wide enough.
-// Each sum has its own node, so that the engine frees each gradient as soon
-// as its pass has used it.
-struct Computed {
-  torch::Tensor value;
-  torch::Tensor base_mask;  // the base path's mask; undefined for the full sum
-};
+// The base path's backward pass for the output gradient `g`: {input
+// gradient, weight gradient (zero outside the mask)}; grouped where groups
+// are wide enough, else the dense convolution with the masked weight.
+std::pair<torch::Tensor, torch::Tensor> base_backward(const torch::Tensor& g, const torch::Tensor& x,
+                                                      const torch::Tensor& weight,
+                                                      const torch::Tensor& mask, int64_t groups,
+                                                      torch::IntArrayRef stride,
+                                                      torch::IntArrayRef padding,
+                                                      std::array<bool, 3> wanted) {
+  if (dense_base_path(weight.size(1) / groups)) {
+    auto [gx, gw, unused] = at::convolution_backward(g, x, weight * mask, c10::nullopt, stride,
+                                                     padding, {1, 1}, false, {0, 0}, 1, wanted);
+    if (gw.defined()) gw.mul_(mask);
+    return {gx, gw};
+  }
+  auto [gx, grouped, unused] =
+      at::convolution_backward(g, x, grouped_blocks(weight, groups), c10::nullopt, stride, padding,
+                               {1, 1}, false, {0, 0}, groups, wanted);
+  torch::Tensor gw;
+  if (grouped.defined()) {
+    gw = torch::zeros_like(weight);
+    const int64_t oc = weight.size(0) / groups, ic = weight.size(1) / groups;
+    for (int64_t i = 0; i < groups; ++i)
+      gw.narrow(0, i * oc, oc).narrow(1, i * ic, ic).copy_(grouped.narrow(0, i * oc, oc));
+  }
+  return {gx, gw};
+}
 
-struct ComputedSumFunction : torch::autograd::Function<ComputedSumFunction> {
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x,
-                               const torch::Tensor& weight, const Computed& sum, int64_t groups,
+// Up to this share of (image, output row, output channel) rows holding an
+// open gate, the rest of the products' backward pass runs over the open
+// rows alone (open_backward); above it, as a whole convolution.
+constexpr double kMaxOpenRowShare = 0.5;
+
+// The two sums of a CG layer, {conv2d(x, W), conv2d(x, W * mask)}, already
+// computed without gradients (partial_conv's one pass computes both, each
+// product once), given their backward pass. The full sum's gradient is
+// g * d, zero at every closed gate, so with gradients g_full and g_partial
+//   input grad  = conv^T(g_full + g_partial, W * mask) + conv^T(g_full, W * (1 - mask))
+//   weight grad = wgrad(g_full + g_partial) * mask + wgrad(g_full) * (1 - mask):
+// the base path's backward pass over the summed gradient (1/p of the
+// products), then the rest only over the rows holding an open gate, added
+// in place. Where most rows hold one, or open_backward does not take the
+// layer, each sum's own backward pass.
+struct SumsFunction : torch::autograd::Function<SumsFunction> {
+  static variable_list forward(AutogradContext* ctx, const torch::Tensor& x,
+                               const torch::Tensor& weight, const torch::Tensor& mask,
+                               const std::pair<torch::Tensor, torch::Tensor>& sums, int64_t groups,
                                std::vector<int64_t> stride, std::vector<int64_t> padding) {
     ctx->save_for_backward({x, weight});
-    ctx->saved_data["mask"] = sum.base_mask;
+    ctx->saved_data["mask"] = mask;
     ctx->saved_data["groups"] = groups;
     ctx->saved_data["stride"] = stride;
     ctx->saved_data["padding"] = padding;
-    return sum.value;
+    return {sums.first, sums.second};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
@@ -134,32 +168,41 @@ struct ComputedSumFunction : torch::autograd::Function<ComputedSumFunction> {
     const torch::Tensor &x = saved[0], &weight = saved[1];
     const torch::Tensor mask = ctx->saved_data["mask"].toTensor();
     const int64_t groups = ctx->saved_data["groups"].toInt();
+    const std::vector<int64_t> stride = ctx->saved_data["stride"].toIntVector();
+    const std::vector<int64_t> padding = ctx->saved_data["padding"].toIntVector();
     const std::array<bool, 3> wanted{ctx->needs_input_grad(0), ctx->needs_input_grad(1), false};
-    const auto convolution_backward = [&](const torch::Tensor& w, int64_t conv_groups) {
-      return at::convolution_backward(
-          grads[0], x, w, c10::nullopt, ctx->saved_data["stride"].toIntVector(),
-          ctx->saved_data["padding"].toIntVector(), {1, 1}, false, {0, 0}, conv_groups, wanted);
-    };
-    // Gradients of x and the weights; none of the other arguments.
     const auto result = [](torch::Tensor gx, torch::Tensor gw) -> variable_list {
-      return {std::move(gx), std::move(gw), {}, {}, {}, {}};
+      return {std::move(gx), std::move(gw), {}, {}, {}, {}, {}};
     };
-    if (!mask.defined()) {
-      auto [gx, gw, unused] = convolution_backward(weight, 1);
+    torch::Tensor g_full = std::move(grads[0]), g_partial = std::move(grads[1]);
+    if (!g_full.defined()) {
+      auto [gx, gw] = base_backward(g_partial, x, weight, mask, groups, stride, padding, wanted);
       return result(gx, gw);
     }
-    if (dense_base_path(weight.size(1) / groups)) {
-      auto [gx, gw, unused] = convolution_backward(weight * mask, 1);
-      if (gw.defined()) gw.mul_(mask);
+    if (kernels::open_backward::supported(x, weight, g_full, stride, padding) &&
+        kernels::open_backward::open_row_share(g_full) <= kMaxOpenRowShare) {
+      torch::Tensor g_sum = g_partial.defined() ? g_full + g_partial : g_full;
+      g_partial.reset();
+      auto [gx, gw] = base_backward(g_sum, x, weight, mask, groups, stride, padding, wanted);
+      g_sum.reset();
+      if (gx.defined() && !gx.is_contiguous(at::MemoryFormat::ChannelsLast)) {
+        gx = gx.contiguous(at::MemoryFormat::ChannelsLast);
+      }
+      const torch::Tensor rest_mask = 1 - mask;
+      const torch::Tensor gw_rest = gw.defined() ? torch::zeros_like(weight) : torch::Tensor();
+      kernels::open_backward::add_backward(g_full, x, weight.detach() * rest_mask, stride, padding,
+                                           gx, gw_rest);
+      if (gw.defined()) gw.add_(gw_rest.mul_(rest_mask));
       return result(gx, gw);
     }
-    auto [gx, grouped, unused] = convolution_backward(grouped_blocks(weight, groups), groups);
-    torch::Tensor gw;
-    if (grouped.defined()) {
-      gw = torch::zeros_like(weight);
-      const int64_t oc = weight.size(0) / groups, ic = weight.size(1) / groups;
-      for (int64_t i = 0; i < groups; ++i)
-        gw.narrow(0, i * oc, oc).narrow(1, i * ic, ic).copy_(grouped.narrow(0, i * oc, oc));
+    auto [gx, gw, unused] =
+        at::convolution_backward(g_full, x, weight, c10::nullopt, stride, padding, {1, 1}, false,
+                                 {0, 0}, 1, wanted);
+    g_full.reset();
+    if (g_partial.defined()) {
+      auto [bx, bw] = base_backward(g_partial, x, weight, mask, groups, stride, padding, wanted);
+      if (gx.defined()) gx.add_(bx);
+      if (gw.defined()) gw.add_(bw);
     }
     return result(gx, gw);
   }
@@ -179,10 +222,9 @@ std::pair<torch::Tensor, torch::Tensor> full_and_partial_trained(
     return kernels::partial_conv::full_and_partial(x.detach(), weight.detach(), blocks, stride,
                                                    padding);
   }();
-  return {ComputedSumFunction::apply(x, weight, Computed{full, {}}, groups, stride.vec(),
-                                     padding.vec()),
-          ComputedSumFunction::apply(x, weight, Computed{partial, mask}, groups, stride.vec(),
-                                     padding.vec())};
+  const auto outs = SumsFunction::apply(x, weight, mask, std::make_pair(full, partial), groups,
+                                        stride.vec(), padding.vec());
+  return {outs[0], outs[1]};
 }
 
 }  // namespace

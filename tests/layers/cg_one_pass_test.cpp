@@ -17,7 +17,7 @@ using dg::layers::InferenceWay;
 
 namespace {
 
-struct Case {
+struct OnePassCase {
   int64_t channels, partitions, size;
   bool group, shuffle;
   int64_t stride = 1, batch = 4;
@@ -27,7 +27,7 @@ struct Case {
   double open_share = 0.5;
 };
 
-std::string describe(const Case& c) {
+std::string describe(const OnePassCase& c) {
   return std::to_string(c.channels) + "ch p" + std::to_string(c.partitions) + " " +
          std::to_string(c.size) + "x" + std::to_string(c.size) + (c.group ? " grouped" : "") +
          (c.shuffle ? " shuffled" : "") + " stride " + std::to_string(c.stride) + " batch " +
@@ -43,7 +43,7 @@ torch::Tensor normalise(const torch::Tensor& y, const torch::Tensor& mean, const
   return (y - v(mean)) / torch::sqrt(v(var) + eps);
 }
 
-void expect_matches_reference(const Case& c) {
+void expect_matches_reference(const OnePassCase& c) {
   SCOPED_TRACE(describe(c));
   torch::manual_seed(c.channels + c.partitions + (c.group ? 1 : 0) + (c.shuffle ? 2 : 0));
   dg::layers::CGConv2d layer(dg::layers::CGConv2dOptions(c.channels, c.channels, 3)
@@ -135,7 +135,7 @@ void expect_matches_reference(const Case& c) {
 }  // namespace
 
 TEST(CGOnePass, MatchesADoubleReferenceWithTheNextBatchNormAndReLU) {
-  for (const Case& c : std::vector<Case>{{16, 4, 32, true, true},
+  for (const OnePassCase& c : std::vector<OnePassCase>{{16, 4, 32, true, true},
                                          {16, 4, 32, false, false},
                                          {32, 4, 16, true, false},
                                          {32, 2, 16, false, false},
@@ -152,9 +152,9 @@ TEST(CGOnePass, MatchesADoubleReferenceWithTheNextBatchNormAndReLU) {
 // and gates mostly closed, about half open and mostly open.
 TEST(CGOnePass, TheTileWayMatchesTheReferenceToo) {
   using dg::layers::Skipping;
-  std::vector<Case> cases;
+  std::vector<OnePassCase> cases;
   for (const double share : {0.05, 0.5, 0.95}) {
-    for (Case c : std::vector<Case>{{16, 4, 32, true, true},
+    for (OnePassCase c : std::vector<OnePassCase>{{16, 4, 32, true, true},
                                     {16, 4, 13, false, false},
                                     {32, 4, 16, true, false},
                                     {32, 2, 11, false, false},
@@ -168,7 +168,7 @@ TEST(CGOnePass, TheTileWayMatchesTheReferenceToo) {
       cases.push_back(c);
     }
   }
-  for (const Case& c : cases) expect_matches_reference(c);
+  for (const OnePassCase& c : cases) expect_matches_reference(c);
 }
 
 // Under the default way, a layer takes the tile way after a batch with few

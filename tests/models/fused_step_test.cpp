@@ -2,9 +2,10 @@
 // CG and PG ResNet-20 on the fused kernels against the original's chain of
 // operations (reference_ops), from the same state and batch: every
 // parameter's gradient and every buffer after the step, with no gate open,
-// about half and about 90 % of them open.
+// about 2 %, half and about 90 % of them open.
 #include <cmath>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,13 +31,16 @@ struct Step {
 };
 
 // The step of a model of `options` made from `initial`, every gate
-// threshold set to `threshold`.
+// threshold set to `threshold`, in float32 or (`dtype`) float64.
 Step step(const dg::models::ResNetOptions& options, bool reference,
           const std::map<std::string, torch::Tensor>& initial, double threshold,
-          const torch::Tensor& x, const torch::Tensor& labels) {
+          const torch::Tensor& input, const torch::Tensor& labels,
+          torch::Dtype dtype = torch::kFloat) {
   auto o = options;
   dg::models::ResNet model(o.reference_ops(reference));
   dg::testing::load_state(*model, initial);
+  model->to(dtype);
+  const torch::Tensor x = input.to(dtype);
   {
     torch::NoGradGuard no_grad;
     for (auto& p : model->named_parameters()) {
@@ -96,8 +100,10 @@ void compare_steps(const dg::models::ResNetOptions& options, const std::vector<d
     const char* name;
     double target, low, high;
   };
-  for (const Level level : {Level{"none open", 0.0, 0.0, 0.0}, Level{"half open", 0.5, 0.3, 0.7},
-                            Level{"90 % open", 0.9, 0.8, 0.97}}) {
+  // (With 2 % of gates open, most rows of the CG layers' outputs hold
+  // none: their rest takes the backward pass over open rows alone.)
+  for (const Level level : {Level{"none open", 0.0, 0.0, 0.0}, Level{"2 % open", 0.02, 0.005, 0.05},
+                            Level{"half open", 0.5, 0.3, 0.7}, Level{"90 % open", 0.9, 0.8, 0.97}}) {
     SCOPED_TRACE(level.name);
     const double threshold = threshold_for(options, initial, candidates, level.target, x, labels);
     const Step fused = step(options, false, initial, threshold, x, labels);
@@ -108,14 +114,23 @@ void compare_steps(const dg::models::ResNetOptions& options, const std::vector<d
     // and then (the fused base path sums in another order). Without a flip
     // the gradients agree to ~1e-5; one flipped gate of the post-activated
     // model's third stage moved every gradient below it by up to 1.2e-3
-    // (measured). A kernel that lost a term (the gate's BatchNorm backward,
-    // the gradient at closed or open gates) moves them by 10 % or more.
+    // (measured). Where the reference's own float32 sums flip more (the
+    // post-activated model with 2 % of gates open: its gradients 0.8 away
+    // from the same chain in float64, the fused ones 3e-3), the fused step
+    // must match that float64 chain instead. A kernel that lost a term (the
+    // gate's BatchNorm backward, the gradient at closed or open gates) moves
+    // the gradients by 10 % or more from both.
     EXPECT_NEAR(fused.open, reference.open, 1e-3);
+    std::optional<Step> exact;
     for (const auto& [key, expected] : reference.grads) {
-      EXPECT_LT(relative(fused.grads.at(key), expected), 1e-2) << "gradient of " << key;
+      if (relative(fused.grads.at(key), expected) < 1e-2) continue;
+      if (!exact) exact = step(options, true, initial, threshold, x, labels, torch::kDouble);
+      EXPECT_LT(relative(fused.grads.at(key), exact->grads.at(key)), 2e-2) << "gradient of " << key;
     }
     for (const auto& [key, expected] : reference.buffers) {
-      EXPECT_LT(relative(fused.buffers.at(key), expected), 1e-4) << "buffer " << key;
+      if (relative(fused.buffers.at(key), expected) < 1e-4) continue;
+      if (!exact) exact = step(options, true, initial, threshold, x, labels, torch::kDouble);
+      EXPECT_LT(relative(fused.buffers.at(key), exact->buffers.at(key)), 1e-3) << "buffer " << key;
     }
   }
 }
@@ -124,12 +139,12 @@ void compare_steps(const dg::models::ResNetOptions& options, const std::vector<d
 
 TEST(FusedStep, ChannelGatedMatchesReferenceOpsAtEveryShareOfOpenGates) {
   // The gate compares the normalised partial sum with the threshold:
-  // none open above ~5, half at 0, 90 % near -1.3.
+  // none open above ~5, 2 % near 2, half at 0, 90 % near -1.3.
   compare_steps(dg::models::ResNetOptions(ConvKind::kChannelGated)
                     .partitions(4)
                     .use_group(true)
                     .sparse_bp(true),
-                {10.0, 0.0, -0.5, -1.0, -1.3, -1.6});
+                {10.0, 2.3, 2.0, 1.8, 0.0, -0.5, -1.0, -1.3, -1.6});
 }
 
 TEST(FusedStep, PostActivatedChannelGatedMatchesReferenceOps) {
@@ -137,7 +152,7 @@ TEST(FusedStep, PostActivatedChannelGatedMatchesReferenceOps) {
                     .partitions(2)
                     .use_group(true)
                     .sparse_bp(true),
-                {10.0, 0.0, -0.5, -1.0, -1.3, -1.6});
+                {10.0, 2.3, 2.0, 1.8, 0.0, -0.5, -1.0, -1.3, -1.6});
 }
 
 TEST(FusedStep, PrecisionGatedMatchesReferenceOps) {
@@ -148,5 +163,6 @@ TEST(FusedStep, PrecisionGatedMatchesReferenceOps) {
                     .pred_bits(2)
                     .sparse_bp(true)
                     .pact(true),
-                {1e4, 0.5, 0.2, 0.1, 0.0, -0.1, -0.2, -0.5, -1.0, -2.0});
+                {1e4, 10.0, 8.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0, 0.3, 0.1, 0.0, -0.1, -0.5, -1.0, -2.0,
+                 -3.0});
 }
