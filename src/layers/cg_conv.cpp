@@ -11,7 +11,6 @@
 #include "kernels/affine.h"
 #include "kernels/fusable.h"
 #include "kernels/gates.h"
-#include "kernels/open_backward.h"
 #include "kernels/partial_conv.h"
 #include "kernels/sparse_conv.h"
 #include "kernels/tile_conv.h"
@@ -135,21 +134,13 @@ std::pair<torch::Tensor, torch::Tensor> base_backward(const torch::Tensor& g, co
   return {gx, gw};
 }
 
-// Up to this share of (image, output row, output channel) rows holding an
-// open gate, the rest of the products' backward pass runs over the open
-// rows alone (open_backward); above it, as a whole convolution.
-constexpr double kMaxOpenRowShare = 0.5;
-
 // The two sums of a CG layer, {conv2d(x, W), conv2d(x, W * mask)}, already
 // computed without gradients (partial_conv's one pass computes both, each
-// product once), given their backward pass. The full sum's gradient is
-// g * d, zero at every closed gate, so with gradients g_full and g_partial
-//   input grad  = conv^T(g_full + g_partial, W * mask) + conv^T(g_full, W * (1 - mask))
-//   weight grad = wgrad(g_full + g_partial) * mask + wgrad(g_full) * (1 - mask):
-// the base path's backward pass over the summed gradient (1/p of the
-// products), then the rest only over the rows holding an open gate, added
-// in place. Where most rows hold one, or open_backward does not take the
-// layer, each sum's own backward pass.
+// product once), given their backward pass: the full convolution's for the
+// full sum's gradient, the base path's for the partial sum's, each input
+// and weight gradient added to the first in place. One node for both sums:
+// the engine then adds no third pass over the input gradient (a CG step at
+// 16 channels, batch 128: 2.2 ms of 26 ms).
 struct SumsFunction : torch::autograd::Function<SumsFunction> {
   static variable_list forward(AutogradContext* ctx, const torch::Tensor& x,
                                const torch::Tensor& weight, const torch::Tensor& mask,
@@ -171,40 +162,20 @@ struct SumsFunction : torch::autograd::Function<SumsFunction> {
     const std::vector<int64_t> stride = ctx->saved_data["stride"].toIntVector();
     const std::vector<int64_t> padding = ctx->saved_data["padding"].toIntVector();
     const std::array<bool, 3> wanted{ctx->needs_input_grad(0), ctx->needs_input_grad(1), false};
-    const auto result = [](torch::Tensor gx, torch::Tensor gw) -> variable_list {
-      return {std::move(gx), std::move(gw), {}, {}, {}, {}, {}};
-    };
     torch::Tensor g_full = std::move(grads[0]), g_partial = std::move(grads[1]);
-    if (!g_full.defined()) {
-      auto [gx, gw] = base_backward(g_partial, x, weight, mask, groups, stride, padding, wanted);
-      return result(gx, gw);
+    torch::Tensor gx, gw;
+    if (g_full.defined()) {
+      std::tie(gx, gw, std::ignore) =
+          at::convolution_backward(g_full, x, weight, c10::nullopt, stride, padding, {1, 1},
+                                   false, {0, 0}, 1, wanted);
+      g_full.reset();  // freed before the base path's pass
     }
-    if (kernels::open_backward::supported(x, weight, g_full, stride, padding) &&
-        kernels::open_backward::open_row_share(g_full) <= kMaxOpenRowShare) {
-      torch::Tensor g_sum = g_partial.defined() ? g_full + g_partial : g_full;
-      g_partial.reset();
-      auto [gx, gw] = base_backward(g_sum, x, weight, mask, groups, stride, padding, wanted);
-      g_sum.reset();
-      if (gx.defined() && !gx.is_contiguous(at::MemoryFormat::ChannelsLast)) {
-        gx = gx.contiguous(at::MemoryFormat::ChannelsLast);
-      }
-      const torch::Tensor rest_mask = 1 - mask;
-      const torch::Tensor gw_rest = gw.defined() ? torch::zeros_like(weight) : torch::Tensor();
-      kernels::open_backward::add_backward(g_full, x, weight.detach() * rest_mask, stride, padding,
-                                           gx, gw_rest);
-      if (gw.defined()) gw.add_(gw_rest.mul_(rest_mask));
-      return result(gx, gw);
-    }
-    auto [gx, gw, unused] =
-        at::convolution_backward(g_full, x, weight, c10::nullopt, stride, padding, {1, 1}, false,
-                                 {0, 0}, 1, wanted);
-    g_full.reset();
     if (g_partial.defined()) {
       auto [bx, bw] = base_backward(g_partial, x, weight, mask, groups, stride, padding, wanted);
-      if (gx.defined()) gx.add_(bx);
-      if (gw.defined()) gw.add_(bw);
+      gx = gx.defined() ? gx.add_(bx) : bx;
+      gw = gw.defined() ? gw.add_(bw) : bw;
     }
-    return result(gx, gw);
+    return {gx, gw, {}, {}, {}, {}, {}};
   }
 };
 
