@@ -51,8 +51,8 @@ Step step(const dg::models::ResNetOptions& options, bool reference,
   torch::nn::functional::cross_entropy(model->forward(x), labels).backward();
   Step s;
   for (const auto& p : model->named_parameters()) {
-    s.grads[p.key()] = p.value().grad().defined() ? p.value().grad().clone()
-                                                  : torch::zeros_like(p.value());
+    s.grads[p.key()] =
+        p.value().grad().defined() ? p.value().grad().clone() : torch::zeros_like(p.value());
   }
   for (const auto& b : model->named_buffers()) s.buffers[b.key()] = b.value().clone();
   s.open = dg::layers::total_counts(*model).on_fraction();
@@ -89,7 +89,8 @@ double threshold_for(const dg::models::ResNetOptions& options,
   return best;
 }
 
-void compare_steps(const dg::models::ResNetOptions& options, const std::vector<double>& candidates) {
+void compare_steps(const dg::models::ResNetOptions& options,
+                   const std::vector<double>& candidates) {
   const auto initial = initial_state(options);
   torch::manual_seed(22);
   // Channels-last, as the trainers feed the models: the fused CG kernels
@@ -102,8 +103,9 @@ void compare_steps(const dg::models::ResNetOptions& options, const std::vector<d
   };
   // (2 %: about where training that closes gates ends, e.g. 97 % sparse
   // on Fashion-MNIST.)
-  for (const Level level : {Level{"none open", 0.0, 0.0, 0.0}, Level{"2 % open", 0.02, 0.005, 0.05},
-                            Level{"half open", 0.5, 0.3, 0.7}, Level{"90 % open", 0.9, 0.8, 0.97}}) {
+  for (const Level level :
+       {Level{"none open", 0.0, 0.0, 0.0}, Level{"2 % open", 0.02, 0.005, 0.05},
+        Level{"half open", 0.5, 0.3, 0.7}, Level{"90 % open", 0.9, 0.8, 0.97}}) {
     SCOPED_TRACE(level.name);
     const double threshold = threshold_for(options, initial, candidates, level.target, x, labels);
     const Step fused = step(options, false, initial, threshold, x, labels);
@@ -157,12 +159,12 @@ TEST(FusedStep, PostActivatedChannelGatedMatchesReferenceOps) {
 
 TEST(FusedStep, PrecisionGatedMatchesReferenceOps) {
   // The gate compares the MSB sum with the threshold, in the sums' own units.
-  compare_steps(dg::models::ResNetOptions(ConvKind::kPrecisionGated)
-                    .wbits(8)
-                    .abits(3)
-                    .pred_bits(2)
-                    .sparse_bp(true)
-                    .pact(true),
-                {1e4, 10.0, 8.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0, 0.3, 0.1, 0.0, -0.1, -0.5, -1.0, -2.0,
-                 -3.0});
+  compare_steps(
+      dg::models::ResNetOptions(ConvKind::kPrecisionGated)
+          .wbits(8)
+          .abits(3)
+          .pred_bits(2)
+          .sparse_bp(true)
+          .pact(true),
+      {1e4, 10.0, 8.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0, 0.3, 0.1, 0.0, -0.1, -0.5, -1.0, -2.0, -3.0});
 }
