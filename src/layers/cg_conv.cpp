@@ -109,12 +109,10 @@ torch::Tensor grouped_blocks(const torch::Tensor& weight, int64_t groups) {
 // The base path's backward pass for the output gradient `g`: {input
 // gradient, weight gradient (zero outside the mask)}; grouped where groups
 // are wide enough, else the dense convolution with the masked weight.
-std::pair<torch::Tensor, torch::Tensor> base_backward(const torch::Tensor& g, const torch::Tensor& x,
-                                                      const torch::Tensor& weight,
-                                                      const torch::Tensor& mask, int64_t groups,
-                                                      torch::IntArrayRef stride,
-                                                      torch::IntArrayRef padding,
-                                                      std::array<bool, 3> wanted) {
+std::pair<torch::Tensor, torch::Tensor> base_backward(
+    const torch::Tensor& g, const torch::Tensor& x, const torch::Tensor& weight,
+    const torch::Tensor& mask, int64_t groups, torch::IntArrayRef stride,
+    torch::IntArrayRef padding, std::array<bool, 3> wanted) {
   if (dense_base_path(weight.size(1) / groups)) {
     auto [gx, gw, unused] = at::convolution_backward(g, x, weight * mask, c10::nullopt, stride,
                                                      padding, {1, 1}, false, {0, 0}, 1, wanted);
@@ -165,9 +163,8 @@ struct SumsFunction : torch::autograd::Function<SumsFunction> {
     torch::Tensor g_full = std::move(grads[0]), g_partial = std::move(grads[1]);
     torch::Tensor gx, gw;
     if (g_full.defined()) {
-      std::tie(gx, gw, std::ignore) =
-          at::convolution_backward(g_full, x, weight, c10::nullopt, stride, padding, {1, 1},
-                                   false, {0, 0}, 1, wanted);
+      std::tie(gx, gw, std::ignore) = at::convolution_backward(
+          g_full, x, weight, c10::nullopt, stride, padding, {1, 1}, false, {0, 0}, 1, wanted);
       g_full.reset();  // freed before the base path's pass
     }
     if (g_partial.defined()) {

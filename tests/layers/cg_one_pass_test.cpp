@@ -136,12 +136,12 @@ void expect_matches_reference(const OnePassCase& c) {
 
 TEST(CGOnePass, MatchesADoubleReferenceWithTheNextBatchNormAndReLU) {
   for (const OnePassCase& c : std::vector<OnePassCase>{{16, 4, 32, true, true},
-                                         {16, 4, 32, false, false},
-                                         {32, 4, 16, true, false},
-                                         {32, 2, 16, false, false},
-                                         {64, 4, 8, true, true},
-                                         {64, 2, 8, true, false},
-                                         {64, 4, 8, false, false}}) {
+                                                       {16, 4, 32, false, false},
+                                                       {32, 4, 16, true, false},
+                                                       {32, 2, 16, false, false},
+                                                       {64, 4, 8, true, true},
+                                                       {64, 2, 8, true, false},
+                                                       {64, 4, 8, false, false}}) {
     expect_matches_reference(c);
   }
 }
@@ -155,14 +155,14 @@ TEST(CGOnePass, TheTileWayMatchesTheReferenceToo) {
   std::vector<OnePassCase> cases;
   for (const double share : {0.05, 0.5, 0.95}) {
     for (OnePassCase c : std::vector<OnePassCase>{{16, 4, 32, true, true},
-                                    {16, 4, 13, false, false},
-                                    {32, 4, 16, true, false},
-                                    {32, 2, 11, false, false},
-                                    {64, 4, 8, true, true},
-                                    {64, 4, 9, false, false},
-                                    {16, 4, 17, true, false, 2},
-                                    {32, 4, 16, true, false, 2, 1},
-                                    {64, 2, 7, true, false, 1, 1}}) {
+                                                  {16, 4, 13, false, false},
+                                                  {32, 4, 16, true, false},
+                                                  {32, 2, 11, false, false},
+                                                  {64, 4, 8, true, true},
+                                                  {64, 4, 9, false, false},
+                                                  {16, 4, 17, true, false, 2},
+                                                  {32, 4, 16, true, false, 2, 1},
+                                                  {64, 2, 7, true, false, 1, 1}}) {
       c.skipping = Skipping::kAlways;
       c.open_share = share;
       cases.push_back(c);
