@@ -608,18 +608,54 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor> cg_select
 
 namespace {
 
-// z = alpha * ((partial - mean) * inv_std - threshold) over whole positions
-// of a channels-last block, the per-channel values C apart.
+// The normalised gate over whole positions of a channels-last block, the
+// per-channel values C apart: y and the number of open gates.
 DNN_GATING_SIMD_CLONES
-void normalised_logit_kernel(const float* __restrict partial, float* __restrict z,
-                             int64_t positions, int64_t channels, const float* __restrict mean,
-                             const float* __restrict inv_std, const float* __restrict threshold,
-                             float alpha) {
+int64_t cg_normalised_select_kernel(const float* __restrict full, const float* __restrict partial,
+                                    float* __restrict y, int64_t positions, int64_t channels,
+                                    const float* __restrict mean, const float* __restrict inv_std,
+                                    const float* __restrict threshold, float alpha) {
+  int64_t open_count = 0;
   for (int64_t q = 0; q < positions; ++q) {
-    const float* p = partial + q * channels;
-    float* out = z + q * channels;
-    for (int64_t c = 0; c < channels; ++c)
-      out[c] = alpha * ((p[c] - mean[c]) * inv_std[c] - threshold[c]);
+    const int64_t k = q * channels;
+#pragma omp simd reduction(+ : open_count)
+    for (int64_t c = 0; c < channels; ++c) {
+      const float z = alpha * ((partial[k + c] - mean[c]) * inv_std[c] - threshold[c]);
+      const bool open = sigmoid_above_half(z);
+      y[k + c] = cg_mix(full[k + c], partial[k + c], open ? 1.0f : 0.0f);
+      open_count += open ? 1 : 0;
+    }
+  }
+  return open_count;
+}
+
+// The normalised gate's gradients over whole positions: dL/dfull, the
+// mixing term of dL/dpartial and dL/da (a the normalised partial sum), the
+// logit and sigmoid computed again as the forward pass computed them.
+DNN_GATING_SIMD_CLONES
+void cg_normalised_backward_kernel(const float* __restrict gy, const float* __restrict full,
+                                   const float* __restrict partial, float* __restrict grad_full,
+                                   float* __restrict grad_partial, float* __restrict grad_a,
+                                   int64_t positions, int64_t channels,
+                                   const float* __restrict mean, const float* __restrict inv_std,
+                                   const float* __restrict threshold, float alpha, bool sparse_bp) {
+  for (int64_t q = 0; q < positions; ++q) {
+    const int64_t k = q * channels;
+#pragma omp simd
+    for (int64_t c = 0; c < channels; ++c) {
+      const int64_t i = k + c;
+      const float z = alpha * ((partial[i] - mean[c]) * inv_std[c] - threshold[c]);
+      const float open = sigmoid_above_half(z) ? 1.0f : 0.0f;
+      grad_full[i] = gy[i] * open;
+      grad_partial[i] = gy[i] * (1.0f - open);
+      // As sigmoid_path: the step passes dL/ds (cut under sparse_bp where
+      // s < 0.5), then g * (1 - s) * s * alpha.
+      const float passed = (sparse_bp && gate_decision::sigmoid_below_half(z))
+                               ? 0.0f
+                               : gy[i] * full[i] - gy[i] * partial[i];
+      const float sv = gate_decision::sigmoid(z);
+      grad_a[i] = passed * (1.0f - sv) * sv * alpha;
+    }
   }
 }
 
@@ -703,47 +739,60 @@ std::pair<torch::Tensor, torch::Tensor> channel_moments(const torch::Tensor& par
   return {floats(moments, 1.0, 0, channels), floats(moments, 1.0, channels, channels)};
 }
 
-torch::Tensor normalised_gate_sigmoid(const torch::Tensor& partial, const torch::Tensor& mean,
-                                      const torch::Tensor& inv_std, const torch::Tensor& threshold,
-                                      double alpha) {
-  check_channels_last(partial, "normalised_gate_sigmoid");
+std::pair<torch::Tensor, int64_t> cg_normalised_select(
+    const torch::Tensor& full_in, const torch::Tensor& partial, const torch::Tensor& mean_in,
+    const torch::Tensor& inv_std_in, const torch::Tensor& threshold, double alpha) {
+  check_channels_last(partial, "cg_normalised_select");
   const int64_t channels = partial.size(1);
+  const torch::Tensor full = laid_like(full_in, partial);
   const torch::Tensor t = per_channel(threshold, channels);
-  const torch::Tensor m = per_channel(mean, channels);
-  const torch::Tensor is = per_channel(inv_std, channels);
-  torch::Tensor z = torch::empty_like(partial);
+  const torch::Tensor mean = per_channel(mean_in, channels);
+  const torch::Tensor inv_std = per_channel(inv_std_in, channels);
+  torch::Tensor y = torch::empty_like(partial);
+  const float* fp = full.data_ptr<float>();
   const float* pp = partial.data_ptr<float>();
-  float* zp = z.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
   const auto alpha_f = static_cast<float>(alpha);
-  sum_over_blocks(partial.numel() / channels, [&](int64_t first, int64_t last) {
-    normalised_logit_kernel(pp + first * channels, zp + first * channels, last - first, channels,
-                            m.data_ptr<float>(), is.data_ptr<float>(), t.data_ptr<float>(),
-                            alpha_f);
-    return int64_t{0};
-  });
-  return z.sigmoid_();
+  const int64_t open =
+      sum_over_blocks(partial.numel() / channels, [&](int64_t first, int64_t last) {
+        return cg_normalised_select_kernel(fp + first * channels, pp + first * channels,
+                                           yp + first * channels, last - first, channels,
+                                           mean.data_ptr<float>(), inv_std.data_ptr<float>(),
+                                           t.data_ptr<float>(), alpha_f);
+      });
+  return {y, open};
 }
 
 std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> cg_normalised_select_backward(
-    const torch::Tensor& grad_y_in, const torch::Tensor& s, const torch::Tensor& full_in,
-    const torch::Tensor& partial_in, const torch::Tensor& mean_in, const torch::Tensor& inv_std_in,
+    const torch::Tensor& grad_y_in, const torch::Tensor& full_in, const torch::Tensor& partial,
+    const torch::Tensor& mean_in, const torch::Tensor& inv_std_in, const torch::Tensor& threshold,
     double alpha, bool sparse_bp) {
-  check_channels_last(s, "cg_normalised_select_backward");
-  const CgBackward b(grad_y_in, s, full_in, partial_in, alpha, sparse_bp);
-  const int64_t channels = s.size(1);
-  const int64_t positions = s.numel() / channels;
+  check_channels_last(partial, "cg_normalised_select_backward");
+  const int64_t channels = partial.size(1);
+  const int64_t positions = partial.numel() / channels;
+  const torch::Tensor gy = laid_like(grad_y_in, partial);
+  const torch::Tensor full = laid_like(full_in, partial);
   const torch::Tensor mean = per_channel(mean_in, channels);
   const torch::Tensor inv_std = per_channel(inv_std_in, channels);
-  const float* pp = b.partial.data_ptr<float>();
+  const torch::Tensor t = per_channel(threshold, channels);
+  torch::Tensor grad_full = torch::empty_like(partial);
+  torch::Tensor grad_partial = torch::empty_like(partial);
+  torch::Tensor grad_a = torch::empty_like(partial);
+  const float* pp = partial.data_ptr<float>();
   const float* mp = mean.data_ptr<float>();
   const float* ip = inv_std.data_ptr<float>();
-  float* gpart = b.grad_partial.data_ptr<float>();
-  float* ga = b.grad_a.data_ptr<float>();
+  float* gpart = grad_partial.data_ptr<float>();
+  float* ga = grad_a.data_ptr<float>();
+  const auto alpha_f = static_cast<float>(alpha);
   // Per channel: the sum of the gate-input gradient, then of its product
   // with the normalised partial sum, each block's while it is in cache.
   const std::vector<double> sums =
       block_sums(positions, 2 * channels, [&](int64_t first, int64_t last, double* acc) {
-        b.run(first * channels, last * channels);
+        const int64_t at = first * channels;
+        cg_normalised_backward_kernel(gy.data_ptr<float>() + at, full.data_ptr<float>() + at,
+                                      pp + at, grad_full.data_ptr<float>() + at, gpart + at,
+                                      ga + at, last - first, channels, mp, ip, t.data_ptr<float>(),
+                                      alpha_f, sparse_bp);
         for (int64_t k = first * channels; k < last * channels; k += channels) {
           for (int64_t c = 0; c < channels; ++c) {
             const float xhat = (pp[k + c] - mp[c]) * ip[c];
@@ -762,7 +811,7 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> cg_normalised_select_bac
     return int64_t{0};
   });
   // The threshold enters as a - threshold.
-  return {b.grad_full, b.grad_partial, floats(sums, -1.0, 0, channels)};
+  return {grad_full, grad_partial, floats(sums, -1.0, 0, channels)};
 }
 
 }  // namespace dnn_gating::kernels::gates

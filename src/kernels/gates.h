@@ -73,21 +73,26 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor> cg_select
 /// {mean, variance}, C floats each.
 std::pair<torch::Tensor, torch::Tensor> channel_moments(const torch::Tensor& partial);
 
-/// s = sigmoid(alpha * ((partial - mean[c]) * inv_std[c] - threshold[c])):
-/// gate_sigmoid on the normalised partial sums without storing them.
-torch::Tensor normalised_gate_sigmoid(const torch::Tensor& partial, const torch::Tensor& mean,
-                                      const torch::Tensor& inv_std, const torch::Tensor& threshold,
-                                      double alpha);
+/// The CG gate on the normalised partial sums in one pass, neither they nor
+/// the sigmoid stored: {full * open + partial * (1 - open), number of open
+/// gates}, open where sigmoid(z) > 0.5 for
+/// z = alpha * ((partial - mean[c]) * inv_std[c] - threshold[c]), decided
+/// from z as ATen's float sigmoid decides it (gate_decision.h).
+std::pair<torch::Tensor, int64_t> cg_normalised_select(
+    const torch::Tensor& full, const torch::Tensor& partial, const torch::Tensor& mean,
+    const torch::Tensor& inv_std, const torch::Tensor& threshold, double alpha);
 
-/// Gradients of `normalised_gate_sigmoid` then `cg_select`: returns
-/// {dL/dfull, dL/dpartial (the mixing term plus the gate's path through the
-/// normalisation, whose mean and variance are the batch's), dL/dthreshold
-/// as C values}. Two passes: the first as cg_select_backward, summing per
+/// Gradients of `cg_normalised_select`: returns {dL/dfull, dL/dpartial (the
+/// mixing term plus the gate's path through the normalisation, whose mean
+/// and variance are the batch's), dL/dthreshold as C values}. z and the
+/// sigmoid are computed again from `partial`. `full` may be y (with
+/// sparse_bp the full sums are read only where the gate is open, where they
+/// equal y). Two passes: the first computes the gradients, summing per
 /// channel the gate-input gradient and its product with the normalised
 /// partial sums; the second adds the normalisation's backward.
 std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> cg_normalised_select_backward(
-    const torch::Tensor& grad_y, const torch::Tensor& s, const torch::Tensor& full,
-    const torch::Tensor& partial, const torch::Tensor& mean, const torch::Tensor& inv_std,
+    const torch::Tensor& grad_y, const torch::Tensor& full, const torch::Tensor& partial,
+    const torch::Tensor& mean, const torch::Tensor& inv_std, const torch::Tensor& threshold,
     double alpha, bool sparse_bp);
 
 }  // namespace dnn_gating::kernels::gates

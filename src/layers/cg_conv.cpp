@@ -69,10 +69,11 @@ struct CGNormalisedGateFunction : torch::autograd::Function<CGNormalisedGateFunc
   static variable_list forward(AutogradContext* ctx, const torch::Tensor& full,
                                const torch::Tensor& partial, const torch::Tensor& threshold,
                                const BatchStatistics& statistics, double alpha, bool sparse_bp) {
-    const torch::Tensor s = kernels::gates::normalised_gate_sigmoid(
-        partial, statistics.mean, statistics.inv_std, threshold, alpha);
-    auto [y, open] = kernels::gates::cg_select(s, full, partial);
-    save_sums(ctx, s, full, partial, y, sparse_bp);
+    auto [y, open] = kernels::gates::cg_normalised_select(full, partial, statistics.mean,
+                                                          statistics.inv_std, threshold, alpha);
+    // The backward pass decides the gates and computes the sigmoid again
+    // from the partial sums, which it reads anyway: s is never stored.
+    ctx->save_for_backward({sparse_bp ? y : full, partial, threshold});
     ctx->saved_data["mean"] = statistics.mean;
     ctx->saved_data["inv_std"] = statistics.inv_std;
     return kernels::gates::gate_outputs(ctx, y, open, alpha, sparse_bp);
@@ -81,8 +82,8 @@ struct CGNormalisedGateFunction : torch::autograd::Function<CGNormalisedGateFunc
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
     auto [grad_full, grad_partial, grad_threshold] = kernels::gates::cg_normalised_select_backward(
-        grads[0], saved[0], saved[1], saved[2], ctx->saved_data["mean"].toTensor(),
-        ctx->saved_data["inv_std"].toTensor(), ctx->saved_data["alpha"].toDouble(),
+        grads[0], saved[0], saved[1], ctx->saved_data["mean"].toTensor(),
+        ctx->saved_data["inv_std"].toTensor(), saved[2], ctx->saved_data["alpha"].toDouble(),
         ctx->saved_data["sparse_bp"].toBool());
     return {grad_full, grad_partial, grad_threshold.view({1, -1, 1, 1}), {}, {}, {}};
   }

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "kernels/gate_decision.h"
 #include "kernels/gates.h"
 #include "test_support.h"
 
@@ -134,4 +135,49 @@ TEST(GateDecision, EveryFloatLogitDecidesLikeTheSigmoid) {
   EXPECT_EQ(
       dnn_gating::kernels::gates::open_outputs(around, torch::zeros({1, 10, 1, 1}), 1.0).count,
       (torch::sigmoid(around) > 0.5).sum().item<int64_t>());
+}
+
+// Under sparse_bp the gate's gradient is cut where ATen's float sigmoid of
+// the logit is below 0.5; the training kernels decide it with one
+// comparison, without the sigmoid stored. Every float logit in
+// [-1e-5, -1e-8] (where the roundings decide), and values around it.
+TEST(GateDecision, EveryNegativeFloatLogitIsCutLikeTheSigmoid) {
+  namespace gd = dnn_gating::kernels::gate_decision;
+  const float low = 1e-8f, top = 1e-5f;
+  int32_t first_bits = 0, last_bits = 0;
+  std::memcpy(&first_bits, &low, sizeof(low));
+  std::memcpy(&last_bits, &top, sizeof(top));
+  constexpr int64_t kChunk = int64_t{1} << 22;
+  for (int64_t first = first_bits; first <= last_bits; first += kChunk) {
+    const torch::Tensor logits =
+        -torch::arange(first, first + kChunk, torch::kInt).view(torch::kFloat);
+    const int64_t expected = (torch::sigmoid(logits) < 0.5).sum().item<int64_t>();
+    const float* z = logits.data_ptr<float>();
+    int64_t cut = 0;
+    for (int64_t i = 0; i < kChunk; ++i) cut += gd::sigmoid_below_half(z[i]) ? 1 : 0;
+    ASSERT_EQ(cut, expected) << "logits from bits " << first;
+  }
+  const std::vector<float> around{-1.0f,  -1e-4f, -1.1e-5f, -1e-9f, -1e-30f,  0.0f,
+                                  1e-30f, 1e-7f,  1.0f,     -30.0f, -INFINITY};
+  for (const float z : around) {
+    const float s = torch::sigmoid(torch::tensor({z})).item<float>();
+    EXPECT_EQ(gd::sigmoid_below_half(z), s < 0.5f) << z;
+    EXPECT_EQ(gd::sigmoid_above_half(z), s > 0.5f) << z;
+  }
+}
+
+// The sigmoid the training kernels compute for the gradient factor
+// s (1 - s): within a few float roundings of ATen's; the factor within an
+// absolute 1e-7 (1 - s loses digits as s nears 1, in ATen's chain too).
+TEST(GateDecision, SigmoidOfTheGradientIsATensOwnWithinRounding) {
+  const torch::Tensor z = torch::linspace(-40.0, 40.0, 1 << 20);
+  const torch::Tensor expected = torch::sigmoid(z);
+  torch::Tensor ours = torch::empty_like(z);
+  const float* zp = z.data_ptr<float>();
+  float* op = ours.data_ptr<float>();
+  for (int64_t i = 0; i < z.numel(); ++i)
+    op[i] = dnn_gating::kernels::gate_decision::sigmoid(zp[i]);
+  EXPECT_TRUE(all_close(ours, expected, 5e-7, 1e-30));
+  const torch::Tensor factor = ours * (1 - ours), aten_factor = expected * (1 - expected);
+  EXPECT_TRUE(all_close(factor, aten_factor, 1e-6, 1e-7));
 }
