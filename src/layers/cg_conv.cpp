@@ -64,7 +64,8 @@ struct BatchStatistics {
 
 // The CG gate with its batch normalisation (training mode, statistics of
 // the batch) folded into the fused kernels: returns {y, number of open
-// gates} from the full and partial sums, without storing bn(partial).
+// gates} from the full and partial sums, storing neither bn(partial) nor the
+// sigmoid.
 struct CGNormalisedGateFunction : torch::autograd::Function<CGNormalisedGateFunction> {
   static variable_list forward(AutogradContext* ctx, const torch::Tensor& full,
                                const torch::Tensor& partial, const torch::Tensor& threshold,
