@@ -629,66 +629,50 @@ int64_t cg_normalised_select_kernel(const float* __restrict full, const float* _
   return open_count;
 }
 
-// dL/da (a the normalised partial sum) at element i of channel c, the
-// logit and the sigmoid computed again as the forward pass computed them:
-// the step passes dL/ds (cut under sparse_bp where s < 0.5), then
-// g * (1 - s) * s * alpha, as sigmoid_path does. `open` is set to the gate.
-[[gnu::always_inline]] inline float normalised_gate_gradient(
-    const float* __restrict gy, const float* __restrict full, const float* __restrict partial,
-    int64_t i, int64_t c, const float* __restrict mean, const float* __restrict inv_std,
-    const float* __restrict threshold, float alpha, bool sparse_bp, float& open) {
-  const float z = alpha * ((partial[i] - mean[c]) * inv_std[c] - threshold[c]);
-  open = sigmoid_above_half(z) ? 1.0f : 0.0f;
-  const float passed = (sparse_bp && gate_decision::sigmoid_below_half(z))
-                           ? 0.0f
-                           : gy[i] * full[i] - gy[i] * partial[i];
-  const float sv = gate_decision::sigmoid(z);
-  return passed * (1.0f - sv) * sv * alpha;
-}
-
-// The normalised gate's first backward pass over whole positions: dL/dfull,
-// and dL/da into a block's scratch `ga` (summed per channel by the caller).
+// The normalised gate's gradients over whole positions: dL/dfull, the
+// mixing term of dL/dpartial and dL/da (a the normalised partial sum), the
+// logit and sigmoid computed again as the forward pass computed them.
 DNN_GATING_SIMD_CLONES
 void cg_normalised_backward_kernel(const float* __restrict gy, const float* __restrict full,
                                    const float* __restrict partial, float* __restrict grad_full,
-                                   float* __restrict ga, int64_t positions, int64_t channels,
+                                   float* __restrict grad_partial, float* __restrict grad_a,
+                                   int64_t positions, int64_t channels,
                                    const float* __restrict mean, const float* __restrict inv_std,
                                    const float* __restrict threshold, float alpha, bool sparse_bp) {
   for (int64_t q = 0; q < positions; ++q) {
     const int64_t k = q * channels;
 #pragma omp simd
     for (int64_t c = 0; c < channels; ++c) {
-      float open = 0.0f;
-      ga[k + c] = normalised_gate_gradient(gy, full, partial, k + c, c, mean, inv_std, threshold,
-                                           alpha, sparse_bp, open);
-      grad_full[k + c] = gy[k + c] * open;
+      const int64_t i = k + c;
+      const float z = alpha * ((partial[i] - mean[c]) * inv_std[c] - threshold[c]);
+      const float open = sigmoid_above_half(z) ? 1.0f : 0.0f;
+      grad_full[i] = gy[i] * open;
+      grad_partial[i] = gy[i] * (1.0f - open);
+      // As sigmoid_path: the step passes dL/ds (cut under sparse_bp where
+      // s < 0.5), then g * (1 - s) * s * alpha.
+      const float passed = (sparse_bp && gate_decision::sigmoid_below_half(z))
+                               ? 0.0f
+                               : gy[i] * full[i] - gy[i] * partial[i];
+      const float sv = gate_decision::sigmoid(z);
+      grad_a[i] = passed * (1.0f - sv) * sv * alpha;
     }
   }
 }
 
-// The second: dL/dpartial, the mixing term plus the normalisation's
-// backward pass inv_std * (ga - mean(ga) - xhat * mean(ga * xhat)), with
-// xhat = (partial - mean) * inv_std, the two means given per channel and
-// dL/da computed again rather than stored.
+// The normalisation's backward pass added to grad_partial over whole
+// positions: inv_std * (ga - mean(ga) - xhat * mean(ga * xhat)), with
+// xhat = (partial - mean) * inv_std and the two means given per channel.
 DNN_GATING_SIMD_CLONES
-void cg_normalised_partial_kernel(const float* __restrict gy, const float* __restrict full,
-                                  const float* __restrict partial, float* __restrict grad_partial,
-                                  int64_t positions, int64_t channels, const float* __restrict mean,
-                                  const float* __restrict inv_std,
-                                  const float* __restrict threshold, float alpha, bool sparse_bp,
-                                  const float* __restrict mean_ga,
-                                  const float* __restrict mean_ga_xhat) {
+void normalisation_backward_kernel(float* __restrict grad_partial, const float* __restrict ga,
+                                   const float* __restrict partial, int64_t positions,
+                                   int64_t channels, const float* __restrict mean,
+                                   const float* __restrict inv_std, const float* __restrict mean_ga,
+                                   const float* __restrict mean_ga_xhat) {
   for (int64_t q = 0; q < positions; ++q) {
     const int64_t k = q * channels;
-#pragma omp simd
     for (int64_t c = 0; c < channels; ++c) {
-      float open = 0.0f;
-      const float ga = normalised_gate_gradient(gy, full, partial, k + c, c, mean, inv_std,
-                                                threshold, alpha, sparse_bp, open);
       const float xhat = (partial[k + c] - mean[c]) * inv_std[c];
-      float g = gy[k + c] * (1.0f - open);
-      g += inv_std[c] * (ga - mean_ga[c] - xhat * mean_ga_xhat[c]);
-      grad_partial[k + c] = g;
+      grad_partial[k + c] += inv_std[c] * (ga[k + c] - mean_ga[c] - xhat * mean_ga_xhat[c]);
     }
   }
 }
@@ -793,26 +777,25 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> cg_normalised_select_bac
   const torch::Tensor t = per_channel(threshold, channels);
   torch::Tensor grad_full = torch::empty_like(partial);
   torch::Tensor grad_partial = torch::empty_like(partial);
-  const float* gp = gy.data_ptr<float>();
-  const float* fp = full.data_ptr<float>();
+  torch::Tensor grad_a = torch::empty_like(partial);
   const float* pp = partial.data_ptr<float>();
   const float* mp = mean.data_ptr<float>();
   const float* ip = inv_std.data_ptr<float>();
-  const float* tp = t.data_ptr<float>();
+  float* gpart = grad_partial.data_ptr<float>();
+  float* ga = grad_a.data_ptr<float>();
   const auto alpha_f = static_cast<float>(alpha);
   // Per channel: the sum of the gate-input gradient, then of its product
-  // with the normalised partial sum, each block's while it is in cache (the
-  // gradient itself is never stored: the second pass computes it again).
+  // with the normalised partial sum, each block's while it is in cache.
   const std::vector<double> sums =
       block_sums(positions, 2 * channels, [&](int64_t first, int64_t last, double* acc) {
         const int64_t at = first * channels;
-        std::vector<float> ga((last - first) * channels);
-        cg_normalised_backward_kernel(gp + at, fp + at, pp + at, grad_full.data_ptr<float>() + at,
-                                      ga.data(), last - first, channels, mp, ip, tp, alpha_f,
-                                      sparse_bp);
-        for (int64_t k = 0; k < (last - first) * channels; k += channels) {
+        cg_normalised_backward_kernel(gy.data_ptr<float>() + at, full.data_ptr<float>() + at,
+                                      pp + at, grad_full.data_ptr<float>() + at, gpart + at,
+                                      ga + at, last - first, channels, mp, ip, t.data_ptr<float>(),
+                                      alpha_f, sparse_bp);
+        for (int64_t k = first * channels; k < last * channels; k += channels) {
           for (int64_t c = 0; c < channels; ++c) {
-            const float xhat = (pp[at + k + c] - mp[c]) * ip[c];
+            const float xhat = (pp[k + c] - mp[c]) * ip[c];
             acc[c] += ga[k + c];
             acc[channels + c] += static_cast<double>(ga[k + c]) * xhat;
           }
@@ -821,12 +804,10 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> cg_normalised_select_bac
   const double per_position = 1.0 / static_cast<double>(positions);
   const torch::Tensor mean_ga = floats(sums, per_position, 0, channels);
   const torch::Tensor mean_ga_xhat = floats(sums, per_position, channels, channels);
-  float* gpart = grad_partial.data_ptr<float>();
   sum_over_blocks(positions, [&](int64_t first, int64_t last) {
-    const int64_t at = first * channels;
-    cg_normalised_partial_kernel(gp + at, fp + at, pp + at, gpart + at, last - first, channels, mp,
-                                 ip, tp, alpha_f, sparse_bp, mean_ga.data_ptr<float>(),
-                                 mean_ga_xhat.data_ptr<float>());
+    normalisation_backward_kernel(gpart + first * channels, ga + first * channels,
+                                  pp + first * channels, last - first, channels, mp, ip,
+                                  mean_ga.data_ptr<float>(), mean_ga_xhat.data_ptr<float>());
     return int64_t{0};
   });
   // The threshold enters as a - threshold.
