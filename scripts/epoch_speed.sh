@@ -37,7 +37,7 @@ run() {  # name trainer flags...
   fi
   grep -o 'Epoch [0-9]* took .* images/s)' "$work/$name.log" | sed "s/^/$name: /" |
     tee -a "$work/epochs"
-  grep -o -E 'Sparsity of [^:]*: [0-9.]+ %' "$work/$name.log" | tail -1 |
+  { grep -o -E 'Sparsity of [^:]*: [0-9.]+ %' "$work/$name.log" || true; } | tail -1 |
     sed "s/^/$name: after the last epoch, test set: /"
 }
 
