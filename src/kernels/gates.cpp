@@ -608,6 +608,14 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor> cg_select
 
 namespace {
 
+// The normalised gate's logit, one definition for the forward pass that
+// decides the gates and the backward pass that decides them again: both
+// must compute the same bits.
+inline float normalised_logit(float partial, float mean, float inv_std, float threshold,
+                              float alpha) {
+  return logit((partial - mean) * inv_std, threshold, alpha);
+}
+
 // The normalised gate over whole positions of a channels-last block, the
 // per-channel values C apart: y and the number of open gates.
 DNN_GATING_SIMD_CLONES
@@ -620,7 +628,7 @@ int64_t cg_normalised_select_kernel(const float* __restrict full, const float* _
     const int64_t k = q * channels;
 #pragma omp simd reduction(+ : open_count)
     for (int64_t c = 0; c < channels; ++c) {
-      const float z = alpha * ((partial[k + c] - mean[c]) * inv_std[c] - threshold[c]);
+      const float z = normalised_logit(partial[k + c], mean[c], inv_std[c], threshold[c], alpha);
       const bool open = sigmoid_above_half(z);
       y[k + c] = cg_mix(full[k + c], partial[k + c], open ? 1.0f : 0.0f);
       open_count += open ? 1 : 0;
@@ -644,7 +652,7 @@ void cg_normalised_backward_kernel(const float* __restrict gy, const float* __re
 #pragma omp simd
     for (int64_t c = 0; c < channels; ++c) {
       const int64_t i = k + c;
-      const float z = alpha * ((partial[i] - mean[c]) * inv_std[c] - threshold[c]);
+      const float z = normalised_logit(partial[i], mean[c], inv_std[c], threshold[c], alpha);
       const float open = sigmoid_above_half(z) ? 1.0f : 0.0f;
       grad_full[i] = gy[i] * open;
       grad_partial[i] = gy[i] * (1.0f - open);
