@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "kernels/pact.h"
 #include "kernels/simd.h"
@@ -159,8 +160,17 @@ namespace {
 
 // The codes of positions [begin, end) of a channels-last x; returns 1 where
 // some x < 0. `Lo`, `Doubled` and (where not 0) the channel count `C` are
-// fixed per instance, so that the loop over a position's channels
-// vectorises without a remainder.
+// fixed per instance, so that the loops vectorise without a remainder.
+//
+// Each code is ATen's round(clamp(|v| / m, 0, 1) * levels), but the
+// division, which would bound the pass, is a multiplication by 1 / m:
+// |v| * (1 / m) lies within 3 roundings (3 * 2^-24, relative) of the
+// quotient |v| / m, so t = that * levels lies within 5 * 2^-24 * levels of
+// the exact way's t, and both round to the same code unless t lies that
+// close to a half-integer. A block where some t lies within
+// levels * 2^-20 of one (16 times the bound) is coded again with the
+// division. The high part's division by the step, a power of two, is exact
+// as a multiplication.
 template <bool Lo, bool Doubled, int64_t C>
 [[gnu::always_inline]] inline int channels_last_codes(const float* __restrict x, int64_t c_runtime,
                                                       int64_t begin, int64_t end, float m, Grid g,
@@ -168,24 +178,61 @@ template <bool Lo, bool Doubled, int64_t C>
                                                       uint8_t* __restrict lo) {
   const int64_t channels = C > 0 ? C : c_runtime;
   const int64_t width = Doubled ? 2 * channels : channels;
+  const float reciprocal = 1.0f / m;
+  const float per_step = 1.0f / g.step;
+  const float near_half = 0.5f - g.levels * 0x1p-20f;
+  // A block of positions at a time (a position in parts where it has more
+  // channels than a block): the codes of its values as one flat loop (full
+  // vectors whatever the channel count), then laid out.
+  constexpr int64_t kBlock = 1024;
+  uint8_t high_codes[kBlock], low_codes[kBlock];
+  const int64_t positions = std::max<int64_t>(1, kBlock / channels);
+  const int64_t part = std::min(channels, kBlock);
   int negative = 0;
-  for (int64_t position = begin; position < end; ++position) {
-    const float* in = x + position * channels;
-    uint8_t* h = hi + position * width;
-    uint8_t* l = Lo ? lo + position * width : nullptr;
-    for (int64_t c = 0; c < channels; ++c) {
-      const float v = in[c];
+  // Codes values [0, n) of in into the blocks; whether some t lay near a half.
+  const auto code_block = [&](auto exact, const float* __restrict in, int64_t n) {
+    int near = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const float v = in[i];
       negative |= !(v >= 0.0f);  // (NaN too)
-      const float code = round_non_negative(unit_magnitude(v, m) * g.levels);
-      const float high = floor_non_negative(code / g.step);
-      const auto hv = static_cast<int32_t>(high);
-      h[c] = static_cast<uint8_t>(Doubled ? 2 * hv : hv);
-      if (Doubled) h[channels + c] = static_cast<uint8_t>(hv);
-      if (Lo) {
-        const auto lv = static_cast<int32_t>(code - high * g.step);
-        l[c] = static_cast<uint8_t>(Doubled ? 2 * lv : lv);
-        if (Doubled) l[channels + c] = static_cast<uint8_t>(lv);
+      float unit;
+      if constexpr (decltype(exact)::value) {
+        unit = unit_magnitude(v, m);
+      } else {
+        const float q = std::fabs(v) * reciprocal;
+        unit = q > 1.0f ? 1.0f : q;
       }
+      const float t = unit * g.levels;
+      const float code = round_non_negative(t);
+      if constexpr (!decltype(exact)::value) near |= std::fabs(t - code) >= near_half;
+      const float high = floor_non_negative(code * per_step);
+      high_codes[i] = static_cast<uint8_t>(static_cast<int32_t>(high));
+      if (Lo) low_codes[i] = static_cast<uint8_t>(static_cast<int32_t>(code - high * g.step));
+    }
+    return near;
+  };
+  // Channels [from, from + n) of `count` positions' codes into out.
+  const auto lay_out = [&](const uint8_t* __restrict codes, uint8_t* __restrict out, int64_t count,
+                           int64_t n) {
+    for (int64_t p = 0; p < count; ++p) {
+      const uint8_t* from = codes + p * n;
+      uint8_t* to = out + p * width;
+      for (int64_t c = 0; c < n; ++c) {
+        to[c] = static_cast<uint8_t>(Doubled ? 2 * from[c] : from[c]);
+        if (Doubled) to[channels + c] = from[c];
+      }
+    }
+  };
+  for (int64_t first = begin; first < end; first += positions) {
+    const int64_t count = std::min(positions, end - first);
+    for (int64_t from = 0; from < channels; from += part) {
+      const int64_t n = std::min(part, channels - from);
+      const float* in = x + first * channels + from;
+      const int64_t values = count == 1 ? n : count * channels;
+      if (code_block(std::false_type{}, in, values)) code_block(std::true_type{}, in, values);
+      const int64_t run = count == 1 ? n : channels;
+      lay_out(high_codes, hi + first * width + from, count, run);
+      if (Lo) lay_out(low_codes, lo + first * width + from, count, run);
     }
   }
   return negative;
