@@ -190,6 +190,24 @@ float pg_infer_cl_kernel(const float* __restrict gate_input, const float* __rest
   });
 }
 
+// pg_infer_cl_kernel with the map that follows the layer applied as y is
+// written: y * scale + shift per channel (tiled as t is), then a ReLU and a
+// clip at `upper` where `relu` (ATen's batch_norm, relu and clamp_max).
+DNN_GATING_SIMD_CLONES
+float pg_infer_mapped_cl_kernel(const float* __restrict gate_input, const float* __restrict msb,
+                                const float* __restrict lsb, float* __restrict y, int64_t size,
+                                const float* __restrict t, float alpha,
+                                const float* __restrict scale, const float* __restrict shift,
+                                bool relu, float upper) {
+  return simd::lane_sum(0, size, [=](int64_t i) {
+    const float open = sigmoid_above_half(logit(gate_input[i], t[i], alpha)) ? 1.0f : 0.0f;
+    const float z = pg_mix(msb[i], lsb[i], open) * scale[i] + shift[i];
+    const float rectified = relu && z < 0.0f ? 0.0f : z;
+    y[i] = relu && rectified > upper ? upper : rectified;
+    return open;
+  });
+}
+
 DNN_GATING_SIMD_CLONES
 float cg_infer_cl_kernel(const float* __restrict gate_input, const float* __restrict full,
                          const float* __restrict partial, float* __restrict y, int64_t size,
@@ -454,6 +472,38 @@ std::pair<torch::Tensor, int64_t> pg_select_inference(const torch::Tensor& msb,
                                                       double alpha) {
   RECORD_FUNCTION("dnn_gating::pg_select_inference", std::vector<c10::IValue>());
   return infer_select(msb, msb, lsb, threshold, alpha, pg_infer_kernel, pg_infer_cl_kernel);
+}
+
+std::pair<torch::Tensor, int64_t> pg_select_inference(const torch::Tensor& msb,
+                                                      const torch::Tensor& lsb,
+                                                      const torch::Tensor& threshold, double alpha,
+                                                      const Affine& then) {
+  RECORD_FUNCTION("dnn_gating::pg_select_inference", std::vector<c10::IValue>());
+  const int64_t channels = msb.size(1);
+  if (!channels_last(msb) || !channels_last(lsb) || then.scale.numel() != channels ||
+      then.shift.numel() != channels) {
+    auto result = pg_select_inference(msb, lsb, threshold, alpha);
+    apply_in_place(then, result.first);
+    return result;
+  }
+  const torch::Tensor t = per_channel(threshold, channels);
+  torch::Tensor y = torch::empty_like(msb);  // channels-last too
+  const float* gp = msb.data_ptr<float>();
+  const float* lp = lsb.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  const auto alpha_f = static_cast<float>(alpha);
+  const std::vector<float> tt = tiled(t, channels);
+  const std::vector<float> scale =
+      tiled(then.scale.detach().to(torch::kFloat).contiguous(), channels);
+  const std::vector<float> shift =
+      tiled(then.shift.detach().to(torch::kFloat).contiguous(), channels);
+  const int64_t open = sum_over_blocks(msb.numel() / channels, [&](int64_t first, int64_t last) {
+    const int64_t o = first * channels;
+    return static_cast<int64_t>(pg_infer_mapped_cl_kernel(
+        gp + o, gp + o, lp + o, yp + o, (last - first) * channels, tt.data(), alpha_f, scale.data(),
+        shift.data(), then.relu, then.upper));
+  });
+  return {y, open};
 }
 
 std::pair<torch::Tensor, int64_t> cg_select_inference(const torch::Tensor& full,

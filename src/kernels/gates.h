@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <utility>
 
+#include "kernels/affine.h"
 #include "kernels/sparse_conv.h"
 
 namespace dnn_gating::kernels::gates {
@@ -40,6 +41,13 @@ std::pair<torch::Tensor, int64_t> cg_select(const torch::Tensor& s, const torch:
 std::pair<torch::Tensor, int64_t> pg_select_inference(const torch::Tensor& msb,
                                                       const torch::Tensor& lsb,
                                                       const torch::Tensor& threshold, double alpha);
+
+/// The same with `then` (the BatchNorm and ReLU or clip that follow the
+/// layer) applied to the outputs as they are written.
+std::pair<torch::Tensor, int64_t> pg_select_inference(const torch::Tensor& msb,
+                                                      const torch::Tensor& lsb,
+                                                      const torch::Tensor& threshold, double alpha,
+                                                      const Affine& then);
 
 /// The same for `cg_select`, the gate reading `gate_input` = bn(partial).
 std::pair<torch::Tensor, int64_t> cg_select_inference(const torch::Tensor& full,

@@ -102,6 +102,9 @@ dnnl::stream& cpu_stream() {
 
 struct Convolution::Impl {
   using memory = dnnl::memory;
+  // The map's kinds: 0 one scale; 1 scale and shift per channel, then 2 a
+  // ReLU or 3 a clip; | kAddToDst: the sum post-op before the ReLU or clip.
+  static constexpr int kAddToDst = 4;
   // One primitive, with the weights in the layout it chose, per input shape.
   struct Prepared {
     dnnl::convolution_forward primitive;
@@ -164,7 +167,7 @@ struct Convolution::Impl {
   const Prepared& prepare(int64_t batch, int64_t height, int64_t width, int map,
                           float upper) const {
     std::lock_guard<std::mutex> lock(mutex);
-    const auto key = std::make_tuple(batch, height, width, map, map == 3 ? upper : 0.0f);
+    const auto key = std::make_tuple(batch, height, width, map, (map & 3) == 3 ? upper : 0.0f);
     auto it = prepared.find(key);
     if (it == prepared.end()) {
       const Geometry& g = geometry;
@@ -188,8 +191,9 @@ struct Convolution::Impl {
       } else {
         ops.append_binary(dnnl::algorithm::binary_mul, channel_desc());
         ops.append_binary(dnnl::algorithm::binary_add, channel_desc());
-        if (map == 2) ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
-        if (map == 3) ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_clip, 0.0f, upper);
+        if ((map & kAddToDst) != 0) ops.append_sum(1.0f);
+        if ((map & 3) == 2) ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+        if ((map & 3) == 3) ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_clip, 0.0f, upper);
       }
       dnnl::primitive_attr attr;
       attr.set_post_ops(ops);
@@ -236,7 +240,10 @@ void Convolution::run(const uint8_t* src, int64_t batch, int64_t height, int64_t
 
 void Convolution::run(const uint8_t* src, int64_t batch, int64_t height, int64_t width,
                       const ChannelMap& map, float* dst) const {
-  const int kind = !map.relu ? 1 : std::isfinite(map.upper) ? 3 : 2;
+  const int kind = (!map.relu                  ? 1
+                    : std::isfinite(map.upper) ? 3
+                                               : 2) |
+                   (map.add_to_dst ? Impl::kAddToDst : 0);
   impl_->execute(src, batch, height, width, kind, map.upper, map.scale, map.shift, dst);
 }
 

@@ -29,14 +29,16 @@ struct Geometry {
 };
 
 /// What a convolution applies to its sums as it writes them, instead of one
-/// scale: per output channel o, sum * scale[o] + shift[o], then a ReLU if
-/// `relu` (an evaluation-mode BatchNorm folded with the codes' scales), which
-/// clips at `upper` too where that is finite (PACT).
+/// scale: per output channel o, sum * scale[o] + shift[o] (an
+/// evaluation-mode BatchNorm folded with the codes' scales), plus the value
+/// dst held before where `add_to_dst` (a residual block's shortcut), then a
+/// ReLU if `relu`, which clips at `upper` too where that is finite (PACT).
 struct ChannelMap {
   const float* scale = nullptr;
   const float* shift = nullptr;
   bool relu = false;
   float upper = std::numeric_limits<float>::infinity();
+  bool add_to_dst = false;
 };
 
 /// A convolution whose weight codes were laid out once for oneDNN. Weight

@@ -1,5 +1,7 @@
 #include "dnn_gating/layers/conv.h"
 
+#include <cmath>
+
 #include "dnn_gating/layers/cg_conv.h"
 #include "dnn_gating/layers/pg_conv.h"
 #include "dnn_gating/layers/quantized_conv.h"
@@ -75,6 +77,12 @@ bool computes_channels_last(const ConvOptions& o, const torch::Tensor& input) {
 torch::Tensor FusesNext::forward_then_clipped(const torch::Tensor& x, torch::nn::BatchNorm2d& next,
                                               double upper) {
   return torch::clamp_max(forward_then(x, next, /*relu=*/true), upper);
+}
+
+torch::Tensor FusesNext::forward_then_added(const torch::Tensor& x, torch::nn::BatchNorm2d& next,
+                                            torch::Tensor residual, double upper) {
+  torch::Tensor y = forward_then(x, next, /*relu=*/false) + residual;
+  return std::isfinite(upper) ? y.clamp_(0, upper) : y.relu_();
 }
 
 }  // namespace dnn_gating::layers

@@ -47,6 +47,21 @@ std::pair<int64_t, int64_t> output_plane(const kernels::int8_conv::Geometry& g, 
           (w + 2 * g.pad_w - g.kernel_w) / g.stride_w + 1};
 }
 
+// x's values as a float channels-last tensor the caller may overwrite: x
+// itself where `x` is the only handle on it and on its memory (see
+// convolve), else a copy.
+torch::Tensor writable_copy(const torch::Tensor& x) {
+  if (x.use_count() == 1 && x.storage().use_count() == 1 && x.scalar_type() == torch::kFloat &&
+      x.storage_offset() == 0 && x.is_contiguous(at::MemoryFormat::ChannelsLast) &&
+      !x.requires_grad()) {
+    return x;
+  }
+  torch::Tensor copy = torch::empty(
+      x.sizes(), torch::TensorOptions(torch::kFloat).memory_format(at::MemoryFormat::ChannelsLast));
+  copy.copy_(x);
+  return copy;
+}
+
 // The second of two runs of `way` (the first pays for setup): its result
 // and its time in seconds.
 std::pair<std::pair<torch::Tensor, int64_t>, double> second_run(const Way& way) {
@@ -141,7 +156,7 @@ torch::Tensor convolve(const kernels::int8_conv::Convolution& conv, const torch:
 }
 
 torch::Tensor convolve(const kernels::int8_conv::Convolution& conv, const torch::Tensor& codes,
-                       float scale, const kernels::Affine& then) {
+                       float scale, const kernels::Affine& then, const torch::Tensor& residual) {
   const kernels::int8_conv::Geometry& g = conv.geometry();
   const int64_t n = codes.size(0), h = codes.size(1), w = codes.size(2);
   const auto [oh, ow] = output_plane(g, h, w);
@@ -150,12 +165,19 @@ torch::Tensor convolve(const kernels::int8_conv::Convolution& conv, const torch:
   TORCH_CHECK(channel_scale.numel() == g.out_channels && shift.numel() == g.out_channels,
               "a BatchNorm of ", channel_scale.numel(), " channels after a convolution of ",
               g.out_channels);
-  torch::Tensor y = torch::empty(
-      {n, g.out_channels, oh, ow},
-      torch::TensorOptions(torch::kFloat).memory_format(at::MemoryFormat::ChannelsLast));
+  const std::vector<int64_t> sizes{n, g.out_channels, oh, ow};
+  torch::Tensor y;
+  if (residual.defined()) {
+    TORCH_CHECK(residual.sizes() == torch::IntArrayRef(sizes), "a residual of ", residual.sizes(),
+                " added to a convolution's output of ", sizes);
+    y = writable_copy(residual);
+  } else {
+    y = torch::empty(
+        sizes, torch::TensorOptions(torch::kFloat).memory_format(at::MemoryFormat::ChannelsLast));
+  }
   conv.run(codes.data_ptr<uint8_t>(), n, h, w,
            kernels::int8_conv::ChannelMap{channel_scale.data_ptr<float>(), shift.data_ptr<float>(),
-                                          then.relu, then.upper},
+                                          then.relu, then.upper, residual.defined()},
            y.data_ptr<float>());
   return y;
 }

@@ -69,10 +69,15 @@ Codes input_codes(const torch::Tensor& x, int64_t abits, int64_t high_bits, bool
 torch::Tensor convolve(const kernels::int8_conv::Convolution& conv, const torch::Tensor& codes,
                        float scale, int scratch_slot = -1);
 
-/// The same with `then` (an evaluation-mode BatchNorm and ReLU) applied as
-/// the sums are written: a fresh tensor.
+/// The same with `then` (an evaluation-mode BatchNorm, then `residual` added
+/// where defined, then a ReLU or clip) applied as the sums are written: a
+/// fresh tensor, or the residual's own memory where `residual` is the only
+/// handle on it and its memory (a by-value parameter of the caller's, handed
+/// over to it: the caller must not read it again). residual: float [N, O,
+/// H', W'].
 torch::Tensor convolve(const kernels::int8_conv::Convolution& conv, const torch::Tensor& codes,
-                       float scale, const kernels::Affine& then);
+                       float scale, const kernels::Affine& then,
+                       const torch::Tensor& residual = {});
 
 /// One evaluation pass, in integers or in float: {y, open gates}.
 using Way = std::function<std::pair<torch::Tensor, int64_t>()>;

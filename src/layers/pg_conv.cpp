@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include "dnn_gating/layers/batch_norm.h"
 #include "dnn_gating/layers/quantized_conv.h"
 #include "dnn_gating/quant/gate.h"
 #include "dnn_gating/quant/quantize.h"
@@ -176,10 +177,34 @@ GateCost PGConv2dImpl::gate_cost() const {
 
 GateKind PGConv2dImpl::gate_kind() const { return GateKind::kPrecision; }
 
+bool PGConv2dImpl::infers(const torch::Tensor& x) const {
+  return !options.reference_ops() && kernels::fusable(x) && !torch::GradMode::is_enabled();
+}
+
+torch::Tensor PGConv2dImpl::forward_then(const torch::Tensor& x, torch::nn::BatchNorm2d& next,
+                                         bool relu) {
+  if (infers(x)) {
+    if (const auto then = kernels::as_affine(*next, relu)) return infer(x, &*then);
+  }
+  const torch::Tensor normalised = batch_norm(*next, forward(x));
+  return relu ? torch::relu(normalised) : normalised;
+}
+
+torch::Tensor PGConv2dImpl::forward_then_clipped(const torch::Tensor& x,
+                                                 torch::nn::BatchNorm2d& next, double upper) {
+  if (infers(x)) {
+    if (auto then = kernels::as_affine(*next, /*relu=*/true)) {
+      then->upper = static_cast<float>(upper);
+      return infer(x, &*then);
+    }
+  }
+  return FusesNext::forward_then_clipped(x, next, upper);
+}
+
 torch::Tensor PGConv2dImpl::forward(const torch::Tensor& x) {
   in_integers_ = false;
   const bool fused = !options.reference_ops() && kernels::fusable(x);
-  if (fused && !torch::GradMode::is_enabled()) return infer(x);
+  if (infers(x)) return infer(x);
   const torch::Tensor wq = quantize_weight(weight, options.wbits());
   if (fused) {
     const auto outs =
@@ -212,7 +237,7 @@ torch::Tensor PGConv2dImpl::forward(const torch::Tensor& x) {
 // Without a backward pass: in integers (the MSB and LSB convolutions on
 // codes, the gate on the first, the second added where it opens), or in
 // float, whichever options.integer chooses.
-torch::Tensor PGConv2dImpl::infer(const torch::Tensor& x) {
+torch::Tensor PGConv2dImpl::infer(const torch::Tensor& x, const kernels::Affine* then) {
   const torch::IntArrayRef stride = *options.stride();
   const torch::IntArrayRef padding = *options.padding();
   bool skipped = false;
@@ -236,7 +261,10 @@ torch::Tensor PGConv2dImpl::infer(const torch::Tensor& x) {
         const torch::Tensor lsb =
             integer_conv::convolve(*prepared.conv, codes.lo, codes.lo_scale * prepared.scale, 1);
         record_decisions_of(msb, options.alpha());
-        return kernels::gates::pg_select_inference(msb, lsb, threshold_, options.alpha());
+        return then != nullptr
+                   ? kernels::gates::pg_select_inference(msb, lsb, threshold_, options.alpha(),
+                                                         *then)
+                   : kernels::gates::pg_select_inference(msb, lsb, threshold_, options.alpha());
       };
       std::vector<int64_t> key = sparse_choice::shape_key(x, weight, stride, padding);
       key.insert(key.end(), {1, options.wbits(), options.abits(), high_bits});
@@ -244,6 +272,8 @@ torch::Tensor PGConv2dImpl::infer(const torch::Tensor& x) {
     }
   }
   if (!chosen.y.defined()) std::tie(chosen.y, chosen.open) = float_way();
+  // (The integer way applied `then` as it wrote the outputs.)
+  if (then != nullptr && !chosen.integers) kernels::apply_in_place(*then, chosen.y);
   in_integers_ = chosen.integers;
   record_gate(chosen.open, chosen.y.sizes(), weight);
   record_way(!chosen.integers && skipped ? InferenceWay::kOpenOutputs : InferenceWay::kEveryOutput);

@@ -89,6 +89,29 @@ torch::Tensor QuantizedConv2dImpl::forward_then_clipped(const torch::Tensor& x,
   return FusesNext::forward_then_clipped(x, next, upper);
 }
 
+torch::Tensor QuantizedConv2dImpl::forward_then_added(const torch::Tensor& x,
+                                                      torch::nn::BatchNorm2d& next,
+                                                      torch::Tensor residual, double upper) {
+  const bool clip = std::isfinite(upper);
+  if (folds(x)) {
+    if (const auto then = kernels::as_affine(*next, /*relu=*/false)) {
+      torch::Tensor y = folded(x, *then);
+      y.add_(residual);
+      return clip ? y.clamp_(0, upper) : y.relu_();
+    }
+  }
+  if (may_compute_in_integers(x)) {
+    if (auto then = kernels::as_affine(*next, /*relu=*/true)) {
+      if (clip) then->upper = static_cast<float>(upper);
+      in_integers_ = false;
+      const torch::Tensor y = either_way(x, &*then, std::move(residual));
+      record_macs(layers::dense_macs_per_image(weight, y.sizes()));
+      return y;
+    }
+  }
+  return FusesNext::forward_then_added(x, next, std::move(residual), upper);
+}
+
 bool QuantizedConv2dImpl::folds(const torch::Tensor& x) const {
   return options.wbits() == 0 && options.abits() == 0 && options.integer() != Integer::kNever &&
          !torch::GradMode::is_enabled() && kernels::fusable(x);
@@ -131,10 +154,24 @@ torch::Tensor QuantizedConv2dImpl::convolve(const torch::Tensor& quantized) {
                        *options.stride(), *options.padding());
 }
 
-torch::Tensor QuantizedConv2dImpl::either_way(const torch::Tensor& x, const kernels::Affine* then) {
-  const auto mapped = [then](torch::Tensor y) {
-    if (then != nullptr) kernels::apply_in_place(*then, y);
-    return y;
+torch::Tensor QuantizedConv2dImpl::either_way(const torch::Tensor& x, const kernels::Affine* then,
+                                              torch::Tensor residual) {
+  // The integer way writes into the residual where this is the only handle
+  // on it (see integer_conv::convolve). kFastest may run each way more than
+  // once, and each run must find the residual as it was: held twice here,
+  // it is never overwritten.
+  const torch::Tensor held = options.integer() == Integer::kFastest ? residual : torch::Tensor();
+  const auto mapped = [then, &residual](torch::Tensor y) {
+    if (then == nullptr) return y;
+    if (!residual.defined()) {
+      kernels::apply_in_place(*then, y);
+      return y;
+    }
+    kernels::Affine normalise = *then;
+    normalise.relu = false;
+    kernels::apply_in_place(normalise, y);
+    y.add_(residual);
+    return std::isfinite(then->upper) ? y.clamp_(0, then->upper) : y.relu_();
   };
   const auto prepared =
       integer_weights_->get(weight, options.wbits(), *options.stride(), *options.padding());
@@ -147,8 +184,9 @@ torch::Tensor QuantizedConv2dImpl::either_way(const torch::Tensor& x, const kern
         integer_conv::input_codes(x, options.abits(), 0, prepared.conv->doubles_input());
     if (!codes.non_negative) return {};
     const float scale = codes.hi_scale * prepared.scale;
-    return {then != nullptr ? integer_conv::convolve(*prepared.conv, codes.hi, scale, *then)
-                            : integer_conv::convolve(*prepared.conv, codes.hi, scale),
+    return {then != nullptr
+                ? integer_conv::convolve(*prepared.conv, codes.hi, scale, *then, residual)
+                : integer_conv::convolve(*prepared.conv, codes.hi, scale),
             0};
   };
   const integer_conv::Way float_way = [&]() -> std::pair<torch::Tensor, int64_t> {
@@ -157,7 +195,8 @@ torch::Tensor QuantizedConv2dImpl::either_way(const torch::Tensor& x, const kern
   std::vector<int64_t> key =
       sparse_choice::shape_key(x, weight, *options.stride(), *options.padding());
   key.insert(key.end(),
-             {0, options.wbits(), options.abits(), then == nullptr ? 0 : 1 + int64_t{then->relu}});
+             {0, options.wbits(), options.abits(), then == nullptr ? 0 : 1 + int64_t{then->relu},
+              int64_t{residual.defined()}});
   const integer_conv::Chosen chosen =
       integer_conv::run(options.integer(), key, integer_way, float_way);
   in_integers_ = chosen.integers;

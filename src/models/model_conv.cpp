@@ -1,5 +1,7 @@
 #include "models/model_conv.h"
 
+#include <limits>
+
 #include "dnn_gating/layers/batch_norm.h"
 #include "dnn_gating/layers/conv.h"
 #include "dnn_gating/quant/pact.h"
@@ -66,6 +68,22 @@ torch::Tensor normalised_activated(layers::Slot& conv, torch::nn::BatchNorm2d& b
     return fuses->forward_then_clipped(x, bn, pact->upper_bound.item<double>());
   }
   return act.forward(normalised(conv, bn, /*relu=*/false, x));
+}
+
+torch::Tensor normalised_added(layers::Slot& conv, torch::nn::BatchNorm2d& bn, layers::Slot& act,
+                               const torch::Tensor& x, torch::Tensor residual) {
+  const auto fuses = std::dynamic_pointer_cast<layers::FusesNext>(conv.ptr());
+  if (fuses && !torch::GradMode::is_enabled()) {
+    if (is_plain_relu(act)) {
+      return fuses->forward_then_added(x, bn, std::move(residual),
+                                       std::numeric_limits<double>::infinity());
+    }
+    if (const auto pact = act.as<quant::PactReLUImpl>()) {
+      return fuses->forward_then_added(x, bn, std::move(residual),
+                                       pact->upper_bound.item<double>());
+    }
+  }
+  return act.forward(normalised(conv, bn, /*relu=*/false, x) + residual);
 }
 
 int64_t fused_input_bits(const layers::Slot& conv, const ResNetOptions& o) {

@@ -44,6 +44,13 @@ torch::Tensor normalised(layers::Slot& conv, torch::nn::BatchNorm2d& bn, bool re
 torch::Tensor normalised_activated(layers::Slot& conv, torch::nn::BatchNorm2d& bn,
                                    layers::Slot& act, const torch::Tensor& x);
 
+/// act(bn(conv(x)) + residual), act a ReLU or PACT: in evaluation without
+/// gradients in the convolution's last pass where the convolution can
+/// (FusesNext::forward_then_added, which may write into a residual handed
+/// over); else the sum and act after.
+torch::Tensor normalised_added(layers::Slot& conv, torch::nn::BatchNorm2d& bn, layers::Slot& act,
+                               const torch::Tensor& x, torch::Tensor residual);
+
 /// The bits of the input quantizer of `conv` when it may run in one pass
 /// with a PACT before it (quant::pact_quantize): a QuantizedConv2d with 2 or
 /// more input bits, in training (gradients on), without `reference_ops`.

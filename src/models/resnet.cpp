@@ -175,7 +175,7 @@ int64_t BasicBlockImpl::input_bits() const {
   return options_.layout() == BlockLayout::kStandard ? fused_input_bits(conv1_, options_) : 0;
 }
 
-Activation BasicBlockImpl::forward_activation(const Activation& in, int64_t out_bits) {
+Activation BasicBlockImpl::forward_activation(Activation in, int64_t out_bits) {
   const torch::Tensor& x = in.value;
   if (options_.layout() == BlockLayout::kPostActivated) {
     torch::Tensor out = normalised(conv1_, bn1_, /*relu=*/true, x);
@@ -192,7 +192,16 @@ Activation BasicBlockImpl::forward_activation(const Activation& in, int64_t out_
         activated(act_, normalised_from(conv1_, bn1_, in), mid_bits, /*keep_value=*/false);
     out = normalised_from(conv2_, bn2_, mid);
   } else {
-    out = normalised(conv2_, bn2_, /*relu=*/false, normalised_activated(conv1_, bn1_, act_, x));
+    const torch::Tensor mid = normalised_activated(conv1_, bn1_, act_, x);
+    if (out_bits == 0) {
+      torch::Tensor residual = shortcut(x);
+      // The block's own handle on its input goes: where the caller handed
+      // the input over (moved it in), nothing else holds the identity
+      // shortcut, and the sum may be written into its memory.
+      in = Activation{};
+      return {normalised_added(conv2_, bn2_, act_, mid, std::move(residual)), {}};
+    }
+    out = normalised(conv2_, bn2_, /*relu=*/false, mid);
   }
   return activated(act_, out + shortcut(x), out_bits, /*keep_value=*/true);
 }
@@ -248,7 +257,8 @@ torch::Tensor ResNetImpl::forward(const torch::Tensor& input) {
   }
   Activation a = activated(act_, out, blocks.front()->input_bits(), /*keep_value=*/true);
   for (size_t i = 0; i < blocks.size(); ++i) {
-    a = blocks[i]->forward_activation(a, i + 1 < blocks.size() ? blocks[i + 1]->input_bits() : 0);
+    a = blocks[i]->forward_activation(std::move(a),
+                                      i + 1 < blocks.size() ? blocks[i + 1]->input_bits() : 0);
   }
   out = a.value;
   out = torch::avg_pool2d(out, out.size(3)).flatten(1);

@@ -2,6 +2,7 @@
 // codes, int32 sums, one scale) against the same layers in float.
 #include "dnn_gating/layers/integer.h"
 
+#include <cmath>
 #include <cstdlib>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -190,6 +191,63 @@ TEST(IntegerConv, FoldsTheBatchNormAndClipThatFollow) {
   EXPECT_TRUE(all_close(clipped, torch::clamp(normalised, 0, 0.75), 1e-5, 1e-5));
   EXPECT_EQ(clipped.max().item<float>(), 0.75f);
   EXPECT_TRUE(all_close(in_float->forward_then_clipped(x, bn, 0.75), clipped, 1e-5, 1e-5));
+
+  // A residual block's sum and activation too, written into the residual
+  // where nothing else holds it, never into one the caller keeps.
+  const torch::Tensor residual =
+      torch::randn({3, 16, 7, 7}).contiguous(at::MemoryFormat::ChannelsLast);
+  const torch::Tensor kept = residual.clone();
+  const double inf = std::numeric_limits<double>::infinity();
+  for (const double upper : {inf, 0.75}) {
+    SCOPED_TRACE(upper);
+    const torch::Tensor summed = normalised + residual;
+    const torch::Tensor expected =
+        std::isfinite(upper) ? torch::clamp(summed, 0, upper) : torch::relu(summed);
+    const torch::Tensor y = integer->forward_then_added(x, bn, residual, upper);
+    EXPECT_TRUE(integer->computed_in_integers());
+    EXPECT_TRUE(all_close(y, expected, 1e-5, 1e-5));
+    EXPECT_TRUE(torch::equal(residual, kept));  // the caller's residual is left as it was
+    EXPECT_TRUE(all_close(in_float->forward_then_added(x, bn, residual, upper), y, 1e-5, 1e-5));
+    torch::Tensor mine = residual.clone();
+    const void* memory = mine.data_ptr();
+    const torch::Tensor handed_over = integer->forward_then_added(x, bn, std::move(mine), upper);
+    EXPECT_TRUE(all_close(handed_over, expected, 1e-5, 1e-5));
+    EXPECT_EQ(handed_over.data_ptr(), memory);  // written where the residual was
+  }
+}
+
+// PG's BatchNorm and ReLU or clip applied as its selection writes the
+// outputs, in integers and in float, against the layer then the ops.
+TEST(IntegerConv, PrecisionGatedLayerFoldsTheBatchNormAndClipThatFollow) {
+  DG_INTEGER_OR_SKIP();
+  torch::manual_seed(9);
+  torch::nn::BatchNorm2d bn(24);
+  torch::NoGradGuard no_grad;
+  bn->running_mean.normal_(0, 0.3);
+  bn->running_var.uniform_(0.5, 2);
+  bn->weight.normal_(1, 0.2);
+  bn->bias.normal_(0, 0.2);
+  bn->eval();
+  const torch::Tensor x =
+      torch::relu(torch::randn({4, 16, 9, 9})).contiguous(at::MemoryFormat::ChannelsLast);
+  for (const Integer integer : {Integer::kAlways, Integer::kNever}) {
+    SCOPED_TRACE(integer == Integer::kAlways ? "integers" : "float");
+    torch::manual_seed(10);
+    dg::layers::PGConv2d layer(
+        dg::layers::PGConv2dOptions(16, 24, 3).padding(1).wbits(8).abits(3).pred_bits(2).integer(
+            integer));
+    layer->threshold().normal_(0, 0.2);
+    const torch::Tensor normalised = bn->forward(layer->forward(x));
+    const int64_t open = layer->last_counts().num_on;
+    EXPECT_TRUE(all_close(layer->forward_then(x, bn, false), normalised, 1e-5, 1e-5));
+    EXPECT_TRUE(all_close(layer->forward_then(x, bn, true), torch::relu(normalised), 1e-5, 1e-5));
+    const torch::Tensor clipped = layer->forward_then_clipped(x, bn, 0.5);
+    EXPECT_EQ(layer->computed_in_integers(), integer == Integer::kAlways);
+    EXPECT_EQ(layer->last_counts().num_on, open);
+    EXPECT_GT(open, 0);
+    EXPECT_TRUE(all_close(clipped, torch::clamp(normalised, 0, 0.5), 1e-5, 1e-5));
+    EXPECT_EQ(clipped.max().item<float>(), 0.5f);
+  }
 }
 
 // PG in integers: the MSB and LSB convolutions on codes, the gate on the

@@ -40,3 +40,26 @@ TEST(FloatEvaluation, FoldedChannelsLastGivesTheOriginalsLogits) {
       << "logits differ by " << largest;
   EXPECT_TRUE(torch::equal(got.argmax(1), want.argmax(1))) << "predictions differ";
 }
+
+// A block evaluated on a tensor its caller holds writes its sum into fresh
+// memory: only an input handed over (moved in, as ResNet's forward hands
+// each block's output to the next) may take the output.
+TEST(FloatEvaluation, BlocksLeaveTheirCallersInputAsItWas) {
+  using dg::models::ConvKind;
+  using dg::models::ResNetOptions;
+  for (const auto& options : {ResNetOptions(ConvKind::kFloat),
+                              ResNetOptions(ConvKind::kQuantized).wbits(8).abits(3).pact(true)}) {
+    torch::manual_seed(12);
+    dg::models::BasicBlock block(options, 16, 16, 1);
+    block->eval();
+    torch::NoGradGuard no_grad;
+    const torch::Tensor x =
+        torch::relu(torch::randn({4, 16, 8, 8})).contiguous(at::MemoryFormat::ChannelsLast);
+    const torch::Tensor before = x.clone();
+    const torch::Tensor y = block->forward(x);
+    EXPECT_TRUE(torch::equal(x, before));
+    EXPECT_NE(y.data_ptr(), x.data_ptr());
+    const torch::Tensor again = block->forward_activation({x.clone(), {}}, 0).value;
+    EXPECT_TRUE(torch::equal(again, y));
+  }
+}

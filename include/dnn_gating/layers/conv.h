@@ -137,6 +137,14 @@ class FusesNext {
   /// default forward_then with a ReLU, then the clip.
   virtual torch::Tensor forward_then_clipped(const torch::Tensor& x, torch::nn::BatchNorm2d& next,
                                              double upper);
+  /// act(next(forward(x)) + residual), act a ReLU where `upper` is infinite,
+  /// else PACT's clamp(., 0, upper): a residual block's second convolution,
+  /// its BatchNorm, the shortcut's sum and the activation, in evaluation
+  /// without gradients. A residual handed over (moved in, or a temporary)
+  /// may take the result; one the caller keeps is left as it was. By
+  /// default forward_then, the sum, then the activation.
+  virtual torch::Tensor forward_then_added(const torch::Tensor& x, torch::nn::BatchNorm2d& next,
+                                           torch::Tensor residual, double upper);
 };
 
 /// A convolution that quantizes its input to some bits before it computes:

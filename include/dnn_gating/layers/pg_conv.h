@@ -13,6 +13,10 @@
 #include "dnn_gating/layers/gated_layer.h"
 #include "dnn_gating/layers/integer.h"
 
+namespace dnn_gating::kernels {
+struct Affine;  // an evaluation-mode BatchNorm and ReLU, as kernels apply them
+}
+
 namespace dnn_gating::layers {
 
 namespace integer_conv {
@@ -58,12 +62,22 @@ struct PGConv2dOptions {
 /// y = out_msb + mask * out_lsb with out_msb = conv(T(x), Wq),
 /// out_lsb = conv(Q(x) - T(x), Wq), mask = [sigmoid(alpha (out_msb - threshold)) > 0.5].
 /// Parameters: `weight` [out, in, kh, kw] and `threshold` [1, out, 1, 1] (init 0).
-class PGConv2dImpl : public torch::nn::Cloneable<PGConv2dImpl>, public GatedLayer {
+class PGConv2dImpl : public torch::nn::Cloneable<PGConv2dImpl>,
+                     public GatedLayer,
+                     public FusesNext {
  public:
   explicit PGConv2dImpl(PGConv2dOptions options);
   void reset() override;
   void pretty_print(std::ostream& stream) const override;
   torch::Tensor forward(const torch::Tensor& x);
+  /// next(forward(x)), then a ReLU if `relu`; in evaluation without
+  /// gradients, the BatchNorm and ReLU are applied as the gate's selection
+  /// writes the outputs.
+  torch::Tensor forward_then(const torch::Tensor& x, torch::nn::BatchNorm2d& next,
+                             bool relu) override;
+  /// The same with PACT's clip, applied as the outputs are written too.
+  torch::Tensor forward_then_clipped(const torch::Tensor& x, torch::nn::BatchNorm2d& next,
+                                     double upper) override;
   GateCost gate_cost() const override;
   GateKind gate_kind() const override;
   Skipping skipping() const override { return options.skipping(); }
@@ -76,7 +90,11 @@ class PGConv2dImpl : public torch::nn::Cloneable<PGConv2dImpl>, public GatedLaye
   torch::Tensor weight;
 
  private:
-  torch::Tensor infer(const torch::Tensor& x);
+  /// Whether forward(x) is `infer`'s (evaluation without gradients).
+  bool infers(const torch::Tensor& x) const;
+  /// The forward pass without gradients; `then` (if not null) applied to
+  /// the outputs.
+  torch::Tensor infer(const torch::Tensor& x, const kernels::Affine* then = nullptr);
   /// The float way of `infer`: {y, open gates}; `skipped` says whether it
   /// completed only the open outputs.
   std::pair<torch::Tensor, int64_t> infer_in_float(const torch::Tensor& x, bool& skipped);

@@ -65,6 +65,11 @@ class QuantizedConv2dImpl : public torch::nn::Cloneable<QuantizedConv2dImpl>,
   /// The same with PACT's clip, applied as the sums are written too.
   torch::Tensor forward_then_clipped(const torch::Tensor& x, torch::nn::BatchNorm2d& next,
                                      double upper) override;
+  /// The same with a residual added before the activation: computing in
+  /// integers, the sum and the activation are applied as the sums are
+  /// written too (into the residual's memory where it was handed over).
+  torch::Tensor forward_then_added(const torch::Tensor& x, torch::nn::BatchNorm2d& next,
+                                   torch::Tensor residual, double upper) override;
   /// The convolution of an input already quantized to `abits` bits (as
   /// quant::pact_quantize gives it): forward(x) is forward_quantized(Q(x)).
   torch::Tensor forward_quantized(const torch::Tensor& quantized) override;
@@ -89,8 +94,10 @@ class QuantizedConv2dImpl : public torch::nn::Cloneable<QuantizedConv2dImpl>,
   /// float CPU tensors, bits it takes).
   bool may_compute_in_integers(const torch::Tensor& x) const;
   /// In integers or in float, as options.integer says and the input allows;
-  /// `then` (if not null) applied to the output.
-  torch::Tensor either_way(const torch::Tensor& x, const kernels::Affine* then);
+  /// `then` (if not null) applied to the output, with `residual` (if
+  /// defined) added before its ReLU or clip.
+  torch::Tensor either_way(const torch::Tensor& x, const kernels::Affine* then,
+                           torch::Tensor residual = {});
 
   std::shared_ptr<integer_conv::IntegerWeights> integer_weights_;
   bool in_integers_ = false;

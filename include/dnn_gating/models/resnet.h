@@ -133,8 +133,10 @@ class BasicBlockImpl : public torch::nn::Cloneable<BasicBlockImpl> {
   torch::Tensor forward(const torch::Tensor& x);
   /// forward() on x = `in.value`, taking `in.quantized` (where defined) as
   /// the first convolution's quantized input; with `out_bits` > 0 (see
-  /// input_bits()) the output also comes quantized for the next block.
-  Activation forward_activation(const Activation& in, int64_t out_bits);
+  /// input_bits()) the output also comes quantized for the next block. In
+  /// evaluation, an input handed over (moved in, nothing else holding it)
+  /// may be overwritten with the output.
+  Activation forward_activation(Activation in, int64_t out_bits);
   /// The bits to which the first convolution's input may come quantized
   /// from the pass before: its input bits where it is a quantized
   /// convolution, in training (gradients on) without `reference_ops`; else 0
