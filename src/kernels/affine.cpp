@@ -68,4 +68,16 @@ void apply_in_place(const Affine& affine, torch::Tensor& y) {
   if (relu && std::isfinite(affine.upper)) y.clamp_max_(affine.upper);
 }
 
+torch::Tensor folded_conv2d(const torch::Tensor& x, const torch::Tensor& weight,
+                            const Affine& affine, torch::IntArrayRef stride,
+                            torch::IntArrayRef padding) {
+  const torch::Tensor w = weight * affine.scale.view({-1, 1, 1, 1}).to(weight.dtype());
+  torch::Tensor y = torch::conv2d(x, w, affine.shift.to(weight.dtype()), stride, padding);
+  if (affine.relu) {
+    y.relu_();
+    if (std::isfinite(affine.upper)) y.clamp_max_(affine.upper);
+  }
+  return y;
+}
+
 }  // namespace dnn_gating::kernels

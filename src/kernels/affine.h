@@ -26,4 +26,11 @@ std::optional<Affine> as_affine(const torch::nn::BatchNorm2dImpl& bn, bool relu)
 /// channels-last (otherwise ATen's operations do it).
 void apply_in_place(const Affine& affine, torch::Tensor& y);
 
+/// affine(conv2d(x, weight)) with the map folded into the convolution:
+/// weight * scale per output channel, shift as the bias, then the ReLU (and
+/// clip) in place. The same values to float rounding, in one convolution.
+torch::Tensor folded_conv2d(const torch::Tensor& x, const torch::Tensor& weight,
+                            const Affine& affine, torch::IntArrayRef stride,
+                            torch::IntArrayRef padding);
+
 }  // namespace dnn_gating::kernels

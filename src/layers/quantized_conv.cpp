@@ -121,13 +121,7 @@ bool QuantizedConv2dImpl::folds(const torch::Tensor& x) const {
 // channel, shift as the bias, then the ReLU (and clip) in place.
 torch::Tensor QuantizedConv2dImpl::folded(const torch::Tensor& x, const kernels::Affine& then) {
   in_integers_ = false;
-  const torch::Tensor w = weight * then.scale.view({-1, 1, 1, 1}).to(weight.dtype());
-  torch::Tensor y =
-      torch::conv2d(x, w, then.shift.to(weight.dtype()), *options.stride(), *options.padding());
-  if (then.relu) {
-    y.relu_();
-    if (std::isfinite(then.upper)) y.clamp_max_(then.upper);
-  }
+  torch::Tensor y = kernels::folded_conv2d(x, weight, then, *options.stride(), *options.padding());
   record_macs(layers::dense_macs_per_image(weight, y.sizes()));
   return y;
 }

@@ -6,6 +6,8 @@
 #include "dnn_gating/layers/conv.h"
 #include "dnn_gating/quant/pact.h"
 #include "dnn_gating/quant/quantize.h"
+#include "kernels/affine.h"
+#include "kernels/fusable.h"
 #include "models/model_conv.h"
 
 namespace dnn_gating::models {
@@ -243,8 +245,6 @@ torch::Tensor ResNetImpl::forward(const torch::Tensor& input) {
   // With the image laid out as the blocks' convolutions compute, the stem's
   // output needs no conversion before the first of them.
   const torch::Tensor x = model_layout(options, input);
-  const torch::Tensor stem = conv1_->forward(x);
-  torch::Tensor out = layers::batch_norm(*bn1_, stem);
   // Block by block, each output quantized in its activation's pass where
   // the next block's first convolution quantizes its input.
   std::vector<BasicBlockImpl*> blocks;
@@ -255,17 +255,37 @@ torch::Tensor ResNetImpl::forward(const torch::Tensor& input) {
       blocks.push_back(block);
     }
   }
-  Activation a = activated(act_, out, blocks.front()->input_bits(), /*keep_value=*/true);
+  Activation a = stem(x, blocks.front()->input_bits());
+  const std::vector<int64_t> stem_sizes = a.value.sizes().vec();
   for (size_t i = 0; i < blocks.size(); ++i) {
     a = blocks[i]->forward_activation(std::move(a),
                                       i + 1 < blocks.size() ? blocks[i + 1]->input_bits() : 0);
   }
-  out = a.value;
-  out = torch::avg_pool2d(out, out.size(3)).flatten(1);
+  torch::Tensor out = torch::avg_pool2d(a.value, a.value.size(3)).flatten(1);
   out = linear_->forward(out);
-  record_macs(layers::dense_macs_per_image(conv1_->weight, stem.sizes()) +
+  record_macs(layers::dense_macs_per_image(conv1_->weight, stem_sizes) +
               layers::dense_macs_per_image(linear_->weight, out.sizes()));
   return out;
+}
+
+Activation ResNetImpl::stem(const torch::Tensor& x, int64_t out_bits) {
+  // In evaluation without gradients (as the blocks' float convolutions):
+  // the BatchNorm folded into the convolution, the activation in place.
+  if (!options.reference_ops() && !torch::GradMode::is_enabled() && kernels::fusable(x) &&
+      out_bits == 0) {
+    const auto pact = act_.as<quant::PactReLUImpl>();
+    if (pact != nullptr || is_plain_relu(act_)) {
+      if (auto then = kernels::as_affine(*bn1_, /*relu=*/true)) {
+        if (pact != nullptr) then->upper = pact->upper_bound.item<float>();
+        const auto& o = conv1_->options;
+        return {kernels::folded_conv2d(x, conv1_->weight, *then, *o.stride(),
+                                       *c10::get<torch::ExpandingArray<2>>(o.padding())),
+                {}};
+      }
+    }
+  }
+  const torch::Tensor out = layers::batch_norm(*bn1_, conv1_->forward(x));
+  return activated(act_, out, out_bits, /*keep_value=*/true);
 }
 
 }  // namespace dnn_gating::models

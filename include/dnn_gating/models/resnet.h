@@ -173,6 +173,9 @@ class ResNetImpl : public torch::nn::Cloneable<ResNetImpl>, public layers::Count
   ResNetOptions options;
 
  private:
+  /// The stem: act(bn1(conv1(x))), quantized to `out_bits` where not 0.
+  Activation stem(const torch::Tensor& x, int64_t out_bits);
+
   torch::nn::Conv2d conv1_{nullptr};
   torch::nn::BatchNorm2d bn1_{nullptr};
   layers::Slot act_;  // `relu`
