@@ -5,6 +5,7 @@
 #include "dnn_gating/layers/cg_conv.h"
 #include "dnn_gating/layers/pg_conv.h"
 #include "dnn_gating/layers/quantized_conv.h"
+#include "kernels/affine.h"
 #include "kernels/fusable.h"
 
 namespace dnn_gating::layers {
@@ -77,6 +78,17 @@ bool computes_channels_last(const ConvOptions& o, const torch::Tensor& input) {
 torch::Tensor FusesNext::forward_then_clipped(const torch::Tensor& x, torch::nn::BatchNorm2d& next,
                                               double upper) {
   return torch::clamp_max(forward_then(x, next, /*relu=*/true), upper);
+}
+
+std::optional<torch::Tensor> folded_conv(torch::nn::Conv2dImpl& conv,
+                                         const torch::nn::BatchNorm2dImpl& bn, double upper,
+                                         const torch::Tensor& x) {
+  if (torch::GradMode::is_enabled() || !kernels::fusable(x)) return std::nullopt;
+  auto then = kernels::as_affine(bn, /*relu=*/true);
+  if (!then) return std::nullopt;
+  if (std::isfinite(upper)) then->upper = static_cast<float>(upper);
+  return kernels::folded_conv2d(x, conv.weight, *then, *conv.options.stride(),
+                                *c10::get<torch::ExpandingArray<2>>(conv.options.padding()));
 }
 
 torch::Tensor FusesNext::forward_then_added(const torch::Tensor& x, torch::nn::BatchNorm2d& next,

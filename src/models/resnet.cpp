@@ -1,13 +1,12 @@
 #include "dnn_gating/models/resnet.h"
 
 #include <array>
+#include <limits>
 
 #include "dnn_gating/layers/batch_norm.h"
 #include "dnn_gating/layers/conv.h"
 #include "dnn_gating/quant/pact.h"
 #include "dnn_gating/quant/quantize.h"
-#include "kernels/affine.h"
-#include "kernels/fusable.h"
 #include "models/model_conv.h"
 
 namespace dnn_gating::models {
@@ -271,17 +270,12 @@ torch::Tensor ResNetImpl::forward(const torch::Tensor& input) {
 Activation ResNetImpl::stem(const torch::Tensor& x, int64_t out_bits) {
   // In evaluation without gradients (as the blocks' float convolutions):
   // the BatchNorm folded into the convolution, the activation in place.
-  if (!options.reference_ops() && !torch::GradMode::is_enabled() && kernels::fusable(x) &&
-      out_bits == 0) {
+  if (!options.reference_ops() && out_bits == 0) {
     const auto pact = act_.as<quant::PactReLUImpl>();
     if (pact != nullptr || is_plain_relu(act_)) {
-      if (auto then = kernels::as_affine(*bn1_, /*relu=*/true)) {
-        if (pact != nullptr) then->upper = pact->upper_bound.item<float>();
-        const auto& o = conv1_->options;
-        return {kernels::folded_conv2d(x, conv1_->weight, *then, *o.stride(),
-                                       *c10::get<torch::ExpandingArray<2>>(o.padding())),
-                {}};
-      }
+      const double upper = pact != nullptr ? pact->upper_bound.item<double>()
+                                           : std::numeric_limits<double>::infinity();
+      if (auto y = layers::folded_conv(*conv1_, *bn1_, upper, x)) return {std::move(*y), {}};
     }
   }
   const torch::Tensor out = layers::batch_norm(*bn1_, conv1_->forward(x));

@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <optional>
 
 #include "dnn_gating/layers/gated_layer.h"
 #include "dnn_gating/layers/integer.h"
@@ -146,6 +147,16 @@ class FusesNext {
   virtual torch::Tensor forward_then_added(const torch::Tensor& x, torch::nn::BatchNorm2d& next,
                                            torch::Tensor residual, double upper);
 };
+
+/// act(bn(conv(x))) of a plain convolution (a model's float stem), act a
+/// ReLU clipped at `upper` where that is finite (PACT), in evaluation
+/// without gradients as the library's float convolutions evaluate: the
+/// BatchNorm folded into the convolution, the activation in place. Nothing
+/// where it does not fold (gradients, a BatchNorm in training mode, an input
+/// other than a float CPU tensor): then the modules compute it.
+std::optional<torch::Tensor> folded_conv(torch::nn::Conv2dImpl& conv,
+                                         const torch::nn::BatchNorm2dImpl& bn, double upper,
+                                         const torch::Tensor& x);
 
 /// A convolution that quantizes its input to some bits before it computes:
 /// it takes an input already quantized (as quant::pact_quantize gives it),
