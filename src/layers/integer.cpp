@@ -35,6 +35,8 @@ std::ostream& operator<<(std::ostream& out, Integer integer) { return out << to_
 
 bool integer_available() { return kernels::int8_conv::available(); }
 
+std::string integer_engine() { return kernels::int8_conv::isa(); }
+
 bool integer_applies(Integer integer, int64_t wbits, int64_t abits) {
   return integer != Integer::kNever && integer_available() && wbits >= 2 && wbits <= 8 &&
          abits >= 2 && abits <= 8;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "dnn_gating/layers/gated_layer.h"
+#include "dnn_gating/layers/integer.h"
 
 namespace dnn_gating::train {
 namespace {
@@ -85,8 +86,8 @@ class GatedSettingsGuard {
 std::string machine(const torch::Device& device) {
   if (!device.is_cpu()) return device.str();
   const int threads = at::get_num_threads();
-  return fmt::format("{} thread{}, {} kernels", threads, threads == 1 ? "" : "s",
-                     layers::kernel_level());
+  return fmt::format("{} thread{}, {} kernels, int8 on {}", threads, threads == 1 ? "" : "s",
+                     layers::kernel_level(), layers::integer_engine());
 }
 
 }  // namespace

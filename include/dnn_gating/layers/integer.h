@@ -42,6 +42,11 @@ std::ostream& operator<<(std::ostream& out, Integer integer);
 /// found when it was configured); where not, every mode computes in float.
 bool integer_available();
 
+/// The instruction set oneDNN runs the integer convolution on here
+/// ("avx512_core_amx", "avx512_core_vnni", "avx2", ...; DNNL_MAX_CPU_ISA
+/// lowers it), or "none" where integer evaluation is unavailable.
+std::string integer_engine();
+
 /// Whether a layer of these bits may compute in integers in evaluation
 /// (`integer` not kNever, 2 <= wbits <= 8, 2 <= abits <= 8, the build has
 /// it). Whether it does depends on its input and weights too.
