@@ -83,12 +83,19 @@ torch::Tensor FusesNext::forward_then_clipped(const torch::Tensor& x, torch::nn:
 std::optional<torch::Tensor> folded_conv(torch::nn::Conv2dImpl& conv,
                                          const torch::nn::BatchNorm2dImpl& bn, double upper,
                                          const torch::Tensor& x) {
-  if (torch::GradMode::is_enabled() || !kernels::fusable(x)) return std::nullopt;
+  const auto& o = conv.options;
+  const auto* padding = c10::get_if<torch::ExpandingArray<2>>(&o.padding());
+  // (Only what folded_conv2d computes: no bias, groups or dilation, zeros
+  // padded by number.)
+  if (torch::GradMode::is_enabled() || !kernels::fusable(x) || conv.bias.defined() ||
+      o.groups() != 1 || (*o.dilation())[0] != 1 || (*o.dilation())[1] != 1 || padding == nullptr ||
+      !c10::get_if<torch::enumtype::kZeros>(&o.padding_mode())) {
+    return std::nullopt;
+  }
   auto then = kernels::as_affine(bn, /*relu=*/true);
   if (!then) return std::nullopt;
   if (std::isfinite(upper)) then->upper = static_cast<float>(upper);
-  return kernels::folded_conv2d(x, conv.weight, *then, *conv.options.stride(),
-                                *c10::get<torch::ExpandingArray<2>>(conv.options.padding()));
+  return kernels::folded_conv2d(x, conv.weight, *then, *o.stride(), **padding);
 }
 
 torch::Tensor FusesNext::forward_then_added(const torch::Tensor& x, torch::nn::BatchNorm2d& next,

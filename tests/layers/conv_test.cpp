@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include "dnn_gating/layers/cg_conv.h"
 #include "dnn_gating/layers/pg_conv.h"
 #include "dnn_gating/layers/quantized_conv.h"
@@ -63,4 +65,34 @@ TEST(MakeConv, EveryConvolutionFoldsWhatFollows) {
     // (A float convolution is a QuantizedConv2d of 0 bits: it folds in float.)
     EXPECT_NE(std::dynamic_pointer_cast<dg::layers::FusesNext>(conv.ptr()), nullptr);
   }
+}
+
+// A plain convolution's BatchNorm and activation folded in evaluation (a
+// model's stem): the modules' values to float rounding; nothing where the
+// fold would not compute the same function.
+TEST(FoldedConv, GivesTheModulesValuesOrNothing) {
+  torch::manual_seed(13);
+  torch::nn::Conv2d conv(torch::nn::Conv2dOptions(3, 16, 3).padding(1).bias(false));
+  torch::nn::BatchNorm2d bn(16);
+  torch::NoGradGuard no_grad;
+  bn->running_mean.normal_(0, 0.3);
+  bn->running_var.uniform_(0.5, 2);
+  bn->weight.normal_(1, 0.2);
+  bn->bias.normal_(0, 0.2);
+  bn->eval();
+  const torch::Tensor x = torch::randn({4, 3, 9, 9});
+  const torch::Tensor normalised = bn->forward(conv->forward(x));
+  const auto relu = dg::layers::folded_conv(*conv, *bn, std::numeric_limits<double>::infinity(), x);
+  ASSERT_TRUE(relu.has_value());
+  EXPECT_TRUE(torch::allclose(*relu, torch::relu(normalised), 1e-5, 1e-5));
+  const auto clipped = dg::layers::folded_conv(*conv, *bn, 0.5, x);
+  ASSERT_TRUE(clipped.has_value());
+  EXPECT_TRUE(torch::allclose(*clipped, torch::clamp(normalised, 0, 0.5), 1e-5, 1e-5));
+  EXPECT_FALSE(dg::layers::folded_conv(*conv, *bn, 0.5, x.to(torch::kDouble)).has_value());
+  torch::nn::Conv2d biased(torch::nn::Conv2dOptions(3, 16, 3).padding(1));
+  EXPECT_FALSE(dg::layers::folded_conv(*biased, *bn, 0.5, x).has_value());
+  torch::nn::Conv2d dilated(torch::nn::Conv2dOptions(3, 16, 3).padding(2).dilation(2).bias(false));
+  EXPECT_FALSE(dg::layers::folded_conv(*dilated, *bn, 0.5, x).has_value());
+  bn->train();
+  EXPECT_FALSE(dg::layers::folded_conv(*conv, *bn, 0.5, x).has_value());
 }

@@ -48,6 +48,19 @@ torch::Tensor in_double(const dg::layers::QuantizedConv2d& layer, const torch::T
                        *o.stride(), *o.padding());
 }
 
+// A BatchNorm in evaluation mode with statistics and affine parameters
+// other than the initial ones.
+torch::nn::BatchNorm2d evaluation_batch_norm(int64_t channels) {
+  torch::nn::BatchNorm2d bn(channels);
+  torch::NoGradGuard no_grad;
+  bn->running_mean.normal_(0, 0.3);
+  bn->running_var.uniform_(0.5, 2);
+  bn->weight.normal_(1, 0.2);
+  bn->bias.normal_(0, 0.2);
+  bn->eval();
+  return bn;
+}
+
 }  // namespace
 
 TEST(IntegerConv, SplitsWeightsOutsideInt8AndBoundsExactInputs) {
@@ -168,15 +181,7 @@ TEST(IntegerConv, FollowsWeightUpdates) {
 TEST(IntegerConv, FoldsTheBatchNormAndClipThatFollow) {
   DG_INTEGER_OR_SKIP();
   torch::manual_seed(8);
-  torch::nn::BatchNorm2d bn(16);
-  {
-    torch::NoGradGuard no_grad;
-    bn->running_mean.normal_(0, 0.3);
-    bn->running_var.uniform_(0.5, 2);
-    bn->weight.normal_(1, 0.2);
-    bn->bias.normal_(0, 0.2);
-  }
-  bn->eval();
+  torch::nn::BatchNorm2d bn = evaluation_batch_norm(16);
   auto integer = quantized_layer(8, 16, 1, 8, 3, Integer::kAlways);
   auto in_float = quantized_layer(8, 16, 1, 8, 3, Integer::kNever);
   torch::NoGradGuard no_grad;
@@ -221,13 +226,8 @@ TEST(IntegerConv, FoldsTheBatchNormAndClipThatFollow) {
 TEST(IntegerConv, PrecisionGatedLayerFoldsTheBatchNormAndClipThatFollow) {
   DG_INTEGER_OR_SKIP();
   torch::manual_seed(9);
-  torch::nn::BatchNorm2d bn(24);
+  torch::nn::BatchNorm2d bn = evaluation_batch_norm(24);
   torch::NoGradGuard no_grad;
-  bn->running_mean.normal_(0, 0.3);
-  bn->running_var.uniform_(0.5, 2);
-  bn->weight.normal_(1, 0.2);
-  bn->bias.normal_(0, 0.2);
-  bn->eval();
   const torch::Tensor x =
       torch::relu(torch::randn({4, 16, 9, 9})).contiguous(at::MemoryFormat::ChannelsLast);
   for (const Integer integer : {Integer::kAlways, Integer::kNever}) {

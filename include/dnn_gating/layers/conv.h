@@ -153,7 +153,9 @@ class FusesNext {
 /// without gradients as the library's float convolutions evaluate: the
 /// BatchNorm folded into the convolution, the activation in place. Nothing
 /// where it does not fold (gradients, a BatchNorm in training mode, an input
-/// other than a float CPU tensor): then the modules compute it.
+/// other than a float CPU tensor, a convolution with a bias, groups,
+/// dilation or padding other than zeros by number): then the modules
+/// compute it.
 std::optional<torch::Tensor> folded_conv(torch::nn::Conv2dImpl& conv,
                                          const torch::nn::BatchNorm2dImpl& bn, double upper,
                                          const torch::Tensor& x);
