@@ -211,7 +211,8 @@ TEST_F(TrainerEndToEnd, TimingComparesGatedAndDenseEvaluation) {
   ASSERT_TRUE(std::regex_search(
       run.output, m,
       std::regex(R"(timing: gated ([0-9.]+) img/s, dense ([0-9.]+) img/s, gated/dense time )"
-                 R"(([0-9.]+)x \(batch 32, (1|2) threads?, (avx512|avx2|baseline) kernels\))")));
+                 R"(([0-9.]+)x \(batch 32, (1|2) threads?, (avx512|avx2|baseline) kernels, )"
+                 R"(int8 on [a-z0-9_]+\))")));
   const double gated = std::stod(m[1]), dense = std::stod(m[2]), ratio = std::stod(m[3]);
   for (double v : {gated, dense, ratio}) EXPECT_TRUE(std::isfinite(v) && v > 0) << v;
   ASSERT_TRUE(std::regex_search(
