@@ -216,4 +216,15 @@ void write_cifar_dir(const fs::path& dir, int64_t per_file) {
   write_cifar_file(dir / "test_batch.bin", per_file, 99);
 }
 
+torch::nn::BatchNorm2d evaluation_batch_norm(int64_t channels) {
+  torch::nn::BatchNorm2d bn(channels);
+  torch::NoGradGuard no_grad;
+  bn->running_mean.normal_(0, 0.3);
+  bn->running_var.uniform_(0.5, 2);
+  bn->weight.normal_(1, 0.2);
+  bn->bias.normal_(0, 0.2);
+  bn->eval();
+  return bn;
+}
+
 }  // namespace dnn_gating::testing

@@ -86,6 +86,10 @@ std::string error_of(F&& f) {
 /// Copies the named tensors into a module's parameters and buffers (by state-dict key).
 void load_state(torch::nn::Module& module, const std::map<std::string, torch::Tensor>& state);
 
+/// A BatchNorm in evaluation mode whose statistics and affine parameters
+/// are random, not the initial ones (so that folding it is tested).
+torch::nn::BatchNorm2d evaluation_batch_norm(int64_t channels);
+
 /// A fresh directory under the build tree, removed at destruction.
 class TempDir {
  public:

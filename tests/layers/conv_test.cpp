@@ -9,6 +9,7 @@
 #include "dnn_gating/layers/cg_conv.h"
 #include "dnn_gating/layers/pg_conv.h"
 #include "dnn_gating/layers/quantized_conv.h"
+#include "test_support.h"
 
 namespace dg = dnn_gating;
 using dg::layers::ConvKind;
@@ -73,13 +74,8 @@ TEST(MakeConv, EveryConvolutionFoldsWhatFollows) {
 TEST(FoldedConv, GivesTheModulesValuesOrNothing) {
   torch::manual_seed(13);
   torch::nn::Conv2d conv(torch::nn::Conv2dOptions(3, 16, 3).padding(1).bias(false));
-  torch::nn::BatchNorm2d bn(16);
+  torch::nn::BatchNorm2d bn = dg::testing::evaluation_batch_norm(16);
   torch::NoGradGuard no_grad;
-  bn->running_mean.normal_(0, 0.3);
-  bn->running_var.uniform_(0.5, 2);
-  bn->weight.normal_(1, 0.2);
-  bn->bias.normal_(0, 0.2);
-  bn->eval();
   const torch::Tensor x = torch::randn({4, 3, 9, 9});
   const torch::Tensor normalised = bn->forward(conv->forward(x));
   const auto relu = dg::layers::folded_conv(*conv, *bn, std::numeric_limits<double>::infinity(), x);

@@ -18,6 +18,7 @@
 namespace dg = dnn_gating;
 using dg::layers::Integer;
 using dnn_gating::testing::all_close;
+using dnn_gating::testing::evaluation_batch_norm;
 
 namespace {
 
@@ -46,19 +47,6 @@ torch::Tensor in_double(const dg::layers::QuantizedConv2d& layer, const torch::T
   return torch::conv2d(dg::quant::quantize(x, o.abits()).to(torch::kDouble),
                        dg::layers::quantize_weight(layer->weight, o.wbits()).to(torch::kDouble), {},
                        *o.stride(), *o.padding());
-}
-
-// A BatchNorm in evaluation mode with statistics and affine parameters
-// other than the initial ones.
-torch::nn::BatchNorm2d evaluation_batch_norm(int64_t channels) {
-  torch::nn::BatchNorm2d bn(channels);
-  torch::NoGradGuard no_grad;
-  bn->running_mean.normal_(0, 0.3);
-  bn->running_var.uniform_(0.5, 2);
-  bn->weight.normal_(1, 0.2);
-  bn->bias.normal_(0, 0.2);
-  bn->eval();
-  return bn;
 }
 
 }  // namespace
