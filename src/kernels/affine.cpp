@@ -68,6 +68,11 @@ void apply_in_place(const Affine& affine, torch::Tensor& y) {
   if (relu && std::isfinite(affine.upper)) y.clamp_max_(affine.upper);
 }
 
+torch::Tensor add_activated(torch::Tensor y, const torch::Tensor& residual, double upper) {
+  y.add_(residual);
+  return std::isfinite(upper) ? y.clamp_(0, upper) : y.relu_();
+}
+
 torch::Tensor folded_conv2d(const torch::Tensor& x, const torch::Tensor& weight,
                             const Affine& affine, torch::IntArrayRef stride,
                             torch::IntArrayRef padding) {

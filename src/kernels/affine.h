@@ -26,6 +26,10 @@ std::optional<Affine> as_affine(const torch::nn::BatchNorm2dImpl& bn, bool relu)
 /// channels-last (otherwise ATen's operations do it).
 void apply_in_place(const Affine& affine, torch::Tensor& y);
 
+/// y + residual, then a ReLU clipped at `upper` where that is finite
+/// (PACT's clamp(., 0, upper)), in place on y: ATen's add, relu and clamp.
+torch::Tensor add_activated(torch::Tensor y, const torch::Tensor& residual, double upper);
+
 /// affine(conv2d(x, weight)) with the map folded into the convolution:
 /// weight * scale per output channel, shift as the bias, then the ReLU (and
 /// clip) in place. The same values to float rounding, in one convolution.

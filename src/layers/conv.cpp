@@ -100,8 +100,7 @@ std::optional<torch::Tensor> folded_conv(torch::nn::Conv2dImpl& conv,
 
 torch::Tensor FusesNext::forward_then_added(const torch::Tensor& x, torch::nn::BatchNorm2d& next,
                                             torch::Tensor residual, double upper) {
-  torch::Tensor y = forward_then(x, next, /*relu=*/false) + residual;
-  return std::isfinite(upper) ? y.clamp_(0, upper) : y.relu_();
+  return kernels::add_activated(forward_then(x, next, /*relu=*/false), residual, upper);
 }
 
 }  // namespace dnn_gating::layers

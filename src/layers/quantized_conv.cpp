@@ -92,17 +92,10 @@ torch::Tensor QuantizedConv2dImpl::forward_then_clipped(const torch::Tensor& x,
 torch::Tensor QuantizedConv2dImpl::forward_then_added(const torch::Tensor& x,
                                                       torch::nn::BatchNorm2d& next,
                                                       torch::Tensor residual, double upper) {
-  const bool clip = std::isfinite(upper);
-  if (folds(x)) {
-    if (const auto then = kernels::as_affine(*next, /*relu=*/false)) {
-      torch::Tensor y = folded(x, *then);
-      y.add_(residual);
-      return clip ? y.clamp_(0, upper) : y.relu_();
-    }
-  }
+  // (A float convolution folds through forward_then: FusesNext's way.)
   if (may_compute_in_integers(x)) {
     if (auto then = kernels::as_affine(*next, /*relu=*/true)) {
-      if (clip) then->upper = static_cast<float>(upper);
+      if (std::isfinite(upper)) then->upper = static_cast<float>(upper);
       in_integers_ = false;
       const torch::Tensor y = either_way(x, &*then, std::move(residual));
       record_macs(layers::dense_macs_per_image(weight, y.sizes()));
@@ -164,8 +157,7 @@ torch::Tensor QuantizedConv2dImpl::either_way(const torch::Tensor& x, const kern
     kernels::Affine normalise = *then;
     normalise.relu = false;
     kernels::apply_in_place(normalise, y);
-    y.add_(residual);
-    return std::isfinite(then->upper) ? y.clamp_(0, then->upper) : y.relu_();
+    return kernels::add_activated(y, residual, then->upper);
   };
   const auto prepared =
       integer_weights_->get(weight, options.wbits(), *options.stride(), *options.padding());

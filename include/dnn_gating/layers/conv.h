@@ -143,7 +143,8 @@ class FusesNext {
   /// its BatchNorm, the shortcut's sum and the activation, in evaluation
   /// without gradients. A residual handed over (moved in, or a temporary)
   /// may take the result; one the caller keeps is left as it was. By
-  /// default forward_then, the sum, then the activation.
+  /// default forward_then, then the sum and the activation in place on its
+  /// result.
   virtual torch::Tensor forward_then_added(const torch::Tensor& x, torch::nn::BatchNorm2d& next,
                                            torch::Tensor residual, double upper);
 };
