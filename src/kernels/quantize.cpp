@@ -159,8 +159,9 @@ void binarize_kernel(const float* __restrict x, float* __restrict y, int64_t beg
 namespace {
 
 // The codes of positions [begin, end) of a channels-last x; returns 1 where
-// some x < 0. `Lo`, `Doubled` and (where not 0) the channel count `C` are
-// fixed per instance, so that the loops vectorise without a remainder.
+// some x < 0, and the largest x in `top` (valid where none is). `Lo`,
+// `Doubled` and (where not 0) the channel count `C` are fixed per instance,
+// so that the loops vectorise without a remainder.
 //
 // Each code is ATen's round(clamp(|v| / m, 0, 1) * levels), but the
 // division, which would bound the pass, is a multiplication by 1 / m:
@@ -175,7 +176,7 @@ template <bool Lo, bool Doubled, int64_t C>
 [[gnu::always_inline]] inline int channels_last_codes(const float* __restrict x, int64_t c_runtime,
                                                       int64_t begin, int64_t end, float m, Grid g,
                                                       uint8_t* __restrict hi,
-                                                      uint8_t* __restrict lo) {
+                                                      uint8_t* __restrict lo, float& top) {
   const int64_t channels = C > 0 ? C : c_runtime;
   const int64_t width = Doubled ? 2 * channels : channels;
   const float reciprocal = 1.0f / m;
@@ -189,12 +190,19 @@ template <bool Lo, bool Doubled, int64_t C>
   const int64_t positions = std::max<int64_t>(1, kBlock / channels);
   const int64_t part = std::min(channels, kBlock);
   int negative = 0;
+  // The largest value as its bits (ordered as the values where every value is
+  // >= 0; where one is not, unused): an integer maximum vectorises.
+  int32_t largest = 0;
   // Codes values [0, n) of in into the blocks; whether some t lay near a half.
   const auto code_block = [&](auto exact, const float* __restrict in, int64_t n) {
-    int near = 0;
+    int near = 0, below = 0;
+    int32_t top_bits = 0;  // (locals: the stores below could alias captured ones)
     for (int64_t i = 0; i < n; ++i) {
       const float v = in[i];
-      negative |= !(v >= 0.0f);  // (NaN too)
+      below |= !(v >= 0.0f);  // (NaN too)
+      int32_t bits;
+      std::memcpy(&bits, &v, sizeof bits);
+      top_bits = std::max(top_bits, bits);
       float unit;
       if constexpr (decltype(exact)::value) {
         unit = unit_magnitude(v, m);
@@ -209,6 +217,8 @@ template <bool Lo, bool Doubled, int64_t C>
       high_codes[i] = static_cast<uint8_t>(static_cast<int32_t>(high));
       if (Lo) low_codes[i] = static_cast<uint8_t>(static_cast<int32_t>(code - high * g.step));
     }
+    negative |= below;
+    largest = std::max(largest, top_bits);
     return near;
   };
   // Channels [from, from + n) of `count` positions' codes into out.
@@ -235,6 +245,7 @@ template <bool Lo, bool Doubled, int64_t C>
       if (Lo) lay_out(low_codes, lo + first * width + from, count, run);
     }
   }
+  std::memcpy(&top, &largest, sizeof top);
   return negative;
 }
 
@@ -242,54 +253,57 @@ template <bool Lo, bool Doubled, int64_t C>
 template <bool Lo, bool Doubled>
 [[gnu::always_inline]] inline int codes_any(const float* __restrict x, int64_t channels,
                                             int64_t begin, int64_t end, float m, Grid g,
-                                            uint8_t* __restrict hi, uint8_t* __restrict lo) {
+                                            uint8_t* __restrict hi, uint8_t* __restrict lo,
+                                            float& top) {
   switch (channels) {
     case 16:
-      return channels_last_codes<Lo, Doubled, 16>(x, 16, begin, end, m, g, hi, lo);
+      return channels_last_codes<Lo, Doubled, 16>(x, 16, begin, end, m, g, hi, lo, top);
     case 32:
-      return channels_last_codes<Lo, Doubled, 32>(x, 32, begin, end, m, g, hi, lo);
+      return channels_last_codes<Lo, Doubled, 32>(x, 32, begin, end, m, g, hi, lo, top);
     case 64:
-      return channels_last_codes<Lo, Doubled, 64>(x, 64, begin, end, m, g, hi, lo);
+      return channels_last_codes<Lo, Doubled, 64>(x, 64, begin, end, m, g, hi, lo, top);
     default:
-      return channels_last_codes<Lo, Doubled, 0>(x, channels, begin, end, m, g, hi, lo);
+      return channels_last_codes<Lo, Doubled, 0>(x, channels, begin, end, m, g, hi, lo, top);
   }
 }
 
 DNN_GATING_BYTE_CLONES
 int codes_hi(const float* __restrict x, int64_t channels, int64_t begin, int64_t end, float m,
-             Grid g, uint8_t* __restrict hi) {
-  return codes_any<false, false>(x, channels, begin, end, m, g, hi, nullptr);
+             Grid g, uint8_t* __restrict hi, float& top) {
+  return codes_any<false, false>(x, channels, begin, end, m, g, hi, nullptr, top);
 }
 
 DNN_GATING_BYTE_CLONES
 int codes_hi_doubled(const float* __restrict x, int64_t channels, int64_t begin, int64_t end,
-                     float m, Grid g, uint8_t* __restrict hi) {
-  return codes_any<false, true>(x, channels, begin, end, m, g, hi, nullptr);
+                     float m, Grid g, uint8_t* __restrict hi, float& top) {
+  return codes_any<false, true>(x, channels, begin, end, m, g, hi, nullptr, top);
 }
 
 DNN_GATING_BYTE_CLONES
 int codes_split(const float* __restrict x, int64_t channels, int64_t begin, int64_t end, float m,
-                Grid g, uint8_t* __restrict hi, uint8_t* __restrict lo) {
-  return codes_any<true, false>(x, channels, begin, end, m, g, hi, lo);
+                Grid g, uint8_t* __restrict hi, uint8_t* __restrict lo, float& top) {
+  return codes_any<true, false>(x, channels, begin, end, m, g, hi, lo, top);
 }
 
 DNN_GATING_BYTE_CLONES
 int codes_split_doubled(const float* __restrict x, int64_t channels, int64_t begin, int64_t end,
-                        float m, Grid g, uint8_t* __restrict hi, uint8_t* __restrict lo) {
-  return codes_any<true, true>(x, channels, begin, end, m, g, hi, lo);
+                        float m, Grid g, uint8_t* __restrict hi, uint8_t* __restrict lo,
+                        float& top) {
+  return codes_any<true, true>(x, channels, begin, end, m, g, hi, lo, top);
 }
 
 }  // namespace
 
 bool code_kernel(const float* __restrict x, int64_t channels, int64_t begin, int64_t end, float m,
-                 Grid g, bool doubled, uint8_t* __restrict hi, uint8_t* __restrict lo) {
+                 Grid g, bool doubled, uint8_t* __restrict hi, uint8_t* __restrict lo,
+                 float& largest) {
   int negative;
   if (lo == nullptr) {
-    negative = doubled ? codes_hi_doubled(x, channels, begin, end, m, g, hi)
-                       : codes_hi(x, channels, begin, end, m, g, hi);
+    negative = doubled ? codes_hi_doubled(x, channels, begin, end, m, g, hi, largest)
+                       : codes_hi(x, channels, begin, end, m, g, hi, largest);
   } else {
-    negative = doubled ? codes_split_doubled(x, channels, begin, end, m, g, hi, lo)
-                       : codes_split(x, channels, begin, end, m, g, hi, lo);
+    negative = doubled ? codes_split_doubled(x, channels, begin, end, m, g, hi, lo, largest)
+                       : codes_split(x, channels, begin, end, m, g, hi, lo, largest);
   }
   return negative == 0;
 }

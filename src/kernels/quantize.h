@@ -52,9 +52,11 @@ void binarize_kernel(const float* __restrict x, float* __restrict y, int64_t beg
 /// [N, H, W, channels] as uint8, or, `doubled`, [N, H, W, 2 channels] holding
 /// 2 v for the channels and then v. `lo` may be null. Returns false where
 /// some x < 0 (its code has a sign) or is NaN; the output is then
-/// unspecified.
+/// unspecified. Else `largest` is the largest of those x (what the scale m
+/// is made from: codes written with a guessed m are right where it was).
 bool code_kernel(const float* __restrict x, int64_t channels, int64_t begin, int64_t end, float m,
-                 Grid g, bool doubled, uint8_t* __restrict hi, uint8_t* __restrict lo);
+                 Grid g, bool doubled, uint8_t* __restrict hi, uint8_t* __restrict lo,
+                 float& largest);
 /// Signed grid indices of Q for 2 or more bits: sign(x) round(clamp(|x| /
 /// m, 0, 1) * levels), over [0, n).
 void signed_code_kernel(const float* __restrict x, int16_t* __restrict out, int64_t n, float m,

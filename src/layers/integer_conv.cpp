@@ -5,8 +5,10 @@
 #include <array>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <mutex>
+#include <utility>
 
 #include "kernels/fusable.h"
 #include "kernels/quantize.h"
@@ -114,7 +116,18 @@ bool takes(const torch::Tensor& x, const torch::Tensor& weight, torch::IntArrayR
          x.size(3) + 2 * padding[1] >= weight.size(3);
 }
 
-Codes input_codes(const torch::Tensor& x_in, int64_t abits, int64_t high_bits, bool doubled) {
+float InputMaximum::expected() const {
+  return repeated_.load(std::memory_order_relaxed) ? last_.load(std::memory_order_relaxed)
+                                                   : std::numeric_limits<float>::quiet_NaN();
+}
+
+void InputMaximum::saw(float largest) {
+  repeated_.store(last_.exchange(largest, std::memory_order_relaxed) == largest,
+                  std::memory_order_relaxed);
+}
+
+Codes input_codes(const torch::Tensor& x_in, int64_t abits, int64_t high_bits, bool doubled,
+                  InputMaximum* maximum) {
   const torch::Tensor x = x_in.contiguous(at::MemoryFormat::ChannelsLast);
   const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
   const int64_t width = doubled ? 2 * c : c;
@@ -122,18 +135,43 @@ Codes input_codes(const torch::Tensor& x_in, int64_t abits, int64_t high_bits, b
   codes.hi = scratch(0, {n, h, w, width}, torch::kByte);
   if (high_bits > 0) codes.lo = scratch(1, {n, h, w, width}, torch::kByte);
   const float* data = x.data_ptr<float>();
-  const float m = quantize::scale_of(data, x.numel());
   const quantize::Grid g = grid(abits, high_bits);
   uint8_t* hi = codes.hi.data_ptr<uint8_t>();
   uint8_t* lo = high_bits > 0 ? codes.lo.data_ptr<uint8_t>() : nullptr;
   const int64_t grain = std::max<int64_t>(1, quantize::kGrain / std::max<int64_t>(c, 1));
-  codes.non_negative = at::parallel_reduce(
-      0, n * h * w, grain, true,
-      [&](int64_t begin, int64_t end, bool acc) {
-        return quantize::code_kernel(data, c, begin, end, m, g, doubled, hi, lo) && acc;
-      },
-      [](bool a, bool b) { return a && b; });
-  codes.non_negative = codes.non_negative && std::isfinite(m);
+  // The codes with scale m; {whether every x >= 0, the largest x}.
+  const auto write = [&](float m) {
+    return at::parallel_reduce(
+        0, n * h * w, grain, std::make_pair(true, 0.0f),
+        [&](int64_t begin, int64_t end, std::pair<bool, float> acc) {
+          float largest = 0.0f;
+          const bool non_negative =
+              quantize::code_kernel(data, c, begin, end, m, g, doubled, hi, lo, largest);
+          return std::make_pair(acc.first && non_negative, std::max(acc.second, largest));
+        },
+        [](std::pair<bool, float> a, std::pair<bool, float> b) {
+          return std::make_pair(a.first && b.first, std::max(a.second, b.second));
+        });
+  };
+  // m = max x + 1e-7 (scale_of's, which is max |x|: the same where the
+  // codes apply, every x >= 0).
+  const float expected =
+      maximum != nullptr ? maximum->expected() : std::numeric_limits<float>::quiet_NaN();
+  float m;
+  std::pair<bool, float> written;
+  if (std::isfinite(expected)) {
+    m = expected + quantize::kScaleEpsilon;
+    written = write(m);
+    if (written.first && written.second != expected) {
+      m = written.second + quantize::kScaleEpsilon;
+      written = write(m);
+    }
+  } else {
+    m = quantize::scale_of(data, x.numel());  // (NaN where some x is: no codes)
+    written = write(m);
+  }
+  if (maximum != nullptr && written.first) maximum->saw(written.second);
+  codes.non_negative = written.first && std::isfinite(m);
   codes.lo_scale = m / g.levels;
   codes.hi_scale = codes.lo_scale * g.step;
   return codes;

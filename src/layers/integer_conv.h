@@ -5,8 +5,10 @@
 // integer and the float way.
 #include <torch/torch.h>
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <utility>
@@ -41,6 +43,25 @@ class IntegerWeights {
   Prepared prepared_;
 };
 
+/// The largest value of the inputs a layer's codes were last written for,
+/// so that the next input's codes take one pass over it where that value
+/// repeats: the scale m = max x + 1e-7 is needed before the first code,
+/// and an input clipped by PACT at a bound it reaches has the same maximum
+/// every batch. Safe to share among threads (a stale value costs time, not
+/// correctness).
+class InputMaximum {
+ public:
+  /// The maximum to write codes with before knowing the input's own: the
+  /// last input's where it equalled the one before, else NaN.
+  float expected() const;
+  /// Records an input's maximum.
+  void saw(float largest);
+
+ private:
+  std::atomic<float> last_{std::numeric_limits<float>::quiet_NaN()};
+  std::atomic<bool> repeated_{false};
+};
+
 /// Whether the integer convolution of `weight` takes x: float CPU tensors
 /// [N, C, H, W] with the weight's input channels and room for the kernel
 /// (anything else is the float way's to compute, or refuse).
@@ -59,8 +80,12 @@ struct Codes {
   bool non_negative = true;
 };
 /// x: float [N, C, H, W] on the CPU, contiguous or channels-last.
-/// `high_bits` 0: hi alone, Q_abits's indices.
-Codes input_codes(const torch::Tensor& x, int64_t abits, int64_t high_bits, bool doubled);
+/// `high_bits` 0: hi alone, Q_abits's indices. With `maximum`, the codes
+/// are written at once with the scale of its expected maximum and written
+/// again only where x's own maximum differs (the codes are the same either
+/// way), and x's maximum is recorded there.
+Codes input_codes(const torch::Tensor& x, int64_t abits, int64_t high_bits, bool doubled,
+                  InputMaximum* maximum = nullptr);
 
 /// conv's output on `codes` (uint8 [N, H, W, C']) times `scale`: float
 /// [N, O, H', W'], channels-last; a fresh tensor, or with `scratch_slot` 0

@@ -160,6 +160,7 @@ void PGConv2dImpl::reset() {
   torch::nn::init::kaiming_normal_(weight, 0.0, torch::kFanIn, torch::kReLU);
   threshold_ = register_parameter("threshold", torch::zeros({1, options.out_channels(), 1, 1}));
   integer_weights_ = std::make_shared<integer_conv::IntegerWeights>();
+  input_maximum_ = std::make_shared<integer_conv::InputMaximum>();
 }
 
 void PGConv2dImpl::pretty_print(std::ostream& stream) const {
@@ -253,8 +254,8 @@ torch::Tensor PGConv2dImpl::infer(const torch::Tensor& x, const kernels::Affine*
         std::max((int64_t{1} << high_bits) - 1, (int64_t{1} << (options.abits() - high_bits)) - 1);
     if (prepared.conv && largest_code <= prepared.conv->max_exact_input_code()) {
       const integer_conv::Way integer_way = [&]() -> std::pair<torch::Tensor, int64_t> {
-        const auto codes = integer_conv::input_codes(x, options.abits(), high_bits,
-                                                     prepared.conv->doubles_input());
+        const auto codes = integer_conv::input_codes(
+            x, options.abits(), high_bits, prepared.conv->doubles_input(), input_maximum_.get());
         if (!codes.non_negative) return {};
         const torch::Tensor msb =
             integer_conv::convolve(*prepared.conv, codes.hi, codes.hi_scale * prepared.scale, 0);

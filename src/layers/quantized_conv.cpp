@@ -35,6 +35,7 @@ void QuantizedConv2dImpl::reset() {
       "weight", torch::empty({options.out_channels(), options.in_channels(), k[0], k[1]}));
   torch::nn::init::kaiming_normal_(weight, 0.0, torch::kFanIn, torch::kReLU);
   integer_weights_ = std::make_shared<integer_conv::IntegerWeights>();
+  input_maximum_ = std::make_shared<integer_conv::InputMaximum>();
 }
 
 void QuantizedConv2dImpl::pretty_print(std::ostream& stream) const {
@@ -166,8 +167,8 @@ torch::Tensor QuantizedConv2dImpl::either_way(const torch::Tensor& x, const kern
     return mapped(in_float(x));
   }
   const integer_conv::Way integer_way = [&]() -> std::pair<torch::Tensor, int64_t> {
-    const auto codes =
-        integer_conv::input_codes(x, options.abits(), 0, prepared.conv->doubles_input());
+    const auto codes = integer_conv::input_codes(
+        x, options.abits(), 0, prepared.conv->doubles_input(), input_maximum_.get());
     if (!codes.non_negative) return {};
     const float scale = codes.hi_scale * prepared.scale;
     return {then != nullptr

@@ -108,3 +108,38 @@ TEST(IntegerCodes, NegativeOrNaNInputsHaveNoCodes) {
     EXPECT_FALSE(integer_conv::input_codes(x, 3, 0, true).non_negative) << bad;
   }
 }
+
+// With a layer's InputMaximum the codes are written with the scale of the
+// maximum the last inputs repeated, and again where this input's differs:
+// the codes and scales are those without it either way, and only a repeated
+// maximum is expected.
+TEST(IntegerCodes, AnExpectedMaximumChangesNeitherCodesNorScales) {
+  integer_conv::InputMaximum maximum;
+  EXPECT_TRUE(std::isnan(maximum.expected()));
+  const torch::Tensor clipped = near_halves(16, 3, 2);  // its maximum is 1.75
+  const torch::Tensor lower = near_halves(16, 3, 3) * 0.5f;
+  const auto expect_same = [](const torch::Tensor& x, integer_conv::InputMaximum& seen,
+                              const char* what) {
+    const integer_conv::Codes want = integer_conv::input_codes(x, 3, 1, true);
+    const torch::Tensor want_hi = want.hi.clone(), want_lo = want.lo.clone();
+    const integer_conv::Codes got = integer_conv::input_codes(x, 3, 1, true, &seen);
+    EXPECT_TRUE(got.non_negative) << what;
+    EXPECT_TRUE(torch::equal(got.hi, want_hi)) << what;
+    EXPECT_TRUE(torch::equal(got.lo, want_lo)) << what;
+    EXPECT_EQ(got.hi_scale, want.hi_scale) << what;
+    EXPECT_EQ(got.lo_scale, want.lo_scale) << what;
+  };
+  expect_same(clipped, maximum, "first input");
+  EXPECT_TRUE(std::isnan(maximum.expected()));
+  expect_same(clipped, maximum, "its maximum seen once");
+  EXPECT_EQ(maximum.expected(), 1.75f);
+  expect_same(clipped, maximum, "its maximum expected");
+  expect_same(lower, maximum, "a lower maximum than expected");
+  EXPECT_TRUE(std::isnan(maximum.expected()));
+  expect_same(lower, maximum, "the lower maximum seen once");
+  expect_same(clipped, maximum, "a higher maximum than expected");
+  torch::Tensor negative = clipped.clone();
+  negative.index_put_({0, 2, 1, 3}, -0.25f);
+  expect_same(clipped, maximum, "its maximum seen again");
+  EXPECT_FALSE(integer_conv::input_codes(negative, 3, 1, true, &maximum).non_negative);
+}

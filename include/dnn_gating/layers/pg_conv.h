@@ -21,7 +21,8 @@ namespace dnn_gating::layers {
 
 namespace integer_conv {
 class IntegerWeights;
-}
+class InputMaximum;
+}  // namespace integer_conv
 
 /// Options for `PGConv2d`.
 struct PGConv2dOptions {
@@ -100,6 +101,7 @@ class PGConv2dImpl : public torch::nn::Cloneable<PGConv2dImpl>,
   std::pair<torch::Tensor, int64_t> infer_in_float(const torch::Tensor& x, bool& skipped);
 
   std::shared_ptr<integer_conv::IntegerWeights> integer_weights_;
+  std::shared_ptr<integer_conv::InputMaximum> input_maximum_;
   bool in_integers_ = false;
 };
 TORCH_MODULE(PGConv2d);

@@ -14,7 +14,8 @@ namespace dnn_gating::layers {
 
 namespace integer_conv {
 class IntegerWeights;
-}
+class InputMaximum;
+}  // namespace integer_conv
 
 }  // namespace dnn_gating::layers
 
@@ -100,6 +101,7 @@ class QuantizedConv2dImpl : public torch::nn::Cloneable<QuantizedConv2dImpl>,
                            torch::Tensor residual = {});
 
   std::shared_ptr<integer_conv::IntegerWeights> integer_weights_;
+  std::shared_ptr<integer_conv::InputMaximum> input_maximum_;
   bool in_integers_ = false;
 };
 TORCH_MODULE(QuantizedConv2d);
