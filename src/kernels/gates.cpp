@@ -50,6 +50,14 @@ torch::Tensor per_channel(const torch::Tensor& threshold, int64_t channels) {
   return threshold.detach().reshape({channels}).contiguous();
 }
 
+// dL/d(gate input) through the sigmoid, as ATen's chain computes it: the
+// straight-through step passes dL/ds (cut where s < 0.5 under sparse_bp),
+// sigmoid_backward gives g * (1 - s) * s, the scalar product times alpha.
+inline float sigmoid_path(float grad_s, float s, float alpha, bool sparse_bp) {
+  const float passed = (sparse_bp && s < 0.5f) ? 0.0f : grad_s;
+  return passed * (1.0f - s) * s * alpha;
+}
+
 inline float pg_mix(float msb, float lsb, float open) { return msb + open * lsb; }
 inline float cg_mix(float full, float partial, float open) {
   return full * open + partial * (1.0f - open);
@@ -69,7 +77,7 @@ void logit_cl_kernel(const float* __restrict a, float* __restrict z, int64_t siz
   for (int64_t i = 0; i < size; ++i) z[i] = logit(a[i], t[i], alpha);
 }
 
-// The shape the four selections share: y[i] = mix(a[i], b[i], open) over
+// The shape the selections share: y[i] = mix(a[i], b[i], open) over
 // [begin, end) with open = 1 where is_open(i), else 0; returns the number of
 // open gates. Inlined into each clone below, so that each vectorises as one
 // loop with that clone's ISA.
@@ -89,12 +97,22 @@ constexpr auto kCgMix = [](float full, float partial, float open) {
   return cg_mix(full, partial, open);
 };
 
+// PG's selection y = msb + [s > 0.5] lsb, also writing what the backward
+// pass needs of s and lsb: the factor of the sigmoid path (0 where sparse_bp
+// cuts it) and the gate; returns the number of open gates.
 DNN_GATING_SIMD_CLONES
-float pg_select_kernel(const float* __restrict s, const float* __restrict msb,
-                       const float* __restrict lsb, float* __restrict y, int64_t begin,
-                       int64_t end) {
-  return select_run(
-      msb, lsb, y, begin, end, [=](int64_t i) { return s[i] > 0.5f; }, kPgMix);
+float pg_select_training_kernel(const float* __restrict s, const float* __restrict msb,
+                                const float* __restrict lsb, float* __restrict y,
+                                float* __restrict factor, uint8_t* __restrict gate, int64_t begin,
+                                int64_t end, float alpha, bool sparse_bp) {
+  return simd::lane_sum(begin, end, [=](int64_t i) {
+    const float si = s[i];
+    const float open = si > 0.5f ? 1.0f : 0.0f;
+    y[i] = pg_mix(msb[i], lsb[i], open);
+    factor[i] = sigmoid_path(lsb[i], si, alpha, sparse_bp);
+    gate[i] = static_cast<uint8_t>(open);
+    return open;
+  });
 }
 
 // The original opens the CG gate where s - 0.5 > 0, which is s > 0.5.
@@ -245,25 +263,15 @@ int64_t sum_over_blocks(int64_t positions, Fn fn) {
       std::plus<int64_t>());
 }
 
-// dL/d(gate input) through the sigmoid, as ATen's chain computes it: the
-// straight-through step passes dL/ds (cut where s < 0.5 under sparse_bp),
-// sigmoid_backward gives g * (1 - s) * s, the scalar product times alpha.
-inline float sigmoid_path(float grad_s, float s, float alpha, bool sparse_bp) {
-  const float passed = (sparse_bp && s < 0.5f) ? 0.0f : grad_s;
-  return passed * (1.0f - s) * s * alpha;
-}
-
-// Returns the plane's sum of the sigmoid-path gradient.
+// Returns the plane's sum of the sigmoid-path gradient dL/dy * factor.
 DNN_GATING_SIMD_CLONES
-float pg_backward_kernel(const float* __restrict gy, const float* __restrict s,
-                         const float* __restrict lsb, float* __restrict grad_msb,
-                         float* __restrict grad_lsb, int64_t begin, int64_t end, float alpha,
-                         bool sparse_bp) {
+float pg_backward_kernel(const float* __restrict gy, const float* __restrict factor,
+                         const uint8_t* __restrict gate, float* __restrict grad_msb,
+                         float* __restrict grad_lsb, int64_t begin, int64_t end) {
   return simd::lane_sum(begin, end, [=](int64_t i) {
-    const float open = s[i] > 0.5f ? 1.0f : 0.0f;
-    const float through_gate = sigmoid_path(gy[i] * lsb[i], s[i], alpha, sparse_bp);
+    const float through_gate = gy[i] * factor[i];
     grad_msb[i] = gy[i] + through_gate;
-    grad_lsb[i] = gy[i] * open;
+    grad_lsb[i] = gate[i] != 0 ? gy[i] : 0.0f;
     return through_gate;
   });
 }
@@ -271,15 +279,14 @@ float pg_backward_kernel(const float* __restrict gy, const float* __restrict s,
 // pg_backward_kernel keeping each element's sigmoid-path term in
 // through[i - begin] (a channels-last block's, to be summed per channel).
 DNN_GATING_SIMD_CLONES
-void pg_backward_cl_kernel(const float* __restrict gy, const float* __restrict s,
-                           const float* __restrict lsb, float* __restrict grad_msb,
+void pg_backward_cl_kernel(const float* __restrict gy, const float* __restrict factor,
+                           const uint8_t* __restrict gate, float* __restrict grad_msb,
                            float* __restrict grad_lsb, float* __restrict through, int64_t begin,
-                           int64_t end, float alpha, bool sparse_bp) {
+                           int64_t end) {
   for (int64_t i = begin; i < end; ++i) {
-    const float open = s[i] > 0.5f ? 1.0f : 0.0f;
-    const float through_gate = sigmoid_path(gy[i] * lsb[i], s[i], alpha, sparse_bp);
+    const float through_gate = gy[i] * factor[i];
     grad_msb[i] = gy[i] + through_gate;
-    grad_lsb[i] = gy[i] * open;
+    grad_lsb[i] = gate[i] != 0 ? gy[i] : 0.0f;
     through[i - begin] = through_gate;
   }
 }
@@ -423,9 +430,29 @@ torch::Tensor gate_sigmoid(const torch::Tensor& a_in, const torch::Tensor& thres
   return z.sigmoid_();
 }
 
-std::pair<torch::Tensor, int64_t> pg_select(const torch::Tensor& s, const torch::Tensor& msb,
-                                            const torch::Tensor& lsb) {
-  return run_select(s, msb, lsb, pg_select_kernel);
+PgSelected pg_select_training(const torch::Tensor& s, const torch::Tensor& msb_in,
+                              const torch::Tensor& lsb_in, double alpha, bool sparse_bp) {
+  const torch::Tensor msb = laid_like(msb_in, s);
+  const torch::Tensor lsb = laid_like(lsb_in, s);
+  PgSelected out;
+  out.y = torch::empty_like(msb);
+  out.gate.factor = torch::empty_like(msb);
+  out.gate.open = torch::empty_like(msb, msb.options().dtype(torch::kByte));
+  const float* sp = s.data_ptr<float>();
+  const float* mp = msb.data_ptr<float>();
+  const float* lp = lsb.data_ptr<float>();
+  float* yp = out.y.data_ptr<float>();
+  float* fp = out.gate.factor.data_ptr<float>();
+  uint8_t* op = out.gate.open.data_ptr<uint8_t>();
+  const auto alpha_f = static_cast<float>(alpha);
+  out.open = at::parallel_reduce(
+      0, out.y.numel(), 32768, int64_t{0},
+      [=](int64_t begin, int64_t end, int64_t acc) {
+        return acc + static_cast<int64_t>(pg_select_training_kernel(sp, mp, lp, yp, fp, op, begin,
+                                                                    end, alpha_f, sparse_bp));
+      },
+      std::plus<int64_t>());
+  return out;
 }
 
 std::pair<torch::Tensor, int64_t> cg_select(const torch::Tensor& s, const torch::Tensor& full,
@@ -574,30 +601,28 @@ sparse_conv::OpenOutputs open_outputs(const torch::Tensor& gate_input_in,
   return open;
 }
 
-torch::Tensor pg_select_backward(const torch::Tensor& grad_y_in, const torch::Tensor& s,
-                                 const torch::Tensor& lsb_in, double alpha, bool sparse_bp,
+torch::Tensor pg_select_backward(const torch::Tensor& grad_y_in, const PgGateFactors& gate,
                                  const torch::Tensor& grad_msb, const torch::Tensor& grad_lsb) {
-  const torch::Tensor gy = laid_like(grad_y_in, s);
-  const torch::Tensor lsb = laid_like(lsb_in, s);
+  const torch::Tensor& factor = gate.factor;
+  const torch::Tensor gy = laid_like(grad_y_in, factor);
   const Planes planes = planes_of(gy);
   const float* gp = gy.data_ptr<float>();
-  const float* sp = s.data_ptr<float>();
-  const float* lp = lsb.data_ptr<float>();
+  const float* fp = factor.data_ptr<float>();
+  const uint8_t* op = gate.open.data_ptr<uint8_t>();
   float* gm = grad_msb.data_ptr<float>();
   float* gl = grad_lsb.data_ptr<float>();
-  const auto alpha_f = static_cast<float>(alpha);
   if (channels_last(gy)) {
     TORCH_CHECK(channels_last(grad_msb) && channels_last(grad_lsb),
-                "pg_select_backward: the gradients must be laid out as s");
+                "pg_select_backward: the gradients must be laid out as the factors");
     return channel_sums(gy, [=](int64_t begin, int64_t end, float* scratch) {
-      pg_backward_cl_kernel(gp, sp, lp, gm, gl, scratch, begin, end, alpha_f, sparse_bp);
+      pg_backward_cl_kernel(gp, fp, op, gm, gl, scratch, begin, end);
       return static_cast<const float*>(scratch);
     });
   }
   torch::Tensor sums = torch::empty({planes.count}, gy.options().dtype(torch::kDouble));
   double* out = sums.data_ptr<double>();
   for_each_plane(planes, [=](int64_t p, int64_t, int64_t begin, int64_t end) {
-    out[p] = pg_backward_kernel(gp, sp, lp, gm, gl, begin, end, alpha_f, sparse_bp);
+    out[p] = pg_backward_kernel(gp, fp, op, gm, gl, begin, end);
   });
   return threshold_grad(sums, planes);
 }

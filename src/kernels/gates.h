@@ -27,17 +27,31 @@ torch::autograd::variable_list gate_outputs(torch::autograd::AutogradContext* ct
 /// ATen's own sigmoid in place.
 torch::Tensor gate_sigmoid(const torch::Tensor& a, const torch::Tensor& threshold, double alpha);
 
-/// PG: {msb + [s > 0.5] * lsb, number of open gates}.
-std::pair<torch::Tensor, int64_t> pg_select(const torch::Tensor& s, const torch::Tensor& msb,
-                                            const torch::Tensor& lsb);
+/// What the PG gate's backward pass needs of its forward pass, in 5 bytes an
+/// output where s and lsb took 8: `factor` = lsb (1 - s) s alpha (ATen's
+/// sigmoid_backward of dL/ds = dL/dy * lsb, less dL/dy; 0 where sparse_bp
+/// cuts the path, s < 0.5) and `open` = [s > 0.5] as uint8, in s's layout.
+struct PgGateFactors {
+  torch::Tensor factor, open;
+};
+/// PG: {msb + [s > 0.5] * lsb, number of open gates} and the gate's factors
+/// for the backward pass.
+struct PgSelected {
+  torch::Tensor y;
+  int64_t open = 0;
+  PgGateFactors gate;
+};
+PgSelected pg_select_training(const torch::Tensor& s, const torch::Tensor& msb,
+                              const torch::Tensor& lsb, double alpha, bool sparse_bp);
 
 /// CG: {full * [s > 0.5] + partial * (1 - [s > 0.5]), number of open gates}.
 std::pair<torch::Tensor, int64_t> cg_select(const torch::Tensor& s, const torch::Tensor& full,
                                             const torch::Tensor& partial);
 
 /// Forward only, for passes without a backward one: the outputs and counts
-/// of `pg_select` in one pass from the logit, without computing the sigmoid
-/// (open where float sigmoid(z) > 0.5, decided exactly: see the .cpp).
+/// of `pg_select_training` in one pass from the logit, without computing
+/// the sigmoid (open where float sigmoid(z) > 0.5, decided exactly: see the
+/// .cpp).
 std::pair<torch::Tensor, int64_t> pg_select_inference(const torch::Tensor& msb,
                                                       const torch::Tensor& lsb,
                                                       const torch::Tensor& threshold, double alpha);
@@ -61,12 +75,11 @@ std::pair<torch::Tensor, int64_t> cg_select_inference(const torch::Tensor& full,
 sparse_conv::OpenOutputs open_outputs(const torch::Tensor& gate_input,
                                       const torch::Tensor& threshold, double alpha);
 
-/// Gradients of the PG gate given dL/dy `grad_y`: writes dL/dmsb (the direct
-/// term plus the gate's sigmoid path) into `grad_msb` and dL/dlsb into
-/// `grad_lsb` (both contiguous, preallocated), returns dL/dthreshold as C values.
-/// With `sparse_bp` the sigmoid path is cut where s < 0.5.
-torch::Tensor pg_select_backward(const torch::Tensor& grad_y, const torch::Tensor& s,
-                                 const torch::Tensor& lsb, double alpha, bool sparse_bp,
+/// Gradients of the PG gate given dL/dy `grad_y` and the gate's factors:
+/// writes dL/dmsb (dL/dy plus the sigmoid path, dL/dy * factor) into
+/// `grad_msb` and dL/dlsb (dL/dy where open) into `grad_lsb` (laid out as
+/// the factors, preallocated), returns dL/dthreshold as C values.
+torch::Tensor pg_select_backward(const torch::Tensor& grad_y, const PgGateFactors& gate,
                                  const torch::Tensor& grad_msb, const torch::Tensor& grad_lsb);
 
 /// Gradients of the CG gate: returns {dL/dfull, dL/dpartial (mixing term

@@ -103,27 +103,26 @@ struct PGConvGateFunction : torch::autograd::Function<PGConvGateFunction> {
     const int64_t n = x.size(0);
     const torch::Tensor msb = out.narrow(0, 0, n);
     const torch::Tensor lsb = out.narrow(0, n, n);
-    const torch::Tensor s = kernels::gates::gate_sigmoid(msb, threshold, alpha);
-    auto [y, open] = kernels::gates::pg_select(s, msb, lsb);
-    // A copy of the LSB half lets the rest of the [2N] output go.
-    ctx->save_for_backward({x, weight, s, lsb.clone()});
+    // The gate's backward pass keeps its factors, not s and the LSB half:
+    // the [2N] output and s go when this returns.
+    auto selected = kernels::gates::pg_select_training(
+        kernels::gates::gate_sigmoid(msb, threshold, alpha), msb, lsb, alpha, sparse_bp);
+    ctx->save_for_backward({x, weight, selected.gate.factor, selected.gate.open});
     save_convolution(ctx, stride, padding, abits, pred_bits);
-    return kernels::gates::gate_outputs(ctx, y, open, alpha, sparse_bp);
+    return kernels::gates::gate_outputs(ctx, selected.y, selected.open, alpha, sparse_bp);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
     const torch::Tensor& x = saved[0];
-    const torch::Tensor& s = saved[2];
+    const kernels::gates::PgGateFactors gate{saved[2], saved[3]};
     const int64_t n = x.size(0);
     std::vector<int64_t> shape = grads[0].sizes().vec();
     shape[0] = 2 * n;
     torch::Tensor grad_output =
-        torch::empty(shape, grads[0].options().memory_format(kernels::layout_of(s)));
+        torch::empty(shape, grads[0].options().memory_format(kernels::layout_of(gate.factor)));
     const torch::Tensor grad_threshold = kernels::gates::pg_select_backward(
-        grads[0], s, saved[3], ctx->saved_data["alpha"].toDouble(),
-        ctx->saved_data["sparse_bp"].toBool(), grad_output.narrow(0, 0, n),
-        grad_output.narrow(0, n, n));
+        grads[0], gate, grad_output.narrow(0, 0, n), grad_output.narrow(0, n, n));
     auto [grad_x, grad_w] = stacked_backward(ctx, grad_output, x, saved[1]);
     return {grad_x,          grad_w,          grad_threshold.view({1, -1, 1, 1}),
             torch::Tensor(), torch::Tensor(), torch::Tensor(),
