@@ -97,24 +97,6 @@ constexpr auto kCgMix = [](float full, float partial, float open) {
   return cg_mix(full, partial, open);
 };
 
-// PG's selection y = msb + [s > 0.5] lsb, also writing what the backward
-// pass needs of s and lsb: the factor of the sigmoid path (0 where sparse_bp
-// cuts it) and the gate; returns the number of open gates.
-DNN_GATING_SIMD_CLONES
-float pg_select_training_kernel(const float* __restrict s, const float* __restrict msb,
-                                const float* __restrict lsb, float* __restrict y,
-                                float* __restrict factor, uint8_t* __restrict gate, int64_t begin,
-                                int64_t end, float alpha, bool sparse_bp) {
-  return simd::lane_sum(begin, end, [=](int64_t i) {
-    const float si = s[i];
-    const float open = si > 0.5f ? 1.0f : 0.0f;
-    y[i] = pg_mix(msb[i], lsb[i], open);
-    factor[i] = sigmoid_path(lsb[i], si, alpha, sparse_bp);
-    gate[i] = static_cast<uint8_t>(open);
-    return open;
-  });
-}
-
 // The original opens the CG gate where s - 0.5 > 0, which is s > 0.5.
 DNN_GATING_SIMD_CLONES
 float cg_select_kernel(const float* __restrict s, const float* __restrict full,
@@ -206,6 +188,48 @@ float pg_infer_cl_kernel(const float* __restrict gate_input, const float* __rest
     y[i] = pg_mix(msb[i], lsb[i], open);
     return open;
   });
+}
+
+// PG's selection for a pass with a backward one, from the logit as the
+// inference kernels decide: y = msb + open * lsb, the gate's backward factor
+// lsb (1 - s) s alpha (0 where sparse_bp cuts the path; s the polynomial
+// sigmoid, within 2 ulp of ATen's, which no decision reads) and the gate;
+// returns the number of open gates. `threshold(i)` is element i's.
+template <typename Threshold>
+[[gnu::always_inline]] inline float pg_train_run(const float* __restrict msb,
+                                                 const float* __restrict lsb, float* __restrict y,
+                                                 float* __restrict factor, uint8_t* __restrict gate,
+                                                 int64_t begin, int64_t end, Threshold threshold,
+                                                 float alpha, bool sparse_bp) {
+  return simd::lane_sum(begin, end, [=](int64_t i) {
+    const float z = logit(msb[i], threshold(i), alpha);
+    const float open = sigmoid_above_half(z) ? 1.0f : 0.0f;
+    y[i] = pg_mix(msb[i], lsb[i], open);
+    const float s = gate_decision::sigmoid(z);
+    factor[i] =
+        sparse_bp && gate_decision::sigmoid_below_half(z) ? 0.0f : lsb[i] * (1.0f - s) * s * alpha;
+    gate[i] = static_cast<uint8_t>(open);
+    return open;
+  });
+}
+
+// pg_train_run over [begin, end) of one channel's plane.
+DNN_GATING_SIMD_CLONES
+float pg_train_kernel(const float* __restrict msb, const float* __restrict lsb, float* __restrict y,
+                      float* __restrict factor, uint8_t* __restrict gate, int64_t begin,
+                      int64_t end, float threshold, float alpha, bool sparse_bp) {
+  return pg_train_run(
+      msb, lsb, y, factor, gate, begin, end, [=](int64_t) { return threshold; }, alpha, sparse_bp);
+}
+
+// pg_train_run over a block of channels-last positions, `t` the channels'
+// thresholds repeated over the block.
+DNN_GATING_SIMD_CLONES
+float pg_train_cl_kernel(const float* __restrict msb, const float* __restrict lsb,
+                         float* __restrict y, float* __restrict factor, uint8_t* __restrict gate,
+                         int64_t size, const float* __restrict t, float alpha, bool sparse_bp) {
+  return pg_train_run(
+      msb, lsb, y, factor, gate, 0, size, [=](int64_t i) { return t[i]; }, alpha, sparse_bp);
 }
 
 // pg_infer_cl_kernel with the map that follows the layer applied as y is
@@ -430,28 +454,40 @@ torch::Tensor gate_sigmoid(const torch::Tensor& a_in, const torch::Tensor& thres
   return z.sigmoid_();
 }
 
-PgSelected pg_select_training(const torch::Tensor& s, const torch::Tensor& msb_in,
-                              const torch::Tensor& lsb_in, double alpha, bool sparse_bp) {
-  const torch::Tensor msb = laid_like(msb_in, s);
-  const torch::Tensor lsb = laid_like(lsb_in, s);
+PgSelected pg_select_training(const torch::Tensor& msb_in, const torch::Tensor& lsb_in,
+                              const torch::Tensor& threshold, double alpha, bool sparse_bp) {
+  const torch::Tensor msb = dense(msb_in);
+  const torch::Tensor lsb = laid_like(lsb_in, msb);
+  const Planes planes = planes_of(msb);
+  const torch::Tensor t = per_channel(threshold, planes.channels);
   PgSelected out;
-  out.y = torch::empty_like(msb);
+  out.y = torch::empty_like(msb);  // (in msb's layout, as the two below)
   out.gate.factor = torch::empty_like(msb);
   out.gate.open = torch::empty_like(msb, msb.options().dtype(torch::kByte));
-  const float* sp = s.data_ptr<float>();
   const float* mp = msb.data_ptr<float>();
   const float* lp = lsb.data_ptr<float>();
   float* yp = out.y.data_ptr<float>();
   float* fp = out.gate.factor.data_ptr<float>();
   uint8_t* op = out.gate.open.data_ptr<uint8_t>();
   const auto alpha_f = static_cast<float>(alpha);
-  out.open = at::parallel_reduce(
-      0, out.y.numel(), 32768, int64_t{0},
-      [=](int64_t begin, int64_t end, int64_t acc) {
-        return acc + static_cast<int64_t>(pg_select_training_kernel(sp, mp, lp, yp, fp, op, begin,
-                                                                    end, alpha_f, sparse_bp));
-      },
-      std::plus<int64_t>());
+  if (channels_last(msb)) {
+    const int64_t channels = planes.channels;
+    const std::vector<float> tt = tiled(t, channels);
+    out.open = sum_over_blocks(msb.numel() / channels, [&](int64_t first, int64_t last) {
+      const int64_t o = first * channels;
+      return static_cast<int64_t>(pg_train_cl_kernel(mp + o, lp + o, yp + o, fp + o, op + o,
+                                                     (last - first) * channels, tt.data(), alpha_f,
+                                                     sparse_bp));
+    });
+    return out;
+  }
+  const float* tp = t.data_ptr<float>();
+  std::vector<int64_t> open(planes.count);
+  for_each_plane(planes, [&](int64_t p, int64_t c, int64_t begin, int64_t end) {
+    open[p] = static_cast<int64_t>(
+        pg_train_kernel(mp, lp, yp, fp, op, begin, end, tp[c], alpha_f, sparse_bp));
+  });
+  out.open = std::accumulate(open.begin(), open.end(), int64_t{0});
   return out;
 }
 

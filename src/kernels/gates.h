@@ -28,21 +28,25 @@ torch::autograd::variable_list gate_outputs(torch::autograd::AutogradContext* ct
 torch::Tensor gate_sigmoid(const torch::Tensor& a, const torch::Tensor& threshold, double alpha);
 
 /// What the PG gate's backward pass needs of its forward pass, in 5 bytes an
-/// output where s and lsb took 8: `factor` = lsb (1 - s) s alpha (ATen's
-/// sigmoid_backward of dL/ds = dL/dy * lsb, less dL/dy; 0 where sparse_bp
-/// cuts the path, s < 0.5) and `open` = [s > 0.5] as uint8, in s's layout.
+/// output where s and lsb took 8: `factor` = lsb (1 - s) s alpha (the
+/// sigmoid path's sigmoid_backward of dL/ds = dL/dy * lsb, less dL/dy; 0
+/// where sparse_bp cuts the path, s < 0.5) and `open` = [s > 0.5] as uint8,
+/// in msb's layout.
 struct PgGateFactors {
   torch::Tensor factor, open;
 };
 /// PG: {msb + [s > 0.5] * lsb, number of open gates} and the gate's factors
-/// for the backward pass.
+/// for the backward pass, s = sigmoid(alpha * (msb - threshold[c])), in one
+/// pass from the logit: the gates decided as `pg_select_inference` decides
+/// them, exactly as ATen's sigmoid would, and s in the factor within 2 ulp of
+/// ATen's (kernels/gate_decision.h).
 struct PgSelected {
   torch::Tensor y;
   int64_t open = 0;
   PgGateFactors gate;
 };
-PgSelected pg_select_training(const torch::Tensor& s, const torch::Tensor& msb,
-                              const torch::Tensor& lsb, double alpha, bool sparse_bp);
+PgSelected pg_select_training(const torch::Tensor& msb, const torch::Tensor& lsb,
+                              const torch::Tensor& threshold, double alpha, bool sparse_bp);
 
 /// CG: {full * [s > 0.5] + partial * (1 - [s > 0.5]), number of open gates}.
 std::pair<torch::Tensor, int64_t> cg_select(const torch::Tensor& s, const torch::Tensor& full,

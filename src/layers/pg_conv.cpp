@@ -104,9 +104,8 @@ struct PGConvGateFunction : torch::autograd::Function<PGConvGateFunction> {
     const torch::Tensor msb = out.narrow(0, 0, n);
     const torch::Tensor lsb = out.narrow(0, n, n);
     // The gate's backward pass keeps its factors, not s and the LSB half:
-    // the [2N] output and s go when this returns.
-    auto selected = kernels::gates::pg_select_training(
-        kernels::gates::gate_sigmoid(msb, threshold, alpha), msb, lsb, alpha, sparse_bp);
+    // the [2N] output goes when this returns.
+    auto selected = kernels::gates::pg_select_training(msb, lsb, threshold, alpha, sparse_bp);
     ctx->save_for_backward({x, weight, selected.gate.factor, selected.gate.open});
     save_convolution(ctx, stride, padding, abits, pred_bits);
     return kernels::gates::gate_outputs(ctx, selected.y, selected.open, alpha, sparse_bp);
