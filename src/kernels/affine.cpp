@@ -11,24 +11,26 @@
 namespace dnn_gating::kernels {
 namespace {
 
-// Runs [first, last) of `run` values each, mapped as ATen's batch_norm and
-// relu would: a product and a sum, each rounded.
+// ATen's relu then clamp_max(upper) of z where `relu` (upper may be
+// infinite), else z.
+inline float activated(float z, bool relu, float upper) {
+  const float r = relu && z < 0 ? 0.0f : z;
+  return relu && r > upper ? upper : r;
+}
+
+// Runs [first, last) of `run` values each, mapped as ATen's batch_norm,
+// relu and clamp_max would: a product and a sum, each rounded, then the
+// activation.
 DNN_GATING_SIMD_CLONES
 void map_runs(float* data, int64_t run, int64_t channels, bool nhwc, const float* scale,
-              const float* shift, bool relu, int64_t first, int64_t last) {
+              const float* shift, bool relu, float upper, int64_t first, int64_t last) {
   for (int64_t r = first; r < last; ++r) {
     float* v = data + r * run;
     if (nhwc) {
-      for (int64_t c = 0; c < run; ++c) {
-        const float z = v[c] * scale[c] + shift[c];
-        v[c] = relu && z < 0 ? 0.0f : z;
-      }
+      for (int64_t c = 0; c < run; ++c) v[c] = activated(v[c] * scale[c] + shift[c], relu, upper);
     } else {
       const float a = scale[r % channels], b = shift[r % channels];
-      for (int64_t i = 0; i < run; ++i) {
-        const float z = v[i] * a + b;
-        v[i] = relu && z < 0 ? 0.0f : z;
-      }
+      for (int64_t i = 0; i < run; ++i) v[i] = activated(v[i] * a + b, relu, upper);
     }
   }
 }
@@ -60,12 +62,12 @@ void apply_in_place(const Affine& affine, torch::Tensor& y) {
   const float* shift = b.data_ptr<float>();
   float* data = y.data_ptr<float>();
   const bool relu = affine.relu;
+  const float upper = affine.upper;
   // Runs of all channels at one position (NHWC) or of one channel's values (NCHW).
   const int64_t run = nhwc ? channels : y.size(2) * y.size(3);
   at::parallel_for(0, y.numel() / run, 1, [&](int64_t first, int64_t last) {
-    map_runs(data, run, channels, nhwc, scale, shift, relu, first, last);
+    map_runs(data, run, channels, nhwc, scale, shift, relu, upper, first, last);
   });
-  if (relu && std::isfinite(affine.upper)) y.clamp_max_(affine.upper);
 }
 
 torch::Tensor add_activated(torch::Tensor y, const torch::Tensor& residual, double upper) {
@@ -78,11 +80,8 @@ torch::Tensor folded_conv2d(const torch::Tensor& x, const torch::Tensor& weight,
                             torch::IntArrayRef padding) {
   const torch::Tensor w = weight * affine.scale.view({-1, 1, 1, 1}).to(weight.dtype());
   torch::Tensor y = torch::conv2d(x, w, affine.shift.to(weight.dtype()), stride, padding);
-  if (affine.relu) {
-    y.relu_();
-    if (std::isfinite(affine.upper)) y.clamp_max_(affine.upper);
-  }
-  return y;
+  if (!affine.relu) return y;
+  return std::isfinite(affine.upper) ? y.clamp_(0, affine.upper) : y.relu_();
 }
 
 }  // namespace dnn_gating::kernels
