@@ -11,13 +11,6 @@
 namespace dnn_gating::kernels {
 namespace {
 
-// ATen's relu then clamp_max(upper) of z where `relu` (upper may be
-// infinite), else z.
-inline float activated(float z, bool relu, float upper) {
-  const float r = relu && z < 0 ? 0.0f : z;
-  return relu && r > upper ? upper : r;
-}
-
 // Runs [first, last) of `run` values each, mapped as ATen's batch_norm,
 // relu and clamp_max would: a product and a sum, each rounded, then the
 // activation.
@@ -52,8 +45,7 @@ void apply_in_place(const Affine& affine, torch::Tensor& y) {
   const bool nhwc = channels_last(y);
   if (!fusable(y) || !(nhwc || y.is_contiguous()) || affine.scale.numel() != channels) {
     y.mul_(affine.scale.view({1, -1, 1, 1})).add_(affine.shift.view({1, -1, 1, 1}));
-    if (affine.relu) y.relu_();
-    if (affine.relu && std::isfinite(affine.upper)) y.clamp_max_(affine.upper);
+    if (affine.relu) activate_in_place(y, affine.upper);
     return;
   }
   const torch::Tensor s = affine.scale.detach().to(torch::kFloat).contiguous();
@@ -70,9 +62,13 @@ void apply_in_place(const Affine& affine, torch::Tensor& y) {
   });
 }
 
+torch::Tensor activate_in_place(torch::Tensor y, double upper) {
+  return std::isfinite(upper) ? y.clamp_(0, upper) : y.relu_();
+}
+
 torch::Tensor add_activated(torch::Tensor y, const torch::Tensor& residual, double upper) {
   y.add_(residual);
-  return std::isfinite(upper) ? y.clamp_(0, upper) : y.relu_();
+  return activate_in_place(std::move(y), upper);
 }
 
 torch::Tensor folded_conv2d(const torch::Tensor& x, const torch::Tensor& weight,
@@ -80,8 +76,7 @@ torch::Tensor folded_conv2d(const torch::Tensor& x, const torch::Tensor& weight,
                             torch::IntArrayRef padding) {
   const torch::Tensor w = weight * affine.scale.view({-1, 1, 1, 1}).to(weight.dtype());
   torch::Tensor y = torch::conv2d(x, w, affine.shift.to(weight.dtype()), stride, padding);
-  if (!affine.relu) return y;
-  return std::isfinite(affine.upper) ? y.clamp_(0, affine.upper) : y.relu_();
+  return affine.relu ? activate_in_place(std::move(y), affine.upper) : y;
 }
 
 }  // namespace dnn_gating::kernels

@@ -22,6 +22,17 @@ struct Affine {
 /// arithmetic: scale = weight / sqrt(var + eps), shift = bias - mean * scale.
 std::optional<Affine> as_affine(const torch::nn::BatchNorm2dImpl& bn, bool relu);
 
+/// An Affine's activation of one value z: z, or with `relu` a ReLU clipped
+/// at `upper` (ATen's relu, then clamp_max where upper is finite).
+inline float activated(float z, bool relu, float upper) {
+  const float r = relu && z < 0.0f ? 0.0f : z;
+  return relu && r > upper ? upper : r;
+}
+
+/// The same on a whole tensor in place (the ReLU): ATen's relu, or
+/// clamp(., 0, upper) where upper is finite. Returns y.
+torch::Tensor activate_in_place(torch::Tensor y, double upper);
+
 /// Applies `affine` to y in place: a float [N, C, H, W], contiguous or
 /// channels-last (otherwise ATen's operations do it).
 void apply_in_place(const Affine& affine, torch::Tensor& y);

@@ -50,14 +50,6 @@ torch::Tensor per_channel(const torch::Tensor& threshold, int64_t channels) {
   return threshold.detach().reshape({channels}).contiguous();
 }
 
-// dL/d(gate input) through the sigmoid, as ATen's chain computes it: the
-// straight-through step passes dL/ds (cut where s < 0.5 under sparse_bp),
-// sigmoid_backward gives g * (1 - s) * s, the scalar product times alpha.
-inline float sigmoid_path(float grad_s, float s, float alpha, bool sparse_bp) {
-  const float passed = (sparse_bp && s < 0.5f) ? 0.0f : grad_s;
-  return passed * (1.0f - s) * s * alpha;
-}
-
 inline float pg_mix(float msb, float lsb, float open) { return msb + open * lsb; }
 inline float cg_mix(float full, float partial, float open) {
   return full * open + partial * (1.0f - open);
@@ -243,9 +235,7 @@ float pg_infer_mapped_cl_kernel(const float* __restrict gate_input, const float*
                                 bool relu, float upper) {
   return simd::lane_sum(0, size, [=](int64_t i) {
     const float open = sigmoid_above_half(logit(gate_input[i], t[i], alpha)) ? 1.0f : 0.0f;
-    const float z = pg_mix(msb[i], lsb[i], open) * scale[i] + shift[i];
-    const float rectified = relu && z < 0.0f ? 0.0f : z;
-    y[i] = relu && rectified > upper ? upper : rectified;
+    y[i] = activated(pg_mix(msb[i], lsb[i], open) * scale[i] + shift[i], relu, upper);
     return open;
   });
 }
@@ -285,6 +275,14 @@ int64_t sum_over_blocks(int64_t positions, Fn fn) {
         return acc;
       },
       std::plus<int64_t>());
+}
+
+// dL/d(gate input) through the sigmoid, as ATen's chain computes it: the
+// straight-through step passes dL/ds (cut where s < 0.5 under sparse_bp),
+// sigmoid_backward gives g * (1 - s) * s, the scalar product times alpha.
+inline float sigmoid_path(float grad_s, float s, float alpha, bool sparse_bp) {
+  const float passed = (sparse_bp && s < 0.5f) ? 0.0f : grad_s;
+  return passed * (1.0f - s) * s * alpha;
 }
 
 // Returns the plane's sum of the sigmoid-path gradient dL/dy * factor.
